@@ -1,0 +1,26 @@
+"""jaxal: active learning in JAX.
+
+Pure, jitted acquisition functions (uncertainty, Bayesian, diversity, ...),
+composed by a small stateless loop over Flax train states.
+"""
+
+from jaxal import datasets
+from jaxal import loop
+from jaxal import models
+from jaxal import scores
+from jaxal import selection
+from jaxal import strategies
+from jaxal._src.strategies.base import Strategy
+
+__version__ = "0.1.0"
+
+__all__ = (
+    "Strategy",
+    "__version__",
+    "datasets",
+    "loop",
+    "models",
+    "scores",
+    "selection",
+    "strategies",
+)

@@ -1,0 +1,167 @@
+"""Squared Euclidean distances over dense and factorised point sets.
+
+Points are either a dense ``[num_points, dim]`` array or a :class:`GradEmbedding`
+``a ⊗ z`` (``a: [num_points, num_classes]``, ``z: [num_points, feat_dim]``),
+which stands for the ``[num_points, num_classes * feat_dim]`` matrix of
+per-example outer products without ever building it. For the factorised form
+
+.. math::
+  \\langle a \\otimes z, b \\otimes w \\rangle = (a \\cdot b)(z \\cdot w), \\qquad
+  \\|a \\otimes z - b \\otimes w\\|^2 = \\|a\\|^2\\|z\\|^2 + \\|b\\|^2\\|w\\|^2 - 2(a \\cdot b)(z \\cdot w).
+
+All distances are clamped at 0 (the expansion can round to -1e-7). Functions
+that compare many points with many centres are chunked over the centres so
+memory stays ``O(num_points * chunk_size)``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Union
+
+import jax
+import jax.numpy as jnp
+
+from jaxal._src import checks
+
+
+class GradEmbedding(NamedTuple):
+  """Factorised per-example embedding ``a[n] ⊗ z[n]`` (class-major when dense).
+
+  For BADGE, ``a = p - onehot(ŷ)`` and ``z`` the penultimate features (with a
+  trailing 1 when the bias gradient is included), so row ``n`` of
+  :meth:`dense` is the gradient of the loss at ``ŷ`` w.r.t. the last layer's
+  weights, laid out class by class as in DISTIL.
+  """
+
+  a: jax.Array  # shape=[num_points, num_classes]
+  z: jax.Array  # shape=[num_points, feat_dim]
+
+  @property
+  def num_points(self) -> int:
+    return self.a.shape[0]
+
+  @property
+  def dim(self) -> int:
+    """Dimension of the dense embedding, ``num_classes * feat_dim``."""
+    return self.a.shape[-1] * self.z.shape[-1]
+
+  def dense(self) -> jax.Array:
+    """The ``[num_points, num_classes * feat_dim]`` matrix (class-major)."""
+    a, z = self.a, self.z
+    return (a[..., :, None] * z[..., None, :]).reshape(*a.shape[:-1], self.dim)
+
+  def sq_norms(self) -> jax.Array:
+    """``[num_points]`` squared norms ``‖a‖²‖z‖²``."""
+    return jnp.sum(self.a * self.a, -1) * jnp.sum(self.z * self.z, -1)
+
+  def inner(self, other: "GradEmbedding") -> jax.Array:
+    """``[num_points, other.num_points]`` inner products ``(a·b)(z·w)``."""
+    return (self.a @ other.a.T) * (self.z @ other.z.T)
+
+
+Points = Union[jax.Array, GradEmbedding]
+
+
+def check_points(x, name: str = "x") -> Points:
+  """Validates a dense ``[num_points, dim]`` array or a :class:`GradEmbedding`."""
+  if isinstance(x, GradEmbedding):
+    a = checks.check_float_array(x.a, f"{name}.a", 2, "[num_points, num_classes]")
+    z = checks.check_float_array(x.z, f"{name}.z", 2, "[num_points, feat_dim]")
+    checks.check_same_n(f"{name}.a", a, f"{name}.z", z)
+    return GradEmbedding(a, z)
+  return checks.check_float_array(x, name, 2, "[num_points, dim]")
+
+
+def num_points(x: Points) -> int:
+  return x.num_points if isinstance(x, GradEmbedding) else x.shape[0]
+
+
+def sq_norms(x: Points) -> jax.Array:
+  """``[num_points]`` squared norms."""
+  if isinstance(x, GradEmbedding):
+    return x.sq_norms()
+  return jnp.sum(x * x, axis=-1)
+
+
+def take(x: Points, idx: jax.Array) -> Points:
+  """Rows ``idx`` (a scalar index gives a single point)."""
+  if isinstance(x, GradEmbedding):
+    return GradEmbedding(x.a[idx], x.z[idx])
+  return x[idx]
+
+
+def inner(x: Points, y: Points) -> jax.Array:
+  """Inner products between the rows of ``x`` ``[N, ...]`` and ``y`` ``[M, ...]`` → ``[N, M]``.
+
+  A single point ``y`` (rank one less) gives ``[N]``.
+  """
+  if isinstance(x, GradEmbedding):
+    if not isinstance(y, GradEmbedding):
+      raise TypeError("inner: x is a GradEmbedding, so y must be one too")
+    return jnp.matmul(x.a, y.a.T) * jnp.matmul(x.z, y.z.T)
+  return jnp.matmul(x, y.T)
+
+
+def sq_dist(x: Points, y: Points, x_sq_norms: jax.Array | None = None,
+            y_sq_norms: jax.Array | None = None) -> jax.Array:
+  """Squared distances, ``[N, M]`` (or ``[N]`` for a single point ``y``), clamped at 0."""
+  xn = sq_norms(x) if x_sq_norms is None else x_sq_norms
+  yn = sq_norms(y) if y_sq_norms is None else y_sq_norms
+  ip = inner(x, y)
+  if ip.ndim == 2:
+    d = xn[:, None] + yn[None, :] - 2.0 * ip
+  else:
+    d = xn + yn - 2.0 * ip
+  return jnp.maximum(d, 0.0)
+
+
+def _pad_rows(y: Points, multiple: int) -> tuple[Points, int]:
+  m = num_points(y)
+  pad = (-m) % multiple
+  if pad == 0:
+    return y, m
+  if isinstance(y, GradEmbedding):
+    return GradEmbedding(jnp.pad(y.a, ((0, pad), (0, 0))), jnp.pad(y.z, ((0, pad), (0, 0)))), m
+  return jnp.pad(y, ((0, pad), (0, 0))), m
+
+
+def min_sq_dist(x: Points, y: Points, *, chunk_size: int = 1024,
+                x_sq_norms: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+  """For each row of ``x``, the squared distance to, and index of, its nearest row of ``y``.
+
+  Chunked over ``y`` with ``jax.lax.scan``: memory ``O(N * chunk_size)``.
+
+  Args:
+    x: ``[N, ...]`` points.
+    y: ``[M, ...]`` centres, ``M >= 1``.
+    chunk_size: centres per chunk.
+    x_sq_norms: optional precomputed ``sq_norms(x)``.
+
+  Returns:
+    ``(dist [N] float32, index [N] int32)``; ties go to the lower centre index.
+  """
+  xn = sq_norms(x) if x_sq_norms is None else x_sq_norms
+  m = num_points(y)
+  chunk = min(chunk_size, m)
+  y_pad, m = _pad_rows(y, chunk)
+  num_chunks = num_points(y_pad) // chunk
+  yn = sq_norms(y_pad)
+
+  def chunk_rows(t, c):
+    return jax.lax.dynamic_slice_in_dim(t, c * chunk, chunk, axis=0)
+
+  def body(carry, c):
+    best, arg = carry
+    yc = jax.tree.map(lambda t: chunk_rows(t, c), y_pad)
+    d = sq_dist(x, yc, xn, chunk_rows(yn, c))
+    col = c * chunk + jnp.arange(chunk)
+    d = jnp.where(col[None, :] < m, d, jnp.inf)
+    j = jnp.argmin(d, axis=1)
+    dj = jnp.take_along_axis(d, j[:, None], axis=1)[:, 0]
+    better = dj < best
+    return (jnp.where(better, dj, best), jnp.where(better, col[j], arg)), None
+
+  n = xn.shape[0]
+  init = (jnp.full((n,), jnp.inf, jnp.float32), jnp.zeros((n,), jnp.int32))
+  (best, arg), _ = jax.lax.scan(body, init, jnp.arange(num_chunks))
+  return best, arg.astype(jnp.int32)

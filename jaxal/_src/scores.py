@@ -1,0 +1,229 @@
+"""Per-example uncertainty scores.
+
+Every score maps logits ``[num_points, num_classes]`` (or Monte Carlo samples
+``[num_samples, num_points, num_classes]``) to ``[num_points]`` float32 where
+**higher means more informative: pick first**.
+
+Everything is computed from log-probabilities (``jax.nn.log_softmax``, which is
+idempotent, so log-probabilities are accepted too) in float32, so saturated
+logits (|logit| up to 1e4), ``-inf`` logits of masked classes and bfloat16
+input never produce NaN or inf.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from jaxal._src import checks
+
+
+def log_probs(logits: ArrayLike) -> jax.Array:
+  """Float32 log-softmax over the last axis; ``-inf`` stays ``-inf``."""
+  return jax.nn.log_softmax(jnp.asarray(logits).astype(jnp.float32), axis=-1)
+
+
+def _plogp(logp: jax.Array) -> jax.Array:
+  """``p * log p`` with the convention ``0 log 0 = 0``."""
+  return jnp.where(jnp.isneginf(logp), 0.0, jnp.exp(logp) * logp)
+
+
+def _entropy_from_logp(logp: jax.Array) -> jax.Array:
+  return jnp.maximum(-jnp.sum(_plogp(logp), axis=-1), 0.0)
+
+
+def _top2_logp(logp: jax.Array) -> tuple[jax.Array, jax.Array]:
+  top2 = jax.lax.top_k(logp, 2)[0]
+  return top2[..., 0], top2[..., 1]
+
+
+@jax.jit
+def _least_confidence(logits):
+  logp1, _ = _top2_logp(log_probs(logits))
+  return -jnp.expm1(logp1)  # 1 - p_max, accurate when p_max is close to 1
+
+
+def least_confidence(logits: ArrayLike) -> jax.Array:
+  r"""Least confidence, :math:`1 - \max_c p(c \mid x)`.
+
+  Args:
+    logits: ``[num_points, num_classes]`` logits or log-probabilities.
+
+  Returns:
+    ``[num_points]`` float32 scores in ``[0, 1 - 1/K]``; higher = more uncertain.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxal import scores
+    >>> scores.least_confidence(jnp.array([[0.0, 0.0], [10.0, -10.0]])).round(3)
+    Array([0.5, 0. ], dtype=float32)
+
+  References:
+    Lewis & Gale, A sequential algorithm for training text classifiers, SIGIR 1994.
+  """
+  return _least_confidence(checks.check_logits(logits))
+
+
+@jax.jit
+def _margin(logits):
+  logp1, logp2 = _top2_logp(log_probs(logits))
+  return 1.0 - (jnp.exp(logp1) - jnp.exp(logp2))
+
+
+def margin(logits: ArrayLike) -> jax.Array:
+  r"""Margin score, :math:`1 - (p_{(1)} - p_{(2)})` for the two most probable classes.
+
+  Args:
+    logits: ``[num_points, num_classes]`` logits or log-probabilities.
+
+  Returns:
+    ``[num_points]`` float32 scores in ``[0, 1]``; higher = smaller margin.
+
+  References:
+    Scheffer, Decomain & Wrobel, Active hidden Markov models for information
+    extraction, IDA 2001.
+  """
+  return _margin(checks.check_logits(logits))
+
+
+@jax.jit
+def _ratio(logits):
+  logp1, logp2 = _top2_logp(log_probs(logits))
+  return jnp.exp(logp2 - logp1)
+
+
+def ratio(logits: ArrayLike) -> jax.Array:
+  r"""Ratio of confidences, :math:`p_{(2)} / p_{(1)}`.
+
+  Computed as ``exp(log p2 - log p1)``, so it stays exact when both are tiny.
+
+  Args:
+    logits: ``[num_points, num_classes]`` logits or log-probabilities.
+
+  Returns:
+    ``[num_points]`` float32 scores in ``[0, 1]``; higher = more uncertain.
+  """
+  return _ratio(checks.check_logits(logits))
+
+
+@jax.jit
+def _entropy(logits):
+  return _entropy_from_logp(log_probs(logits))
+
+
+def entropy(logits: ArrayLike) -> jax.Array:
+  r"""Predictive entropy, :math:`-\sum_c p_c \log p_c` (nats), with ``0 log 0 = 0``.
+
+  Args:
+    logits: ``[num_points, num_classes]`` logits or log-probabilities.
+
+  Returns:
+    ``[num_points]`` float32 scores in ``[0, log K]``; higher = more uncertain.
+
+  References:
+    Shannon 1948; Settles, Active Learning Literature Survey, 2009.
+  """
+  return _entropy(checks.check_logits(logits))
+
+
+@jax.jit
+def _variation_ratio(mc_logits):
+  num_samples, _, num_classes = mc_logits.shape
+  votes = jax.nn.one_hot(jnp.argmax(log_probs(mc_logits), axis=-1), num_classes, dtype=jnp.int32)
+  mode_count = jnp.max(jnp.sum(votes, axis=0), axis=-1)
+  return 1.0 - mode_count.astype(jnp.float32) / num_samples
+
+
+def variation_ratio(mc_logits: ArrayLike) -> jax.Array:
+  r"""Variation ratio over MC samples, :math:`1 - f_m / S`.
+
+  ``f_m`` is how many of the ``S`` stochastic forward passes vote for the modal
+  class (each pass votes for its argmax).
+
+  Args:
+    mc_logits: ``[num_samples, num_points, num_classes]`` MC-dropout logits.
+
+  Returns:
+    ``[num_points]`` float32 scores in ``[0, 1 - 1/S]``.
+
+  References:
+    Freeman, Elementary Applied Statistics, 1965; Gal, Islam & Ghahramani, Deep
+    Bayesian Active Learning with Image Data, ICML 2017.
+  """
+  return _variation_ratio(checks.check_mc_logits(mc_logits, "mc_logits", min_samples=2))
+
+
+@jax.jit
+def _mean_std(mc_logits):
+  p = jnp.exp(log_probs(mc_logits))
+  return jnp.mean(jnp.std(p, axis=0), axis=-1)
+
+
+def mean_std(mc_logits: ArrayLike) -> jax.Array:
+  r"""Mean over classes of the standard deviation of :math:`p_c` across MC samples.
+
+  Args:
+    mc_logits: ``[num_samples, num_points, num_classes]`` MC-dropout logits.
+
+  Returns:
+    ``[num_points]`` float32 scores, higher = more disagreement between samples.
+
+  References:
+    Kampffmeyer, Salberg & Jenssen, Semantic segmentation of small objects and
+    modeling of uncertainty in urban remote sensing images, CVPR-W 2016.
+  """
+  return _mean_std(checks.check_mc_logits(mc_logits, "mc_logits", min_samples=2))
+
+
+def mean_log_probs(mc_logits: ArrayLike) -> jax.Array:
+  """``log mean_s p_s`` over the sample axis, computed by logsumexp: ``[N, K]``."""
+  logp = log_probs(mc_logits)
+  return jax.nn.logsumexp(logp, axis=0) - jnp.log(logp.shape[0]).astype(jnp.float32)
+
+
+@jax.jit
+def _bald(mc_logits):
+  logp = log_probs(mc_logits)
+  predictive = _entropy_from_logp(mean_log_probs(logp))
+  expected = jnp.mean(_entropy_from_logp(logp), axis=0)
+  return jnp.maximum(predictive - expected, 0.0)
+
+
+def bald(mc_logits: ArrayLike) -> jax.Array:
+  r"""BALD: mutual information between the prediction and the model parameters.
+
+  .. math::
+    I[y; \theta \mid x] = H\big[\tfrac1S \textstyle\sum_s p_s\big] - \tfrac1S \textstyle\sum_s H[p_s]
+
+  The mean predictive is formed in log space (logsumexp), and the result is
+  clamped at 0 (it is non-negative mathematically; rounding can give -1e-8).
+
+  Args:
+    mc_logits: ``[num_samples, num_points, num_classes]`` MC-dropout logits or
+      log-probabilities, ``num_samples >= 2``.
+
+  Returns:
+    ``[num_points]`` float32 scores in ``[0, log K]``.
+
+  References:
+    Houlsby, Huszár, Ghahramani & Lengyel, Bayesian Active Learning for
+    Classification and Preference Learning, 2011; Gal, Islam & Ghahramani 2017.
+  """
+  return _bald(checks.check_mc_logits(mc_logits, "mc_logits", min_samples=2))
+
+
+def mc_mean(score_fn):
+  """Lifts a single-pass score to MC samples by scoring the mean predictive.
+
+  ``mc_mean(entropy)(mc_logits)`` is the entropy of :math:`\\frac1S\\sum_s p_s`
+  (the "MC-dropout" variants of least confidence, margin, ratio and entropy).
+  """
+
+  def fn(mc_logits: ArrayLike) -> jax.Array:
+    mc_logits = checks.check_mc_logits(mc_logits, "mc_logits")
+    return score_fn(mean_log_probs(mc_logits))
+
+  fn.__name__ = f"mc_{score_fn.__name__}"
+  fn.__doc__ = f"``{score_fn.__name__}`` of the MC-averaged predictive ``[S, N, K] -> [N]``."
+  return fn

@@ -1,0 +1,81 @@
+"""Batch selection from scores: top-k and uniform random.
+
+Every selector returns ``[k]`` int32 indices into the pool: unique, in range,
+never an already-labeled point. ``k`` is static (it fixes the output shape);
+one compile serves every round of the same pool size.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from jaxal._src import checks
+
+
+@functools.partial(jax.jit, static_argnames=("k",))
+def _top_k(scores, k, labeled_mask):
+  # lax.top_k keeps the lower index first among equal values (as DISTIL's
+  # torch.sort-based selection does). Unlabeled NaN or -inf scores become the
+  # lowest finite float, so that labeled points (-inf) always rank below them.
+  scores = scores.astype(jnp.float32)
+  lowest = jnp.finfo(jnp.float32).min
+  scores = jnp.where(jnp.isnan(scores) | jnp.isneginf(scores), lowest, scores)
+  scores = jnp.where(labeled_mask, -jnp.inf, scores)
+  return jax.lax.top_k(scores, k)[1].astype(jnp.int32)
+
+
+def top_k(scores: ArrayLike, k: int, labeled_mask: ArrayLike | None = None) -> jax.Array:
+  """The ``k`` highest-scoring unlabeled points, best first.
+
+  Ties are broken toward the lower index. Labeled points are never chosen.
+
+  Args:
+    scores: ``[num_points]`` scores, higher = pick first.
+    k: how many to pick, ``1 <= k <=`` the number of unlabeled points.
+    labeled_mask: optional ``[num_points]`` bool, True where already labeled.
+
+  Returns:
+    ``[k]`` int32 indices, in descending order of score.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxal import selection
+    >>> selection.top_k(jnp.array([0.1, 0.9, 0.9, 0.5]), 2)
+    Array([1, 2], dtype=int32)
+  """
+  scores = checks.check_float_array(scores, "scores", 1, "[num_points]")
+  n = scores.shape[0]
+  labeled_mask = checks.check_labeled_mask(labeled_mask, n)
+  k = checks.check_budget(k, n, labeled_mask)
+  return _top_k(scores, k, labeled_mask)
+
+
+@functools.partial(jax.jit, static_argnames=("n", "k"))
+def _random(key, n, k, labeled_mask):
+  g = jax.random.gumbel(key, (n,), jnp.float32)
+  g = jnp.where(labeled_mask, -jnp.inf, g)
+  return jax.lax.top_k(g, k)[1].astype(jnp.int32)
+
+
+def random(key: jax.Array, n: int, k: int, labeled_mask: ArrayLike | None = None) -> jax.Array:
+  """``k`` distinct unlabeled points uniformly at random (Gumbel top-k).
+
+  Args:
+    key: a ``jax.random.key``.
+    n: the pool size.
+    k: how many to pick, ``1 <= k <=`` the number of unlabeled points.
+    labeled_mask: optional ``[n]`` bool, True where already labeled.
+
+  Returns:
+    ``[k]`` int32 indices, in random order.
+  """
+  checks.check_key(key)
+  if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+    raise ValueError(f"n must be a positive Python int (the pool size), got {n!r}")
+  labeled_mask = checks.check_labeled_mask(labeled_mask, n)
+  k = checks.check_budget(k, n, labeled_mask)
+  return _random(key, n, k, labeled_mask)

@@ -1,0 +1,79 @@
+"""The `Strategy` value and the helpers every strategy module shares."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Protocol
+
+import jax
+from jax.typing import ArrayLike
+
+from jaxal._src import checks
+from jaxal._src import models as models_lib
+
+
+class AcquireFn(Protocol):
+
+  def __call__(self, key: jax.Array, model: models_lib.Model, params: Any, pool: ArrayLike,
+               labeled_mask: ArrayLike, budget: int) -> jax.Array:
+    ...
+
+
+class Strategy(NamedTuple):
+  """An acquisition strategy: a name and one pure function.
+
+  Like optax's ``GradientTransformation``, a strategy holds no data, model or
+  training loop; its factory closes over hyperparameters only.
+
+  Attributes:
+    name: a short identifier, as used by ``jaxal run --strategies``.
+    acquire: ``acquire(key, model, params, pool, labeled_mask, budget)``
+      returning ``[budget]`` int32 indices of unlabeled pool points: unique,
+      in range, never labeled. ``pool`` is ``[num_points, ...]`` model input,
+      ``labeled_mask`` a ``[num_points]`` bool mask, ``budget`` a Python int.
+  """
+
+  name: str
+  acquire: AcquireFn
+
+
+def check_acquire_args(key: Any, pool: Any, labeled_mask: Any, budget: Any) -> tuple[jax.Array, int]:
+  """Validates the common acquire arguments; returns ``(labeled_mask, budget)``."""
+  checks.check_key(key)
+  if not hasattr(pool, "shape") or len(pool.shape) < 1:
+    raise TypeError(f"pool must be an array of shape [num_points, ...], got {type(pool).__name__}")
+  n = pool.shape[0]
+  mask = checks.check_labeled_mask(labeled_mask, n)
+  budget = checks.check_budget(budget, n, mask, name="budget")
+  return mask, budget
+
+
+def score_strategy(name: str, score_fn: Callable[[jax.Array], jax.Array], *,
+                   num_samples: int | None = None, batch_size: int = 256) -> Strategy:
+  """A strategy that scores the pool and takes the top ``budget`` unlabeled points.
+
+  Args:
+    name: the strategy's name.
+    score_fn: ``[N, K] -> [N]`` (or ``[S, N, K] -> [N]`` when ``num_samples``
+      is given), higher = pick first.
+    num_samples: None for one deterministic pass; otherwise the number of
+      MC-dropout passes fed to ``score_fn``.
+    batch_size: forward batch size.
+  """
+  from jaxal._src import selection  # local: selection is a lower layer, no cycle
+
+  if num_samples is not None and (not isinstance(num_samples, int) or num_samples < 2):
+    raise ValueError(f"num_samples must be an int >= 2 for MC-dropout scores, got {num_samples!r}")
+
+  def acquire(key, model, params, pool, labeled_mask, budget):
+    mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
+    if num_samples is None:
+      logits = models_lib.predict(model, params, pool, batch_size=batch_size, features=False).logits
+      checks.check_finite_logits(logits, "logits of the model on the pool")
+    else:
+      logits = models_lib.predict_mc(key, model, params, pool, num_samples=num_samples,
+                                     batch_size=batch_size)
+      checks.check_finite_logits(logits.reshape(-1, logits.shape[-1]), "MC logits of the model on the pool")
+    return selection.top_k(score_fn(logits), budget, mask)
+
+  return Strategy(name, acquire)
+

@@ -1,0 +1,29 @@
+"""The model interface: logits, features and MC-dropout passes from Flax models."""
+
+from jaxal._src.models import CNN
+from jaxal._src.models import MLP
+from jaxal._src.models import Model
+from jaxal._src.models import Predictions
+from jaxal._src.models import apply
+from jaxal._src.models import from_apply_fn
+from jaxal._src.models import from_linen
+from jaxal._src.models import from_nnx
+from jaxal._src.models import from_train_state
+from jaxal._src.models import init_params
+from jaxal._src.models import predict
+from jaxal._src.models import predict_mc
+
+__all__ = (
+    "CNN",
+    "MLP",
+    "Model",
+    "Predictions",
+    "apply",
+    "from_apply_fn",
+    "from_linen",
+    "from_nnx",
+    "from_train_state",
+    "init_params",
+    "predict",
+    "predict_mc",
+)

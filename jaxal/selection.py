@@ -1,0 +1,9 @@
+"""Batch selection: ``[k]`` int32 indices, unique, in range, never labeled."""
+
+from jaxal._src.selection import random
+from jaxal._src.selection import top_k
+
+__all__ = (
+    "random",
+    "top_k",
+)

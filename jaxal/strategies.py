@@ -1,0 +1,37 @@
+"""Acquisition strategies: `Strategy` values built by factories."""
+
+from jaxal._src.strategies import get
+from jaxal._src.strategies import names
+from jaxal._src.strategies.base import Strategy
+from jaxal._src.strategies.base import score_strategy
+from jaxal._src.strategies.uncertainty import bald
+from jaxal._src.strategies.uncertainty import entropy
+from jaxal._src.strategies.uncertainty import least_confidence
+from jaxal._src.strategies.uncertainty import margin
+from jaxal._src.strategies.uncertainty import mc_entropy
+from jaxal._src.strategies.uncertainty import mc_least_confidence
+from jaxal._src.strategies.uncertainty import mc_margin
+from jaxal._src.strategies.uncertainty import mc_ratio
+from jaxal._src.strategies.uncertainty import mean_std
+from jaxal._src.strategies.uncertainty import random
+from jaxal._src.strategies.uncertainty import ratio
+from jaxal._src.strategies.uncertainty import variation_ratio
+
+__all__ = (
+    "Strategy",
+    "bald",
+    "entropy",
+    "get",
+    "least_confidence",
+    "margin",
+    "mc_entropy",
+    "mc_least_confidence",
+    "mc_margin",
+    "mc_ratio",
+    "mean_std",
+    "names",
+    "random",
+    "ratio",
+    "score_strategy",
+    "variation_ratio",
+)
