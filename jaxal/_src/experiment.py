@@ -74,6 +74,15 @@ def area_under_curve(labels: Sequence[int], acc: Sequence[float]) -> float:
   return float(area / (labels[-1] - labels[0]))
 
 
+def check_fits(cfg: Config, ds: data_lib.Dataset) -> None:
+  n = ds.x_train.shape[0]
+  if cfg.initial + cfg.rounds * cfg.budget > n:
+    raise ValueError(
+        f"initial + rounds * budget = {cfg.initial + cfg.rounds * cfg.budget} is larger than "
+        f"the pool of {n} points of {cfg.dataset}"
+    )
+
+
 def run_one(cfg: Config, ds: data_lib.Dataset, strategy_name: str, seed: int,
             on_round: Callable[[], None] = lambda: None) -> dict[str, list[float]]:
   """One strategy on one seed: accuracy, acquisition and training seconds per round."""
@@ -81,11 +90,7 @@ def run_one(cfg: Config, ds: data_lib.Dataset, strategy_name: str, seed: int,
   module = MODELS[cfg.model](cfg, ds.num_classes)
   x, y = ds.x_train, ds.y_train
   n = x.shape[0]
-  if cfg.initial + cfg.rounds * cfg.budget > n:
-    raise ValueError(
-        f"initial + rounds * budget = {cfg.initial + cfg.rounds * cfg.budget} is larger than "
-        f"the pool of {n} points of {cfg.dataset}"
-    )
+  check_fits(cfg, ds)
   key = jax.random.key(seed)
   state = loop.init(key, n, num_initial=cfg.initial)
   train_state = loop.create_train_state(jax.random.fold_in(key, 1), module, x,
@@ -171,6 +176,7 @@ def run(cfg: Config, out_dir: str, *, progress: bool = True, log: Callable[[str]
   if not os.access(out_dir, os.W_OK):
     raise PermissionError(f"output folder {out_dir!r} is not writable")
   ds = data_lib.load_dataset(cfg.dataset)
+  check_fits(cfg, ds)
   total = len(cfg.strategies) * cfg.seeds * (cfg.rounds + 1)
   from tqdm.auto import tqdm
 

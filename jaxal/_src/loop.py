@@ -241,7 +241,10 @@ def fit(key: jax.Array, state: TrainState, x: ArrayLike, y: ArrayLike, labeled_m
   k_init, k_fit = jax.random.split(key)
   if reinitialize:
     state = reinit(k_init, state, x)
-  return _fit(k_fit, state, x, y.astype(jnp.int32), mask, int(num_steps), int(batch_size))
+  # optax's Adam mixes Python floats with int32 step counts, which a caller's
+  # strict dtype-promotion setting would reject: trace under standard rules.
+  with jax.numpy_dtype_promotion("standard"):
+    return _fit(k_fit, state, x, y.astype(jnp.int32), mask, int(num_steps), int(batch_size))
 
 
 def accuracy(model: models_lib.Model, params: Any, x: ArrayLike, y: ArrayLike, *,

@@ -77,12 +77,23 @@ class _NNXApply:
   graphdef: Any
 
   def __call__(self, state, x, dropout_key=None):
+    if dropout_key is not None:
+      # Reseed functionally, before merging: every rng key held in the state
+      # (the Rngs streams its Dropout layers draw from) becomes a distinct
+      # fold-in of `dropout_key`. Mutating a merged model (nnx.reseed) would
+      # fail under vmap, whose trace differs from the state's.
+      leaves, treedef = jax.tree.flatten(state)
+      leaves = [
+          jax.random.fold_in(dropout_key, i)
+          if jax.dtypes.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key) else leaf
+          for i, leaf in enumerate(leaves)
+      ]
+      state = jax.tree.unflatten(treedef, leaves)
     model = nnx.merge(self.graphdef, state)
     if dropout_key is None:
       model.eval()
     else:
       model.train()
-      nnx.reseed(model, dropout=dropout_key)
     return model(x)
 
 
@@ -145,9 +156,10 @@ def from_nnx(module: nnx.Module, *, head: str | Sequence[str] | None = None) -> 
   """``(model, state)`` from an NNX module, through ``nnx.split``.
 
   The module's ``__call__(x)`` returns logits or ``(logits, features)``. For
-  MC dropout its ``nnx.Dropout`` layers must hold an ``nnx.Rngs`` with a
-  ``dropout`` stream (``nnx.Dropout(rate, rngs=rngs)``); each pass reseeds it
-  from the given key, and ``model.eval()`` / ``model.train()`` switch modes.
+  MC dropout its ``nnx.Dropout`` layers must hold their ``nnx.Rngs`` stream
+  (``nnx.Dropout(rate, rngs=rngs)``): each pass replaces every rng key in the
+  state by a distinct fold-in of the given key, and ``model.eval()`` /
+  ``model.train()`` switch dropout off and on.
   """
   if not isinstance(module, nnx.Module):
     raise TypeError(f"module must be a flax.nnx.Module, got {type(module).__name__}")
@@ -253,12 +265,17 @@ def predict(model: Model, params: Any, x: ArrayLike, *, batch_size: int = 256,
 
 
 def predict_mc(key: jax.Array, model: Model, params: Any, x: ArrayLike, *, num_samples: int,
-               batch_size: int = 256) -> jax.Array:
+               batch_size: int = 256, consistent: bool = False) -> jax.Array:
   """MC-dropout forward passes over a pool: ``[num_samples, num_points, K]`` logits.
 
   Sample ``s`` uses ``jax.random.split(key, num_samples)[s]``; example ``i``
   within it folds in ``i``, so the result is the same for every batch size.
   Samples are vmapped, batches are fixed-size and padded (one compile).
+
+  With ``consistent=True`` every example of sample ``s`` folds in ``0``
+  instead of its index: each example runs as a batch of one under the same
+  key, so all examples share one dropout mask within a sample, i.e. one
+  sampled network per sample, as BatchBALD's joint predictive requires.
 
   Args:
     key: a ``jax.random.key``.
@@ -267,6 +284,8 @@ def predict_mc(key: jax.Array, model: Model, params: Any, x: ArrayLike, *, num_s
     x: ``[num_points, ...]`` inputs.
     num_samples: ``S``, the number of stochastic passes.
     batch_size: examples per jitted step.
+    consistent: the same dropout mask for every example within a sample
+      (default: an independent mask per example).
   """
   checks.check_key(key)
   if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
@@ -276,6 +295,8 @@ def predict_mc(key: jax.Array, model: Model, params: Any, x: ArrayLike, *, num_s
   outs = []
   for start, b, xb in _batches(x, batch_size):
     idx = jnp.arange(start, start + batch_size, dtype=jnp.int32)
+    if consistent:
+      idx = jnp.zeros_like(idx)  # fold_in(key, 0) for all: one mask per sample
     outs.append(_forward_batch_mc(model, params, xb, idx, sample_keys)[:, :b])
   return jnp.concatenate(outs, axis=1)
 
@@ -313,7 +334,7 @@ class MLP(nn.Module):
 class CNN(nn.Module):
   """A small convolutional network for ``[B, H, W, C]`` images.
 
-  [Conv 3x3 → ReLU → 2x2 average pool]* → flatten → Dense → ReLU → Dropout →
+  [Conv 3x3 → ReLU → 2x2 max pool]* → flatten → Dense → ReLU → Dropout →
   Dense head. Returns ``(logits [B, K], features [B, dense])``.
   """
 
@@ -329,7 +350,7 @@ class CNN(nn.Module):
       x = x[..., None]
     for i, c in enumerate(self.channels):
       x = nn.relu(nn.Conv(c, (3, 3), name=f"conv_{i}")(x))
-      x = nn.avg_pool(x, (2, 2), strides=(2, 2), padding="SAME")
+      x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
     x = x.reshape(x.shape[0], -1)
     features = nn.relu(nn.Dense(self.dense, name="dense")(x))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(features)
