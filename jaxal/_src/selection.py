@@ -14,10 +14,11 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxal._src import checks
+from jaxal._src import sharding
 
 
-@functools.partial(jax.jit, static_argnames=("k",))
-def _top_k(scores, k, labeled_mask):
+@functools.partial(jax.jit, static_argnames=("k", "ps"))
+def _top_k(scores, k, labeled_mask, ps=None):
   # lax.top_k keeps the lower index first among equal values (as DISTIL's
   # torch.sort-based selection does). Unlabeled NaN or -inf scores become the
   # lowest finite float, so that labeled points (-inf) always rank below them.
@@ -25,7 +26,7 @@ def _top_k(scores, k, labeled_mask):
   lowest = jnp.finfo(jnp.float32).min
   scores = jnp.where(jnp.isnan(scores) | jnp.isneginf(scores), lowest, scores)
   scores = jnp.where(labeled_mask, -jnp.inf, scores)
-  return jax.lax.top_k(scores, k)[1].astype(jnp.int32)
+  return sharding.top_k(scores, k, ps)[1]
 
 
 def top_k(scores: ArrayLike, k: int, labeled_mask: ArrayLike | None = None) -> jax.Array:
@@ -37,6 +38,9 @@ def top_k(scores: ArrayLike, k: int, labeled_mask: ArrayLike | None = None) -> j
     scores: ``[num_points]`` scores, higher = pick first.
     k: how many to pick, ``1 <= k <=`` the number of unlabeled points.
     labeled_mask: optional ``[num_points]`` bool, True where already labeled.
+
+  ``scores`` (and the mask) may be sharded along N over a 1-D mesh: each device
+  then keeps its own top ``k`` and only those candidates are gathered.
 
   Returns:
     ``[k]`` int32 indices, in descending order of score.
@@ -51,14 +55,15 @@ def top_k(scores: ArrayLike, k: int, labeled_mask: ArrayLike | None = None) -> j
   n = scores.shape[0]
   labeled_mask = checks.check_labeled_mask(labeled_mask, n)
   k = checks.check_budget(k, n, labeled_mask)
-  return _top_k(scores, k, labeled_mask)
+  ps = sharding.pool_sharding((scores, labeled_mask), "scores and labeled_mask")
+  return _top_k(scores, k, labeled_mask, ps)
 
 
-@functools.partial(jax.jit, static_argnames=("n", "k"))
-def _random(key, n, k, labeled_mask):
+@functools.partial(jax.jit, static_argnames=("n", "k", "ps"))
+def _random(key, n, k, labeled_mask, ps=None):
   g = jax.random.gumbel(key, (n,), jnp.float32)
   g = jnp.where(labeled_mask, -jnp.inf, g)
-  return jax.lax.top_k(g, k)[1].astype(jnp.int32)
+  return sharding.top_k(g, k, ps)[1]
 
 
 def random(key: jax.Array, n: int, k: int, labeled_mask: ArrayLike | None = None) -> jax.Array:
@@ -68,7 +73,8 @@ def random(key: jax.Array, n: int, k: int, labeled_mask: ArrayLike | None = None
     key: a ``jax.random.key``.
     n: the pool size.
     k: how many to pick, ``1 <= k <=`` the number of unlabeled points.
-    labeled_mask: optional ``[n]`` bool, True where already labeled.
+    labeled_mask: optional ``[n]`` bool, True where already labeled. When it
+      is sharded along N, so is the selection (and the result is the same).
 
   Returns:
     ``[k]`` int32 indices, in random order.
@@ -78,4 +84,4 @@ def random(key: jax.Array, n: int, k: int, labeled_mask: ArrayLike | None = None
     raise ValueError(f"n must be a positive Python int (the pool size), got {n!r}")
   labeled_mask = checks.check_labeled_mask(labeled_mask, n)
   k = checks.check_budget(k, n, labeled_mask)
-  return _random(key, n, k, labeled_mask)
+  return _random(key, n, k, labeled_mask, sharding.pool_sharding(labeled_mask, "labeled_mask"))

@@ -1,0 +1,117 @@
+"""Pools sharded along N: the two operations GSPMD would otherwise gather.
+
+jaxal runs on JAX's own SPMD machinery. Elementwise work, matrix-vector
+products and ``argmax``/``min`` reductions over a pool sharded along its first
+axis partition by themselves under ``jax.jit`` (GSPMD gathers at most one
+partial result per device). Two operations do not: ``jax.lax.top_k`` over the
+sharded axis all-gathers its input, and fetching one row by a traced index
+(``x[i]``) all-gathers the whole pool. This module gives both a
+``jax.shard_map`` form that moves only ``O(k * devices)`` values, and a plain
+form for unsharded pools; callers pass the :class:`PoolSharding` (a static,
+hashable value, or None) that :func:`pool_sharding` reads off their input.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+
+class PoolSharding(NamedTuple):
+  """A pool sharded along axis 0 over mesh axis ``axis`` of ``mesh``."""
+
+  mesh: Mesh
+  axis: str
+
+  @property
+  def num_shards(self) -> int:
+    return self.mesh.shape[self.axis]
+
+
+def pool_sharding(x: Any, name: str = "x") -> PoolSharding | None:
+  """The pool sharding of ``x``, or None when it lives whole on each device.
+
+  Raises:
+    ValueError: when ``x`` is sharded along another axis than 0, over several
+      mesh axes at once, or when the mesh size does not divide ``x.shape[0]``.
+  """
+  leaves = [leaf for leaf in jax.tree.leaves(x) if hasattr(leaf, "shape")]
+  found: PoolSharding | None = None
+  for leaf in leaves:
+    sharding = getattr(leaf, "sharding", None)
+    if not isinstance(sharding, NamedSharding) or sharding.mesh.size == 1:
+      continue
+    spec = tuple(sharding.spec) + (None,) * (leaf.ndim - len(sharding.spec))
+    sharded_dims = [d for d, s in enumerate(spec) if s is not None]
+    if not sharded_dims:
+      continue
+    if sharded_dims != [0]:
+      raise ValueError(
+          f"{name} must be sharded along its first axis (the pool axis) only, got shape "
+          f"{leaf.shape} with PartitionSpec {sharding.spec}"
+      )
+    axis = spec[0]
+    if isinstance(axis, tuple):
+      if len(axis) != 1:
+        raise ValueError(
+            f"{name} must be sharded over one mesh axis (a 1-D device mesh), got PartitionSpec "
+            f"{sharding.spec}"
+        )
+      axis = axis[0]
+    ps = PoolSharding(sharding.mesh, axis)
+    if leaf.shape[0] % ps.num_shards:
+      raise ValueError(
+          f"{name} has {leaf.shape[0]} points, which the {ps.num_shards} devices of mesh axis "
+          f"{axis!r} do not divide; pad the pool to a multiple of {ps.num_shards} (mask the "
+          "padding as labeled)"
+      )
+    if found is not None and found != ps:
+      raise ValueError(f"the arrays of {name} are sharded over different meshes or axes")
+    found = ps
+  return found
+
+
+def take(x: jax.Array, i: jax.Array, ps: PoolSharding | None) -> jax.Array:
+  """Row ``i`` (a traced scalar index) of ``x [N, ...]`` without gathering ``x``."""
+  if ps is None:
+    return x[i]
+
+  def local(xl, i):
+    n_local = xl.shape[0]
+    offset = jax.lax.axis_index(ps.axis) * n_local
+    j = i - offset
+    inside = (j >= 0) & (j < n_local)
+    row = xl[jnp.clip(j, 0, n_local - 1)]
+    return jax.lax.psum(jnp.where(inside, row, jnp.zeros_like(row)), ps.axis)
+
+  spec = P(ps.axis, *([None] * (x.ndim - 1)))
+  return jax.shard_map(local, mesh=ps.mesh, in_specs=(spec, P()), out_specs=P())(x, i)
+
+
+def top_k(values: jax.Array, k: int, ps: PoolSharding | None) -> tuple[jax.Array, jax.Array]:
+  """``jax.lax.top_k`` over a 1-D pool-sharded ``values``: ``(values [k], indices [k])``.
+
+  Ties go to the lower index, exactly as ``jax.lax.top_k`` on the whole array:
+  each shard keeps its own top ``min(k, n_local)`` (lower local index first),
+  the candidates are gathered in shard order, and a final ``top_k`` over them
+  keeps the first of equal values.
+  """
+  if ps is None:
+    vals, idx = jax.lax.top_k(values, k)
+    return vals, idx.astype(jnp.int32)
+
+  def local(vl):
+    n_local = vl.shape[0]
+    kl = min(k, n_local)
+    v, j = jax.lax.top_k(vl, kl)
+    j = j.astype(jnp.int32) + jax.lax.axis_index(ps.axis).astype(jnp.int32) * n_local
+    v = jax.lax.all_gather(v, ps.axis, tiled=True)
+    j = jax.lax.all_gather(j, ps.axis, tiled=True)
+    best, pos = jax.lax.top_k(v, k)
+    return best, j[pos]
+
+  return jax.shard_map(local, mesh=ps.mesh, in_specs=P(ps.axis), out_specs=(P(), P()),
+                       check_vma=False)(values)
