@@ -5,6 +5,7 @@ composed by a small stateless loop over Flax train states.
 """
 
 from jaxal import datasets
+from jaxal import embeddings
 from jaxal import loop
 from jaxal import models
 from jaxal import scores
@@ -18,6 +19,7 @@ __all__ = (
     "Strategy",
     "__version__",
     "datasets",
+    "embeddings",
     "loop",
     "models",
     "scores",

@@ -2,6 +2,7 @@
 
 from jaxal._src.strategies import get
 from jaxal._src.strategies import names
+from jaxal._src.strategies.badge import badge
 from jaxal._src.strategies.base import Strategy
 from jaxal._src.strategies.base import score_strategy
 from jaxal._src.strategies.uncertainty import bald
@@ -19,6 +20,7 @@ from jaxal._src.strategies.uncertainty import variation_ratio
 
 __all__ = (
     "Strategy",
+    "badge",
     "bald",
     "entropy",
     "get",

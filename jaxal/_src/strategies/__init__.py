@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from jaxal._src import checks
 from jaxal._src.strategies import uncertainty
+from jaxal._src.strategies import badge as badge_strategies
 from jaxal._src.strategies.base import Strategy
 
 REGISTRY: dict[str, Callable[..., Strategy]] = {
@@ -25,6 +26,7 @@ REGISTRY: dict[str, Callable[..., Strategy]] = {
     "variation_ratio": uncertainty.variation_ratio,
     "mean_std": uncertainty.mean_std,
     "bald": uncertainty.bald,
+    "badge": badge_strategies.badge,
     # New strategy families register their factories here.
 }
 

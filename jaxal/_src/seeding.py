@@ -1,0 +1,294 @@
+"""k-means++ seeding (D² sampling) over dense or factorised point sets.
+
+k-means++ picks a first centre, then repeatedly picks the next centre with
+probability proportional to :math:`D^2(x)`, the squared distance from ``x`` to
+its nearest centre so far. BADGE runs it on gradient embeddings.
+
+**How it stays exact and fast.** The textbook loop reads the whole pool once
+per centre to update :math:`D^2`; on a CPU that is memory-bandwidth bound
+(``k`` passes over ``N * dim`` floats). Here the pool is read once per *batch*
+of up to ``_PENDING`` new centres, and the centres in between are drawn by
+rejection sampling, which keeps the D² law exact:
+
+* After a refresh pass, ``m_s(i)`` is the exact min-D² of every point to the
+  centres folded in so far. Later centres ("pending", not yet folded in) can
+  only lower it: the current min-D² is
+  ``m_t(i) = min(m_s(i), min_{pending c} D²(x_i, c)) <= m_s(i)``.
+* A candidate ``i`` is proposed with probability ``m_s(i) / sum(m_s)`` and
+  accepted with probability ``m_t(i) / m_s(i)``, which costs one distance per
+  pending centre. An accepted candidate is distributed exactly as
+  ``m_t(i) / sum(m_t)``: the D² law. Rejected proposals are simply redrawn.
+* When ``_PENDING`` centres are pending, or ``_MAX_REJECTS`` proposals in a row
+  were rejected (the pending centres have eaten much of the potential), one
+  fused pass over the pool folds all pending centres into ``m`` with a small
+  matrix product ``[chunk, dim] x [dim, _PENDING]``.
+
+Proposals use two-level Gumbel-max sampling: a block of ``_BLOCK`` points with
+probability ∝ its sum of weights, then a point within the block ∝ its weight,
+so each proposal costs ``O(N / _BLOCK + _BLOCK)`` random numbers and no pass
+over the pool. Randomness is keyed by the proposal number only, never by the
+chunking, so the same key gives the same centres for every ``chunk_size``.
+
+Ties and zeros. A point's weight is its min-D², clamped at 0 (the factorised
+identity can round slightly below 0). Chosen centres and labeled points are
+excluded explicitly (never by relying on a distance of exactly 0), so no index
+is ever picked twice. When every remaining point has D² = 0 (all duplicates of
+centres, or an all-zero pool) the next centre is uniform over the remaining
+unlabeled points, as is the first centre for ``first="random"``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.extend import random as jax_random_ext
+from jax.typing import ArrayLike
+
+from jaxal._src import checks
+from jaxal._src import distances
+from jaxal._src.distances import GradEmbedding
+
+# Centres drawn by rejection between two passes over the pool.
+_PENDING = 32
+# Rejections in a row that trigger a pass over the pool.
+_MAX_REJECTS = 64
+_FIRST = ("max_norm", "random")
+
+
+def _block_size(n: int) -> int:
+  """Points per sampling block: a power of two near sqrt(n), so a proposal
+  costs about 2 sqrt(n) random numbers. A function of n only, never of chunk_size."""
+  b = 64
+  while b * b < n and b < 4096:
+    b *= 2
+  return b
+
+
+def _rows(x: distances.Points, start: jax.Array, size: int) -> distances.Points:
+  return jax.tree.map(lambda t: jax.lax.dynamic_slice_in_dim(t, start, size, axis=0), x)
+
+
+def _set_row(buf: distances.Points, row: distances.Points, j: jax.Array) -> distances.Points:
+  return jax.tree.map(lambda b, r: jax.lax.dynamic_update_index_in_dim(b, r, j, axis=0), buf, row)
+
+
+def _uniforms(seed: jax.Array, p: jax.Array, size: int) -> jax.Array:
+  """``[size]`` float32 uniforms in the open interval (0, 1) for proposal ``p``.
+
+  Counter-mode threefry: the 64-bit counters ``(p, j)`` are hashed under the
+  ``seed`` key pair, so each proposal gets fresh, independent numbers from one
+  small hash call (cheap to compile, unlike a ``fold_in`` plus ``bits`` per step).
+  """
+  half = size // 2
+  counts = jnp.concatenate([jnp.full((half,), p, jnp.uint32), jnp.arange(half, dtype=jnp.uint32)])
+  bits = jax_random_ext.threefry_2x32(seed, counts)
+  return (bits >> 8).astype(jnp.float32) * (2.0**-24) + 2.0**-25
+
+
+@functools.partial(jax.jit, static_argnames=("k", "first", "chunk_size"))
+def _kmeans_pp(key, x, labeled_mask, k, first, chunk_size):
+  """Returns ``(centres [k] int32, passes over the pool, proposals)``."""
+  x = jax.tree.map(lambda t: t.astype(jnp.float32), x)
+  n = distances.num_points(x)
+  chunk = min(chunk_size, n)
+  num_chunks = -(-n // chunk)
+  block = _block_size(n)
+  num_blocks = -(-n // block)
+  num_gumbels = num_blocks + block
+  num_uniforms = num_gumbels + 1 + (num_gumbels + 1) % 2  # even, for counter pairs
+  tiny = jnp.finfo(jnp.float32).tiny
+  sqn = distances.sq_norms(x)  # [n]
+  seed = jax.random.bits(key, (2,), jnp.uint32)
+
+  # mind2: exact min-D² to the centres folded in so far; +inf before any
+  # centre, -1 for excluded (labeled or already chosen) points.
+  mind2 = jnp.where(labeled_mask, -1.0, jnp.inf).astype(jnp.float32)
+  centres = jnp.full((k,), -1, jnp.int32)
+  pend_idx = jnp.full((_PENDING,), n, jnp.int32)  # n marks an empty slot
+  pend = jax.tree.map(lambda t: jnp.zeros((_PENDING, *t.shape[1:]), t.dtype), x)
+  pend_sqn = jnp.zeros((_PENDING,), jnp.float32)
+  if first == "max_norm":
+    c0 = jnp.argmax(jnp.where(labeled_mask, -jnp.inf, sqn)).astype(jnp.int32)
+    centres = centres.at[0].set(c0)
+    pend_idx = pend_idx.at[0].set(c0)
+    pend = _set_row(pend, distances.take(x, c0), 0)
+    pend_sqn = pend_sqn.at[0].set(sqn[c0])
+    t0 = 1
+  else:  # the first centre is the first (uniform) proposal
+    t0 = 0
+
+  def refresh(mind2, pend, pend_sqn, num_pend):
+    """One fused pass: fold the pending centres into mind2, chunk by chunk."""
+    valid = jnp.arange(_PENDING) < num_pend
+
+    def body(c, mind2):
+      # The last chunk is shifted back to stay in bounds (no padded copy of the
+      # pool); rows it revisits get the same minimum again.
+      start = jnp.minimum(c * chunk, n - chunk)
+      d = distances.sq_dist(_rows(x, start, chunk), pend,
+                            jax.lax.dynamic_slice_in_dim(sqn, start, chunk), pend_sqn)
+      dmin = jnp.min(jnp.where(valid[None, :], d, jnp.inf), axis=1)
+      m = jax.lax.dynamic_slice_in_dim(mind2, start, chunk)
+      m = jnp.where(m < 0, m, jnp.minimum(m, dmin))
+      return jax.lax.dynamic_update_slice_in_dim(mind2, m, start, axis=0)
+
+    return jax.lax.fori_loop(0, num_chunks, body, mind2)
+
+  def make_inner(w, log_block_sums, uniform, t_limit):
+
+    def cond(s):
+      t, num_pend, rejects = s[0], s[1], s[2]
+      return (t < t_limit) & (num_pend < _PENDING) & (rejects < _MAX_REJECTS)
+
+    def body(s):
+      t, num_pend, rejects, p, centres, pend_idx, pend, pend_sqn = s
+      r = _uniforms(seed, p, num_uniforms)
+      gumbel = -jnp.log(-jnp.log(r[:num_gumbels]))
+      u = r[num_gumbels]  # decides acceptance
+      # Two-level Gumbel-max: a block ∝ its weight sum, then a point ∝ its weight.
+      b = jnp.argmax(log_block_sums + gumbel[:num_blocks])
+      wb = jax.lax.dynamic_slice_in_dim(w, b * block, block)
+      i = jnp.minimum(b * block + jnp.argmax(jnp.log(wb) + gumbel[num_blocks:]), n - 1)
+      i = i.astype(jnp.int32)
+      m_s = w[i]
+      xi = distances.take(x, i)
+      # Accept with probability m_t / m_s, m_t the D² including pending centres.
+      d = distances.sq_dist(pend, xi, pend_sqn, sqn[i])  # [_PENDING]
+      d = jnp.where(jnp.arange(_PENDING) < num_pend, d, jnp.inf)
+      m_t = jnp.where(uniform, m_s, jnp.minimum(m_s, jnp.min(d)))
+      m_t = jnp.where(jnp.any(pend_idx == i), 0.0, m_t)
+      accept = (m_t > 0) & ((m_t >= m_s) | (u * m_s < m_t))
+      # Write into the next free slots either way: the counters move only on
+      # acceptance, so a rejected candidate is overwritten later.
+      centres = centres.at[t].set(jnp.where(accept, i, -1))
+      pend_idx = pend_idx.at[num_pend].set(jnp.where(accept, i, n))
+      pend = _set_row(pend, xi, num_pend)
+      pend_sqn = pend_sqn.at[num_pend].set(sqn[i])
+      step = accept.astype(jnp.int32)
+      return (t + step, num_pend + step, jnp.where(accept, 0, rejects + 1), p + 1,
+              centres, pend_idx, pend, pend_sqn)
+
+    return cond, body
+
+  def outer_cond(s):
+    t, num_pend, stuck = s[0], s[1], s[4]
+    return (t < k) & ~stuck
+
+  def outer_body(s):
+    t, num_pend, p, passes, _, mind2, centres, pend_idx, pend, pend_sqn = s
+    mind2 = jax.lax.cond(num_pend > 0, refresh, lambda m, *_: m, mind2, pend, pend_sqn, num_pend)
+    mind2 = mind2.at[pend_idx].set(-1.0, mode="drop")  # chosen centres leave the pool
+    remaining = mind2 >= 0
+    w = jnp.where(remaining & (mind2 >= tiny), mind2, 0.0)
+    # No centre yet, or every remaining D² is 0: uniform over the remaining points.
+    uniform = (t == 0) | ~(jnp.sum(w) > 0)
+    w = jnp.where(uniform, remaining.astype(jnp.float32), w)
+    w = jnp.pad(w, (0, num_blocks * block - n))
+    log_block_sums = jnp.log(jnp.sum(w.reshape(num_blocks, block), axis=1))
+    t_limit = jnp.where(t == 0, 1, k)  # a uniform first centre comes alone
+    cond, body = make_inner(w, log_block_sums, uniform, t_limit)
+    inner = (t, jnp.int32(0), jnp.int32(0), p, centres, jnp.full((_PENDING,), n, jnp.int32),
+             pend, pend_sqn)
+    t, num_pend, _, p, centres, pend_idx, pend, pend_sqn = jax.lax.while_loop(cond, body, inner)
+    # The first proposal after a pass is always accepted while points remain, so
+    # no acceptance means nothing is left (k above the unlabeled count under a
+    # trace, where it cannot be checked): stop, leaving -1 in the missing slots.
+    stuck = num_pend == 0
+    passes = passes + (s[1] > 0).astype(jnp.int32)
+    return t, num_pend, p, passes, stuck, mind2, centres, pend_idx, pend, pend_sqn
+
+  init = (jnp.int32(t0), jnp.int32(t0), jnp.uint32(0), jnp.int32(0), jnp.bool_(False), mind2,
+          centres, pend_idx, pend, pend_sqn)
+  out = jax.lax.while_loop(outer_cond, outer_body, init)
+  return out[6], out[3], out[2]
+
+
+def _check_finite_points(x: distances.Points, name: str) -> None:
+  leaves = [("", x)] if not isinstance(x, GradEmbedding) else [(".a", x.a), (".z", x.z)]
+  for suffix, t in leaves:
+    if not checks.is_concrete(t):
+      continue
+    with jax.ensure_compile_time_eval():  # x may be a constant inside someone's jit
+      ok = bool(jnp.all(jnp.isfinite(t)))
+    if not ok:
+      bad = np.argwhere(~np.isfinite(np.asarray(jax.device_get(t))))[0]
+      raise ValueError(
+          f"{name}{suffix} of shape {t.shape} holds NaN or inf values (first at index "
+          f"{tuple(int(i) for i in bad)}); k-means++ needs finite embeddings"
+      )
+
+
+def kmeans_pp(key: jax.Array, x: distances.Points | ArrayLike, k: int, *,
+              labeled_mask: ArrayLike | None = None, first: str = "max_norm",
+              chunk_size: int = 8192) -> jax.Array:
+  r"""k-means++ seeding: ``k`` distinct unlabeled points drawn by D² sampling.
+
+  The first centre is the unlabeled point of largest norm (``first="max_norm"``,
+  as in the BADGE reference code) or uniform over the unlabeled points
+  (``first="random"``). Every later centre is drawn with probability
+
+  .. math::
+    P(x_i) = \frac{D^2(x_i)}{\sum_j D^2(x_j)}, \qquad
+    D^2(x_i) = \min_{c \in \text{centres}} \|x_i - c\|^2,
+
+  over the unlabeled points not yet chosen; when all of those have
+  :math:`D^2 = 0` it is uniform over them. Labeled points are never centres and
+  do not count as centres either (as in BADGE and DISTIL, which seed on the
+  unlabeled embeddings only).
+
+  For a :class:`GradEmbedding` distances come from the factorised identity
+  ``‖a⊗z − b⊗w‖² = ‖a‖²‖z‖² + ‖b‖²‖w‖² − 2(a·b)(z·w)``, clamped at 0, so the
+  ``[N, K·d]`` matrix is never built. The draw is exact in law (see the module
+  docstring: the pool is read once per batch of up to 32 centres, those in
+  between are drawn by rejection), and depends only on ``key``, not on
+  ``chunk_size``. Work runs in one ``jax.lax.while_loop``; memory beyond ``x``
+  is ``O(N + chunk_size * 32)``.
+
+  Args:
+    key: a ``jax.random.key``.
+    x: ``[num_points, dim]`` points, or a :class:`GradEmbedding` with ``a``
+      ``[num_points, num_classes]`` and ``z`` ``[num_points, feat_dim]``.
+    k: number of centres, ``1 <= k <=`` the number of unlabeled points.
+    labeled_mask: optional ``[num_points]`` bool, True where already labeled.
+    first: ``"max_norm"`` (default) or ``"random"``.
+    chunk_size: rows of the pool processed at once in each pass (memory only;
+      the result does not depend on it).
+
+  Returns:
+    ``[k]`` int32 indices in the order they were chosen: unique, in range,
+    never labeled.
+
+  Raises:
+    ValueError: ``k`` larger than the unlabeled count, non-finite ``x``,
+      mismatched shapes, unknown ``first``.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp
+    >>> from jaxal import selection
+    >>> x = jnp.array([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [5.0, 5.1]])
+    >>> idx = selection.kmeans_pp(jax.random.key(0), x, 2)
+    >>> int(idx[0])  # the largest norm first
+    3
+
+  References:
+    Arthur & Vassilvitskii, k-means++: the advantages of careful seeding, SODA 2007.
+    Ash et al., Deep Batch Active Learning by Diverse, Uncertain Gradient Lower
+    Bounds (BADGE), ICLR 2020.
+  """
+  checks.check_key(key)
+  x = distances.check_points(x)
+  n = distances.num_points(x)
+  if n == 0:
+    raise ValueError("x must hold at least one point, got 0")
+  labeled_mask = checks.check_labeled_mask(labeled_mask, n)
+  k = checks.check_budget(k, n, labeled_mask)
+  checks.check_one_of(first, _FIRST, "first")
+  if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size <= 0:
+    raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+  _check_finite_points(x, "x")
+  return _kmeans_pp(key, x, labeled_mask, k=k, first=first, chunk_size=int(min(chunk_size, n)))[0]
+
