@@ -1,14 +1,20 @@
-"""The bundled digits dataset: content, split, checksum."""
+"""Datasets: the bundled digits (content, split, checksum) and TFDS loading (mock and real)."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+import tfds_cache
 
 from jaxal import datasets
 from jaxal._src import data as data_lib
+from jaxal._src.data import tfds_loader
 
 
 def test_digits_file_content_and_checksum():
@@ -33,5 +39,154 @@ def test_load_digits_split():
 
 
 def test_unknown_dataset_lists_valid_names():
-  with pytest.raises(ValueError, match="unknown dataset 'imagenet'; valid names are: digits"):
+  with pytest.raises(ValueError, match="unknown dataset 'imagenet'; valid names are: cifar10, cifar100, digits"):
     datasets.load_dataset("imagenet")
+
+
+# ---------------------------------------------------------------------------
+# load(): names, digits, TFDS through mock data, errors.
+
+
+def test_names_and_digits_through_load():
+  assert {"digits", "mnist", "fashion_mnist", "cifar10", "svhn_cropped"} <= set(datasets.names())
+  x, y = datasets.load("digits", "train")
+  ref = datasets.load_digits()
+  np.testing.assert_array_equal(x, ref.x_train)
+  np.testing.assert_array_equal(y, ref.y_train)
+  with pytest.raises(ValueError, match="unknown split 'validation' of dataset 'digits'"):
+    datasets.load("digits", "validation")
+
+
+def test_unknown_name_lists_tfds_names_too():
+  with pytest.raises(ValueError, match=r"unknown dataset 'mnsit'; valid names are: .*cifar10.*digits.*mnist"):
+    datasets.load("mnsit", "train")
+  with pytest.raises(ValueError, match="names no TFDS builder"):
+    datasets.load("tfds:", "train")
+
+
+@pytest.mark.parametrize("name, shape", [
+    ("mnist", (28, 28, 1)), ("fashion_mnist", (28, 28, 1)),
+    ("cifar10", (32, 32, 3)), ("svhn_cropped", (32, 32, 3)),
+])
+def test_tfds_builders_with_mock_data(name, shape, tmp_path):
+  import tensorflow_datasets as tfds
+
+  with tfds.testing.mock_data(num_examples=12):
+    x, y = datasets.load(name, "train", data_dir=str(tmp_path))
+    ds = datasets.load_dataset(name, data_dir=str(tmp_path))
+  assert x.shape == (12, *shape) and x.dtype == np.float32
+  assert 0.0 <= x.min() and x.max() <= 1.0
+  assert y.shape == (12,) and y.dtype == np.int32 and 0 <= y.min() and y.max() < 10
+  assert ds.name == name and ds.num_classes == 10
+  assert ds.x_train.shape[1:] == shape and ds.x_test.dtype == np.float32 and ds.y_test.dtype == np.int32
+
+
+def test_uint8_images_scale_exactly():
+  u8 = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)
+  f = tfds_loader.to_float_images(u8)
+  assert f.shape == (1, 16, 16, 1) and f.dtype == np.float32
+  np.testing.assert_array_equal(f[..., 0] * np.float32(255.0), u8.astype(np.float32))
+  with pytest.raises(ValueError, match=r"\[num, height, width, channels\]"):
+    tfds_loader.to_float_images(np.zeros((2, 3), np.uint8))
+
+
+def test_unprepared_without_download_says_how_to_use_manual_dir(tmp_path):
+  with pytest.raises(datasets.DatasetUnavailableError,
+                     match=r"not prepared .* downloading is off; .*manual_dir=FOLDER.*train-images-idx3-ubyte.gz"):
+    datasets.load("mnist", "train", data_dir=str(tmp_path), download=False)
+
+
+def test_manual_dir_missing_files_are_listed(tmp_path):
+  manual = tmp_path / "manual"
+  manual.mkdir()
+  (manual / "train-images-idx3-ubyte.gz").write_bytes(b"")
+  with pytest.raises(datasets.DatasetUnavailableError,
+                     match=r"lacks t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz, train-labels"):
+    datasets.load("mnist", "test", data_dir=str(tmp_path / "data"), manual_dir=str(manual))
+  with pytest.raises(datasets.DatasetUnavailableError, match="is not a folder"):
+    datasets.load("mnist", "test", data_dir=str(tmp_path / "data"), manual_dir=str(tmp_path / "nope"))
+
+
+def test_failed_download_says_how_to_use_manual_dir(tmp_path, monkeypatch):
+  import tensorflow_datasets as tfds
+
+  def offline(self, *args, **kwargs):
+    raise ConnectionError("Failed to resolve 'storage.googleapis.com'")
+
+  monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", offline)
+  with pytest.raises(datasets.DatasetUnavailableError,
+                     match=r"could not prepare dataset 'cifar10' .*ConnectionError.*manual_dir=FOLDER"):
+    datasets.load("cifar10", "train", data_dir=str(tmp_path))
+
+
+def test_missing_tfds_gives_install_hint(monkeypatch):
+  monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import now fails
+  with pytest.raises(ImportError, match=r"pip install 'jaxal\[datasets\]'"):
+    datasets.load("mnist", "train")
+  datasets.load("digits", "test")  # the bundled dataset never needs it
+
+
+def test_tfds_is_not_a_runtime_dependency():
+  # Importing jaxal and loading digits imports neither tensorflow-datasets nor TensorFlow.
+  code = ("import sys, jaxal; jaxal.datasets.load_digits(); "
+          "print(sorted(m for m in ('tensorflow', 'tensorflow_datasets') if m in sys.modules))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  assert out.stdout.strip() == "[]"
+  import tomllib
+
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  with open(os.path.join(root, "pyproject.toml"), "rb") as f:
+    project = tomllib.load(f)["project"]
+  runtime = " ".join(project["dependencies"]).lower()
+  assert "tensorflow" not in runtime and "importlib" not in runtime
+  extra = " ".join(project["optional-dependencies"]["datasets"]).lower()
+  for needed in ("tensorflow-datasets", "tensorflow", "importlib_resources", "pillow"):
+    assert needed in extra
+
+
+# ---------------------------------------------------------------------------
+# Real MNIST and Fashion-MNIST, prepared from ../shared/data through TFDS's own
+# builders, against a direct NumPy parse of the idx files.
+
+
+def _idx(path: str, header: int) -> np.ndarray:
+  with gzip.open(path, "rb") as f:
+    return np.frombuffer(f.read()[header:], np.uint8)
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
+def test_real_dataset_matches_idx_files(name, shared_data, tmp_path_factory):
+  data_dir = tfds_cache.prepared_data_dir(tmp_path_factory, shared_data, name)
+  manual = tfds_cache.manual_dir(shared_data, name)
+  ds = datasets.load_dataset(name, data_dir=data_dir, download=False)
+  assert ds.num_classes == 10
+  for split, prefix, n in (("train", "train", 60000), ("test", "t10k", 10000)):
+    images = _idx(os.path.join(manual, f"{prefix}-images-idx3-ubyte.gz"), 16).reshape(n, 28, 28, 1)
+    labels = _idx(os.path.join(manual, f"{prefix}-labels-idx1-ubyte.gz"), 8).astype(np.int32)
+    x, y = (ds.x_train, ds.y_train) if split == "train" else (ds.x_test, ds.y_test)
+    assert x.shape == (n, 28, 28, 1) and x.dtype == np.float32 and y.dtype == np.int32
+    # Every pixel is exactly uint8 / 255.
+    x8 = np.rint(x * np.float32(255.0)).astype(np.uint8)
+    np.testing.assert_array_equal(x, x8.astype(np.float32) / np.float32(255.0))
+    # TFDS stores examples in its own (deterministic, hashed) order: compare the
+    # (label, image) pairs as sorted byte rows, i.e. pixel for pixel and label
+    # for label up to that permutation.
+    np.testing.assert_array_equal(_sorted_rows(y, x8), _sorted_rows(labels, images))
+
+
+def _sorted_rows(labels: np.ndarray, images: np.ndarray) -> np.ndarray:
+  n = labels.shape[0]
+  rows = np.concatenate([labels.astype(np.uint8)[:, None], images.reshape(n, -1)], axis=1)
+  rows = np.ascontiguousarray(rows)
+  return np.sort(rows.view(f"V{rows.shape[1]}").ravel()).view(np.uint8).reshape(n, -1)
+
+
+def test_prepared_dataset_reads_without_tensorflow(shared_data, tmp_path_factory):
+  data_dir = tfds_cache.prepared_data_dir(tmp_path_factory, shared_data, "mnist")
+  # Reading a prepared dataset never imports TensorFlow (so it runs where it is not installed).
+  code = ("import sys, jaxal\n"
+          f"x, y = jaxal.datasets.load('mnist', 'test[:500]', data_dir={data_dir!r}, download=False)\n"
+          "print(x.shape, y.shape, 'tensorflow' in sys.modules)")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert out.stdout.strip().splitlines()[-1] == "(500, 28, 28, 1) (500,) False"

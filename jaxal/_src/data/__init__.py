@@ -1,11 +1,21 @@
-"""Datasets: the bundled UCI digits (no download needed)."""
+"""Datasets as NumPy arrays: the bundled UCI digits and TFDS image datasets.
+
+``digits`` is bundled with the package (no download, no extra dependency).
+``mnist``, ``fashion_mnist``, ``cifar10``, ``svhn_cropped`` (and any TFDS image
+builder as ``"tfds:<name>"``) go through tensorflow-datasets' registered
+builders, imported lazily (``pip install 'jaxal[datasets]'``).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
 from typing import NamedTuple
 
 import numpy as np
+
+from jaxal._src.data import tfds_loader
+from jaxal._src.data.tfds_loader import DatasetUnavailableError
 
 DIGITS_SHA256 = "3cd775a345ecb15adc04f14b2d7394d83acc035d1b2a5d0f32fc34c9d2fcd0c4"
 
@@ -55,9 +65,98 @@ def load_digits() -> Dataset:
 LOADERS = {"digits": load_digits}
 
 
-def load_dataset(name: str) -> Dataset:
-  """A dataset by name (``digits``); the error lists the valid names."""
+def names() -> list[str]:
+  """Every dataset name :func:`load` and :func:`load_dataset` accept (plus ``"tfds:<builder>"``)."""
+  return sorted([*LOADERS, *tfds_loader.TFDS_NAMES])
+
+
+def check_name(name: str) -> str:
+  """``name`` if it is a valid dataset name, else a ValueError listing the valid ones."""
   from jaxal._src import checks
 
-  checks.check_one_of(name, LOADERS, "dataset")
-  return LOADERS[name]()
+  if not isinstance(name, str):
+    raise TypeError(f"dataset name must be a str, got {type(name).__name__}")
+  if name.startswith(tfds_loader.PREFIX):
+    tfds_loader.builder_name(name)
+    return name
+  return checks.check_one_of(name, names(), "dataset")
+
+
+def _digits_split(split: str) -> tuple[np.ndarray, np.ndarray]:
+  ds = load_digits()
+  if split not in ("train", "test"):
+    raise ValueError(f"unknown split {split!r} of dataset 'digits'; valid splits are: test, train")
+  return (ds.x_train, ds.y_train) if split == "train" else (ds.x_test, ds.y_test)
+
+
+def load(name: str, split: str, *, data_dir: str | None = None, manual_dir: str | None = None,
+         download: bool = True) -> tuple[np.ndarray, np.ndarray]:
+  """One split of a dataset as NumPy arrays ready for the loop.
+
+  Real datasets go through tensorflow-datasets' own registered builders. The
+  first call prepares the dataset into ``data_dir`` (downloading it, or reading
+  the original files from ``manual_dir`` through
+  ``tfds.download.DownloadConfig(manual_dir=...)``; this step needs
+  TensorFlow); later calls read the prepared ``array_record`` files through
+  ``tfds.data_source``, without TensorFlow or a network.
+
+  Args:
+    name: ``digits`` (bundled), ``mnist``, ``fashion_mnist``, ``kmnist``,
+      ``cifar10``, ``cifar100``, ``svhn_cropped``, or ``"tfds:<builder>"`` for
+      any other TFDS image-classification builder.
+    split: a TFDS split (``"train"``, ``"test"``, ``"train[:10%]"``, ...);
+      ``digits`` has ``"train"`` (the 1,347-image pool) and ``"test"``.
+    data_dir: where prepared datasets live (TFDS's default when None:
+      ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``).
+    manual_dir: a folder holding the dataset's original files (for MNIST the
+      four ``*-idx?-ubyte.gz`` files), used instead of downloading.
+    download: when False, an unprepared dataset without ``manual_dir`` is an
+      error at once instead of a download attempt.
+
+  Returns:
+    ``(images, labels)``: images float32 in ``[0, 1]`` with shape
+    ``[num, height, width, channels]`` (``[num, 8, 8]`` for digits), labels
+    int32 ``[num]``.
+
+  Raises:
+    ValueError: unknown dataset name (the message lists the valid ones).
+    ImportError: tensorflow-datasets is not installed (``pip install
+      'jaxal[datasets]'``).
+    DatasetUnavailableError: not prepared and it could not be prepared; the
+      message says how to use ``manual_dir``.
+  """
+  check_name(name)
+  if not isinstance(split, str):
+    raise TypeError(f"split must be a str such as 'train' or 'test', got {type(split).__name__}")
+  if name == "digits":
+    return _digits_split(split)
+  builder = tfds_loader.prepare(name, data_dir=data_dir, manual_dir=manual_dir, download=download)
+  images, labels = tfds_loader.read(builder, split)
+  return tfds_loader.to_float_images(images), labels
+
+
+def load_dataset(name: str, *, data_dir: str | None = None, manual_dir: str | None = None,
+                 download: bool = True) -> Dataset:
+  """A dataset by name with its train (pool) and test splits; see :func:`load`.
+
+  Raises:
+    ValueError: for an unknown name; the message lists the valid ones.
+  """
+  check_name(name)
+  if name in LOADERS:
+    return LOADERS[name]()
+  builder = tfds_loader.prepare(name, data_dir=data_dir, manual_dir=manual_dir, download=download)
+  x_train, y_train = tfds_loader.read(builder, "train")
+  x_test, y_test = tfds_loader.read(builder, "test")
+  return Dataset(name, tfds_loader.to_float_images(x_train), y_train,
+                 tfds_loader.to_float_images(x_test), y_test, tfds_loader.num_classes(builder))
+
+
+def fingerprint(ds: Dataset) -> str:
+  """sha256 of a dataset's arrays (shapes, dtypes and bytes): what an experiment ran on."""
+  h = hashlib.sha256()
+  for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test):
+    a = np.ascontiguousarray(a)
+    h.update(f"{a.dtype.str}{a.shape}".encode())
+    h.update(memoryview(a).cast("B"))
+  return h.hexdigest()

@@ -1,0 +1,202 @@
+"""Real datasets through tensorflow-datasets' own registered builders.
+
+``tensorflow_datasets`` is imported lazily: it is an optional dependency
+(``pip install 'jaxal[datasets]'``) and nothing else in jaxal needs it.
+
+Preparing a dataset (download, or the original files from a ``manual_dir``,
+then conversion) runs TFDS's builder, which needs TensorFlow. Datasets are
+prepared in the ``array_record`` format, so reading them afterwards goes through
+``tfds.data_source`` and needs neither TensorFlow nor a network.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+INSTALL_HINT = "pip install 'jaxal[datasets]'"
+
+# jaxal name -> TFDS builder name. Any other registered image-classification
+# builder is reachable as "tfds:<builder name>" (e.g. "tfds:emnist/letters").
+TFDS_NAMES = {
+    "mnist": "mnist",
+    "fashion_mnist": "fashion_mnist",
+    "kmnist": "kmnist",
+    "cifar10": "cifar10",
+    "cifar100": "cifar100",
+    "svhn_cropped": "svhn_cropped",
+}
+PREFIX = "tfds:"
+
+# Read this many examples per data-source call (bounds the list of decoded dicts).
+_CHUNK = 4096
+
+
+class DatasetUnavailableError(RuntimeError):
+  """A dataset is not prepared and could not be prepared (no download, no manual files)."""
+
+
+def builder_name(name: str) -> str:
+  """The TFDS builder name behind a jaxal dataset name."""
+  if name.startswith(PREFIX):
+    tail = name[len(PREFIX):]
+    if not tail:
+      raise ValueError(f"dataset {name!r} names no TFDS builder; write e.g. 'tfds:emnist/letters'")
+    return tail
+  return TFDS_NAMES[name]
+
+
+def import_tfds() -> Any:
+  """``tensorflow_datasets``, or an ImportError that says how to install it."""
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ImportError(
+        f"real datasets (mnist, fashion_mnist, cifar10, ...) are read through "
+        f"tensorflow-datasets, which is not installed: {INSTALL_HINT} "
+        f"(the bundled 'digits' needs nothing). Original error: {e}") from e
+  return tfds
+
+
+def _expected_files(builder: Any) -> list[str]:
+  infos = getattr(builder, "url_infos", None) or {}
+  return sorted({info.filename or os.path.basename(url) for url, info in infos.items()})
+
+
+def _manual_help(name: str, builder: Any) -> str:
+  files = _expected_files(builder)
+  listing = (f" holding the original files ({', '.join(files)})" if files else
+             " holding the dataset's original files (see the TFDS catalog page of "
+             f"{builder.name!r} for their names)")
+  return (f"to prepare {name!r} offline, pass manual_dir=FOLDER (jaxal run --manual-dir FOLDER){listing}; "
+          "TFDS uses them instead of downloading")
+
+
+def prepare(name: str, *, data_dir: str | None = None, manual_dir: str | None = None,
+            download: bool = True) -> Any:
+  """The prepared TFDS builder of ``name``, preparing it first if needed.
+
+  Args:
+    name: a jaxal dataset name (``mnist``, ``fashion_mnist``, ``cifar10``,
+      ``svhn_cropped``, ...) or ``"tfds:<builder>"``.
+    data_dir: where TFDS keeps prepared datasets; None is TFDS's default
+      (``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``).
+    manual_dir: a folder holding the dataset's original files (as the TFDS
+      builder would download them); used instead of the network through
+      ``tfds.download.DownloadConfig(manual_dir=...)``.
+    download: when False, never touch the network: an unprepared dataset
+      without ``manual_dir`` is an error at once.
+
+  Returns:
+    The ``tfds.core.DatasetBuilder``, prepared in the ``array_record`` format.
+
+  Raises:
+    ImportError: tensorflow-datasets (or, to prepare, TensorFlow) is missing.
+    DatasetUnavailableError: not prepared and it could not be prepared; the
+      message says how to use ``manual_dir``.
+  """
+  tfds = import_tfds()
+  bname = builder_name(name)
+  try:
+    builder = tfds.builder(bname, data_dir=data_dir, file_format="array_record")
+  except Exception as e:  # tfds raises its own DatasetNotFoundError and friends
+    raise ValueError(f"tensorflow-datasets has no builder {bname!r} for dataset {name!r}: {e}") from e
+  if builder.is_prepared():
+    return builder
+  if manual_dir is not None:
+    manual_dir = os.path.abspath(os.path.expanduser(os.fspath(manual_dir)))
+    if not os.path.isdir(manual_dir):
+      raise DatasetUnavailableError(
+          f"manual_dir {manual_dir!r} for dataset {name!r} is not a folder; "
+          + _manual_help(name, builder))
+    missing = [f for f in _expected_files(builder) if not os.path.exists(os.path.join(manual_dir, f))]
+    if missing:
+      raise DatasetUnavailableError(
+          f"manual_dir {manual_dir!r} lacks {', '.join(missing)} for dataset {name!r}; "
+          + _manual_help(name, builder))
+  elif not download:
+    raise DatasetUnavailableError(
+        f"dataset {name!r} is not prepared in {str(builder.data_dir)!r} and downloading is "
+        f"off; {_manual_help(name, builder)}, or pass data_dir=FOLDER where it is prepared")
+  try:
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+  except ImportError as e:
+    raise ImportError(
+        f"preparing {name!r} runs TFDS's builder, which needs TensorFlow: {INSTALL_HINT} "
+        f"(reading a prepared dataset afterwards does not). Original error: {e}") from e
+  except Exception as e:  # network errors come from requests, urllib, OSError, ...
+    raise DatasetUnavailableError(
+        f"could not prepare dataset {name!r} in {str(builder.data_dir)!r} "
+        f"({type(e).__name__}: {str(e)[:300]}); {_manual_help(name, builder)}") from e
+  return builder
+
+
+def _keys(builder: Any) -> tuple[str, str]:
+  keys = builder.info.supervised_keys
+  if not keys or len(keys) != 2 or not all(isinstance(k, str) for k in keys):
+    raise ValueError(
+        f"TFDS dataset {builder.name!r} has no (image, label) supervised keys "
+        f"(got {keys!r}); jaxal reads image classification datasets")
+  return keys[0], keys[1]
+
+
+def num_classes(builder: Any) -> int:
+  """Number of classes of the builder's label feature."""
+  _, label_key = _keys(builder)
+  return int(builder.info.features[label_key].num_classes)
+
+
+def read(builder: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
+  """A prepared split as ``(images uint8 [N, H, W, C], labels int32 [N])``.
+
+  Reads through ``builder.as_data_source`` (array_record; no TensorFlow). A
+  dataset prepared earlier in another format (tfrecord) is read through
+  ``tfds.as_numpy(builder.as_dataset(...))`` instead, which needs TensorFlow.
+  """
+  image_key, label_key = _keys(builder)
+  try:
+    source = builder.as_data_source(split=split)
+  except NotImplementedError:
+    # Prepared as tfrecord by someone else: random access is not possible.
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    try:
+      batch = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+    except ImportError as e:
+      raise ImportError(
+          f"{builder.name!r} in {str(builder.data_dir)!r} was prepared as tfrecord, which needs "
+          f"TensorFlow to read: {INSTALL_HINT}, or prepare it again in another data_dir") from e
+    return np.asarray(batch[image_key]), np.asarray(batch[label_key]).astype(np.int32)
+  n = len(source)
+  if n == 0:
+    raise ValueError(f"split {split!r} of {builder.name!r} is empty")
+  first = np.asarray(source[0][image_key])
+  images = np.empty((n, *first.shape), first.dtype)
+  labels = np.empty((n,), np.int32)
+  for start in range(0, n, _CHUNK):
+    stop = min(n, start + _CHUNK)
+    keys = list(range(start, stop))
+    try:
+      items = source.__getitems__(keys)  # batched: 2-3x faster than one by one
+    except TypeError:
+      # tfds.testing.mock_data's source implements only __getitem__ correctly.
+      items = [source[i] for i in keys]
+    images[start:stop] = np.stack([np.asarray(it[image_key]) for it in items])
+    labels[start:stop] = np.asarray([it[label_key] for it in items], np.int32)
+  return images, labels
+
+
+def to_float_images(images: np.ndarray) -> np.ndarray:
+  """uint8 images ``[N, H, W, C]`` (or ``[N, H, W]``) as float32 in ``[0, 1]``, NHWC."""
+  if images.ndim == 3:
+    images = images[..., None]
+  if images.ndim != 4:
+    raise ValueError(f"expected images of shape [num, height, width, channels], got {images.shape}")
+  if images.dtype == np.uint8:
+    return images.astype(np.float32) / np.float32(255.0)
+  out = images.astype(np.float32)
+  if out.size and (out.min() < 0.0 or out.max() > 1.0):
+    raise ValueError(f"images of dtype {images.dtype} are not in [0, 1] (range {out.min()}..{out.max()})")
+  return out
