@@ -4,8 +4,11 @@ Pure, jitted acquisition functions (uncertainty, Bayesian, diversity, ...),
 composed by a small stateless loop over Flax train states.
 """
 
+from jaxal import adversarial
+from jaxal import bayes
 from jaxal import datasets
 from jaxal import embeddings
+from jaxal import glister
 from jaxal import loop
 from jaxal import models
 from jaxal import scores
@@ -18,8 +21,11 @@ __version__ = "0.1.0"
 __all__ = (
     "Strategy",
     "__version__",
+    "adversarial",
+    "bayes",
     "datasets",
     "embeddings",
+    "glister",
     "loop",
     "models",
     "scores",

@@ -5,6 +5,13 @@ from jaxal._src.strategies import names
 from jaxal._src.strategies.badge import badge
 from jaxal._src.strategies.base import Strategy
 from jaxal._src.strategies.base import score_strategy
+from jaxal._src.strategies.adversarial import bim
+from jaxal._src.strategies.adversarial import deepfool
+from jaxal._src.strategies.bayesian import batchbald
+from jaxal._src.strategies.bayesian import power
+from jaxal._src.strategies.bayesian import softmax
+from jaxal._src.strategies.bayesian import softrank
+from jaxal._src.strategies.glister import glister
 from jaxal._src.strategies.uncertainty import bald
 from jaxal._src.strategies.uncertainty import entropy
 from jaxal._src.strategies.uncertainty import least_confidence
@@ -22,8 +29,12 @@ __all__ = (
     "Strategy",
     "badge",
     "bald",
+    "batchbald",
+    "bim",
+    "deepfool",
     "entropy",
     "get",
+    "glister",
     "least_confidence",
     "margin",
     "mc_entropy",
@@ -32,8 +43,11 @@ __all__ = (
     "mc_ratio",
     "mean_std",
     "names",
+    "power",
     "random",
     "ratio",
     "score_strategy",
+    "softmax",
+    "softrank",
     "variation_ratio",
 )

@@ -152,3 +152,27 @@ def check_one_of(value: str, valid: Any, name: str) -> str:
   if value not in valid:
     raise ValueError(f"unknown {name} {value!r}; valid names are: {', '.join(valid)}")
   return value
+
+
+def check_model_input(forward: Any, x: Any, name: str = "pool") -> None:
+  """Runs ``forward(x[:1])`` abstractly (``jax.eval_shape``: no FLOPs, no values).
+
+  ``forward`` maps a batch ``[B, ...]`` to logits ``[B, K]``. Any error the
+  model raises on the input's shape becomes a ``ValueError`` naming the shape,
+  before anything is computed or changed.
+  """
+  shape = shape_of(x)
+  if len(shape) < 1 or shape[0] == 0:
+    raise ValueError(f"{name} must have shape [num_points, ...] with num_points >= 1, got {shape}")
+  example = jax.ShapeDtypeStruct((1, *shape[1:]), getattr(x, "dtype", jnp.float32))
+  try:
+    out = jax.eval_shape(forward, example)
+  except Exception as e:  # the model's own error, whatever its type
+    raise ValueError(
+        f"the model rejects {name} inputs of shape {shape[1:]} (a batch of shape "
+        f"{(1, *shape[1:])} failed with {type(e).__name__}: {e})") from e
+  out_shape = tuple(getattr(out, "shape", ()))
+  if len(out_shape) != 2 or out_shape[0] != 1:
+    raise ValueError(
+        f"the model must map {name} inputs of shape [batch, *{shape[1:]}] to logits "
+        f"[batch, num_classes], got logits of shape {out_shape} for a batch of 1")

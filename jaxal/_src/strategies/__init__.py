@@ -10,7 +10,10 @@ from typing import Any, Callable
 
 from jaxal._src import checks
 from jaxal._src.strategies import uncertainty
+from jaxal._src.strategies import adversarial as adversarial_strategies
 from jaxal._src.strategies import badge as badge_strategies
+from jaxal._src.strategies import bayesian
+from jaxal._src.strategies import glister as glister_strategies
 from jaxal._src.strategies.base import Strategy
 
 REGISTRY: dict[str, Callable[..., Strategy]] = {
@@ -27,6 +30,13 @@ REGISTRY: dict[str, Callable[..., Strategy]] = {
     "mean_std": uncertainty.mean_std,
     "bald": uncertainty.bald,
     "badge": badge_strategies.badge,
+    "batchbald": bayesian.batchbald,
+    "power": bayesian.power,
+    "softmax": bayesian.softmax,
+    "softrank": bayesian.softrank,
+    "glister": glister_strategies.glister,
+    "deepfool": adversarial_strategies.deepfool,
+    "bim": adversarial_strategies.bim,
     # New strategy families register their factories here.
 }
 

@@ -1,0 +1,304 @@
+"""Bayesian batch acquisition: BatchBALD and stochastic (power, softmax, soft-rank) batches.
+
+Both work on arrays only. :func:`batchbald` takes Monte Carlo log-probabilities
+``[num_samples, num_points, num_classes]`` whose sample ``s`` comes from *one*
+sampled network applied to every pool point (for MC dropout: the same dropout
+mask for every example, ``models.predict_mc(..., consistent=True)``), because
+it needs the joint predictive of several points,
+:math:`p(y_1, \\dots, y_b) = \\frac1S \\sum_s \\prod_i p_s(y_i)`.
+:func:`stochastic_batch` turns any ``[num_points]`` score into a random batch
+by Gumbel top-k.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+from jaxal._src import checks
+from jaxal._src import scores as scores_lib
+
+# Elements of one [chunk, configurations, classes] block of conditional
+# predictives: bounds BatchBALD's working memory to about 16 MiB in float32.
+_BLOCK_ELEMENTS = 1 << 22
+_MAX_CONFIGS = 1 << 24
+
+
+def _entropy_p(p: jax.Array) -> jax.Array:
+  """Entropy over the last axis of probabilities ``p``, with ``0 log 0 = 0``."""
+  pos = p > 0
+  return -jnp.sum(jnp.where(pos, p * jnp.log(jnp.where(pos, p, 1.0)), 0.0), axis=-1)
+
+
+def _posterior_weights(log_q: jax.Array) -> jax.Array:
+  """``softmax`` over samples (axis 0) of ``log_q [S, C]``; all ``-inf`` columns → 0."""
+  top = jnp.max(log_q, axis=0, keepdims=True)
+  finite = jnp.isfinite(top)
+  w = jnp.exp(log_q - jnp.where(finite, top, 0.0))
+  return w / jnp.where(finite, jnp.sum(w, axis=0, keepdims=True), 1.0)
+
+
+def _log_marginal(log_q: jax.Array) -> jax.Array:
+  """``log (1/S) sum_s q[s, c]`` for ``log_q [S, C]`` → ``[C]`` (``-inf`` stays)."""
+  return jax.nn.logsumexp(log_q, axis=0) - jnp.log(jnp.float32(log_q.shape[0]))
+
+
+def _expected_conditional_entropy(log_q: jax.Array, rho: jax.Array, probs: jax.Array,
+                                  chunk: int) -> jax.Array:
+  r"""For every candidate ``c``: :math:`\sum_j \rho_j H[\sum_s w_{sj}\, p_s(y_c)]`.
+
+  ``w[:, j]`` is the posterior over the ``S`` samples given configuration ``j``
+  of the batch's labels (``softmax_s log_q[s, j]``), so the inner term is the
+  entropy of ``y_c`` given that configuration.
+
+  Args:
+    log_q: ``[S, C]`` log-probabilities of ``C`` label configurations of the
+      current batch under each sample.
+    rho: ``[C]`` weights of the configurations.
+    probs: ``[S, N, K]`` per-sample class probabilities of the candidates.
+    chunk: candidates per block (static).
+
+  Returns:
+    ``[N]`` float32.
+  """
+  s, n, k = probs.shape
+  w = _posterior_weights(log_q)  # [S, C]
+  num_chunks = -(-n // chunk)
+  padded = jnp.pad(probs, ((0, 0), (0, num_chunks * chunk - n), (0, 0)))
+  blocks = jnp.moveaxis(padded.reshape(s, num_chunks, chunk, k), 1, 0)  # [B, S, chunk, K]
+
+  def block(pb):
+    cond = jnp.einsum("sj,scy->cjy", w, pb)  # [chunk, C, K]: p(y_c | configuration j)
+    return _entropy_p(cond) @ rho
+
+  return jax.lax.map(block, blocks).reshape(-1)[:n]
+
+
+def _exact_steps(num_classes: int, max_exact_configs: int) -> int:
+  """How many greedy steps keep ``K ** |batch| <= max_exact_configs`` (at least 1)."""
+  steps, configs = 1, num_classes
+  while configs <= max_exact_configs:
+    steps += 1
+    configs *= num_classes
+  return steps
+
+
+@functools.partial(jax.jit, static_argnames=("k", "num_joint_samples", "max_exact_configs"))
+def _batchbald(key, log_probs, labeled_mask, k, num_joint_samples, max_exact_configs):
+  """Greedy BatchBALD: ``(indices [k] int32, joint mutual information [k] float32)``.
+
+  ``scores[t]`` is the (estimated) joint mutual information of the first
+  ``t + 1`` picks.
+  """
+  logp = scores_lib.log_probs(log_probs)  # [S, N, K] float32
+  s, n, c = logp.shape
+  probs = jnp.exp(logp)
+  cond_entropy = jnp.mean(scores_lib._entropy_from_logp(logp), axis=0)  # [N] E_s H[y_i | θ_s]
+  lowest = jnp.finfo(jnp.float32).min
+  table = max_exact_configs
+  m = num_joint_samples
+  exact_chunk = max(1, min(n, _BLOCK_ELEMENTS // (table * c)))
+  sampled_chunk = max(1, min(n, _BLOCK_ELEMENTS // (m * c)))
+  theta_of_sample = jnp.arange(m) % s  # stratified: configuration j drawn under θ_(j mod S)
+
+  def pick(t, carry, term, joint_entropy_of_batch):
+    idx, taken, sum_cond, out_scores, log_table, log_samp = carry
+    gain = term - cond_entropy
+    gain = jnp.where(jnp.isnan(gain), lowest, gain)
+    gain = jnp.where(taken | labeled_mask, -jnp.inf, gain)
+    best = jnp.argmax(gain).astype(jnp.int32)
+    mi = joint_entropy_of_batch + term[best] - sum_cond - cond_entropy[best]
+    # Extend every sampled configuration by a draw of y_best under its own θ,
+    # which keeps them exact draws from the joint predictive of the batch.
+    draw = jax.random.categorical(jax.random.fold_in(key, t), logp[theta_of_sample, best, :])
+    log_samp = log_samp + logp[:, best, :][:, draw]
+    return (idx.at[t].set(best), taken.at[best].set(True), sum_cond + cond_entropy[best],
+            out_scores.at[t].set(mi), log_table, log_samp), best
+
+  def exact_step(t, carry):
+    log_table = carry[4]
+    log_p_batch = _log_marginal(log_table)  # [C] log p(configuration)
+    p_batch = jnp.exp(log_p_batch)
+    h_batch = -jnp.sum(jnp.where(p_batch > 0, p_batch * log_p_batch, 0.0))
+    term = _expected_conditional_entropy(log_table, p_batch, probs, exact_chunk)
+    carry, best = pick(t, carry, term, h_batch)
+    # Configuration j of the grown batch = (configuration j // K, class j % K);
+    # -inf padding propagates, so only the first K^(t+1) columns are live.
+    j = jnp.arange(table)
+    grown = carry[4][:, j // c] + logp[:, best, :][:, j % c]
+    return carry[:4] + (grown,) + carry[5:]
+
+  def sampled_step(t, carry):
+    log_samp = carry[5]
+    h_batch = -jnp.mean(_log_marginal(log_samp))
+    rho = jnp.full((m,), 1.0 / m, jnp.float32)
+    term = _expected_conditional_entropy(log_samp, rho, probs, sampled_chunk)
+    carry, _ = pick(t, carry, term, h_batch)
+    return carry
+
+  log_table = jnp.full((s, table), -jnp.inf, jnp.float32).at[:, 0].set(0.0)
+  carry = (jnp.zeros((k,), jnp.int32), jnp.zeros((n,), bool), jnp.float32(0.0),
+           jnp.zeros((k,), jnp.float32), log_table, jnp.zeros((s, m), jnp.float32))
+  num_exact = min(k, _exact_steps(c, table))
+  carry = jax.lax.fori_loop(0, num_exact, exact_step, carry)
+  carry = jax.lax.fori_loop(num_exact, k, sampled_step, carry)
+  return carry[0], carry[3]
+
+
+def _check_positive_int(value, name: str, upper: int | None = None) -> int:
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+    raise ValueError(f"{name} must be a positive Python int, got {value!r}")
+  if upper is not None and value > upper:
+    raise ValueError(f"{name} must be at most {upper}, got {value}")
+  return int(value)
+
+
+def batchbald(key: jax.Array, log_probs: ArrayLike, k: int, *,
+              labeled_mask: ArrayLike | None = None, num_joint_samples: int = 1000,
+              max_exact_configs: int | None = None) -> jax.Array:
+  r"""BatchBALD: greedily maximise the joint mutual information of a batch.
+
+  .. math::
+    a(x_{1:b}) = H[y_1, \dots, y_b] - \tfrac1S \textstyle\sum_s \sum_i H[y_i \mid \theta_s],
+    \qquad p(y_{1:b}) = \tfrac1S \textstyle\sum_s \prod_i p_s(y_i).
+
+  Each step adds the unlabeled point that maximises :math:`a` of the batch so
+  far plus that point (a :math:`1 - 1/e` approximation, :math:`a` being
+  submodular). The joint entropy is written
+  :math:`H[y_B, y_c] = H[y_B] + \mathbb{E}_{y_B}\, H[y_c \mid y_B]`, the
+  conditional predictive of :math:`y_c` given a configuration of the batch's
+  labels being a posterior-weighted mixture of the samples; everything is in
+  log space, so long batches do not underflow.
+
+  * Exact while the batch's configuration count :math:`K^{|B|}` is at most
+    ``max_exact_configs``: the sum runs over every configuration.
+  * Sampled beyond: over ``num_joint_samples`` configurations drawn from the
+    joint predictive (sample ``j`` under network ``j mod S``, each label drawn
+    from that network's predictive, extended by one draw per pick), as in
+    Kirsch et al.'s estimator.
+
+  The first pick is BALD's argmax. A chosen point is masked out, so no index
+  is picked twice, even among identical points. Cost per pick:
+  ``O(S · N · C · K)`` with ``C`` the configuration count, vectorised over
+  candidates in blocks; one compile per shape.
+
+  Args:
+    key: a ``jax.random.key`` (used by the sampled estimator only).
+    log_probs: ``[num_samples, num_points, num_classes]`` MC log-probabilities
+      or logits (normalised here), ``num_samples >= 2``; sample ``s`` must
+      come from one network for the whole pool (consistent dropout masks).
+    k: batch size (static), ``1 <= k <=`` the number of unlabeled points.
+    labeled_mask: optional ``[num_points]`` bool, True where already labeled.
+    num_joint_samples: configurations of the sampled estimator (static).
+    max_exact_configs: largest configuration count summed exactly (static);
+      defaults to ``num_joint_samples``.
+
+  Returns:
+    ``[k]`` int32 indices in the order picked: unique, unlabeled.
+
+  References:
+    Kirsch, van Amersfoort & Gal, BatchBALD: Efficient and Diverse Batch
+    Acquisition for Deep Bayesian Active Learning, NeurIPS 2019.
+  """
+  checks.check_key(key)
+  log_probs = checks.check_mc_logits(log_probs, "log_probs", min_samples=2)
+  n = log_probs.shape[1]
+  labeled_mask = checks.check_labeled_mask(labeled_mask, n)
+  k = checks.check_budget(k, n, labeled_mask)
+  num_joint_samples = _check_positive_int(num_joint_samples, "num_joint_samples", _MAX_CONFIGS)
+  if max_exact_configs is None:
+    max_exact_configs = num_joint_samples
+  max_exact_configs = _check_positive_int(max_exact_configs, "max_exact_configs", _MAX_CONFIGS)
+  return _batchbald(key, log_probs, labeled_mask, k, num_joint_samples, max_exact_configs)[0]
+
+
+# ---------------------------------------------------------------------------
+# Stochastic batch acquisition.
+
+MODES = ("power", "softmax", "softrank")
+
+
+@functools.partial(jax.jit, static_argnames=("k", "mode"))
+def _stochastic_batch(key, scores, labeled_mask, temperature, k, mode):
+  s = scores.astype(jnp.float32)
+  beta = 1.0 / temperature.astype(jnp.float32)
+  n = s.shape[0]
+  if mode == "softmax":
+    log_p = beta * s
+  elif mode == "power":
+    log_p = beta * jnp.log(jnp.maximum(s, 0.0))  # s == 0 → -inf: probability 0
+  else:  # softrank: rank 1 = highest unlabeled score; ties by lower index
+    ranked = jnp.where(labeled_mask | jnp.isnan(s), -jnp.inf, s)
+    order = jnp.argsort(-ranked, stable=True)
+    rank = jnp.zeros((n,), jnp.float32).at[order].set(jnp.arange(1, n + 1, dtype=jnp.float32))
+    log_p = -beta * jnp.log(rank)
+  # Gumbel top-k: k draws without replacement, each ∝ exp(log_p) (Plackett-Luce).
+  perturbed = log_p + jax.random.gumbel(key, (n,), jnp.float32)
+  lowest = jnp.finfo(jnp.float32).min
+  perturbed = jnp.where(jnp.isnan(perturbed) | jnp.isneginf(perturbed), lowest, perturbed)
+  perturbed = jnp.where(labeled_mask, -jnp.inf, perturbed)
+  return jax.lax.top_k(perturbed, k)[1].astype(jnp.int32)
+
+
+def stochastic_batch(key: jax.Array, scores: ArrayLike, k: int, *, mode: str = "power",
+                     temperature: float = 1.0,
+                     labeled_mask: ArrayLike | None = None) -> jax.Array:
+  r"""A random batch drawn with probabilities that grow with a score.
+
+  With :math:`\beta = 1 / \text{temperature}` (Kirsch et al.'s "coldness"),
+  the ``k`` points are drawn without replacement, each draw from the
+  remaining unlabeled points with probability proportional to
+
+  * ``"power"``: :math:`s_i^{\beta}` (scores must be non-negative: BALD,
+    entropy, ...; a zero score has probability 0),
+  * ``"softmax"``: :math:`\exp(\beta s_i)`,
+  * ``"softrank"``: :math:`r_i^{-\beta}`, :math:`r_i` the rank of
+    :math:`s_i` among the unlabeled points (1 = highest; ties broken toward
+    the lower index).
+
+  Sampling is Gumbel top-k: the top ``k`` of :math:`\log p_i + g_i`,
+  :math:`g_i` standard Gumbel, which is exactly successive sampling without
+  replacement. Points of probability 0 (or NaN score) are chosen only when
+  nothing else is left, lowest index first. As the temperature goes to 0 the
+  batch tends to the top-k; as it grows, to uniform random.
+
+  Args:
+    key: a ``jax.random.key``.
+    scores: ``[num_points]`` scores, higher = more informative.
+    k: batch size (static), ``1 <= k <=`` the number of unlabeled points.
+    mode: ``"power"``, ``"softmax"`` or ``"softrank"``.
+    temperature: positive; not static (changing it does not recompile).
+    labeled_mask: optional ``[num_points]`` bool, True where already labeled.
+
+  Returns:
+    ``[k]`` int32 indices in the order drawn: unique, unlabeled.
+
+  References:
+    Kirsch, Farquhar, Atighehchian, Jesson, Branchaud-Charron & Gal,
+    Stochastic Batch Acquisition: A Simple Baseline for Deep Active
+    Learning, TMLR 2023.
+  """
+  checks.check_key(key)
+  checks.check_one_of(mode, MODES, "mode")
+  scores = checks.check_float_array(scores, "scores", 1, "[num_points]")
+  n = scores.shape[0]
+  labeled_mask = checks.check_labeled_mask(labeled_mask, n)
+  k = checks.check_budget(k, n, labeled_mask)
+  if isinstance(temperature, (int, float, np.floating, np.integer)) and not isinstance(temperature, bool):
+    if not (math.isfinite(float(temperature)) and float(temperature) > 0):
+      raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
+  elif isinstance(temperature, bool) or jnp.shape(temperature) != ():
+    raise TypeError(f"temperature must be a positive scalar, got {temperature!r}")
+  if mode == "power" and checks.is_concrete(scores) and checks.is_concrete(labeled_mask):
+    neg = np.asarray(jax.device_get((scores < 0) & ~labeled_mask))
+    if neg.any():
+      raise ValueError(
+          f"mode='power' needs non-negative scores (p ∝ s^β); scores of shape {scores.shape} hold "
+          f"{int(neg.sum())} negative unlabeled values (first at index {int(np.argmax(neg))}); "
+          "use mode='softmax' or 'softrank' for signed scores")
+  return _stochastic_batch(key, scores, labeled_mask, jnp.asarray(temperature, jnp.float32), k, mode)

@@ -1,0 +1,62 @@
+"""Adversarial strategies: the unlabeled points closest to the decision boundary (DeepFool, BIM)."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxal._src import adversarial
+from jaxal._src import checks
+from jaxal._src import models as models_lib
+from jaxal._src import selection
+from jaxal._src.strategies.base import Strategy, check_acquire_args
+
+
+def _closest(attack_fn, name: str) -> Strategy:
+
+  def acquire(key, model, params, pool, labeled_mask, budget):
+    mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
+    checks.check_model_input(lambda xb: models_lib.apply(model, params, xb)[0], pool)
+    # Attack only the unlabeled points (host-side gather, outside any loop).
+    unlabeled = np.flatnonzero(~np.asarray(jax.device_get(mask)))
+    attack = attack_fn(model, params, jnp.asarray(pool)[unlabeled])
+    # Smallest distance first; never-flipped points (+inf) rank last.
+    picked = selection.top_k(-attack.distance, budget)
+    return jnp.asarray(unlabeled, jnp.int32)[picked]
+
+  return Strategy(name, acquire)
+
+
+def deepfool(*, max_iter: int = 50, overshoot: float = 0.02, batch_size: int = 256) -> Strategy:
+  """The ``budget`` unlabeled points with the smallest DeepFool perturbation (:func:`jaxal.adversarial.deepfool`).
+
+  References:
+    Ducoffe & Precioso, Adversarial Active Learning for Deep Networks: a
+    Margin Based Approach, 2018; DISTIL's ``AdversarialDeepFool``.
+  """
+  # Validate the hyperparameters now, not in the first round.
+  adversarial._check_number(overshoot, "overshoot", positive=False)
+  if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
+    raise ValueError(f"max_iter must be an int >= 0, got {max_iter!r}")
+  fn = lambda model, params, x: adversarial.deepfool(model, params, x, max_iter=max_iter,
+                                                     overshoot=overshoot, batch_size=batch_size)
+  return _closest(fn, "deepfool")
+
+
+def bim(*, step: float = 0.05, eps: float = math.inf, max_iter: int = 100,
+        batch_size: int = 256) -> Strategy:
+  """The ``budget`` unlabeled points with the smallest BIM perturbation (:func:`jaxal.adversarial.bim`).
+
+  References:
+    Kurakin, Goodfellow & Bengio 2017; DISTIL's ``AdversarialBIM``.
+  """
+  adversarial._check_number(step, "step", positive=True)
+  adversarial._check_number(eps, "eps", positive=True, allow_inf=True)
+  if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
+    raise ValueError(f"max_iter must be an int >= 0, got {max_iter!r}")
+  fn = lambda model, params, x: adversarial.bim(model, params, x, step=step, eps=eps,
+                                                max_iter=max_iter, batch_size=batch_size)
+  return _closest(fn, "bim")

@@ -1,0 +1,138 @@
+"""Bayesian batch strategies: BatchBALD and stochastic (power / softmax / soft-rank) batches."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import jax
+
+from jaxal._src import bayes
+from jaxal._src import checks
+from jaxal._src import models as models_lib
+from jaxal._src import scores
+from jaxal._src.strategies.base import Strategy, check_acquire_args
+
+# Scores of one deterministic pass ([N, K] -> [N]) and of MC-dropout passes ([S, N, K] -> [N]).
+LOGIT_SCORES: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "least_confidence": scores.least_confidence,
+    "margin": scores.margin,
+    "entropy": scores.entropy,
+    "ratio": scores.ratio,
+}
+MC_SCORES: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "bald": scores.bald,
+    "mc_least_confidence": scores.mc_mean(scores.least_confidence),
+    "mc_margin": scores.mc_mean(scores.margin),
+    "mc_entropy": scores.mc_mean(scores.entropy),
+    "mc_ratio": scores.mc_mean(scores.ratio),
+    "variation_ratio": scores.variation_ratio,
+    "mean_std": scores.mean_std,
+}
+
+
+def _check_num_samples(num_samples) -> int:
+  if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
+    raise ValueError(
+        f"num_samples must be an int >= 2 for BALD-type scores (they compare MC-dropout "
+        f"samples), got {num_samples!r}")
+  return num_samples
+
+
+def _forward_check(model, params, pool) -> None:
+  checks.check_model_input(lambda xb: models_lib.apply(model, params, xb)[0], pool)
+
+
+def batchbald(*, num_samples: int = 20, num_joint_samples: int = 512,
+              max_exact_configs: int | None = None, batch_size: int = 256) -> Strategy:
+  """BatchBALD (:func:`jaxal.bayes.batchbald`) on MC-dropout passes with consistent masks.
+
+  Each of the ``num_samples`` passes uses one dropout mask for the whole pool
+  (``models.predict_mc(..., consistent=True)``), so a pass is one sampled
+  network, as the joint predictive requires.
+
+  Args:
+    num_samples: MC-dropout passes ``S >= 2``.
+    num_joint_samples: sampled label configurations once the batch outgrows
+      the exact sum (cost per pick ``O(S · N · num_joint_samples · K)``).
+    max_exact_configs: largest configuration count summed exactly
+      (default ``num_joint_samples``).
+    batch_size: forward batch size.
+
+  References:
+    Kirsch, van Amersfoort & Gal, BatchBALD, NeurIPS 2019.
+  """
+  num_samples = _check_num_samples(num_samples)
+  bayes._check_positive_int(num_joint_samples, "num_joint_samples", bayes._MAX_CONFIGS)
+  if max_exact_configs is not None:
+    bayes._check_positive_int(max_exact_configs, "max_exact_configs", bayes._MAX_CONFIGS)
+
+  def acquire(key, model, params, pool, labeled_mask, budget):
+    mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
+    _forward_check(model, params, pool)
+    k_mc, k_sel = jax.random.split(key)
+    logits = models_lib.predict_mc(k_mc, model, params, pool, num_samples=num_samples,
+                                   batch_size=batch_size, consistent=True)
+    checks.check_finite_logits(logits.reshape(-1, logits.shape[-1]), "MC logits of the model on the pool")
+    return bayes.batchbald(k_sel, logits, budget, labeled_mask=mask,
+                           num_joint_samples=num_joint_samples, max_exact_configs=max_exact_configs)
+
+  return Strategy("batchbald", acquire)
+
+
+def _stochastic(mode: str, score: str, temperature: float, num_samples: int,
+                batch_size: int) -> Strategy:
+  checks.check_one_of(score, {**LOGIT_SCORES, **MC_SCORES}, "score")
+  if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
+      or not math.isfinite(float(temperature)) or temperature <= 0:
+    raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
+  mc = score in MC_SCORES
+  if mc:
+    num_samples = _check_num_samples(num_samples)
+  score_fn = MC_SCORES[score] if mc else LOGIT_SCORES[score]
+
+  def acquire(key, model, params, pool, labeled_mask, budget):
+    mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
+    _forward_check(model, params, pool)
+    k_mc, k_sel = jax.random.split(key)
+    if mc:
+      logits = models_lib.predict_mc(k_mc, model, params, pool, num_samples=num_samples,
+                                     batch_size=batch_size)
+      checks.check_finite_logits(logits.reshape(-1, logits.shape[-1]), "MC logits of the model on the pool")
+    else:
+      logits = models_lib.predict(model, params, pool, batch_size=batch_size, features=False).logits
+      checks.check_finite_logits(logits, "logits of the model on the pool")
+    return bayes.stochastic_batch(k_sel, score_fn(logits), budget, mode=mode,
+                                  temperature=float(temperature), labeled_mask=mask)
+
+  return Strategy(mode if score == "bald" else f"{mode}_{score}", acquire)
+
+
+def power(*, score: str = "bald", temperature: float = 1.0, num_samples: int = 20,
+          batch_size: int = 256) -> Strategy:
+  """Power acquisition: draws ∝ ``score ** (1 / temperature)`` (:func:`jaxal.bayes.stochastic_batch`).
+
+  Args:
+    score: a non-negative score: ``"bald"`` (default) or another name of
+      :data:`MC_SCORES` (MC dropout) or :data:`LOGIT_SCORES` (one pass).
+    temperature: ``1 / β``; towards 0 the batch tends to the top-k.
+    num_samples: MC-dropout passes for MC scores (``>= 2``).
+    batch_size: forward batch size.
+
+  References:
+    Kirsch et al., Stochastic Batch Acquisition: A Simple Baseline for Deep
+    Active Learning, TMLR 2023.
+  """
+  return _stochastic("power", score, temperature, num_samples, batch_size)
+
+
+def softmax(*, score: str = "bald", temperature: float = 1.0, num_samples: int = 20,
+            batch_size: int = 256) -> Strategy:
+  """Softmax acquisition: draws ∝ ``exp(score / temperature)``; arguments as :func:`power`."""
+  return _stochastic("softmax", score, temperature, num_samples, batch_size)
+
+
+def softrank(*, score: str = "bald", temperature: float = 1.0, num_samples: int = 20,
+             batch_size: int = 256) -> Strategy:
+  """Soft-rank acquisition: draws ∝ ``rank ** (-1 / temperature)``; arguments as :func:`power`."""
+  return _stochastic("softrank", score, temperature, num_samples, batch_size)

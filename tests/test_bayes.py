@@ -1,0 +1,265 @@
+"""BatchBALD and stochastic batch acquisition against NumPy references; consistent MC masks."""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import count_traces
+
+from jaxal import bayes, models, scores, selection
+from jaxal._src import bayes as bayes_lib
+
+# ---------------------------------------------------------------------------
+# NumPy references, float64, written from Kirsch et al. (2019)'s definitions.
+
+
+def np_probs(log_probs):
+  x = np.asarray(log_probs, np.float64)
+  e = np.exp(x - x.max(-1, keepdims=True))
+  return e / e.sum(-1, keepdims=True)
+
+
+def np_entropy(p):
+  with np.errstate(divide="ignore", invalid="ignore"):
+    return -np.sum(np.where(p > 0, p * np.log(p), 0.0), axis=-1)
+
+
+def ref_joint_mi(p, batch):
+  """Brute force: H[y_batch] over all K^|batch| configurations, minus Σ E_s H[y_i | θ_s]."""
+  _, _, k = p.shape
+  joint = 0.0
+  for config in itertools.product(range(k), repeat=len(batch)):
+    q = np.mean(np.prod([p[:, i, y] for i, y in zip(batch, config)], axis=0))
+    if q > 0:
+      joint -= q * np.log(q)
+  return joint - sum(np.mean(np_entropy(p[:, i])) for i in batch)
+
+
+def ref_batchbald(log_probs, k, labeled=None):
+  """Greedy: each step adds the candidate maximising the brute-force joint MI (lowest index on ties)."""
+  p = np_probs(log_probs)
+  n = p.shape[1]
+  labeled = np.zeros(n, bool) if labeled is None else np.asarray(labeled)
+  batch, mis, gaps = [], [], []
+  for _ in range(k):
+    cands = [c for c in range(n) if c not in batch and not labeled[c]]
+    vals = np.array([ref_joint_mi(p, batch + [c]) for c in cands])
+    order = np.argsort(-vals, kind="stable")
+    batch.append(cands[order[0]])
+    mis.append(vals[order[0]])
+    gaps.append(vals[order[0]] - vals[order[1]] if len(cands) > 1 else np.inf)
+  return np.array(batch), np.array(mis), np.array(gaps)
+
+
+def mc_problem(seed, s=5, n=7, k=3, scale=2.0):
+  return scale * jax.random.normal(jax.random.key(seed), (s, n, k))
+
+
+# ---------------------------------------------------------------------------
+# BatchBALD.
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_batchbald_exact_matches_brute_force_greedy(seed):
+  lp = mc_problem(seed)
+  labeled = np.zeros(7, bool)
+  labeled[seed] = True
+  ref_idx, ref_mi, gaps = ref_batchbald(lp, 4, labeled)
+  assert gaps.min() > 1e-4  # the reference's choices are not float32 coin flips
+  # 3^3 = 27 configurations before the 4th pick: every step is exact.
+  idx, mi = bayes_lib._batchbald(jax.random.key(0), lp, jnp.asarray(labeled), 4, 64, 64)
+  np.testing.assert_array_equal(idx, ref_idx)
+  np.testing.assert_allclose(mi, ref_mi, rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(
+      bayes.batchbald(jax.random.key(0), lp, 4, labeled_mask=jnp.asarray(labeled),
+                      num_joint_samples=64), ref_idx)
+
+
+def test_batchbald_sampled_estimate_is_close_to_brute_force():
+  lp = mc_problem(3, s=6, n=8, k=3)
+  p = np_probs(lp)
+  # max_exact_configs=1: only the first pick is exact; later ones use 6000 sampled configurations.
+  idx, mi = bayes_lib._batchbald(jax.random.key(1), lp, jnp.zeros(8, bool), 5, 6000, 1)
+  assert len(set(np.asarray(idx).tolist())) == 5
+  ref = [ref_joint_mi(p, list(np.asarray(idx[:t + 1]))) for t in range(5)]
+  # Monte Carlo error of the entropy estimate ~ std / sqrt(6000) ≈ 0.01-0.02 nats.
+  np.testing.assert_allclose(mi, ref, rtol=0, atol=0.05)
+  np.testing.assert_allclose(mi[0], ref[0], rtol=1e-5, atol=1e-5)  # first pick is exact
+
+
+@pytest.mark.parametrize("seed", [4, 5, 6, 7])
+def test_batchbald_first_pick_is_bald_argmax(seed):
+  lp = mc_problem(seed, s=8, n=40, k=4)
+  mask = jnp.arange(40) % 7 == 0
+  idx = bayes.batchbald(jax.random.key(0), lp, 3, labeled_mask=mask, num_joint_samples=64)
+  assert idx[0] == selection.top_k(scores.bald(lp), 1, mask)[0]
+
+
+def test_batchbald_never_duplicates_identical_points():
+  one = mc_problem(8, s=4, n=1, k=3)
+  lp = jnp.tile(one, (1, 6, 1))  # six identical points
+  idx = bayes.batchbald(jax.random.key(0), lp, 6, num_joint_samples=32, max_exact_configs=8)
+  assert sorted(np.asarray(idx).tolist()) == list(range(6))
+  assert idx.dtype == jnp.int32 and idx.shape == (6,)
+
+
+def test_batchbald_budget_equals_unlabeled_and_saturated_logits():
+  lp = 1e4 * mc_problem(9, s=4, n=12, k=3)  # saturated: probabilities are exactly 0 and 1
+  mask = jnp.arange(12) < 5
+  idx, mi = bayes_lib._batchbald(jax.random.key(0), lp, mask, 7, 64, 9)
+  assert np.isfinite(np.asarray(mi)).all()
+  assert sorted(np.asarray(idx).tolist()) == list(range(5, 12))
+
+
+def test_batchbald_conditional_entropy_blocks_do_not_change_the_result():
+  lp = mc_problem(10, s=4, n=13, k=3)
+  probs = jnp.exp(jax.nn.log_softmax(lp))
+  log_q = jax.random.normal(jax.random.key(1), (4, 9))
+  rho = jnp.full((9,), 1 / 9, jnp.float32)
+  full = bayes_lib._expected_conditional_entropy(log_q, rho, probs, 13)
+  for chunk in (1, 4, 5):
+    np.testing.assert_allclose(bayes_lib._expected_conditional_entropy(log_q, rho, probs, chunk),
+                               full, rtol=1e-6, atol=1e-6)
+
+
+def test_batchbald_same_key_same_result_and_one_compile():
+  lp = mc_problem(11, s=3, n=17, k=3)
+  with count_traces() as c:
+    a = bayes.batchbald(jax.random.key(0), lp, 5, num_joint_samples=16, max_exact_configs=4)
+    b = bayes.batchbald(jax.random.key(0), lp, 5, num_joint_samples=16, max_exact_configs=4)
+    bayes.batchbald(jax.random.key(1), lp, 5, labeled_mask=jnp.arange(17) < 3,
+                    num_joint_samples=16, max_exact_configs=4)
+  np.testing.assert_array_equal(a, b)
+  assert c["_batchbald"] == 1
+
+
+def test_batchbald_bad_input():
+  key = jax.random.key(0)
+  with pytest.raises(ValueError, match=r"log_probs must have shape \[num_samples, num_points"):
+    bayes.batchbald(key, jnp.zeros((4, 3)), 1)
+  with pytest.raises(ValueError, match="at least 2 Monte Carlo samples"):
+    bayes.batchbald(key, jnp.zeros((1, 4, 3)), 1)
+  with pytest.raises(TypeError, match="typed key"):
+    bayes.batchbald(jax.random.PRNGKey(0), jnp.zeros((2, 4, 3)), 1)
+  with pytest.raises(ValueError, match="unlabeled"):
+    bayes.batchbald(key, jnp.zeros((2, 4, 3)), 3, labeled_mask=jnp.array([1, 1, 0, 0], bool))
+  with pytest.raises(ValueError, match="num_joint_samples"):
+    bayes.batchbald(key, jnp.zeros((2, 4, 3)), 1, num_joint_samples=0)
+
+
+# ---------------------------------------------------------------------------
+# Consistent MC-dropout masks (models.predict_mc(..., consistent=True)).
+
+
+def test_predict_mc_consistent_masks_are_shared_across_examples():
+  module = models.MLP(num_classes=3, hidden=(32,), dropout_rate=0.5)
+  x0 = jax.random.normal(jax.random.key(0), (1, 6))
+  params = models.init_params(jax.random.key(1), module, x0)
+  model = models.from_linen(module)
+  x = jnp.tile(x0, (9, 1))  # nine identical examples
+  key = jax.random.key(2)
+  cons = models.predict_mc(key, model, params, x, num_samples=4, batch_size=4, consistent=True)
+  indep = models.predict_mc(key, model, params, x, num_samples=4, batch_size=4)
+  np.testing.assert_array_equal(cons, jnp.broadcast_to(cons[:, :1], cons.shape))
+  assert not np.allclose(indep, indep[:, :1])  # per-example masks differ
+  assert all(not np.allclose(cons[i], cons[j]) for i in range(4) for j in range(i))  # samples differ
+  # Sample s is the network with dropout key fold_in(split(key, S)[s], 0).
+  keys = jax.random.split(key, 4)
+  for s in range(4):
+    ref, _ = models.apply(model, params, x[:1], jax.random.fold_in(keys[s], 0))
+    np.testing.assert_allclose(cons[s, 0], ref[0], rtol=1e-6, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# Stochastic batches: the sampling law by chi-square on first (and second) picks.
+
+S_SMALL = jnp.array([0.1, 0.5, 1.0, 2.0, 0.0, 0.7], jnp.float32)
+NUM_DRAWS = 20000
+# Chi-square critical values at significance 1e-3 (scipy.stats.chi2.ppf(0.999, df)).
+CHI2_999 = {4: 18.467, 5: 20.515, 29: 58.301}
+
+
+def ref_law(mode, s, temperature):
+  s = np.asarray(s, np.float64)
+  beta = 1.0 / temperature
+  if mode == "power":
+    w = s**beta
+  elif mode == "softmax":
+    w = np.exp(beta * s)
+  else:
+    rank = np.empty(len(s))
+    rank[np.argsort(-s, kind="stable")] = np.arange(1, len(s) + 1)
+    w = rank**-beta
+  return w / w.sum()
+
+
+def chi2(counts, p):
+  keep = p > 0
+  expected = NUM_DRAWS * p[keep]
+  return float(np.sum((counts[keep] - expected)**2 / expected)), int(keep.sum()) - 1
+
+
+@pytest.mark.parametrize("mode,temperature", [("power", 0.5), ("power", 1.0), ("softmax", 0.7),
+                                              ("softrank", 1.0), ("softrank", 0.4)])
+def test_stochastic_batch_first_pick_law(mode, temperature):
+  keys = jax.random.split(jax.random.key(123), NUM_DRAWS)
+  draw = jax.vmap(lambda k: bayes.stochastic_batch(k, S_SMALL, 3, mode=mode, temperature=temperature))
+  idx = np.asarray(draw(keys))
+  p = ref_law(mode, S_SMALL, temperature)
+  counts = np.bincount(idx[:, 0], minlength=6)
+  stat, df = chi2(counts, p)
+  assert stat < CHI2_999[df], (stat, counts, p * NUM_DRAWS)
+  assert (counts[p == 0] == 0).all()  # power: a zero score is never drawn while others remain
+  assert all(len(set(row)) == 3 for row in idx[:200].tolist())
+
+
+def test_stochastic_batch_second_pick_is_successive_sampling():
+  keys = jax.random.split(jax.random.key(7), NUM_DRAWS)
+  idx = np.asarray(jax.vmap(lambda k: bayes.stochastic_batch(k, S_SMALL, 2, mode="softmax"))(keys))
+  p = ref_law("softmax", S_SMALL, 1.0)
+  pairs = [(i, j) for i in range(6) for j in range(6) if i != j]
+  law = np.array([p[i] * p[j] / (1 - p[i]) for i, j in pairs])
+  counts = np.array([np.sum((idx[:, 0] == i) & (idx[:, 1] == j)) for i, j in pairs])
+  stat, df = chi2(counts, law)
+  assert df == 29 and stat < CHI2_999[29], stat
+
+
+def test_stochastic_batch_invariants_and_one_compile():
+  s = jax.random.uniform(jax.random.key(0), (23,))
+  mask = jnp.arange(23) % 3 == 0
+  with count_traces() as c:
+    for t in (0.1, 1.0, 5.0):  # the temperature is not static
+      idx = bayes.stochastic_batch(jax.random.key(1), s, 15, mode="softrank", temperature=t,
+                                   labeled_mask=mask)
+      assert idx.dtype == jnp.int32 and len(set(np.asarray(idx).tolist())) == 15
+      assert not np.asarray(mask)[np.asarray(idx)].any()
+  assert c["_stochastic_batch"] == 1
+  a = bayes.stochastic_batch(jax.random.key(5), s, 4)
+  np.testing.assert_array_equal(a, bayes.stochastic_batch(jax.random.key(5), s, 4))
+  # Zero-probability points fill the batch last when nothing else is left.
+  z = jnp.array([0.0, 1.0, 0.0, 2.0])
+  assert sorted(np.asarray(bayes.stochastic_batch(jax.random.key(0), z, 4)).tolist()) == [0, 1, 2, 3]
+  assert set(np.asarray(bayes.stochastic_batch(jax.random.key(0), z, 2)).tolist()) == {1, 3}
+
+
+def test_stochastic_batch_cold_limit_is_top_k():
+  s = jnp.array([0.3, 0.9, 0.1, 0.5, 0.8])
+  for mode in bayes.MODES:
+    idx = bayes.stochastic_batch(jax.random.key(0), s, 2, mode=mode, temperature=1e-4)
+    assert sorted(np.asarray(idx).tolist()) == [1, 4]
+
+
+def test_stochastic_batch_bad_input():
+  key = jax.random.key(0)
+  with pytest.raises(ValueError, match="non-negative scores"):
+    bayes.stochastic_batch(key, jnp.array([0.1, -0.2, 0.3]), 1, mode="power")
+  with pytest.raises(ValueError, match="unknown mode"):
+    bayes.stochastic_batch(key, jnp.ones(3), 1, mode="gumbel")
+  with pytest.raises(ValueError, match="temperature"):
+    bayes.stochastic_batch(key, jnp.ones(3), 1, temperature=0.0)
+  with pytest.raises(ValueError, match=r"scores must have shape \[num_points\]"):
+    bayes.stochastic_batch(key, jnp.ones((3, 2)), 1)
