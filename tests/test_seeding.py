@@ -194,6 +194,15 @@ def test_runs_under_jit_with_traced_mask():
   check_invariants(f(jax.random.key(0), mask), 20, 4, np.asarray(mask))
 
 
+def test_traced_budget_above_unlabeled_count_terminates_with_minus_one():
+  # Under a trace the budget cannot be checked against the mask: no hang, -1 fills.
+  x = small_points(12, n=10)
+  f = jax.jit(lambda key, mask: selection.kmeans_pp(key, x, 6, labeled_mask=mask))
+  got = np.asarray(f(jax.random.key(0), jnp.arange(10) < 6))
+  assert sorted(got[:4].tolist()) == [6, 7, 8, 9]
+  np.testing.assert_array_equal(got[4:], [-1, -1])
+
+
 def test_bad_input():
   x = small_points(11)
   key = jax.random.key(0)

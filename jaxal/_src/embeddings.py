@@ -283,6 +283,11 @@ def _grad_embedding_batch(model, params, xb, head, bias):
   return _layout([(paths[i], gi.astype(jnp.float32)) for i, gi in zip(sel, g)], head, bias)
 
 
+@functools.partial(jax.jit, donate_argnums=0)
+def _write_rows(out, rows, start):
+  return jax.lax.dynamic_update_slice_in_dim(out, rows, start, axis=0)
+
+
 def gradient_embedding(model: models_lib.Model, params: Any, x: ArrayLike, *,
                        head: str | Sequence[str] | None = None, bias: bool = True,
                        batch_size: int = 256) -> jax.Array:
@@ -292,8 +297,10 @@ def gradient_embedding(model: models_lib.Model, params: Any, x: ArrayLike, *,
   gradient of the cross-entropy at the model's own prediction
   :math:`\hat y_n = \arg\max_c p_c(x_n)` with respect to the parameters
   :math:`\theta` under the path ``head``, computed with ``jax.vmap`` over a
-  per-example ``jax.grad`` in fixed-size padded batches (one compile per batch
-  shape, as :func:`jaxal.models.predict`). Works for any head, not only a Dense.
+  per-example ``jax.grad`` in fixed-size batches (one compile of the gradient
+  step per batch shape, as :func:`jaxal.models.predict`; the rows are written
+  in place into the output, so peak memory is the output plus one batch).
+  Works for any head, not only a Dense.
 
   Layout: when the parameters under ``head`` are exactly a Dense layer's
   ``kernel [d, K]`` (and ``bias [K]``), DISTIL's class-major layout of the
@@ -314,7 +321,7 @@ def gradient_embedding(model: models_lib.Model, params: Any, x: ArrayLike, *,
     head: parameter path of the layer (a tuple of names or ``"a/b"``), default
       ``model.head``, else the final Dense found from ``params``.
     bias: include the bias gradient.
-    batch_size: examples per jitted step; the last batch is zero-padded.
+    batch_size: examples per jitted step.
 
   Returns:
     ``[num_points, D]`` float32.
@@ -333,9 +340,22 @@ def gradient_embedding(model: models_lib.Model, params: Any, x: ArrayLike, *,
     raise TypeError(f"bias must be a bool, got {type(bias).__name__}")
   x = models_lib._check_pool(x, batch_size)
   path = resolve_head(model, params, x, head)
-  outs = []
-  for _, b, xb in models_lib._batches(x, batch_size):
-    outs.append(_grad_embedding_batch(model, params, xb, path, bias)[:b])
-  emb = jnp.concatenate(outs)
+  n = x.shape[0]
+  if n <= batch_size:  # one zero-padded batch
+    xb = jnp.concatenate([x, jnp.zeros((batch_size - n, *x.shape[1:]), x.dtype)])
+    emb = _grad_embedding_batch(model, params, xb, path, bias)[:n]
+  else:
+    # Rows are written in place into one [n, D] buffer (donated), so peak memory
+    # is the output plus one batch, not twice the output. The last batch is
+    # shifted back to end at n instead of being padded; the rows it repeats get
+    # the same values again.
+    starts = list(range(0, n - batch_size, batch_size)) + [n - batch_size]
+    emb = None
+    for start in starts:
+      xb = jax.lax.dynamic_slice_in_dim(x, start, batch_size, axis=0)
+      rows = _grad_embedding_batch(model, params, xb, path, bias)
+      if emb is None:
+        emb = jnp.zeros((n, rows.shape[1]), rows.dtype)
+      emb = _write_rows(emb, rows, start)
   _check_finite(emb, "the gradient embedding")
   return emb

@@ -23,11 +23,15 @@ rejection sampling, which keeps the D² law exact:
   fused pass over the pool folds all pending centres into ``m`` with a small
   matrix product ``[chunk, dim] x [dim, _PENDING]``.
 
-Proposals use two-level Gumbel-max sampling: a block of ``_BLOCK`` points with
-probability ∝ its sum of weights, then a point within the block ∝ its weight,
-so each proposal costs ``O(N / _BLOCK + _BLOCK)`` random numbers and no pass
-over the pool. Randomness is keyed by the proposal number only, never by the
-chunking, so the same key gives the same centres for every ``chunk_size``.
+Proposals use two-level Gumbel-max sampling over the weights fixed at the
+last pass: a block of ``B ≈ sqrt(N)`` points with probability ∝ its sum of
+weights, then a point within the block ∝ its weight, so each proposal costs
+``O(N / B + B)`` random numbers (counter-mode threefry keyed by the proposal
+number) and no pass over the pool. Gumbel-max keeps the law exact to float32
+rounding of ``log D²`` even for tiny weights, where an inverse CDF over float32
+prefix sums would not. Randomness never depends on the chunking, so the same
+key gives the same centres for every ``chunk_size`` (up to float rounding of
+the distances themselves).
 
 Ties and zeros. A point's weight is its min-D², clamped at 0 (the factorised
 identity can round slightly below 0). Chosen centres and labeled points are
@@ -180,7 +184,7 @@ def _kmeans_pp(key, x, labeled_mask, k, first, chunk_size):
 
   def outer_body(s):
     t, num_pend, p, passes, _, mind2, centres, pend_idx, pend, pend_sqn = s
-    mind2 = jax.lax.cond(num_pend > 0, refresh, lambda m, *_: m, mind2, pend, pend_sqn, num_pend)
+    mind2 = refresh(mind2, pend, pend_sqn, num_pend)
     mind2 = mind2.at[pend_idx].set(-1.0, mode="drop")  # chosen centres leave the pool
     remaining = mind2 >= 0
     w = jnp.where(remaining & (mind2 >= tiny), mind2, 0.0)
@@ -198,7 +202,7 @@ def _kmeans_pp(key, x, labeled_mask, k, first, chunk_size):
     # no acceptance means nothing is left (k above the unlabeled count under a
     # trace, where it cannot be checked): stop, leaving -1 in the missing slots.
     stuck = num_pend == 0
-    passes = passes + (s[1] > 0).astype(jnp.int32)
+    passes = passes + 1
     return t, num_pend, p, passes, stuck, mind2, centres, pend_idx, pend, pend_sqn
 
   init = (jnp.int32(t0), jnp.int32(t0), jnp.uint32(0), jnp.int32(0), jnp.bool_(False), mind2,
@@ -207,14 +211,20 @@ def _kmeans_pp(key, x, labeled_mask, k, first, chunk_size):
   return out[6], out[3], out[2]
 
 
+@jax.jit
+def _all_finite(x):
+  return [jnp.all(jnp.isfinite(t)) for t in jax.tree.leaves(x)]
+
+
 def _check_finite_points(x: distances.Points, name: str) -> None:
-  leaves = [("", x)] if not isinstance(x, GradEmbedding) else [(".a", x.a), (".z", x.z)]
-  for suffix, t in leaves:
-    if not checks.is_concrete(t):
-      continue
-    with jax.ensure_compile_time_eval():  # x may be a constant inside someone's jit
-      ok = bool(jnp.all(jnp.isfinite(t)))
-    if not ok:
+  """Value check (concrete input only): NaN or inf anywhere is an error."""
+  if not all(checks.is_concrete(t) for t in jax.tree.leaves(x)):
+    return
+  with jax.ensure_compile_time_eval():  # x may be a constant inside someone's jit
+    flags = _all_finite(x)
+  parts = [("", x)] if not isinstance(x, GradEmbedding) else [(".a", x.a), (".z", x.z)]
+  for (suffix, t), ok in zip(parts, flags):
+    if not bool(ok):
       bad = np.argwhere(~np.isfinite(np.asarray(jax.device_get(t))))[0]
       raise ValueError(
           f"{name}{suffix} of shape {t.shape} holds NaN or inf values (first at index "
@@ -224,7 +234,7 @@ def _check_finite_points(x: distances.Points, name: str) -> None:
 
 def kmeans_pp(key: jax.Array, x: distances.Points | ArrayLike, k: int, *,
               labeled_mask: ArrayLike | None = None, first: str = "max_norm",
-              chunk_size: int = 8192) -> jax.Array:
+              chunk_size: int = 2048) -> jax.Array:
   r"""k-means++ seeding: ``k`` distinct unlabeled points drawn by D² sampling.
 
   The first centre is the unlabeled point of largest norm (``first="max_norm"``,
@@ -245,8 +255,9 @@ def kmeans_pp(key: jax.Array, x: distances.Points | ArrayLike, k: int, *,
   ``[N, K·d]`` matrix is never built. The draw is exact in law (see the module
   docstring: the pool is read once per batch of up to 32 centres, those in
   between are drawn by rejection), and depends only on ``key``, not on
-  ``chunk_size``. Work runs in one ``jax.lax.while_loop``; memory beyond ``x``
-  is ``O(N + chunk_size * 32)``.
+  ``chunk_size``. Work runs in one ``jax.lax.while_loop`` with no host round
+  trip; memory beyond ``x`` is ``O(N + chunk_size * (32 + dim))``, so a pool
+  of 10^6 points runs in bounded memory.
 
   Args:
     key: a ``jax.random.key``.
@@ -255,12 +266,14 @@ def kmeans_pp(key: jax.Array, x: distances.Points | ArrayLike, k: int, *,
     k: number of centres, ``1 <= k <=`` the number of unlabeled points.
     labeled_mask: optional ``[num_points]`` bool, True where already labeled.
     first: ``"max_norm"`` (default) or ``"random"``.
-    chunk_size: rows of the pool processed at once in each pass (memory only;
-      the result does not depend on it).
+    chunk_size: rows of the pool processed at once in each pass over it.
+      Memory and speed only (a few MB per chunk keeps the working set in
+      cache); the centres do not depend on it.
 
   Returns:
     ``[k]`` int32 indices in the order they were chosen: unique, in range,
-    never labeled.
+    never labeled. (Only when ``k`` exceeds the unlabeled count inside a
+    trace, where that cannot be checked, the missing trailing entries are -1.)
 
   Raises:
     ValueError: ``k`` larger than the unlabeled count, non-finite ``x``,
