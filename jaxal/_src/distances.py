@@ -165,3 +165,81 @@ def min_sq_dist(x: Points, y: Points, *, chunk_size: int = 1024,
   init = (jnp.full((n,), jnp.inf, jnp.float32), jnp.zeros((n,), jnp.int32))
   (best, arg), _ = jax.lax.scan(body, init, jnp.arange(num_chunks))
   return best, arg.astype(jnp.int32)
+
+
+def _row_block(x: Points, start: jax.Array, size: int) -> Points:
+  return jax.tree.map(lambda t: jax.lax.dynamic_slice_in_dim(t, start, size, axis=0), x)
+
+
+def min_sq_dist_masked(x: Points, y: Points, y_mask: jax.Array | None = None, *,
+                       chunk_size: int = 1024, row_chunk_size: int = 8192,
+                       x_sq_norms: jax.Array | None = None,
+                       y_sq_norms: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+  """For each row of ``x``, the nearest row of ``y`` among those where ``y_mask`` is True.
+
+  Chunked over both sides, so memory stays ``O(row_chunk_size * chunk_size)``
+  beyond the inputs and the ``[N]`` outputs, whatever ``N`` and ``M``: rows of
+  ``x`` go in blocks of ``row_chunk_size`` (``jax.lax.fori_loop``; the last
+  block is shifted back to stay in bounds, so there is no padded copy of
+  ``x``), and the selected rows of ``y`` are gathered ``chunk_size`` at a time
+  in a ``jax.lax.while_loop`` that stops after the last selected row. Work is
+  therefore ``O(N * count * dim)`` with ``count`` the number of True entries
+  of ``y_mask``, not ``O(N * M * dim)``: k-center greedy uses it for the
+  distances to a labeled set that changes size every round, with one compile.
+
+  Args:
+    x: ``[N, ...]`` points.
+    y: ``[M, ...]`` candidate centres (same kind as ``x``: dense or
+      :class:`GradEmbedding`).
+    y_mask: optional ``[M]`` bool, the centres to use; None uses every row.
+    chunk_size: centres per chunk.
+    row_chunk_size: rows of ``x`` per block.
+    x_sq_norms: optional precomputed ``sq_norms(x)``.
+    y_sq_norms: optional precomputed ``sq_norms(y)``.
+
+  Returns:
+    ``(dist [N] float32, index [N] int32)``: the squared distance to the
+    nearest selected row of ``y`` and its index into ``y``; ties go to the
+    lower index. Where no row is selected, ``dist`` is ``+inf`` and ``index``
+    is 0.
+  """
+  n, m = num_points(x), num_points(y)
+  xn = sq_norms(x) if x_sq_norms is None else x_sq_norms
+  yn = sq_norms(y) if y_sq_norms is None else y_sq_norms
+  if y_mask is None:
+    order = jnp.arange(m, dtype=jnp.int32)
+    count = jnp.asarray(m, jnp.int32)
+  else:
+    order = jnp.nonzero(y_mask, size=m, fill_value=0)[0].astype(jnp.int32)
+    count = jnp.sum(y_mask, dtype=jnp.int32)
+  chunk = max(1, min(chunk_size, m))
+  rows = max(1, min(row_chunk_size, n))
+  num_blocks = -(-n // rows)
+
+  def block(b, carry):
+    best_all, arg_all = carry
+    start = jnp.minimum(b * rows, n - rows)
+    xb = _row_block(x, start, rows)
+    xbn = jax.lax.dynamic_slice_in_dim(xn, start, rows)
+
+    def cond(s):
+      return s[0] * chunk < count
+
+    def body(s):
+      c, best, arg = s
+      pos = c * chunk + jnp.arange(chunk, dtype=jnp.int32)
+      cols = order[jnp.minimum(pos, m - 1)]
+      d = sq_dist(xb, take(y, cols), xbn, yn[cols]).astype(jnp.float32)
+      d = jnp.where((pos < count)[None, :], d, jnp.inf)
+      j = jnp.argmin(d, axis=1)
+      dj = jnp.take_along_axis(d, j[:, None], axis=1)[:, 0]
+      better = dj < best
+      return c + 1, jnp.where(better, dj, best), jnp.where(better, cols[j], arg)
+
+    init = (jnp.int32(0), jnp.full((rows,), jnp.inf, jnp.float32), jnp.zeros((rows,), jnp.int32))
+    _, best, arg = jax.lax.while_loop(cond, body, init)
+    return (jax.lax.dynamic_update_slice_in_dim(best_all, best, start, axis=0),
+            jax.lax.dynamic_update_slice_in_dim(arg_all, arg, start, axis=0))
+
+  init = (jnp.full((n,), jnp.inf, jnp.float32), jnp.zeros((n,), jnp.int32))
+  return jax.lax.fori_loop(0, num_blocks, block, init)
