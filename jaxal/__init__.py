@@ -14,6 +14,7 @@ from jaxal import models
 from jaxal import scores
 from jaxal import selection
 from jaxal import strategies
+from jaxal import submodular
 from jaxal._src.strategies.base import Strategy
 
 __version__ = "0.1.0"
@@ -31,4 +32,5 @@ __all__ = (
     "scores",
     "selection",
     "strategies",
+    "submodular",
 )
