@@ -11,6 +11,10 @@ from jaxal._src.strategies.bayesian import batchbald
 from jaxal._src.strategies.bayesian import power
 from jaxal._src.strategies.bayesian import softmax
 from jaxal._src.strategies.bayesian import softrank
+from jaxal._src.strategies.diversity import coreset
+from jaxal._src.strategies.diversity import fass
+from jaxal._src.strategies.diversity import kmeans_sampling
+from jaxal._src.strategies.diversity import submodular
 from jaxal._src.strategies.glister import glister
 from jaxal._src.strategies.uncertainty import bald
 from jaxal._src.strategies.uncertainty import entropy
@@ -31,10 +35,13 @@ __all__ = (
     "bald",
     "batchbald",
     "bim",
+    "coreset",
     "deepfool",
     "entropy",
+    "fass",
     "get",
     "glister",
+    "kmeans_sampling",
     "least_confidence",
     "margin",
     "mc_entropy",
@@ -49,5 +56,6 @@ __all__ = (
     "score_strategy",
     "softmax",
     "softrank",
+    "submodular",
     "variation_ratio",
 )

@@ -13,6 +13,7 @@ from jaxal._src.strategies import uncertainty
 from jaxal._src.strategies import adversarial as adversarial_strategies
 from jaxal._src.strategies import badge as badge_strategies
 from jaxal._src.strategies import bayesian
+from jaxal._src.strategies import diversity as diversity_strategies
 from jaxal._src.strategies import glister as glister_strategies
 from jaxal._src.strategies.base import Strategy
 
@@ -37,6 +38,10 @@ REGISTRY: dict[str, Callable[..., Strategy]] = {
     "glister": glister_strategies.glister,
     "deepfool": adversarial_strategies.deepfool,
     "bim": adversarial_strategies.bim,
+    "coreset": diversity_strategies.coreset,
+    "kmeans_sampling": diversity_strategies.kmeans_sampling,
+    "submodular": diversity_strategies.submodular,
+    "fass": diversity_strategies.fass,
     # New strategy families register their factories here.
 }
 

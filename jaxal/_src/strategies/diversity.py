@@ -1,0 +1,184 @@
+"""Diversity and submodular strategies: Coreset, k-means sampling, submodular selection, FASS.
+
+Each runs one deterministic forward pass over the pool for the penultimate
+features (:func:`jaxal.models.predict` with ``features=True``; the model must
+return ``(logits, features)``) and selects on them.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from jaxal._src import checks
+from jaxal._src import diversity
+from jaxal._src import models as models_lib
+from jaxal._src import scores
+from jaxal._src import selection
+from jaxal._src import submodular as submodular_lib
+from jaxal._src.strategies.base import Strategy, check_acquire_args
+
+UNCERTAINTY: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "entropy": scores.entropy,
+    "least_confidence": scores.least_confidence,
+    "margin": scores.margin,
+    "ratio": scores.ratio,
+}
+
+
+def _predict(model, params, pool, batch_size) -> models_lib.Predictions:
+  return models_lib.predict(model, params, pool, batch_size=batch_size, features=True)
+
+
+def coreset(*, batch_size: int = 256, chunk_size: int = 1024) -> Strategy:
+  """Coreset: k-center greedy on the penultimate features, from the labeled set.
+
+  Picks, ``budget`` times, the unlabeled point farthest from every labeled or
+  already picked point (:func:`jaxal.selection.k_center_greedy`); with no
+  labeled point yet, the first pick is random (from the acquire key).
+
+  References:
+    Sener & Savarese, Active Learning for Convolutional Neural Networks: A
+    Core-Set Approach, ICLR 2018.
+  """
+  chunk_size = diversity._check_positive_int(chunk_size, "chunk_size")
+
+  def acquire(key, model, params, pool, labeled_mask, budget):
+    mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
+    feats = _predict(model, params, pool, batch_size).features
+    return diversity.k_center_greedy(feats, budget, labeled_mask=mask, key=key,
+                                     chunk_size=chunk_size)
+
+  return Strategy("coreset", acquire)
+
+
+def kmeans_sampling(*, n_init: int = 3, max_iter: int = 100, tol: float = 1e-4,
+                    batch_size: int = 256) -> Strategy:
+  """k-means sampling: ``budget`` clusters of the unlabeled features, the point nearest each centre.
+
+  See :func:`jaxal.selection.kmeans_sampling`; as DISTIL's ``KMeansSampling``.
+  """
+  diversity._check_kmeans_args(n_init, max_iter, tol, 1, 1)
+
+  def acquire(key, model, params, pool, labeled_mask, budget):
+    mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
+    feats = _predict(model, params, pool, batch_size).features
+    return diversity.kmeans_sampling(key, feats, budget, labeled_mask=mask, n_init=n_init,
+                                     max_iter=max_iter, tol=tol)
+
+  return Strategy("kmeans_sampling", acquire)
+
+
+def _check_submodular_options(function, metric, gamma, optimizer, lam, alpha, concave,
+                              num_neighbors, epsilon):
+  checks.check_one_of(function, submodular_lib.FUNCTIONS, "submodular function")
+  submodular_lib._check_metric(metric, gamma)
+  checks.check_one_of(optimizer, submodular_lib.OPTIMIZERS, "optimizer")
+  submodular_lib._check_in_range(lam, "lam", 0.0, 1.0)
+  submodular_lib._check_in_range(alpha, "alpha", 0.0, 1.0, low_open=True)
+  checks.check_one_of(concave, submodular_lib.CONCAVE, "concave function")
+  if num_neighbors is not None:
+    submodular_lib._positive_int(num_neighbors, "num_neighbors")
+  eps = submodular_lib._check_in_range(epsilon, "epsilon", 0.0, 1.0, low_open=True)
+  if eps >= 1.0:
+    raise ValueError(f"epsilon must lie in (0, 1), got {epsilon}")
+
+
+def _select_submodular(key, feats, ground_mask, budget, *, function, metric, gamma, optimizer,
+                       lam, alpha, concave, num_neighbors, epsilon):
+  """Maximise ``function`` over the points of ``feats`` where ``ground_mask`` holds."""
+  if function == "feature_based":
+    fn = submodular_lib.feature_based(feats, concave=concave, ground_mask=ground_mask)
+  else:
+    if num_neighbors is None:
+      kernel = submodular_lib.similarity_kernel(feats, metric=metric, gamma=gamma)
+    else:
+      kernel = submodular_lib.knn_kernel(feats, min(num_neighbors, feats.shape[0]),
+                                         metric=metric, gamma=gamma)
+    fn = submodular_lib.make(function, kernel=kernel, ground_mask=ground_mask, lam=lam,
+                             alpha=alpha)
+  return submodular_lib.maximize(fn, budget, optimizer=optimizer, key=key,
+                                 epsilon=epsilon).indices
+
+
+def submodular(function: str = "facility_location", *, metric: str = "cosine",
+               gamma: float | None = None, optimizer: str = "greedy", lam: float = 1.0,
+               alpha: float = 0.1, concave: str = "sqrt", num_neighbors: int | None = None,
+               epsilon: float = 0.01, batch_size: int = 256) -> Strategy:
+  """Submodular selection over the whole unlabeled pool, on the penultimate features.
+
+  The ground set is the unlabeled pool; the kernel is built over the pool's
+  features (dense ``N × N``, or ``num_neighbors`` per row for large pools) and
+  ``budget`` points are picked by ``optimizer`` (``"greedy"``, ``"lazy"`` or
+  ``"stochastic"``). The same shapes serve every round (the labeled set is a
+  mask), so one compile serves a whole run.
+
+  Args:
+    function: one of :data:`jaxal.submodular.FUNCTIONS`.
+    metric, gamma: the kernel (:func:`jaxal.submodular.similarity_kernel`).
+    optimizer: the maximiser.
+    lam: graph cut's λ; alpha: saturated coverage's α; concave: feature based's ``g``.
+    num_neighbors: keep only this many similarities per row (sparse kernel).
+    epsilon: stochastic greedy's ε.
+    batch_size: forward batch size.
+
+  References:
+    Wei, Iyer & Bilmes, Submodularity in Data Subset Selection and Active
+    Learning, ICML 2015; DISTIL's SubmodularSampling.
+  """
+  opts = dict(function=function, metric=metric, gamma=gamma, optimizer=optimizer, lam=lam,
+              alpha=alpha, concave=concave, num_neighbors=num_neighbors, epsilon=epsilon)
+  _check_submodular_options(**opts)
+
+  def acquire(key, model, params, pool, labeled_mask, budget):
+    mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
+    feats = _predict(model, params, pool, batch_size).features
+    return _select_submodular(key, feats, ~mask, budget, **opts)
+
+  return Strategy("submodular", acquire)
+
+
+def fass(uncertainty: str = "entropy", function: str = "facility_location", top_n: int = 5, *,
+         metric: str = "cosine", gamma: float | None = None, optimizer: str = "greedy",
+         lam: float = 1.0, alpha: float = 0.1, concave: str = "sqrt",
+         num_neighbors: int | None = None, epsilon: float = 0.01,
+         batch_size: int = 256) -> Strategy:
+  """FASS: filter the ``top_n × budget`` most uncertain points, then select ``budget`` submodularly.
+
+  One forward pass gives logits and penultimate features. The
+  ``min(top_n * budget, unlabeled)`` unlabeled points of highest
+  ``uncertainty`` score form the ground set; ``budget`` of them are picked by
+  maximising ``function`` on their features (kernel over the filtered points
+  only), as in Wei et al. (2015) and DISTIL's ``FASS``.
+
+  Args:
+    uncertainty: ``"entropy"``, ``"least_confidence"``, ``"margin"`` or ``"ratio"``.
+    function: one of :data:`jaxal.submodular.FUNCTIONS`.
+    top_n: size of the filtered set in budgets, ``>= 1``.
+    metric, gamma, optimizer, lam, alpha, concave, num_neighbors, epsilon,
+      batch_size: as in :func:`submodular`.
+
+  References:
+    Wei, Iyer & Bilmes, Submodularity in Data Subset Selection and Active
+    Learning, ICML 2015.
+  """
+  checks.check_one_of(uncertainty, UNCERTAINTY, "uncertainty")
+  if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
+    raise ValueError(f"top_n must be an int >= 1, got {top_n!r}")
+  opts = dict(function=function, metric=metric, gamma=gamma, optimizer=optimizer, lam=lam,
+              alpha=alpha, concave=concave, num_neighbors=num_neighbors, epsilon=epsilon)
+  _check_submodular_options(**opts)
+  score_fn = UNCERTAINTY[uncertainty]
+
+  def acquire(key, model, params, pool, labeled_mask, budget):
+    mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
+    preds = _predict(model, params, pool, batch_size)
+    checks.check_finite_logits(preds.logits, "logits of the model on the pool")
+    unlabeled = int(jnp.sum(~mask))
+    filtered = selection.top_k(score_fn(preds.logits), min(top_n * budget, unlabeled), mask)
+    picked = _select_submodular(key, preds.features[filtered], None, budget, **opts)
+    return filtered[picked]
+
+  return Strategy("fass", acquire)
