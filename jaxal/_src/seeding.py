@@ -54,6 +54,7 @@ from jax.typing import ArrayLike
 
 from jaxal._src import checks
 from jaxal._src import distances
+from jaxal._src import mcmc_seeding
 from jaxal._src.distances import GradEmbedding
 
 # Centres drawn by rejection between two passes over the pool.
@@ -234,7 +235,8 @@ def _check_finite_points(x: distances.Points, name: str) -> None:
 
 def kmeans_pp(key: jax.Array, x: distances.Points | ArrayLike, k: int, *,
               labeled_mask: ArrayLike | None = None, first: str = "max_norm",
-              chunk_size: int = 2048) -> jax.Array:
+              chunk_size: int = 2048, method: str = "exact",
+              chain_length: int = 200) -> jax.Array:
   r"""k-means++ seeding: ``k`` distinct unlabeled points drawn by D² sampling.
 
   The first centre is the unlabeled point of largest norm (``first="max_norm"``,
@@ -269,6 +271,12 @@ def kmeans_pp(key: jax.Array, x: distances.Points | ArrayLike, k: int, *,
     chunk_size: rows of the pool processed at once in each pass over it.
       Memory and speed only (a few MB per chunk keeps the working set in
       cache); the centres do not depend on it.
+    method: ``"exact"`` (the D² law above) or ``"mcmc"``: the AFK-MC²
+      approximation (Bachem et al., NeurIPS 2016), which reads the pool once
+      to build a proposal and then runs a Metropolis chain of
+      ``chain_length`` steps per centre, ``O(N·dim + k²·chain_length·dim)``
+      work instead of ``O(k·N·dim)``: for the largest pools.
+    chain_length: the chain length ``m`` of ``method="mcmc"`` (200 in the paper).
 
   Returns:
     ``[k]`` int32 indices in the order they were chosen: unique, in range,
@@ -291,6 +299,8 @@ def kmeans_pp(key: jax.Array, x: distances.Points | ArrayLike, k: int, *,
     Arthur & Vassilvitskii, k-means++: the advantages of careful seeding, SODA 2007.
     Ash et al., Deep Batch Active Learning by Diverse, Uncertain Gradient Lower
     Bounds (BADGE), ICLR 2020.
+    Bachem, Lucic, Hassani & Krause, Fast and Provably Good Seedings for
+    k-Means, NeurIPS 2016 (``method="mcmc"``).
   """
   checks.check_key(key)
   x = distances.check_points(x)
@@ -302,6 +312,11 @@ def kmeans_pp(key: jax.Array, x: distances.Points | ArrayLike, k: int, *,
   checks.check_one_of(first, _FIRST, "first")
   if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size <= 0:
     raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+  checks.check_one_of(method, ("exact", "mcmc"), "method")
   _check_finite_points(x, "x")
+  if method == "mcmc":
+    if isinstance(chain_length, bool) or not isinstance(chain_length, (int, np.integer)) or chain_length < 1:
+      raise ValueError(f"chain_length must be a positive int, got {chain_length!r}")
+    return mcmc_seeding.afk_mc2(key, x, labeled_mask, k=k, chain_length=int(chain_length), first=first)
   return _kmeans_pp(key, x, labeled_mask, k=k, first=first, chunk_size=int(min(chunk_size, n)))[0]
 
