@@ -27,6 +27,10 @@ def test_jaxal_run_end_to_end(tmp_path, capsys):
   assert len(acc) == 2 and all(len(a) == 3 for a in acc)
   assert all(0.0 <= v <= 1.0 for a in acc for v in a)
   assert len(res["results"]["bald"]["acquire_seconds"][0]) == 2
+  assert len(res["results"]["bald"]["train_seconds"][0]) == 3
+  assert res["results"]["random"]["labels"] == [[10, 15, 20], [10, 15, 20]]
+  assert [len(h) for h in res["results"]["random"]["labeled_indices"][1]] == [10, 5, 5]
+  assert res["complete"] and res["pool_size"] == 1347
   png = (out / "curves.png").read_bytes()
   assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
@@ -50,8 +54,66 @@ def test_bad_arguments_give_clear_errors(args, msg, tmp_path, capsys):
   assert msg in capsys.readouterr().err
 
 
-def test_pool_too_small_is_refused(tmp_path):
-  with pytest.raises(ValueError, match="larger than the pool of 1347 points"):
-    cli.main(["run", "--rounds", "100", "--budget", "100", "--seeds", "1", "--out", str(tmp_path),
-              "--no-progress"])
+def test_pool_too_small_is_refused(tmp_path, capsys):
+  rc = cli.main(["run", "--rounds", "100", "--budget", "100", "--seeds", "1", "--out", str(tmp_path),
+                 "--no-progress"])
+  assert rc == 1
+  assert "larger than the pool of 1347 points" in capsys.readouterr().err
   assert not os.path.exists(tmp_path / "results.json")
+
+
+def test_unwritable_output_folder(tmp_path, capsys):
+  (tmp_path / "file").write_text("x")
+  rc = cli.main(["run", "--seeds", "1", "--rounds", "1", "--out", str(tmp_path / "file" / "out"),
+                 "--no-progress"])
+  assert rc == 1
+  assert "cannot be created or written" in capsys.readouterr().err
+
+
+def test_tfds_dataset_end_to_end_with_mock_data(tmp_path, capsys):
+  import tensorflow_datasets as tfds
+
+  out = tmp_path / "res"
+  with tfds.testing.mock_data(num_examples=40):
+    rc = cli.main(["run", "--dataset", "mnist", "--strategies", "random,margin",
+                   "--rounds", "1", "--budget", "5", "--initial", "10", "--seeds", "1", "--steps", "5",
+                   "--hidden", "16", "--data-dir", str(tmp_path / "tfds"), "--out", str(out),
+                   "--no-progress"])
+  assert rc == 0
+  res = json.loads((out / "results.json").read_text())
+  assert res["config"]["dataset"] == "mnist" and res["config"]["hidden"] == 16
+  assert res["pool_size"] == 40 and res["labels"] == [10, 15]
+  assert "Test accuracy on mnist" in capsys.readouterr().out
+
+
+def test_pool_subsample(tmp_path):
+  out = tmp_path / "res"
+  rc = cli.main(["run", "--strategies", "random", "--pool-subsample", "300", "--rounds", "1",
+                 "--budget", "5", "--initial", "10", "--seeds", "1", "--steps", "5", "--out", str(out),
+                 "--no-progress"])
+  assert rc == 0
+  res = json.loads((out / "results.json").read_text())
+  assert res["pool_size"] == 300
+  assert all(0 <= i < 300 for h in res["results"]["random"]["labeled_indices"][0] for i in h)
+
+
+def test_unprepared_dataset_without_download(tmp_path, capsys):
+  rc = cli.main(["run", "--dataset", "fashion_mnist", "--no-download", "--data-dir", str(tmp_path / "tfds"),
+                 "--out", str(tmp_path / "res"), "--no-progress"])
+  assert rc == 1
+  err = capsys.readouterr().err
+  assert "'fashion_mnist' is not prepared" in err and "--manual-dir FOLDER" in err
+
+
+def test_report_command(tmp_path, capsys):
+  out = tmp_path / "res"
+  assert cli.main(["run", "--strategies", "random,entropy", "--rounds", "1", "--budget", "5",
+                   "--initial", "10", "--seeds", "1", "--steps", "5", "--out", str(out),
+                   "--no-progress"]) == 0
+  capsys.readouterr()
+  assert cli.main(["report", str(out), "--target", "0.2"]) == 0
+  printed = capsys.readouterr().out
+  assert "labels to reach 0.200" in printed and (out / "report.md").exists()
+  assert (out / "curves_vs_random.png").exists()
+  assert cli.main(["report", str(tmp_path / "nothing")]) == 1
+  assert "no results.json" in capsys.readouterr().err

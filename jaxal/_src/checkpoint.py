@@ -1,0 +1,142 @@
+"""An atomic, checksummed store for experiment checkpoints.
+
+A checkpoint is one ``.npz`` file (NumPy arrays only, no pickle) holding the
+named arrays, a JSON metadata record and a sha256 over both. It is written to
+a temporary file in the same folder, flushed and ``fsync``-ed, then moved over
+the old file with ``os.replace`` (atomic on POSIX and Windows) and the folder
+is ``fsync``-ed: a reader sees the old checkpoint or the new one, never a mix,
+whenever the writer is killed. A file that is truncated, unreadable or whose
+checksum does not match is refused with :class:`CheckpointError`, never
+silently ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+from typing import Any, Mapping
+
+import numpy as np
+
+FORMAT = "jaxal-checkpoint-1"
+_META = "__meta__"
+_SHA = "__sha256__"
+TMP_SUFFIX = ".jaxal-tmp"
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint is corrupt, partial or belongs to another experiment."""
+
+
+def _digest(arrays: Mapping[str, np.ndarray], meta_bytes: bytes) -> str:
+  h = hashlib.sha256()
+  h.update(meta_bytes)
+  for name in sorted(arrays):
+    a = np.ascontiguousarray(arrays[name])
+    h.update(f"\0{name}\0{a.dtype.str}\0{a.shape}\0".encode())
+    h.update(memoryview(a).cast("B") if a.size else b"")
+  return h.hexdigest()
+
+
+def _fsync_dir(path: str) -> None:
+  if os.name != "posix":  # pragma: no cover - Windows cannot open folders
+    return
+  fd = os.open(path, os.O_RDONLY)
+  try:
+    os.fsync(fd)
+  finally:
+    os.close(fd)
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+  """Writes ``data`` to ``path`` atomically (temp file, fsync, os.replace, fsync folder)."""
+  folder = os.path.dirname(os.path.abspath(path))
+  fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=TMP_SUFFIX, dir=folder)
+  try:
+    with os.fdopen(fd, "wb") as f:
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+  _fsync_dir(folder)
+
+
+def atomic_write_json(path: str, obj: Any) -> None:
+  """``json.dump`` to ``path`` atomically."""
+  atomic_write_bytes(path, (json.dumps(obj, indent=1) + "\n").encode())
+
+
+def remove_stale_temporaries(folder: str) -> list[str]:
+  """Deletes temporary files a killed writer left behind under ``folder``; returns them."""
+  removed = []
+  for root, _, files in os.walk(folder):
+    for name in files:
+      if name.endswith(TMP_SUFFIX):
+        os.remove(os.path.join(root, name))
+        removed.append(os.path.join(root, name))
+  return removed
+
+
+def save(path: str, arrays: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+  """Saves arrays and a JSON-able ``meta`` record to ``path`` atomically, with a checksum.
+
+  Args:
+    path: the checkpoint file (``.npz``); its folder must exist.
+    arrays: name -> array (NumPy-convertible; no object dtypes).
+    meta: a JSON-serialisable record saved beside the arrays.
+  """
+  arrays = {k: np.asarray(v) for k, v in arrays.items()}
+  for k, v in arrays.items():
+    if k in (_META, _SHA):
+      raise ValueError(f"array name {k!r} is reserved")
+    if v.dtype == object:
+      raise TypeError(f"array {k!r} has dtype object; checkpoints hold plain arrays only")
+  meta_bytes = json.dumps({"format": FORMAT, **meta}, sort_keys=True).encode()
+  digest = _digest(arrays, meta_bytes)
+  buf = io.BytesIO()
+  np.savez(buf, **arrays, **{_META: np.frombuffer(meta_bytes, np.uint8),
+                             _SHA: np.frombuffer(digest.encode(), np.uint8)})
+  atomic_write_bytes(path, buf.getvalue())
+
+
+def load(path: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+  """Loads a checkpoint written by :func:`save`, verifying its checksum.
+
+  Returns:
+    ``(arrays, meta)``.
+
+  Raises:
+    CheckpointError: the file is unreadable, truncated, not a jaxal
+      checkpoint, or its checksum does not match its content.
+  """
+  hint = ("it was not written by this jaxal version or was damaged after writing (jaxal "
+          "writes checkpoints atomically). Delete it to recompute that run from its first "
+          "round, or restore it from a backup")
+  try:
+    with open(path, "rb") as f:
+      data = f.read()
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+      arrays = {k: z[k] for k in z.files}
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
+    raise CheckpointError(f"checkpoint {path!r} is unreadable ({type(e).__name__}: {e}); {hint}") from e
+  if _META not in arrays or _SHA not in arrays:
+    raise CheckpointError(f"checkpoint {path!r} lacks its metadata or checksum; {hint}")
+  meta_bytes = arrays.pop(_META).tobytes()
+  stored = arrays.pop(_SHA).tobytes().decode("ascii", "replace")
+  if _digest(arrays, meta_bytes) != stored:
+    raise CheckpointError(f"checkpoint {path!r} fails its sha256 checksum; {hint}")
+  try:
+    meta = json.loads(meta_bytes)
+  except ValueError as e:  # pragma: no cover - the checksum covers the metadata
+    raise CheckpointError(f"checkpoint {path!r} has unreadable metadata; {hint}") from e
+  if meta.get("format") != FORMAT:
+    raise CheckpointError(f"checkpoint {path!r} has format {meta.get('format')!r}, not {FORMAT!r}; {hint}")
+  return arrays, meta

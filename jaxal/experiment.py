@@ -1,0 +1,40 @@
+"""Experiments: strategies × seeds × rounds → learning curves, tables, plots; resumable.
+
+``run`` is what ``jaxal run`` calls and ``report`` what ``jaxal report`` calls.
+"""
+
+from jaxal._src.checkpoint import CheckpointError
+from jaxal._src.experiment import Config
+from jaxal._src.experiment import ConfigMismatchError
+from jaxal._src.experiment import ExperimentError
+from jaxal._src.experiment import area_under_curve
+from jaxal._src.experiment import format_summary
+from jaxal._src.experiment import format_table
+from jaxal._src.experiment import labels_per_round
+from jaxal._src.experiment import labels_to_reach
+from jaxal._src.experiment import load_data
+from jaxal._src.experiment import load_results
+from jaxal._src.experiment import plot_curves
+from jaxal._src.experiment import report
+from jaxal._src.experiment import run
+from jaxal._src.experiment import run_one
+from jaxal._src.experiment import summarize
+
+__all__ = (
+    "CheckpointError",
+    "Config",
+    "ConfigMismatchError",
+    "ExperimentError",
+    "area_under_curve",
+    "format_summary",
+    "format_table",
+    "labels_per_round",
+    "labels_to_reach",
+    "load_data",
+    "load_results",
+    "plot_curves",
+    "report",
+    "run",
+    "run_one",
+    "summarize",
+)

@@ -1,0 +1,260 @@
+"""Experiments: resumable checkpoints (kill -9 a real process), refusals, reports."""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from jaxal._src import checkpoint
+from jaxal._src import experiment
+
+SMALL = experiment.Config(strategies=("random", "margin"), rounds=3, budget=10, initial=10, seeds=2,
+                          num_steps=25)
+
+
+def _args(cfg: experiment.Config) -> list[str]:
+  return ["run", "--strategies", ",".join(cfg.strategies), "--rounds", str(cfg.rounds), "--budget",
+          str(cfg.budget), "--initial", str(cfg.initial), "--seeds", str(cfg.seeds), "--steps",
+          str(cfg.num_steps), "--retrain", cfg.retrain, "--no-progress"]
+
+
+def _quiet(*_):
+  pass
+
+
+def _same_results(a: dict, b: dict) -> None:
+  """Accuracies, labels used and labeled indices equal bit for bit (JSON floats round-trip exactly)."""
+  a, b = json.loads(json.dumps(a)), json.loads(json.dumps(b))
+  assert a["config"] == b["config"] and a["labels"] == b["labels"]
+  assert set(a["results"]) == set(b["results"])
+  for name in a["results"]:
+    for k in ("accuracy", "labels", "labeled_indices"):
+      assert a["results"][name][k] == b["results"][name][k], (name, k)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+  """SMALL run uninterrupted, once for the module."""
+  out = tmp_path_factory.mktemp("reference")
+  payload = experiment.run(SMALL, str(out), progress=False, log=_quiet)
+  return out, payload
+
+
+def test_results_hold_per_round_metrics(reference):
+  out, payload = reference
+  assert payload["complete"] and payload["labels"] == [10, 20, 30, 40]
+  for name in SMALL.strategies:
+    res = payload["results"][name]
+    assert len(res["accuracy"]) == SMALL.seeds
+    for s in range(SMALL.seeds):
+      assert res["labels"][s] == [10, 20, 30, 40]
+      assert len(res["train_seconds"][s]) == 4 and len(res["acquire_seconds"][s]) == 3
+      hist = res["labeled_indices"][s]
+      assert [len(h) for h in hist] == [10, 10, 10, 10]
+      flat = [i for h in hist for i in h]
+      assert len(set(flat)) == 40 and all(0 <= i < 1347 for i in flat)
+  # Same seed, same initial set and first model, whatever the strategy.
+  assert payload["results"]["random"]["labeled_indices"][0][0] == payload["results"]["margin"]["labeled_indices"][0][0]
+  assert payload["results"]["random"]["accuracy"][1][0] == payload["results"]["margin"]["accuracy"][1][0]
+  files = sorted(os.path.relpath(p, out) for p in glob.glob(str(out / "checkpoints" / "*" / "*.npz")))
+  assert files == ["checkpoints/margin/seed_0.npz", "checkpoints/margin/seed_1.npz",
+                   "checkpoints/random/seed_0.npz", "checkpoints/random/seed_1.npz"]
+  assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(payload))
+
+
+def test_kill_minus_9_then_rerun_equals_uninterrupted(reference, tmp_path):
+  _, ref = reference
+  out = tmp_path / "killed"
+  cmd = [sys.executable, "-m", "jaxal._src.cli", *_args(SMALL), "--out", str(out)]
+  log = tmp_path / "killed.log"
+  with open(log, "wb") as f:
+    proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
+    try:
+      deadline = time.monotonic() + 600
+      while not glob.glob(str(out / "checkpoints" / "*" / "*.npz")):
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.005)
+      proc.kill()  # SIGKILL: no cleanup of any kind
+    finally:
+      proc.wait()
+  assert proc.returncode == -9, "the run finished before it could be killed"
+  before = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else None
+  assert before is None or not before["complete"]
+  rerun = subprocess.run(cmd, capture_output=True, text=True)
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  assert "resuming random seed 0 at round" in rerun.stdout
+  after = json.loads((out / "results.json").read_text())
+  assert after["complete"]
+  _same_results(after, ref)
+
+
+class _Interrupt(Exception):
+  pass
+
+
+def test_interrupted_warm_start_resumes_identically(tmp_path):
+  cfg = dataclasses.replace(SMALL, retrain="warm", seeds=1)
+  ref = experiment.run(cfg, str(tmp_path / "ref"), progress=False, log=_quiet)
+
+  def crash(name, seed, r):
+    if (name, seed, r) == ("margin", 0, 1):
+      raise _Interrupt
+
+  out = str(tmp_path / "run")
+  with pytest.raises(_Interrupt):
+    experiment.run(cfg, out, progress=False, log=_quiet, on_round=crash)
+  messages = []
+  rounds_run = []
+  resumed = experiment.run(cfg, out, progress=False, log=messages.append,
+                           on_round=lambda name, seed, r: rounds_run.append((name, r)))
+  assert any("resuming margin seed 0 at round 2 of 3" in m for m in messages)
+  assert rounds_run == [("margin", 2), ("margin", 3)]  # nothing recomputed
+  _same_results(resumed, ref)
+
+
+def test_rerun_of_finished_experiment_recomputes_nothing(reference):
+  out, ref = reference
+  rounds_run = []
+  again = experiment.run(SMALL, str(out), progress=False, log=_quiet,
+                         on_round=lambda *a: rounds_run.append(a))
+  assert rounds_run == []
+  _same_results(again, ref)
+
+
+def test_changed_configuration_is_refused(reference):
+  out, _ = reference
+  before = (out / "results.json").read_bytes()
+  with pytest.raises(experiment.ConfigMismatchError,
+                     match=r"another configuration \(budget: 10 in the folder, 5 now; seeds: 2 in the folder, 3 now\)"):
+    experiment.run(dataclasses.replace(SMALL, budget=5, seeds=3), str(out), progress=False, log=_quiet)
+  assert (out / "results.json").read_bytes() == before
+
+
+def test_other_data_is_refused(tmp_path):
+  cfg = dataclasses.replace(SMALL, strategies=("random",), seeds=1, rounds=1)
+  out = tmp_path / "run"
+  experiment.run(cfg, str(out), progress=False, log=_quiet)
+  record = json.loads((out / "config.json").read_text())
+  record["dataset_sha256"] = "0" * 64
+  (out / "config.json").write_text(json.dumps(record))
+  with pytest.raises(experiment.ConfigMismatchError, match="ran on other data"):
+    experiment.run(cfg, str(out), progress=False, log=_quiet)
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("flip", r"(fails its sha256 checksum|is unreadable)"),
+    ("truncate", "is unreadable"),
+    ("empty", "is unreadable"),
+])
+def test_corrupt_checkpoint_is_refused_never_restarted(damage, message, tmp_path):
+  cfg = dataclasses.replace(SMALL, strategies=("random",), seeds=1, rounds=1)
+  out = tmp_path / "run"
+  experiment.run(cfg, str(out), progress=False, log=_quiet)
+  path = out / "checkpoints" / "random" / "seed_0.npz"
+  data = bytearray(path.read_bytes())
+  if damage == "flip":
+    data[len(data) // 2] ^= 0xFF
+  elif damage == "truncate":
+    data = data[: len(data) // 2]
+  else:
+    data = bytearray()
+  path.write_bytes(bytes(data))
+  with pytest.raises(checkpoint.CheckpointError, match=message + ".*Delete it to recompute"):
+    experiment.run(cfg, str(out), progress=False, log=_quiet)
+  assert path.read_bytes() == bytes(data)  # left as it was, for the user to inspect
+
+
+def test_checkpoint_of_another_run_is_refused(tmp_path):
+  cfg = dataclasses.replace(SMALL, strategies=("random",), rounds=1)
+  out = tmp_path / "run"
+  experiment.run(cfg, str(out), progress=False, log=_quiet)
+  seed0 = out / "checkpoints" / "random" / "seed_0.npz"
+  (out / "checkpoints" / "random" / "seed_1.npz").write_bytes(seed0.read_bytes())
+  with pytest.raises(checkpoint.CheckpointError, match="belongs to another run"):
+    experiment.run(cfg, str(out), progress=False, log=_quiet)
+
+
+def test_checkpoint_store(tmp_path):
+  path = str(tmp_path / "c.npz")
+  arrays = {"a": np.arange(5, dtype=np.int32), "b": np.zeros((2, 3), np.float64), "e": np.zeros((0,))}
+  checkpoint.save(path, arrays, {"round": 3})
+  got, meta = checkpoint.load(path)
+  assert meta == {"format": checkpoint.FORMAT, "round": 3}
+  assert set(got) == set(arrays)
+  for k, v in arrays.items():
+    np.testing.assert_array_equal(got[k], v)
+    assert got[k].dtype == v.dtype
+  assert os.listdir(tmp_path) == ["c.npz"]  # no temporary left behind
+  stale = tmp_path / ("c.npz.x" + checkpoint.TMP_SUFFIX)
+  stale.write_bytes(b"partial")
+  assert checkpoint.remove_stale_temporaries(str(tmp_path)) == [str(stale)]
+  with pytest.raises(ValueError, match="reserved"):
+    checkpoint.save(path, {"__meta__": np.zeros(1)}, {})
+  with pytest.raises(checkpoint.CheckpointError, match="unreadable"):
+    checkpoint.load(str(tmp_path / "missing.npz"))
+  np.savez(str(tmp_path / "foreign.npz"), a=np.zeros(2))
+  with pytest.raises(checkpoint.CheckpointError, match="lacks its metadata or checksum"):
+    checkpoint.load(str(tmp_path / "foreign.npz"))
+
+
+def test_output_folder_that_cannot_be_written(tmp_path):
+  blocker = tmp_path / "file"
+  blocker.write_text("not a folder")
+  with pytest.raises(PermissionError, match="cannot be created or written"):
+    experiment.run(SMALL, str(blocker / "out"), progress=False, log=_quiet)
+
+
+def test_learning_curve_measures():
+  labels = [10, 20, 30, 40]
+  acc = [0.5, 0.6, 0.7, 0.9]
+  # Trapezoid / (40 - 10): (0.55 + 0.65 + 0.8) * 10 / 30.
+  assert experiment.area_under_curve(labels, acc) == pytest.approx(2.0 / 3.0, abs=1e-12)
+  assert experiment.labels_to_reach(labels, acc, 0.7) == 30
+  assert experiment.labels_to_reach(labels, acc, 0.65) == 30
+  assert experiment.labels_to_reach(labels, acc, 0.5) == 10
+  assert experiment.labels_to_reach(labels, acc, 0.95) is None
+
+
+def test_report(reference, capsys):
+  out, payload = reference
+  md = experiment.report(str(out), target=0.3, log=_quiet)
+  assert (out / "report.md").read_text() == md
+  for png in ("curves.png", "curves_vs_random.png"):
+    data = (out / png).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+  assert "| labels | random | margin |" in md and "| **AUC** |" in md
+  assert "labels to reach 0.300" in md and "saved vs random" in md
+  summary = experiment.summarize(SMALL, payload["results"])
+  row = next(line for line in md.splitlines() if line.startswith("| margin | 2 |"))
+  n_random = experiment.labels_to_reach(payload["labels"], summary["random"]["mean"], 0.3)
+  n_margin = experiment.labels_to_reach(payload["labels"], summary["margin"]["mean"], 0.3)
+  assert f"| {n_margin} | {n_random - n_margin:+d} |" in row
+  # Default target: random's final mean accuracy.
+  md = experiment.report(str(out), log=_quiet)
+  assert f"Target accuracy {summary['random']['mean'][-1]:.3f} (random's final mean accuracy)" in md
+  with pytest.raises(ValueError, match=r"target must be an accuracy in \[0, 1\]"):
+    experiment.report(str(out), target=90.0, log=_quiet)
+
+
+def test_report_of_missing_or_partial_results(tmp_path):
+  with pytest.raises(FileNotFoundError, match="no results.json in"):
+    experiment.report(str(tmp_path), log=_quiet)
+  cfg = dataclasses.replace(SMALL, strategies=("random", "margin"), seeds=1, rounds=1)
+
+  def crash(name, seed, r):
+    if name == "margin":
+      raise _Interrupt
+
+  with pytest.raises(_Interrupt):
+    experiment.run(cfg, str(tmp_path), progress=False, log=_quiet, on_round=crash)
+  md = experiment.report(str(tmp_path), log=_quiet)  # random finished, margin did not
+  assert "status: in progress" in md and "| labels | random |" in md and "margin" not in md
