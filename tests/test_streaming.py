@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 import pytest
 from conftest import count_traces
@@ -87,9 +88,14 @@ for s in range(0, n, 100_000):
 mm.flush(); del mm
 mm = np.memmap(sys.argv[1], dtype=np.float32, mode="r", shape=(n, d))
 streaming.top_k(neg_norm, mm[:50_000], 10, chunk_size=chunk)  # compile first
+streaming.k_center_greedy(mm[:50_000], 2, key=jax.random.key(0), chunk_size=chunk)
+jax.block_until_ready(streaming.kmeans_pp(jax.random.key(0), mm[:50_000], 3, chunk_size=chunk))
 base = anon_kb()
 t = threading.Thread(target=sample); t.start()
 idx = streaming.top_k(neg_norm, mm, 10, chunk_size=chunk)
+kc = streaming.k_center_greedy(mm, 3, key=jax.random.key(0), chunk_size=chunk)
+pp = streaming.kmeans_pp(jax.random.key(0), mm, 3, chunk_size=chunk)
+jax.block_until_ready((kc, pp))
 stop = True; t.join()
 want = np.argsort(-(-(np.asarray(mm) ** 2).sum(-1)), kind="stable")[:10]
 assert np.array_equal(np.asarray(idx), want), (idx, want)
@@ -98,7 +104,8 @@ print("GROWTH_MB", (peak[0] - base) / 1024, "FILE_MB", n * d * 4 / 2**20)
 
 
 def test_streaming_memory_is_bounded(tmp_path):
-  """A 128 MB pool on disk streamed in 2 MB chunks: the process's own memory grows < 40 MB."""
+  """A 122 MB pool on disk streamed in 2 MB chunks (top-k, k-center, k-means++): the process's
+  own (anonymous) memory grows < 40 MB."""
   import subprocess
   import sys
 
@@ -109,3 +116,60 @@ def test_streaming_memory_is_bounded(tmp_path):
   growth, file_mb = float(line.split()[1]), float(line.split()[3])
   assert file_mb == pytest.approx(122.07, rel=1e-3)
   assert growth < 40.0, line
+
+
+def test_streaming_k_center_equals_in_memory(pool):
+  mm, data = pool
+  mask = np.zeros(len(data), bool)
+  mask[[3, 500, 999]] = True
+  for labeled in (mask, None):
+    want = selection.k_center_greedy(data, 12, labeled_mask=labeled, key=jax.random.key(3))
+    for chunk_size in (128, 1000):
+      got = streaming.k_center_greedy(mm, 12, labeled_mask=labeled, key=jax.random.key(3),
+                                      chunk_size=chunk_size)
+      np.testing.assert_array_equal(got, want)
+
+
+def test_streaming_kmeans_pp_chunk_invariant_and_valid(pool):
+  mm, data = pool
+  mask = np.zeros(len(data), bool)
+  mask[::9] = True
+  for first in ("max_norm", "random"):
+    a = streaming.kmeans_pp(jax.random.key(1), mm, 15, labeled_mask=mask, first=first, chunk_size=100)
+    b = streaming.kmeans_pp(jax.random.key(1), mm, 15, labeled_mask=mask, first=first, chunk_size=1000)
+    np.testing.assert_array_equal(a, b)
+    a = np.asarray(a)
+    assert len(set(a.tolist())) == 15 and not mask[a].any()
+  norms = np.where(mask, -np.inf, (data.astype(np.float64) ** 2).sum(1))
+  first = streaming.kmeans_pp(jax.random.key(1), mm, 1, labeled_mask=mask)
+  assert int(first[0]) == int(np.argmax(norms))
+
+
+def test_streaming_kmeans_pp_second_centre_follows_d2_law(tmp_path):
+  """Second centre over many keys vs D²(x) / sum D² (chi-square, p = 0.001)."""
+  pts = np.array([[0, 0], [1, 0], [0, 2], [3, 0], [0, 0], [2, 2]], np.float32)  # point 4 duplicates 0
+  path = tmp_path / "tiny.f32"
+  pts.tofile(path)
+  mm = np.memmap(path, dtype=np.float32, mode="r", shape=pts.shape)
+  trials = 1500
+  seconds = [int(streaming.kmeans_pp(jax.random.key(s), mm, 2, chunk_size=4)[1]) for s in range(trials)]
+  first = int(np.argmax((pts ** 2).sum(1)))  # max norm: point 3 (norm² 9) vs point 5 (8)
+  d2 = ((pts - pts[first]) ** 2).sum(1)
+  d2[first] = 0
+  p = d2 / d2.sum()
+  counts = np.bincount(seconds, minlength=len(pts))
+  assert counts[first] == 0
+  support = p > 0
+  expected = trials * p[support]
+  chi2 = float(np.sum((counts[support] - expected) ** 2 / expected))
+  assert chi2 < 18.47, (counts, expected)  # 4 degrees of freedom, p = 0.001
+
+
+def test_streaming_selectors_bad_input(pool):
+  mm, data = pool
+  with pytest.raises(ValueError, match="key is required"):
+    streaming.k_center_greedy(mm, 3)
+  with pytest.raises(TypeError, match="typed key"):
+    streaming.kmeans_pp(jax.random.PRNGKey(0), mm, 3)
+  with pytest.raises(ValueError, match=r"shape \[num_points, dim\]"):
+    streaming.k_center_greedy(data[:, 0].copy(), 3, key=jax.random.key(0))

@@ -13,13 +13,14 @@ top-k (ties to the lower index), the same k-center order.
 from __future__ import annotations
 
 import functools
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxal._src import checks
+from jaxal._src import distances
 
 
 def check_pool(x: np.ndarray, name: str = "x", dtype=np.float32) -> np.ndarray:
@@ -109,3 +110,212 @@ def top_k(score_fn: Callable[[jax.Array], jax.Array], x: np.ndarray, k: int, *,
     best_v, best_i = _merge_step(score_fn, k, best_v, best_i, chunk, jnp.int32(start),
                                  jnp.int32(valid), jnp.asarray(lab))
   return best_i
+
+
+# ---------------------------------------------------------------------------
+# Greedy selectors streamed chunk by chunk. The per-point running minimum
+# distances live on the device as [num_chunks, chunk_size]; each pass streams
+# the pool once, updates them, and carries the running best candidate (value,
+# index and its row) across chunks, so the next centre is known on the device
+# at the end of the pass: the host only reads chunks, it never waits on a pick.
+
+
+class _Best(NamedTuple):
+  value: jax.Array  # shape=(), float32
+  index: jax.Array  # shape=(), int32
+  row: jax.Array  # shape=[dim], float32
+
+
+def _no_best(dim: int) -> _Best:
+  return _Best(jnp.float32(-jnp.inf), jnp.int32(-1), jnp.zeros((dim,), jnp.float32))
+
+
+def _merge_best(best: _Best, score: jax.Array, chunk: jax.Array, start: jax.Array) -> _Best:
+  j = jnp.argmax(score)  # first maximum: ties to the lower index
+  v = score[j]
+  better = v > best.value  # strict: earlier chunks (lower indices) keep ties
+  return _Best(jnp.where(better, v, best.value), jnp.where(better, start + j.astype(jnp.int32), best.index),
+               jnp.where(better, chunk[j], best.row))
+
+
+@functools.partial(jax.jit, donate_argnums=(0,))
+def _kc_init_chunk(min_d, taken, c, chunk, labeled_rows, labeled_valid, best):
+  """First pass: distances to the nearest labeled point, and the first pick."""
+  cn = jnp.sum(chunk * chunk, -1)
+  d = distances.sq_dist(chunk, labeled_rows, cn)
+  d = jnp.min(jnp.where(labeled_valid[None, :], d, jnp.inf), axis=1)
+  min_d = min_d.at[c].set(d)
+  score = jnp.where(taken[c], -jnp.inf, d)
+  return min_d, _merge_best(best, score, chunk, c * chunk.shape[0])
+
+
+@functools.partial(jax.jit, donate_argnums=(0,))
+def _kc_chunk(min_d, taken, c, chunk, centre, best):
+  """One chunk of a pass: fold in the newest centre, track the farthest point."""
+  cn = jnp.sum(chunk * chunk, -1)
+  d = distances.sq_dist(chunk, centre, cn, jnp.sum(centre * centre))
+  m = jnp.minimum(min_d[c], d)
+  min_d = min_d.at[c].set(m)
+  score = jnp.where(taken[c], -jnp.inf, m)
+  return min_d, _merge_best(best, score, chunk, c * chunk.shape[0])
+
+
+@jax.jit
+def _mark(taken, index):
+  size = taken.shape[1]
+  return taken.at[index // size, index % size].set(True)
+
+
+def _taken_grid(mask: np.ndarray, num_chunks: int, chunk_size: int) -> jax.Array:
+  grid = np.ones(num_chunks * chunk_size, bool)  # padding rows count as taken
+  grid[:mask.shape[0]] = mask
+  return jnp.asarray(grid.reshape(num_chunks, chunk_size))
+
+
+def k_center_greedy(x: np.ndarray, k: int, *, labeled_mask: np.ndarray | None = None,
+                    key: jax.Array | None = None, chunk_size: int = 65536) -> jax.Array:
+  """Coreset's farthest-first traversal over a pool on disk, chunk by chunk.
+
+  The same picks, in the same order, as :func:`jaxal.selection.k_center_greedy`
+  on the whole array: each pick is one pass over the pool, and the running
+  nearest-centre distances ``[num_points]`` are the only pool-sized state.
+
+  Args:
+    x: ``[num_points, dim]`` float32 NumPy array or ``np.memmap``.
+    k: how many to pick.
+    labeled_mask: optional ``[num_points]`` bool NumPy array. The labeled rows
+      are read into memory once (``num_labeled * dim`` floats).
+    key: a ``jax.random.key``; required when nothing is labeled.
+    chunk_size: rows per device chunk.
+
+  Returns:
+    ``[k]`` int32 indices in the order they were picked.
+  """
+  x = check_pool(x)
+  if x.ndim != 2:
+    raise ValueError(f"x must have shape [num_points, dim], got {x.shape}")
+  n, dim = x.shape
+  chunk_size = _check_chunk_size(min(chunk_size, n) if isinstance(chunk_size, int) else chunk_size)
+  mask = np.zeros(n, bool) if labeled_mask is None else np.asarray(labeled_mask)
+  checks.check_labeled_mask(mask, n)
+  k = checks.check_budget(k, n, mask)
+  labeled = np.flatnonzero(mask)
+  if labeled.size == 0:
+    if key is None:
+      raise ValueError("key is required when the labeled set is empty: pass key=jax.random.key(seed)")
+    checks.check_key(key)
+  num_chunks = -(-n // chunk_size)
+  taken = _taken_grid(mask, num_chunks, chunk_size)
+  min_d = jnp.full((num_chunks, chunk_size), jnp.inf, jnp.float32)
+  if labeled.size:
+    rows = np.asarray(x[labeled])
+    pad = -labeled.size % 256  # a few shapes only, not one per labeled count
+    labeled_rows = jnp.asarray(np.concatenate([rows, np.zeros((pad, dim), np.float32)]))
+    labeled_valid = jnp.arange(labeled_rows.shape[0]) < labeled.size
+    best = _no_best(dim)
+    for start, _, chunk in chunks(x, chunk_size):
+      min_d, best = _kc_init_chunk(min_d, taken, jnp.int32(start // chunk_size), chunk, labeled_rows,
+                                   labeled_valid, best)
+  else:
+    # As the in-memory function: a uniformly random first point.
+    first = int(jax.random.randint(key, (), 0, n, dtype=jnp.int32))
+    best = _Best(jnp.float32(0), jnp.int32(first), jnp.asarray(np.asarray(x[first], np.float32)))
+  picks = []
+  for t in range(k):
+    picks.append(best.index)
+    taken = _mark(taken, best.index)
+    if t == k - 1:
+      break
+    centre, best = best.row, _no_best(dim)
+    for start, _, chunk in chunks(x, chunk_size):
+      min_d, best = _kc_chunk(min_d, taken, jnp.int32(start // chunk_size), chunk, centre, best)
+  return jnp.stack(picks).astype(jnp.int32)
+
+
+@functools.partial(jax.jit, donate_argnums=(0,), static_argnames=("first_pass",))
+def _pp_chunk(min_d, taken, c, chunk, centre, key_t, best, uniform_best, first_pass):
+  """One chunk of a k-means++ pass: fold in the newest centre, then Gumbel-max
+  sampling of the next one ∝ D² (and, as a fallback, uniformly), with noise
+  keyed by (pass, global index) so the draw does not depend on the chunking."""
+  size = chunk.shape[0]
+  cn = jnp.sum(chunk * chunk, -1)
+  if first_pass:
+    m = min_d[c]
+  else:
+    m = jnp.minimum(min_d[c], distances.sq_dist(chunk, centre, cn, jnp.sum(centre * centre)))
+  min_d = min_d.at[c].set(m)
+  idx = c * size + jnp.arange(size, dtype=jnp.int32)
+  g = jax.vmap(lambda i: jax.random.gumbel(jax.random.fold_in(key_t, i)))(idx)
+  free = ~taken[c]
+  with_mass = free & (m > 0) & jnp.isfinite(m)
+  score = jnp.where(with_mass, jnp.log(jnp.where(with_mass, m, 1.0)) + g, -jnp.inf)
+  uniform = jnp.where(free, g, -jnp.inf)
+  return min_d, _merge_best(best, score, chunk, c * size), _merge_best(uniform_best, uniform, chunk, c * size)
+
+
+def kmeans_pp(key: jax.Array, x: np.ndarray, k: int, *, labeled_mask: np.ndarray | None = None,
+              first: str = "max_norm", chunk_size: int = 65536) -> jax.Array:
+  """k-means++ (exact D² law) over a pool on disk, one pass per centre.
+
+  Each pass folds the newest centre into the running ``[num_points]`` D² and
+  draws the next centre by Gumbel-max over ``log D² + g`` (uniform over the
+  remaining points when every D² is 0), the noise keyed by pass and global
+  index: the same key gives the same centres for every ``chunk_size``. The
+  law is the one of :func:`jaxal.selection.kmeans_pp` (which draws by a
+  different, rejection-based route, so the two do not give the same indices).
+  Labeled points are never centres and do not count as centres.
+
+  Args:
+    key: a ``jax.random.key``.
+    x: ``[num_points, dim]`` float32 NumPy array or ``np.memmap``.
+    k: how many centres.
+    labeled_mask: optional ``[num_points]`` bool NumPy array.
+    first: ``"max_norm"`` (the unlabeled point of largest norm) or ``"random"``.
+    chunk_size: rows per device chunk.
+
+  Returns:
+    ``[k]`` int32 indices in the order they were chosen.
+  """
+  checks.check_key(key)
+  x = check_pool(x)
+  if x.ndim != 2:
+    raise ValueError(f"x must have shape [num_points, dim], got {x.shape}")
+  checks.check_one_of(first, ("max_norm", "random"), "first")
+  n, dim = x.shape
+  chunk_size = _check_chunk_size(min(chunk_size, n) if isinstance(chunk_size, int) else chunk_size)
+  mask = np.zeros(n, bool) if labeled_mask is None else np.asarray(labeled_mask)
+  checks.check_labeled_mask(mask, n)
+  k = checks.check_budget(k, n, mask)
+  num_chunks = -(-n // chunk_size)
+  taken = _taken_grid(mask, num_chunks, chunk_size)
+  # First pass: D² = squared norm makes "max_norm" the argmax of the D² score
+  # without noise; "random" takes the uniform fallback.
+  min_d = jnp.full((num_chunks, chunk_size), jnp.inf, jnp.float32)
+  picks = []
+  centre = jnp.zeros((dim,), jnp.float32)
+  for t in range(k):
+    key_t = jax.random.fold_in(key, t)
+    best, uniform_best = _no_best(dim), _no_best(dim)
+    if t == 0 and first == "max_norm":
+      for start, _, chunk in chunks(x, chunk_size):
+        c = start // chunk_size
+        score = _norm_score(taken, jnp.int32(c), chunk)
+        best = _merge_best_jit(best, score, chunk, jnp.int32(start))
+      pick = best
+    else:
+      for start, _, chunk in chunks(x, chunk_size):
+        min_d, best, uniform_best = _pp_chunk(min_d, taken, jnp.int32(start // chunk_size), chunk, centre,
+                                              key_t, best, uniform_best, first_pass=(t == 0))
+      pick = jax.tree.map(lambda a, b: jnp.where(best.index >= 0, a, b), best, uniform_best)
+    picks.append(pick.index)
+    taken = _mark(taken, pick.index)
+    centre = pick.row
+  return jnp.stack(picks).astype(jnp.int32)
+
+
+@jax.jit
+def _norm_score(taken, c, chunk):
+  return jnp.where(taken[c], -jnp.inf, jnp.sum(chunk * chunk, -1))
+
+
+_merge_best_jit = jax.jit(_merge_best)
