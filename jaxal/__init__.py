@@ -13,6 +13,7 @@ from jaxal import loop
 from jaxal import models
 from jaxal import scores
 from jaxal import selection
+from jaxal import streaming
 from jaxal import strategies
 from jaxal import submodular
 from jaxal._src.strategies.base import Strategy
@@ -32,5 +33,6 @@ __all__ = (
     "scores",
     "selection",
     "strategies",
+    "streaming",
     "submodular",
 )
