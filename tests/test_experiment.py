@@ -196,7 +196,11 @@ def test_checkpoint_store(tmp_path):
   assert os.listdir(tmp_path) == ["c.npz"]  # no temporary left behind
   stale = tmp_path / ("c.npz.x" + checkpoint.TMP_SUFFIX)
   stale.write_bytes(b"partial")
-  assert checkpoint.remove_stale_temporaries(str(tmp_path)) == [str(stale)]
+  (tmp_path / "sub").mkdir()
+  deep = tmp_path / "sub" / ("d.npz.y" + checkpoint.TMP_SUFFIX)
+  deep.write_bytes(b"partial")
+  assert checkpoint.remove_stale_temporaries(str(tmp_path), recursive=False) == [str(stale)]
+  assert checkpoint.remove_stale_temporaries(str(tmp_path)) == [str(deep)]
   with pytest.raises(ValueError, match="reserved"):
     checkpoint.save(path, {"__meta__": np.zeros(1)}, {})
   with pytest.raises(checkpoint.CheckpointError, match="unreadable"):

@@ -74,10 +74,11 @@ def atomic_write_json(path: str, obj: Any) -> None:
   atomic_write_bytes(path, (json.dumps(obj, indent=1) + "\n").encode())
 
 
-def remove_stale_temporaries(folder: str) -> list[str]:
-  """Deletes temporary files a killed writer left behind under ``folder``; returns them."""
+def remove_stale_temporaries(folder: str, *, recursive: bool = True) -> list[str]:
+  """Deletes temporary files a killed writer left in ``folder`` (and below); returns them."""
   removed = []
-  for root, _, files in os.walk(folder):
+  walk = os.walk(folder) if recursive else [(folder, [], os.listdir(folder) if os.path.isdir(folder) else [])]
+  for root, _, files in walk:
     for name in files:
       if name.endswith(TMP_SUFFIX):
         os.remove(os.path.join(root, name))

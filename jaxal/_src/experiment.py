@@ -569,6 +569,8 @@ def run(cfg: Config, out_dir: str, *, data_dir: str | None = None, manual_dir: s
   record = _config_record(cfg, ds)
   open_experiment(out_dir, record)
   cfg_id = _config_id(record)
+  # A writer killed mid-write leaves only its temporary file: the last good file is intact.
+  ckpt_lib.remove_stale_temporaries(out_dir, recursive=False)
   ckpt_lib.remove_stale_temporaries(os.path.join(out_dir, CHECKPOINT_DIR))
   total = len(cfg.strategies) * cfg.seeds * (cfg.rounds + 1)
   if progress:
