@@ -65,11 +65,11 @@ def reset_peak() -> float:
 def make_embedding(n: int, k: int, d: int, seed: int = 0):
   """A realistic BADGE embedding: a = p − onehot(ŷ) from random logits, z ≥ 0 features."""
   rng = np.random.default_rng(seed)
-  logits = (rng.normal(size=(n, k)) * 2.0).astype(np.float32)
+  logits = rng.standard_normal((n, k), dtype=np.float32) * 2.0
   p = np.exp(logits - logits.max(1, keepdims=True))
   p /= p.sum(1, keepdims=True)
   a = p - np.eye(k, dtype=np.float32)[p.argmax(1)]
-  z = np.maximum(rng.normal(size=(n, d)), 0).astype(np.float32)
+  z = np.maximum(rng.standard_normal((n, d), dtype=np.float32), 0.0)  # no float64 temporaries
   return a.astype(np.float32), z
 
 
