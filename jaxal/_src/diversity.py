@@ -21,6 +21,7 @@ from jax.typing import ArrayLike
 
 from jaxal._src import checks
 from jaxal._src import distances
+from jaxal._src import sharding
 from jaxal._src import seeding
 
 
@@ -30,10 +31,15 @@ def _check_positive_int(value, name: str) -> int:
   return int(value)
 
 
+@jax.jit
+def _all_finite(t):
+  return jnp.all(jnp.isfinite(t))  # fused: no [N, d] temporary
+
+
 def _check_finite(x: distances.Points, name: str) -> None:
   leaves = [("", x)] if not isinstance(x, distances.GradEmbedding) else [(".a", x.a), (".z", x.z)]
   for suffix, t in leaves:
-    if checks.is_concrete(t) and not bool(jnp.all(jnp.isfinite(t))):
+    if checks.is_concrete(t) and not bool(_all_finite(t)):
       bad = np.argwhere(~np.isfinite(np.asarray(jax.device_get(t))))[0]
       raise ValueError(
           f"{name}{suffix} of shape {t.shape} holds NaN or inf values (first at index "
@@ -49,8 +55,8 @@ def _as_f32(x: distances.Points) -> distances.Points:
 # k-center greedy (Coreset).
 
 
-@functools.partial(jax.jit, static_argnames=("k", "chunk_size", "row_chunk_size"))
-def _k_center_greedy(x, labeled_mask, key, k, chunk_size, row_chunk_size):
+@functools.partial(jax.jit, static_argnames=("k", "chunk_size", "row_chunk_size", "ps"))
+def _k_center_greedy(x, labeled_mask, key, k, chunk_size, row_chunk_size, ps=None):
   x = _as_f32(x)
   n = distances.num_points(x)
   xn = distances.sq_norms(x)
@@ -58,7 +64,7 @@ def _k_center_greedy(x, labeled_mask, key, k, chunk_size, row_chunk_size):
   # +inf everywhere when nothing is labeled (the while loop then does no work).
   min_d, _ = distances.min_sq_dist_masked(x, x, labeled_mask, chunk_size=chunk_size,
                                           row_chunk_size=row_chunk_size, x_sq_norms=xn,
-                                          y_sq_norms=xn)
+                                          y_sq_norms=xn, ps=ps)
   any_labeled = jnp.any(labeled_mask)
   first = jax.random.randint(key, (), 0, n, dtype=jnp.int32)
 
@@ -68,7 +74,7 @@ def _k_center_greedy(x, labeled_mask, key, k, chunk_size, row_chunk_size):
     j = jnp.argmax(score).astype(jnp.int32)  # first maximum: ties go to the lower index
     j = jnp.where((t == 0) & ~any_labeled, first, j)
     # One matrix-vector product per pick: O(N) memory, N * dim reads.
-    d = distances.sq_dist(x, distances.take(x, j), xn, xn[j])
+    d = distances.sq_dist(x, distances.take(x, j, ps), xn, distances.take(xn, j, ps))
     return jnp.minimum(min_d, d), taken.at[j].set(True), out.at[t].set(j)
 
   init = (min_d, labeled_mask, jnp.zeros((k,), jnp.int32))
@@ -146,8 +152,10 @@ def k_center_greedy(x: distances.Points | ArrayLike, k: int, *,
   else:
     checks.check_key(key)
   _check_finite(x, "x")
+  ps = sharding.pool_sharding((x, labeled_mask), "x and labeled_mask")
+  x, labeled_mask = sharding.place(x, ps), sharding.replicate(labeled_mask, ps)
   return _k_center_greedy(x, labeled_mask, key, k=k, chunk_size=chunk_size,
-                          row_chunk_size=row_chunk_size)
+                          row_chunk_size=row_chunk_size, ps=ps)
 
 
 # ---------------------------------------------------------------------------
