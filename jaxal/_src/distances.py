@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxal._src import checks
+from jaxal._src import sharding
 
 
 class GradEmbedding(NamedTuple):
@@ -83,11 +84,13 @@ def sq_norms(x: Points) -> jax.Array:
   return jnp.sum(x * x, axis=-1)
 
 
-def take(x: Points, idx: jax.Array) -> Points:
-  """Rows ``idx`` (a scalar index gives a single point)."""
-  if isinstance(x, GradEmbedding):
-    return GradEmbedding(x.a[idx], x.z[idx])
-  return x[idx]
+def take(x: Points, idx: jax.Array, ps: sharding.PoolSharding | None = None) -> Points:
+  """Rows ``idx`` (a scalar index gives a single point).
+
+  With ``ps`` (a pool sharded along N), the rows are fetched without
+  gathering the pool (:func:`jaxal._src.sharding.take`).
+  """
+  return jax.tree.map(lambda t: sharding.take(t, idx, ps), x)
 
 
 def inner(x: Points, y: Points) -> jax.Array:
@@ -174,7 +177,8 @@ def _row_block(x: Points, start: jax.Array, size: int) -> Points:
 def min_sq_dist_masked(x: Points, y: Points, y_mask: jax.Array | None = None, *,
                        chunk_size: int = 1024, row_chunk_size: int = 8192,
                        x_sq_norms: jax.Array | None = None,
-                       y_sq_norms: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+                       y_sq_norms: jax.Array | None = None,
+                       ps: sharding.PoolSharding | None = None) -> tuple[jax.Array, jax.Array]:
   """For each row of ``x``, the nearest row of ``y`` among those where ``y_mask`` is True.
 
   Chunked over both sides, so memory stays ``O(row_chunk_size * chunk_size)``
@@ -196,6 +200,9 @@ def min_sq_dist_masked(x: Points, y: Points, y_mask: jax.Array | None = None, *,
     row_chunk_size: rows of ``x`` per block.
     x_sq_norms: optional precomputed ``sq_norms(x)``.
     y_sq_norms: optional precomputed ``sq_norms(y)``.
+    ps: the pool sharding of ``y`` (and ``x``), or None. Sharded, the rows of
+      ``x`` are not blocked (each device holds its own rows already) and the
+      selected rows of ``y`` are fetched without gathering ``y``.
 
   Returns:
     ``(dist [N] float32, index [N] int32)``: the squared distance to the
@@ -213,7 +220,7 @@ def min_sq_dist_masked(x: Points, y: Points, y_mask: jax.Array | None = None, *,
     order = jnp.nonzero(y_mask, size=m, fill_value=0)[0].astype(jnp.int32)
     count = jnp.sum(y_mask, dtype=jnp.int32)
   chunk = max(1, min(chunk_size, m))
-  rows = max(1, min(row_chunk_size, n))
+  rows = n if ps is not None else max(1, min(row_chunk_size, n))
   num_blocks = -(-n // rows)
 
   def block(b, carry):
@@ -229,7 +236,7 @@ def min_sq_dist_masked(x: Points, y: Points, y_mask: jax.Array | None = None, *,
       c, best, arg = s
       pos = c * chunk + jnp.arange(chunk, dtype=jnp.int32)
       cols = order[jnp.minimum(pos, m - 1)]
-      d = sq_dist(xb, take(y, cols), xbn, yn[cols]).astype(jnp.float32)
+      d = sq_dist(xb, take(y, cols, ps), xbn, take(yn, cols, ps)).astype(jnp.float32)
       d = jnp.where((pos < count)[None, :], d, jnp.inf)
       j = jnp.argmin(d, axis=1)
       dj = jnp.take_along_axis(d, j[:, None], axis=1)[:, 0]

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 
 class PoolSharding(NamedTuple):
@@ -61,7 +61,12 @@ def pool_sharding(x: Any, name: str = "x") -> PoolSharding | None:
             f"{sharding.spec}"
         )
       axis = axis[0]
-    ps = PoolSharding(sharding.mesh, axis)
+    # Selection runs under GSPMD: an Explicit-typed mesh becomes the same
+    # devices with Auto axes (see `place`).
+    mesh = sharding.mesh
+    if any(t != AxisType.Auto for t in mesh.axis_types):
+      mesh = Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * len(mesh.axis_names))
+    ps = PoolSharding(mesh, axis)
     if leaf.shape[0] % ps.num_shards:
       raise ValueError(
           f"{name} has {leaf.shape[0]} points, which the {ps.num_shards} devices of mesh axis "
@@ -75,19 +80,25 @@ def pool_sharding(x: Any, name: str = "x") -> PoolSharding | None:
 
 
 def take(x: jax.Array, i: jax.Array, ps: PoolSharding | None) -> jax.Array:
-  """Row ``i`` (a traced scalar index) of ``x [N, ...]`` without gathering ``x``."""
+  """Rows ``i`` (a traced index or ``[m]`` indices) of ``x [N, ...]`` without gathering ``x``.
+
+  Sharded, each device contributes the rows it holds and a ``psum`` adds
+  them up: ``O(m * row)`` values move, never the pool.
+  """
   if ps is None:
     return x[i]
 
   def local(xl, i):
     n_local = xl.shape[0]
-    offset = jax.lax.axis_index(ps.axis) * n_local
+    offset = jax.lax.axis_index(ps.axis).astype(i.dtype) * n_local
     j = i - offset
     inside = (j >= 0) & (j < n_local)
-    row = xl[jnp.clip(j, 0, n_local - 1)]
-    return jax.lax.psum(jnp.where(inside, row, jnp.zeros_like(row)), ps.axis)
+    rows = xl[jnp.clip(j, 0, n_local - 1)]
+    inside = inside.reshape(inside.shape + (1,) * (rows.ndim - inside.ndim))
+    return jax.lax.psum(jnp.where(inside, rows, jnp.zeros_like(rows)), ps.axis)
 
   spec = P(ps.axis, *([None] * (x.ndim - 1)))
+  i = jnp.asarray(i)
   return jax.shard_map(local, mesh=ps.mesh, in_specs=(spec, P()), out_specs=P())(x, i)
 
 
@@ -115,3 +126,30 @@ def top_k(values: jax.Array, k: int, ps: PoolSharding | None) -> tuple[jax.Array
 
   return jax.shard_map(local, mesh=ps.mesh, in_specs=P(ps.axis), out_specs=(P(), P()),
                        check_vma=False)(values)
+
+
+def replicate(x: jax.Array, ps: PoolSharding | None) -> jax.Array:
+  """``x`` (small per-point metadata such as a mask) copied whole to every device.
+
+  Called outside ``jit``, on arrays of a few bytes per point: the pool itself
+  stays sharded.
+  """
+  if ps is None:
+    return x
+  return jax.device_put(x, NamedSharding(ps.mesh, P()))
+
+
+def place(x: Any, ps: PoolSharding | None) -> Any:
+  """Every array of ``x`` sharded along axis 0 over ``ps`` (Auto mesh axes).
+
+  Arrays on a mesh with Explicit axes are re-typed onto the same devices with
+  the same layout, so the jitted selection cores run under GSPMD whatever
+  mesh the caller built.
+  """
+  if ps is None:
+    return x
+
+  def put(t):
+    return jax.device_put(t, NamedSharding(ps.mesh, P(ps.axis, *([None] * (t.ndim - 1)))))
+
+  return jax.tree.map(put, x)

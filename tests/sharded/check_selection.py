@@ -1,0 +1,49 @@
+"""Sharded equals unsharded for the diversity selectors; the pool is never gathered."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from conftest import assert_no_pool_gather
+
+from jaxal import selection
+from jaxal._src import distances
+from jaxal._src import diversity
+from jaxal._src import sharding
+
+N, D = 64, 5
+
+
+def _points(seed=0):
+  return jax.random.normal(jax.random.key(seed), (N, D))
+
+
+def test_k_center_greedy(shard):
+  x = _points()
+  mask = jnp.zeros(N, bool).at[jnp.array([2, 17, 40])].set(True)
+  for labeled in (mask, None):
+    want = selection.k_center_greedy(x, 10, labeled_mask=labeled, key=jax.random.key(1))
+    got = selection.k_center_greedy(shard(x), 10, labeled_mask=None if labeled is None else shard(labeled),
+                                    key=jax.random.key(1))
+    np.testing.assert_array_equal(got, want)
+
+
+def test_k_center_greedy_factorised(shard):
+  rng = np.random.default_rng(0)
+  emb = distances.GradEmbedding(jnp.asarray(rng.normal(size=(N, 3)), jnp.float32),
+                                jnp.asarray(rng.normal(size=(N, 4)), jnp.float32))
+  mask = jnp.zeros(N, bool).at[5].set(True)
+  want = selection.k_center_greedy(emb, 8, labeled_mask=mask)
+  got = selection.k_center_greedy(distances.GradEmbedding(shard(emb.a), shard(emb.z)), 8,
+                                  labeled_mask=shard(mask))
+  np.testing.assert_array_equal(got, want)
+
+
+def test_k_center_greedy_does_not_gather_the_pool(shard):
+  x, mask = shard(_points()), shard(jnp.zeros(N, bool).at[3].set(True))
+  ps = sharding.pool_sharding(x)
+  x, mask = sharding.place(x, ps), sharding.replicate(mask, ps)  # as the public wrapper does
+  assert_no_pool_gather(
+      lambda x, m, k: diversity._k_center_greedy(x, m, k, k=6, chunk_size=4, row_chunk_size=16, ps=ps),
+      x, mask, jax.random.key(0), num_points=N)
