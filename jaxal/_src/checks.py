@@ -73,12 +73,21 @@ def check_mc_logits(logits: Any, name: str = "mc_logits", min_samples: int = 1) 
   return x
 
 
+@jax.jit
+def _logits_ok(x):
+  x = x.astype(jnp.float32)
+  no_bad = ~jnp.any(jnp.isnan(x) | (x == jnp.inf))
+  return no_bad & jnp.all(jnp.any(jnp.isfinite(x), axis=-1))
+
+
 def check_finite_logits(logits: Any, name: str = "logits") -> None:
   """Value check: NaN or +inf anywhere, or a row with no finite entry, is an error.
 
   ``-inf`` is allowed: it is how masked classes are written.
   """
   if not is_concrete(logits):
+    return
+  if bool(_logits_ok(logits)):  # one fused device reduction; the host copy only on error
     return
   x = np.asarray(jax.device_get(logits)).astype(np.float32)
   bad = np.isnan(x) | (x == np.inf)
@@ -129,7 +138,9 @@ def check_budget(k: Any, num_points: int, labeled_mask: Any = None, name: str = 
   if k > num_points:
     raise ValueError(f"{name}={k} is larger than the pool of {num_points} points")
   if labeled_mask is not None and is_concrete(labeled_mask):
-    unlabeled = num_points - int(np.asarray(jax.device_get(labeled_mask)).sum())
+    # A device reduction, not a host copy: the mask may be a global array
+    # spanning several hosts.
+    unlabeled = num_points - int(jnp.sum(labeled_mask, dtype=jnp.int32))
     if k > unlabeled:
       raise ValueError(
           f"{name}={k} is larger than the {unlabeled} unlabeled points left "
