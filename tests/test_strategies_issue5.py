@@ -97,3 +97,23 @@ def test_rejected_input_shape_leaves_the_state_unchanged(trained, name):
   with pytest.raises(ValueError, match=r"the model rejects pool inputs of shape \(50,\)"):
     loop.acquire(state, strategies.get(name, **SMALL[name]), model, params, bad_pool, 5)
   assert state.num_labeled == 15 and int(state.round) == 0
+
+
+def _constant_apply(params, x, dropout_key=None):
+  del dropout_key
+  return params["b"][None, :] + 0.0 * x.reshape(x.shape[0], -1)[:, :1]
+
+
+@pytest.mark.parametrize("name", ["deepfool", "bim"])
+def test_adversarial_ties_are_broken_at_random(name):
+  """A model that never flips: every distance is +inf, so the batch is a random draw."""
+  model = models.from_apply_fn(_constant_apply)
+  params = {"b": jnp.array([0.0, 1.0, -1.0])}
+  pool = jnp.ones((40, 5))
+  mask = jnp.arange(40) < 4
+  s = strategies.get(name, max_iter=3)
+  picks = [np.asarray(s.acquire(jax.random.key(r), model, params, pool, mask, 6)) for r in range(3)]
+  for p in picks:
+    assert len(set(p.tolist())) == 6 and (p >= 4).all()
+  assert not all(np.array_equal(np.sort(p), np.arange(4, 10)) for p in picks)
+  assert not np.array_equal(picks[0], picks[1])

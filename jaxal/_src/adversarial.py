@@ -57,12 +57,8 @@ def _deepfool_one(model, params, x0, valid, max_iter, overshoot):
   num_classes = logits0.shape[0]
   others = jnp.arange(num_classes) != label
 
-  def cond(state):
-    _, i, flipped, _, _ = state
-    return valid & ~flipped & (i < max_iter)
-
-  def body(state):
-    r_tot, i, _, jac, logits = state
+  def update(r_tot, jac, logits):
+    """One DeepFool step from the logits and their Jacobian at ``x0 + (1 + overshoot) r_tot``."""
     jac = jac.reshape(num_classes, -1)
     w = jac - jac[label][None, :]  # [K, D]: ∇(f_k - f_label)
     fk = logits - logits[label]
@@ -71,11 +67,27 @@ def _deepfool_one(model, params, x0, valid, max_iter, overshoot):
     j = jnp.argmin(pert)
     step = jnp.where(jnp.isfinite(pert[j]), (pert[j] + 1e-4) / jnp.where(norm[j] > 0, norm[j], 1.0), 0.0)
     r_tot = r_tot + (step * w[j]).reshape(x0.shape)
-    jac, logits = value_and_jac(x0 + (1.0 + overshoot) * r_tot)
-    return r_tot, i + 1, jnp.argmax(logits) != label, jac, logits
+    return r_tot, jnp.argmax(f(x0 + (1.0 + overshoot) * r_tot)) != label
 
-  init = (jnp.zeros_like(x0), jnp.int32(0), jnp.bool_(False), jac0, logits0)
-  r_tot, i, flipped, _, _ = jax.lax.while_loop(cond, body, init)
+  if max_iter == 0:
+    return jnp.zeros_like(x0), jnp.int32(0), jnp.bool_(False)
+  # The first iteration is peeled off the loop: most points flip in one step,
+  # and its Jacobian (at x0) is computed outside any loop.
+  r_tot, flipped = update(jnp.zeros_like(x0), jac0, logits0)
+  r_tot = jnp.where(valid, r_tot, 0.0)
+  state = (r_tot, valid.astype(jnp.int32), valid & flipped)
+
+  def cond(state):
+    _, i, flipped = state
+    return valid & ~flipped & (i < max_iter)
+
+  def body(state):
+    r_tot, i, _ = state
+    jac, logits = value_and_jac(x0 + (1.0 + overshoot) * r_tot)
+    r_tot, flipped = update(r_tot, jac, logits)
+    return r_tot, i + 1, flipped
+
+  r_tot, i, flipped = jax.lax.while_loop(cond, body, state)
   return (1.0 + overshoot) * r_tot, i, flipped
 
 

@@ -26,7 +26,7 @@ from jaxal._src import scores as scores_lib
 # Elements of one [chunk, configurations, classes] block of conditional
 # predictives: bounds BatchBALD's working memory to about 16 MiB in float32.
 _BLOCK_ELEMENTS = 1 << 22
-_MAX_CONFIGS = 1 << 24
+_MAX_CONFIGS = 1 << 20
 
 
 def _entropy_p(p: jax.Array) -> jax.Array:
@@ -277,6 +277,13 @@ def stochastic_batch(key: jax.Array, scores: ArrayLike, k: int, *, mode: str = "
 
   Returns:
     ``[k]`` int32 indices in the order drawn: unique, unlabeled.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp
+    >>> from jaxal import bayes
+    >>> s = jnp.array([0.1, 0.9, 0.5])
+    >>> bayes.stochastic_batch(jax.random.key(0), s, 2, temperature=1e-3)  # cold: the top-2
+    Array([1, 2], dtype=int32)
 
   References:
     Kirsch, Farquhar, Atighehchian, Jesson, Branchaud-Charron & Gal,

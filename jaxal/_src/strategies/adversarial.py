@@ -23,8 +23,11 @@ def _closest(attack_fn, name: str) -> Strategy:
     # Attack only the unlabeled points (host-side gather, outside any loop).
     unlabeled = np.flatnonzero(~np.asarray(jax.device_get(mask)))
     attack = attack_fn(model, params, jnp.asarray(pool)[unlabeled])
-    # Smallest distance first; never-flipped points (+inf) rank last.
-    picked = selection.top_k(-attack.distance, budget)
+    # Smallest distance first; never-flipped points (+inf) rank last. Ties
+    # (BIM's sign steps quantise the distance; +inf points) are broken at
+    # random: top_k prefers the lower index, so rank a random permutation.
+    perm = jax.random.permutation(key, unlabeled.shape[0]).astype(jnp.int32)
+    picked = perm[selection.top_k(-attack.distance[perm], budget)]
     return jnp.asarray(unlabeled, jnp.int32)[picked]
 
   return Strategy(name, acquire)
@@ -32,6 +35,9 @@ def _closest(attack_fn, name: str) -> Strategy:
 
 def deepfool(*, max_iter: int = 50, overshoot: float = 0.02, batch_size: int = 256) -> Strategy:
   """The ``budget`` unlabeled points with the smallest DeepFool perturbation (:func:`jaxal.adversarial.deepfool`).
+
+  Points that never flip within ``max_iter`` rank last; ties are broken at
+  random (with the acquisition key).
 
   References:
     Ducoffe & Precioso, Adversarial Active Learning for Deep Networks: a
@@ -49,6 +55,11 @@ def deepfool(*, max_iter: int = 50, overshoot: float = 0.02, batch_size: int = 2
 def bim(*, step: float = 0.05, eps: float = math.inf, max_iter: int = 100,
         batch_size: int = 256) -> Strategy:
   """The ``budget`` unlabeled points with the smallest BIM perturbation (:func:`jaxal.adversarial.bim`).
+
+  With sign steps every coordinate moves by ``step`` per iteration, so the
+  distance is nearly quantised by the iteration count: ties are broken at
+  random (with the acquisition key), not toward low indices. Points that
+  never flip within ``max_iter`` rank last.
 
   References:
     Kurakin, Goodfellow & Bengio 2017; DISTIL's ``AdversarialBIM``.
