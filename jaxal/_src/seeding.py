@@ -55,6 +55,7 @@ from jax.typing import ArrayLike
 from jaxal._src import checks
 from jaxal._src import distances
 from jaxal._src import mcmc_seeding
+from jaxal._src import sharding
 from jaxal._src.distances import GradEmbedding
 
 # Centres drawn by rejection between two passes over the pool.
@@ -94,12 +95,18 @@ def _uniforms(seed: jax.Array, p: jax.Array, size: int) -> jax.Array:
   return (bits >> 8).astype(jnp.float32) * (2.0**-24) + 2.0**-25
 
 
-@functools.partial(jax.jit, static_argnames=("k", "first", "chunk_size"))
-def _kmeans_pp(key, x, labeled_mask, k, first, chunk_size):
-  """Returns ``(centres [k] int32, passes over the pool, proposals)``."""
+@functools.partial(jax.jit, static_argnames=("k", "first", "chunk_size", "ps"))
+def _kmeans_pp(key, x, labeled_mask, k, first, chunk_size, ps=None):
+  """Returns ``(centres [k] int32, passes over the pool, proposals)``.
+
+  ``ps`` (a pool sharded along N): rows, weights and weight blocks are fetched
+  with :mod:`jaxal._src.sharding` (no gather of the pool), a pass is one
+  unchunked fused sweep (each device holds its own rows), and block sums are a
+  segment sum (partial sums per device, then one all-reduce).
+  """
   x = jax.tree.map(lambda t: t.astype(jnp.float32), x)
   n = distances.num_points(x)
-  chunk = min(chunk_size, n)
+  chunk = n if ps is not None else min(chunk_size, n)
   num_chunks = -(-n // chunk)
   block = _block_size(n)
   num_blocks = -(-n // block)
@@ -120,8 +127,8 @@ def _kmeans_pp(key, x, labeled_mask, k, first, chunk_size):
     c0 = jnp.argmax(jnp.where(labeled_mask, -jnp.inf, sqn)).astype(jnp.int32)
     centres = centres.at[0].set(c0)
     pend_idx = pend_idx.at[0].set(c0)
-    pend = _set_row(pend, distances.take(x, c0), 0)
-    pend_sqn = pend_sqn.at[0].set(sqn[c0])
+    pend = _set_row(pend, distances.take(x, c0, ps), 0)
+    pend_sqn = pend_sqn.at[0].set(distances.take(sqn, c0, ps))
     t0 = 1
   else:  # the first centre is the first (uniform) proposal
     t0 = 0
@@ -156,13 +163,14 @@ def _kmeans_pp(key, x, labeled_mask, k, first, chunk_size):
       u = r[num_gumbels]  # decides acceptance
       # Two-level Gumbel-max: a block ∝ its weight sum, then a point ∝ its weight.
       b = jnp.argmax(log_block_sums + gumbel[:num_blocks])
-      wb = jax.lax.dynamic_slice_in_dim(w, b * block, block)
+      wb = sharding.take_range(w, (b * block).astype(jnp.int32), block, ps)
       i = jnp.minimum(b * block + jnp.argmax(jnp.log(wb) + gumbel[num_blocks:]), n - 1)
       i = i.astype(jnp.int32)
-      m_s = w[i]
-      xi = distances.take(x, i)
+      m_s = distances.take(w, i, ps)
+      xi = distances.take(x, i, ps)
+      sqn_i = distances.take(sqn, i, ps)
       # Accept with probability m_t / m_s, m_t the D² including pending centres.
-      d = distances.sq_dist(pend, xi, pend_sqn, sqn[i])  # [_PENDING]
+      d = distances.sq_dist(pend, xi, pend_sqn, sqn_i)  # [_PENDING]
       d = jnp.where(jnp.arange(_PENDING) < num_pend, d, jnp.inf)
       m_t = jnp.where(uniform, m_s, jnp.minimum(m_s, jnp.min(d)))
       m_t = jnp.where(jnp.any(pend_idx == i), 0.0, m_t)
@@ -172,7 +180,7 @@ def _kmeans_pp(key, x, labeled_mask, k, first, chunk_size):
       centres = centres.at[t].set(jnp.where(accept, i, -1))
       pend_idx = pend_idx.at[num_pend].set(jnp.where(accept, i, n))
       pend = _set_row(pend, xi, num_pend)
-      pend_sqn = pend_sqn.at[num_pend].set(sqn[i])
+      pend_sqn = pend_sqn.at[num_pend].set(sqn_i)
       step = accept.astype(jnp.int32)
       return (t + step, num_pend + step, jnp.where(accept, 0, rejects + 1), p + 1,
               centres, pend_idx, pend, pend_sqn)
@@ -192,8 +200,12 @@ def _kmeans_pp(key, x, labeled_mask, k, first, chunk_size):
     # No centre yet, or every remaining D² is 0: uniform over the remaining points.
     uniform = (t == 0) | ~(jnp.sum(w) > 0)
     w = jnp.where(uniform, remaining.astype(jnp.float32), w)
-    w = jnp.pad(w, (0, num_blocks * block - n))
-    log_block_sums = jnp.log(jnp.sum(w.reshape(num_blocks, block), axis=1))
+    if ps is None:
+      w = jnp.pad(w, (0, num_blocks * block - n))  # whole blocks for take_range
+      block_sums = jnp.sum(w.reshape(num_blocks, block), axis=1)
+    else:
+      block_sums = jax.ops.segment_sum(w, jnp.arange(n, dtype=jnp.int32) // block, num_blocks)
+    log_block_sums = jnp.log(block_sums)
     t_limit = jnp.where(t == 0, 1, k)  # a uniform first centre comes alone
     cond, body = make_inner(w, log_block_sums, uniform, t_limit)
     inner = (t, jnp.int32(0), jnp.int32(0), p, centres, jnp.full((_PENDING,), n, jnp.int32),
@@ -314,9 +326,11 @@ def kmeans_pp(key: jax.Array, x: distances.Points | ArrayLike, k: int, *,
     raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
   checks.check_one_of(method, ("exact", "mcmc"), "method")
   _check_finite_points(x, "x")
+  ps = sharding.pool_sharding((x, labeled_mask), "x and labeled_mask")
+  x, labeled_mask = sharding.place(x, ps), sharding.place(labeled_mask, ps)
   if method == "mcmc":
     if isinstance(chain_length, bool) or not isinstance(chain_length, (int, np.integer)) or chain_length < 1:
       raise ValueError(f"chain_length must be a positive int, got {chain_length!r}")
     return mcmc_seeding.afk_mc2(key, x, labeled_mask, k=k, chain_length=int(chain_length), first=first)
-  return _kmeans_pp(key, x, labeled_mask, k=k, first=first, chunk_size=int(min(chunk_size, n)))[0]
+  return _kmeans_pp(key, x, labeled_mask, k=k, first=first, chunk_size=int(min(chunk_size, n)), ps=ps)[0]
 

@@ -102,6 +102,28 @@ def take(x: jax.Array, i: jax.Array, ps: PoolSharding | None) -> jax.Array:
   return jax.shard_map(local, mesh=ps.mesh, in_specs=(spec, P()), out_specs=P())(x, i)
 
 
+def take_range(x: jax.Array, start: jax.Array, size: int, ps: PoolSharding | None) -> jax.Array:
+  """``x[start:start + size]`` of a 1-D pool-sharded ``x`` (a traced ``start``),
+  zeros past the end, moving ``size`` values instead of the whole array.
+
+  Unsharded it is ``jax.lax.dynamic_slice_in_dim``: the caller keeps the range
+  in bounds (padding ``x`` once, not per call).
+  """
+  if ps is None:
+    return jax.lax.dynamic_slice_in_dim(x, start, size)
+
+  def local(xl, start):
+    n_local = xl.shape[0]
+    offset = jax.lax.axis_index(ps.axis).astype(start.dtype) * n_local
+    j = start - offset + jnp.arange(size, dtype=start.dtype)
+    inside = (j >= 0) & (j < n_local)
+    vals = xl[jnp.clip(j, 0, n_local - 1)]
+    return jax.lax.psum(jnp.where(inside, vals, jnp.zeros_like(vals)), ps.axis)
+
+  return jax.shard_map(local, mesh=ps.mesh, in_specs=(P(ps.axis), P()), out_specs=P())(
+      x, jnp.asarray(start))
+
+
 def top_k(values: jax.Array, k: int, ps: PoolSharding | None) -> tuple[jax.Array, jax.Array]:
   """``jax.lax.top_k`` over a 1-D pool-sharded ``values``: ``(values [k], indices [k])``.
 

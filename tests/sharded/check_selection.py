@@ -47,3 +47,33 @@ def test_k_center_greedy_does_not_gather_the_pool(shard):
   assert_no_pool_gather(
       lambda x, m, k: diversity._k_center_greedy(x, m, k, k=6, chunk_size=4, row_chunk_size=16, ps=ps),
       x, mask, jax.random.key(0), num_points=N)
+
+
+def test_kmeans_pp_dense_and_factorised(shard):
+  x = _points(3)
+  mask = jnp.zeros(N, bool).at[jnp.array([1, 30])].set(True)
+  rng = np.random.default_rng(1)
+  emb = distances.GradEmbedding(jnp.asarray(rng.normal(size=(N, 3)), jnp.float32),
+                                jnp.asarray(rng.normal(size=(N, 4)), jnp.float32))
+  for first in ("max_norm", "random"):
+    for seed in range(3):
+      key = jax.random.key(seed)
+      want = selection.kmeans_pp(key, x, 12, labeled_mask=mask, first=first)
+      got = selection.kmeans_pp(key, shard(x), 12, labeled_mask=shard(mask), first=first)
+      np.testing.assert_array_equal(got, want)
+      want = selection.kmeans_pp(key, emb, 12, labeled_mask=mask, first=first)
+      got = selection.kmeans_pp(key, distances.GradEmbedding(shard(emb.a), shard(emb.z)), 12,
+                                labeled_mask=shard(mask), first=first)
+      np.testing.assert_array_equal(got, want)
+
+
+def test_kmeans_pp_does_not_gather_the_pool(shard):
+  from jaxal._src import seeding
+
+  n = 512  # several sampling blocks of 64, so a block fetch is smaller than the pool
+  x, mask = shard(jax.random.normal(jax.random.key(4), (n, D))), shard(jnp.zeros(n, bool))
+  ps = sharding.pool_sharding(x)
+  x, mask = sharding.place(x, ps), sharding.place(mask, ps)
+  assert_no_pool_gather(
+      lambda key, x, m: seeding._kmeans_pp(key, x, m, k=10, first="max_norm", chunk_size=16, ps=ps),
+      jax.random.key(0), x, mask, num_points=n)
