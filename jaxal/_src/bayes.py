@@ -18,10 +18,12 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec as P
 from jax.typing import ArrayLike
 
 from jaxal._src import checks
 from jaxal._src import scores as scores_lib
+from jaxal._src import sharding
 
 # Elements of one [chunk, configurations, classes] block of conditional
 # predictives: bounds BatchBALD's working memory to about 16 MiB in float32.
@@ -79,6 +81,20 @@ def _expected_conditional_entropy(log_q: jax.Array, rho: jax.Array, probs: jax.A
   return jax.lax.map(block, blocks).reshape(-1)[:n]
 
 
+def _expected_conditional_entropy_sharded(log_q, rho, probs, chunk, ps):
+  """:func:`_expected_conditional_entropy` with ``probs`` sharded along N (axis 1).
+
+  Each device runs the blocked loop over the candidates it holds; only the
+  small ``log_q`` and ``rho`` are replicated. Returns ``[N]`` sharded along N.
+  """
+  if ps is None:
+    return _expected_conditional_entropy(log_q, rho, probs, chunk)
+  local = functools.partial(_expected_conditional_entropy, chunk=chunk)
+  return jax.shard_map(lambda lq, r, pb: local(lq, r, pb), mesh=ps.mesh,
+                       in_specs=(P(), P(), P(None, ps.axis, None)), out_specs=P(ps.axis))(
+                           log_q, rho, probs)
+
+
 def _exact_steps(num_classes: int, max_exact_configs: int) -> int:
   """How many greedy steps keep ``K ** |batch| <= max_exact_configs`` (at least 1)."""
   steps, configs = 1, num_classes
@@ -88,12 +104,16 @@ def _exact_steps(num_classes: int, max_exact_configs: int) -> int:
   return steps
 
 
-@functools.partial(jax.jit, static_argnames=("k", "num_joint_samples", "max_exact_configs"))
-def _batchbald(key, log_probs, labeled_mask, k, num_joint_samples, max_exact_configs):
+@functools.partial(jax.jit,
+                   static_argnames=("k", "num_joint_samples", "max_exact_configs", "ps"))
+def _batchbald(key, log_probs, labeled_mask, k, num_joint_samples, max_exact_configs, ps=None):
   """Greedy BatchBALD: ``(indices [k] int32, joint mutual information [k] float32)``.
 
   ``scores[t]`` is the (estimated) joint mutual information of the first
-  ``t + 1`` picks.
+  ``t + 1`` picks. ``ps``: the pool sharding of ``log_probs`` along N (axis
+  1), or None; sharded, each device scores the candidates it holds and the
+  chosen point's ``[S, K]`` log-probabilities are fetched with
+  :func:`sharding.take_along` (the pool is never gathered).
   """
   logp = scores_lib.log_probs(log_probs)  # [S, N, K] float32
   s, n, c = logp.shape
@@ -102,8 +122,9 @@ def _batchbald(key, log_probs, labeled_mask, k, num_joint_samples, max_exact_con
   lowest = jnp.finfo(jnp.float32).min
   table = max_exact_configs
   m = num_joint_samples
-  exact_chunk = max(1, min(n, _BLOCK_ELEMENTS // (table * c)))
-  sampled_chunk = max(1, min(n, _BLOCK_ELEMENTS // (m * c)))
+  n_local = n if ps is None else n // ps.num_shards
+  exact_chunk = max(1, min(n_local, _BLOCK_ELEMENTS // (table * c)))
+  sampled_chunk = max(1, min(n_local, _BLOCK_ELEMENTS // (m * c)))
   theta_of_sample = jnp.arange(m) % s  # stratified: configuration j drawn under θ_(j mod S)
 
   def pick(t, carry, term, joint_entropy_of_batch):
@@ -112,32 +133,34 @@ def _batchbald(key, log_probs, labeled_mask, k, num_joint_samples, max_exact_con
     gain = jnp.where(jnp.isnan(gain), lowest, gain)
     gain = jnp.where(taken | labeled_mask, -jnp.inf, gain)
     best = jnp.argmax(gain).astype(jnp.int32)
-    mi = joint_entropy_of_batch + term[best] - sum_cond - cond_entropy[best]
+    cond_best = sharding.take(cond_entropy, best, ps)
+    mi = joint_entropy_of_batch + sharding.take(term, best, ps) - sum_cond - cond_best
+    logp_best = sharding.take_along(logp, best, ps, axis=1)  # [S, K]
     # Extend every sampled configuration by a draw of y_best under its own θ,
     # which keeps them exact draws from the joint predictive of the batch.
-    draw = jax.random.categorical(jax.random.fold_in(key, t), logp[theta_of_sample, best, :])
-    log_samp = log_samp + logp[:, best, :][:, draw]
-    return (idx.at[t].set(best), taken.at[best].set(True), sum_cond + cond_entropy[best],
-            out_scores.at[t].set(mi), log_table, log_samp), best
+    draw = jax.random.categorical(jax.random.fold_in(key, t), logp_best[theta_of_sample])
+    log_samp = log_samp + logp_best[:, draw]
+    return (idx.at[t].set(best), taken.at[best].set(True), sum_cond + cond_best,
+            out_scores.at[t].set(mi), log_table, log_samp), (best, logp_best)
 
   def exact_step(t, carry):
     log_table = carry[4]
     log_p_batch = _log_marginal(log_table)  # [C] log p(configuration)
     p_batch = jnp.exp(log_p_batch)
     h_batch = -jnp.sum(jnp.where(p_batch > 0, p_batch * log_p_batch, 0.0))
-    term = _expected_conditional_entropy(log_table, p_batch, probs, exact_chunk)
-    carry, best = pick(t, carry, term, h_batch)
+    term = _expected_conditional_entropy_sharded(log_table, p_batch, probs, exact_chunk, ps)
+    carry, (_, logp_best) = pick(t, carry, term, h_batch)
     # Configuration j of the grown batch = (configuration j // K, class j % K);
     # -inf padding propagates, so only the first K^(t+1) columns are live.
     j = jnp.arange(table)
-    grown = carry[4][:, j // c] + logp[:, best, :][:, j % c]
+    grown = carry[4][:, j // c] + logp_best[:, j % c]
     return carry[:4] + (grown,) + carry[5:]
 
   def sampled_step(t, carry):
     log_samp = carry[5]
     h_batch = -jnp.mean(_log_marginal(log_samp))
     rho = jnp.full((m,), 1.0 / m, jnp.float32)
-    term = _expected_conditional_entropy(log_samp, rho, probs, sampled_chunk)
+    term = _expected_conditional_entropy_sharded(log_samp, rho, probs, sampled_chunk, ps)
     carry, _ = pick(t, carry, term, h_batch)
     return carry
 
@@ -214,7 +237,19 @@ def batchbald(key: jax.Array, log_probs: ArrayLike, k: int, *,
   if max_exact_configs is None:
     max_exact_configs = num_joint_samples
   max_exact_configs = _check_positive_int(max_exact_configs, "max_exact_configs", _MAX_CONFIGS)
-  return _batchbald(key, log_probs, labeled_mask, k, num_joint_samples, max_exact_configs)[0]
+  ps = _mc_pool_sharding(log_probs, labeled_mask)
+  log_probs, labeled_mask = sharding.place(log_probs, ps, 1), sharding.replicate(labeled_mask, ps)
+  return _batchbald(key, log_probs, labeled_mask, k, num_joint_samples, max_exact_configs,
+                    ps=ps)[0]
+
+
+def _mc_pool_sharding(log_probs, labeled_mask) -> sharding.PoolSharding | None:
+  """The pool sharding of ``log_probs [S, N, K]`` (along N) or of the mask, or None."""
+  ps = sharding.pool_sharding(log_probs, "log_probs", pool_axis=1)
+  ps_mask = sharding.pool_sharding(labeled_mask, "labeled_mask")
+  if ps is not None and ps_mask is not None and ps != ps_mask:
+    raise ValueError("log_probs and labeled_mask are sharded over different meshes or axes")
+  return ps if ps is not None else ps_mask
 
 
 # ---------------------------------------------------------------------------

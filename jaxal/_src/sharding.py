@@ -31,12 +31,16 @@ class PoolSharding(NamedTuple):
     return self.mesh.shape[self.axis]
 
 
-def pool_sharding(x: Any, name: str = "x") -> PoolSharding | None:
+def pool_sharding(x: Any, name: str = "x", pool_axis: int = 0) -> PoolSharding | None:
   """The pool sharding of ``x``, or None when it lives whole on each device.
 
+  ``pool_axis`` is the axis of every array of ``x`` that runs over the pool
+  (1 for MC log-probabilities ``[num_samples, num_points, num_classes]``).
+
   Raises:
-    ValueError: when ``x`` is sharded along another axis than 0, over several
-      mesh axes at once, or when the mesh size does not divide ``x.shape[0]``.
+    ValueError: when ``x`` is sharded along another axis than ``pool_axis``,
+      over several mesh axes at once, or when the mesh size does not divide
+      the pool axis.
   """
   leaves = [leaf for leaf in jax.tree.leaves(x) if hasattr(leaf, "shape")]
   found: PoolSharding | None = None
@@ -48,12 +52,13 @@ def pool_sharding(x: Any, name: str = "x") -> PoolSharding | None:
     sharded_dims = [d for d, s in enumerate(spec) if s is not None]
     if not sharded_dims:
       continue
-    if sharded_dims != [0]:
+    if sharded_dims != [pool_axis]:
+      where = "its first axis" if pool_axis == 0 else f"axis {pool_axis}"
       raise ValueError(
-          f"{name} must be sharded along its first axis (the pool axis) only, got shape "
+          f"{name} must be sharded along {where} (the pool axis) only, got shape "
           f"{leaf.shape} with PartitionSpec {sharding.spec}"
       )
-    axis = spec[0]
+    axis = spec[pool_axis]
     if isinstance(axis, tuple):
       if len(axis) != 1:
         raise ValueError(
@@ -67,9 +72,9 @@ def pool_sharding(x: Any, name: str = "x") -> PoolSharding | None:
     if any(t != AxisType.Auto for t in mesh.axis_types):
       mesh = Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * len(mesh.axis_names))
     ps = PoolSharding(mesh, axis)
-    if leaf.shape[0] % ps.num_shards:
+    if leaf.shape[pool_axis] % ps.num_shards:
       raise ValueError(
-          f"{name} has {leaf.shape[0]} points, which the {ps.num_shards} devices of mesh axis "
+          f"{name} has {leaf.shape[pool_axis]} points, which the {ps.num_shards} devices of mesh axis "
           f"{axis!r} do not divide; pad the pool to a multiple of {ps.num_shards} (mask the "
           "padding as labeled)"
       )
@@ -99,6 +104,32 @@ def take(x: jax.Array, i: jax.Array, ps: PoolSharding | None) -> jax.Array:
 
   spec = P(ps.axis, *([None] * (x.ndim - 1)))
   i = jnp.asarray(i)
+  return jax.shard_map(local, mesh=ps.mesh, in_specs=(spec, P()), out_specs=P())(x, i)
+
+
+def take_along(x: jax.Array, i: jax.Array, ps: PoolSharding | None, *, axis: int) -> jax.Array:
+  """``jnp.take(x, i, axis)`` for a traced scalar ``i``, ``x`` sharded along ``axis``.
+
+  As :func:`take` for a pool axis other than 0 (for example the points of
+  ``[num_samples, num_points, num_classes]`` log-probabilities): each device
+  contributes the slice it holds, a ``psum`` adds them up, and only the
+  slice's values move.
+  """
+  if ps is None:
+    return jnp.take(x, i, axis=axis)
+
+  def local(xl, i):
+    n_local = xl.shape[axis]
+    offset = jax.lax.axis_index(ps.axis).astype(i.dtype) * n_local
+    j = i - offset
+    inside = (j >= 0) & (j < n_local)
+    vals = jax.lax.dynamic_index_in_dim(xl, jnp.clip(j, 0, n_local - 1), axis, keepdims=False)
+    return jax.lax.psum(jnp.where(inside, vals, jnp.zeros_like(vals)), ps.axis)
+
+  spec = P(*([None] * axis), ps.axis, *([None] * (x.ndim - axis - 1)))
+  i = jnp.asarray(i)
+  if i.ndim:
+    raise ValueError(f"take_along fetches one index, got indices of shape {i.shape}")
   return jax.shard_map(local, mesh=ps.mesh, in_specs=(spec, P()), out_specs=P())(x, i)
 
 
@@ -161,8 +192,8 @@ def replicate(x: jax.Array, ps: PoolSharding | None) -> jax.Array:
   return jax.device_put(x, NamedSharding(ps.mesh, P()))
 
 
-def place(x: Any, ps: PoolSharding | None) -> Any:
-  """Every array of ``x`` sharded along axis 0 over ``ps`` (Auto mesh axes).
+def place(x: Any, ps: PoolSharding | None, pool_axis: int = 0) -> Any:
+  """Every array of ``x`` sharded along ``pool_axis`` over ``ps`` (Auto mesh axes).
 
   Arrays on a mesh with Explicit axes are re-typed onto the same devices with
   the same layout, so the jitted selection cores run under GSPMD whatever
@@ -172,6 +203,7 @@ def place(x: Any, ps: PoolSharding | None) -> Any:
     return x
 
   def put(t):
-    return jax.device_put(t, NamedSharding(ps.mesh, P(ps.axis, *([None] * (t.ndim - 1)))))
+    spec = P(*([None] * pool_axis), ps.axis, *([None] * (t.ndim - pool_axis - 1)))
+    return jax.device_put(t, NamedSharding(ps.mesh, spec))
 
   return jax.tree.map(put, x)
