@@ -14,6 +14,10 @@ jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 SHARED_DATA = os.environ.get("JAXAL_SHARED_DATA")
 
+# tests/sharded needs 8 simulated devices from the start of its process:
+# tests/test_sharding.py runs it in a subprocess of its own.
+collect_ignore = ["sharded"]
+
 
 @pytest.fixture
 def getkey():
