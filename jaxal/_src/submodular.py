@@ -34,6 +34,20 @@ stochastic greedy touch only the rows they evaluate.
 Maximisers (:func:`greedy`, :func:`lazy_greedy`, :func:`stochastic_greedy`)
 return ``k`` elements of ``candidates`` (default: the ground set) in the order
 picked, with their marginal gains, from one ``jax.lax`` loop each.
+
+Sharded ground sets: a ground set sharded along N over a 1-D device mesh means
+the kernel's *rows* are sharded (``[N, N]`` with ``PartitionSpec(axis, None)``,
+or a :class:`SparseKernel` whose ``values`` and ``indices`` are sharded along
+N), or the features ``[N, F]`` are. Row ``j`` is what candidate ``j`` covers, so
+every device computes the gains of the candidates it holds against a
+replicated ``[N]`` state, and each pick moves one kernel row (``N`` floats;
+``num_neighbors`` for a sparse kernel): never the kernel. :func:`greedy`
+picks the same indices as on one device. :func:`similarity_kernel` of
+features sharded along N builds its rows where they live, passing the
+feature blocks around the devices (a ring of ``collective_permute``), so the
+features are never gathered either. :func:`lazy_greedy` and
+:func:`stochastic_greedy` are not sharding-aware (they run under GSPMD, which
+may gather).
 """
 
 from __future__ import annotations
@@ -46,10 +60,12 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec as P
 from jax.typing import ArrayLike
 
 from jaxal._src import checks
 from jaxal._src import distances
+from jaxal._src import sharding
 
 FUNCTIONS = ("facility_location", "feature_based", "graph_cut", "saturated_coverage",
              "sum_redundancy")
@@ -167,6 +183,51 @@ def _similarity_kernel(x, metric, gamma, chunk_size):
   return jax.lax.fori_loop(0, -(-n // rows), body, jnp.zeros((n, n), jnp.float32))
 
 
+@functools.partial(jax.jit, static_argnames=("metric", "chunk_size", "ps"))
+def _similarity_kernel_sharded(x, metric, gamma, chunk_size, ps):
+  """The kernel of ``x`` sharded along N: rows sharded the same way, ``x`` never gathered.
+
+  Each device fills its ``[N / devices, N]`` rows one column block at a time:
+  it holds one device's feature block, computes that block of columns in row
+  chunks, and passes the block on to its neighbour (``ppermute``), so after
+  ``devices`` steps it has seen every block and ``O(N / devices * dim)``
+  features moved per step.
+  """
+  x, g = _similarity_prep(x, metric, gamma)
+  d = ps.num_shards
+  n = x.shape[0]
+
+  def local(xl, g):
+    nl = xl.shape[0]
+    me = jax.lax.axis_index(ps.axis)
+    rows = min(chunk_size, nl)
+
+    def step(s, carry):
+      out, xb = carry  # xb: the feature block of device (me + s) % d
+      src = (me + s) % d
+
+      def body(b, out):
+        start = jnp.minimum(b * rows, nl - rows)
+        xr = jax.lax.dynamic_slice_in_dim(xl, start, rows)
+        if metric == "cosine":
+          blk = (1.0 + jnp.clip(xr @ xb.T, -1.0, 1.0)) * 0.5
+        else:
+          blk = jnp.exp(-g * distances.sq_dist(xr, xb))
+        r = me * nl + start + jnp.arange(rows)
+        c = src * nl + jnp.arange(nl)
+        blk = jnp.where(r[:, None] == c[None, :], 1.0, blk)
+        return jax.lax.dynamic_update_slice(out, blk, (start, src * nl))
+
+      out = jax.lax.fori_loop(0, -(-nl // rows), body, out)
+      xb = jax.lax.ppermute(xb, ps.axis, [(i, (i - 1) % d) for i in range(d)])
+      return out, xb
+
+    return jax.lax.fori_loop(0, d, step, (jnp.zeros((nl, n), jnp.float32), xl))[0]
+
+  return jax.shard_map(local, mesh=ps.mesh, in_specs=(P(ps.axis, None), P()),
+                       out_specs=P(ps.axis, None), check_vma=False)(x, g)
+
+
 def similarity_kernel(x: ArrayLike, *, metric: str = "cosine", gamma: float | None = None,
                       chunk_size: int = 1024) -> jax.Array:
   r"""Dense ``[N, N]`` similarity kernel of ``x``, computed in row chunks.
@@ -179,7 +240,9 @@ def similarity_kernel(x: ArrayLike, *, metric: str = "cosine", gamma: float | No
     by default ``1 / mean_{i,j} ‖x_i − x_j‖²``.
 
   The diagonal is exactly 1. Memory ``N²`` floats for the result plus
-  ``O(chunk_size * N)`` while building it.
+  ``O(chunk_size * N)`` while building it. For ``x`` sharded along N over a
+  1-D mesh the result's rows are sharded the same way (``N² / devices``
+  floats per device) and ``x`` is never gathered.
 
   Args:
     x: ``[num_points, dim]`` features.
@@ -193,6 +256,9 @@ def similarity_kernel(x: ArrayLike, *, metric: str = "cosine", gamma: float | No
   x = checks.check_float_array(x, "x", 2, "[num_points, dim]")
   _check_metric(metric, gamma)
   chunk_size = _positive_int(chunk_size, "chunk_size")
+  ps = sharding.pool_sharding(x, "x")
+  if ps is not None:
+    return _similarity_kernel_sharded(sharding.place(x, ps), metric, gamma, chunk_size, ps)
   return _similarity_kernel(x, metric, gamma, chunk_size)
 
 
@@ -253,11 +319,16 @@ def _is_sparse(kernel) -> bool:
   return isinstance(kernel, SparseKernel)
 
 
-def _k_row(kernel, j):
-  """``S[j, :]``."""
+def _k_row(kernel, j, ps=None):
+  """``S[j, :]`` (replicated; for rows sharded along N, fetched by :func:`sharding.take`)."""
   if _is_sparse(kernel):
     n = kernel.values.shape[0]
+    if ps is not None:
+      vals, ind = sharding.take(kernel.values, j, ps), sharding.take(kernel.indices, j, ps)
+      return jnp.zeros((n,), jnp.float32).at[ind].add(vals)
     return jnp.zeros((n,), jnp.float32).at[kernel.indices[j]].add(kernel.values[j])
+  if ps is not None:
+    return sharding.take(kernel, j, ps)
   return jax.lax.dynamic_index_in_dim(kernel, j, axis=0, keepdims=False)
 
 
@@ -366,14 +437,14 @@ def _init_state(fn: SetFunction):
   return jnp.zeros((fn.num_points,), jnp.float32)
 
 
-def _update(fn: SetFunction, state, j):
+def _update(fn: SetFunction, state, j, ps=None):
   if fn.name == "feature_based":
-    return state + fn.features[j]
+    return state + (fn.features[j] if ps is None else sharding.take(fn.features, j, ps))
   if fn.name == "facility_location":
-    return jnp.maximum(state, _k_row(fn.kernel, j))
+    return jnp.maximum(state, _k_row(fn.kernel, j, ps))
   if fn.name == "saturated_coverage":
-    return state + _k_row(fn.kernel, j)
-  return state + _k_row(fn.kernel, j) + _k_col(fn.kernel, j)
+    return state + _k_row(fn.kernel, j, ps)
+  return state + _k_row(fn.kernel, j, ps) + _k_col(fn.kernel, j)
 
 
 def _gains(fn: SetFunction, const: _Const, state, idx=None):
@@ -672,8 +743,9 @@ def marginal_gains(fn: SetFunction, selected: ArrayLike) -> jax.Array:
 # Maximisers.
 
 
-@functools.partial(jax.jit, static_argnames=("k",))
-def _greedy(fn, candidates, k):
+@functools.partial(jax.jit, static_argnames=("k", "ps"))
+def _greedy(fn, candidates, k, ps=None):
+  """``ps``: the ground set's sharding along N (kernel rows or features), or None."""
   const = _constants(fn)
   n = fn.num_points
 
@@ -681,7 +753,9 @@ def _greedy(fn, candidates, k):
     state, avail, out, gains = s
     g = jnp.where(avail, _gains(fn, const, state), -jnp.inf)
     j = jnp.argmax(g).astype(jnp.int32)  # ties: the lower index
-    return _update(fn, state, j), avail.at[j].set(False), out.at[t].set(j), gains.at[t].set(g[j])
+    gj = g[j] if ps is None else sharding.take(g, j, ps)
+    return (_update(fn, state, j, ps), avail.at[j].set(False), out.at[t].set(j),
+            gains.at[t].set(gj))
 
   init = (_init_state(fn), candidates, jnp.zeros((k,), jnp.int32), jnp.zeros((k,), jnp.float32))
   _, _, out, gains = jax.lax.fori_loop(0, k, body, init)
@@ -782,7 +856,16 @@ def greedy(fn: SetFunction, k: int, *, candidates: ArrayLike | None = None) -> S
   """
   fn = _check_fn(fn)
   cand, k = _check_candidates(fn, k, candidates)
-  return _greedy(fn, cand, k=k)
+  ps = sharding.pool_sharding((fn.kernel, fn.features, fn.ground_mask, cand),
+                              "fn (kernel rows or features), ground_mask and candidates")
+  if ps is not None:
+    fn = dataclasses.replace(fn, kernel=sharding.place(fn.kernel, ps),
+                             features=sharding.place(fn.features, ps),
+                             weights=None if fn.weights is None else
+                             sharding.replicate(fn.weights, ps),
+                             ground_mask=sharding.replicate(fn.ground_mask, ps))
+    cand = sharding.replicate(cand, ps)
+  return _greedy(fn, cand, k=k, ps=ps)
 
 
 def lazy_greedy(fn: SetFunction, k: int, *, candidates: ArrayLike | None = None,
