@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
+from jaxal import datasets
+from jaxal import experiment
 from jaxal._src import cli
 
 
@@ -75,8 +79,8 @@ def test_tfds_dataset_end_to_end_with_mock_data(tmp_path, capsys):
 
   out = tmp_path / "res"
   with tfds.testing.mock_data(num_examples=40):
-    rc = cli.main(["run", "--dataset", "mnist", "--strategies", "random,margin",
-                   "--rounds", "1", "--budget", "5", "--initial", "10", "--seeds", "1", "--steps", "5",
+    rc = cli.main(["run", "--dataset", "mnist", "--strategies", "random",
+                   "--rounds", "1", "--budget", "5", "--initial", "10", "--seeds", "1", "--steps", "20",
                    "--hidden", "16", "--data-dir", str(tmp_path / "tfds"), "--out", str(out),
                    "--no-progress"])
   assert rc == 0
@@ -86,15 +90,18 @@ def test_tfds_dataset_end_to_end_with_mock_data(tmp_path, capsys):
   assert "Test accuracy on mnist" in capsys.readouterr().out
 
 
-def test_pool_subsample(tmp_path):
-  out = tmp_path / "res"
-  rc = cli.main(["run", "--strategies", "random", "--pool-subsample", "300", "--rounds", "1",
-                 "--budget", "5", "--initial", "10", "--seeds", "1", "--steps", "5", "--out", str(out),
-                 "--no-progress"])
-  assert rc == 0
-  res = json.loads((out / "results.json").read_text())
-  assert res["pool_size"] == 300
-  assert all(0 <= i < 300 for h in res["results"]["random"]["labeled_indices"][0] for i in h)
+def test_pool_subsample_is_one_fixed_subset():
+  cfg = experiment.Config(pool_subsample=300)
+  ds = experiment.load_data(cfg)
+  full = datasets.load_digits()
+  assert ds.x_train.shape == (300, 8, 8) and ds.x_test.shape == full.x_test.shape
+  again = experiment.load_data(experiment.Config(pool_subsample=300, seeds=1, strategies=("random",)))
+  np.testing.assert_array_equal(ds.x_train, again.x_train)  # the same for every strategy and seed
+  rows = {r.tobytes() for r in full.x_train}
+  assert all(r.tobytes() in rows for r in ds.x_train)
+  assert experiment.load_data(experiment.Config(pool_subsample=5000)).x_train.shape == (1347, 8, 8)
+  with pytest.raises(ValueError, match="larger than the pool of 300 points"):
+    experiment.run_one(dataclasses.replace(cfg, rounds=100), ds, "random", 0)
 
 
 def test_unprepared_dataset_without_download(tmp_path, capsys):
@@ -108,7 +115,7 @@ def test_unprepared_dataset_without_download(tmp_path, capsys):
 def test_report_command(tmp_path, capsys):
   out = tmp_path / "res"
   assert cli.main(["run", "--strategies", "random,entropy", "--rounds", "1", "--budget", "5",
-                   "--initial", "10", "--seeds", "1", "--steps", "5", "--out", str(out),
+                   "--initial", "10", "--seeds", "1", "--steps", "20", "--out", str(out),
                    "--no-progress"]) == 0
   capsys.readouterr()
   assert cli.main(["report", str(out), "--target", "0.2"]) == 0

@@ -58,17 +58,16 @@ def test_notebook_runs(name, tmp_path, monkeypatch):
     assert "refused: idx holds duplicate indices" in out
 
 
-def test_badge_notebook_runs_without_mnist(tmp_path, monkeypatch):
-  # No prepared MNIST in an empty data_dir and no download at the small size: digits instead.
-  nb = _execute("02_badge_mnist", tmp_path, monkeypatch, JAXAL_DATA_DIR=str(tmp_path / "empty"))
-  out = _outputs(nb)
-  assert "using the bundled digits instead" in out and "dataset: digits" in out
-  assert "BADGE picks, closed form vs exact embedding" in out
-
-
-def test_badge_notebook_runs_on_mnist(shared_data, tmp_path_factory, tmp_path, monkeypatch):
-  data_dir = tfds_cache.prepared_data_dir(tmp_path_factory, shared_data, "mnist")
+def test_badge_notebook_runs(tmp_path_factory, tmp_path, monkeypatch):
+  """On MNIST prepared from ../shared/data when JAXAL_SHARED_DATA is set, else on the digits fallback."""
+  shared = os.environ.get("JAXAL_SHARED_DATA")  # what the shared_data fixture reads
+  if shared:
+    data_dir = tfds_cache.prepared_data_dir(tmp_path_factory, shared, "mnist")
+    expect = "dataset: mnist, pool (1000, 28, 28, 1)"
+  else:  # no prepared MNIST in an empty data_dir, and no download at the small size
+    data_dir = str(tmp_path / "empty")
+    expect = "using the bundled digits instead"
   nb = _execute("02_badge_mnist", tmp_path, monkeypatch, JAXAL_DATA_DIR=data_dir)
   out = _outputs(nb)
-  assert "dataset: mnist, pool (1000, 28, 28, 1)" in out
+  assert expect in out
   assert "BADGE picks, closed form vs exact embedding" in out
