@@ -100,11 +100,13 @@ def prepare(name: str, *, data_dir: str | None = None, manual_dir: str | None = 
   tfds = import_tfds()
   bname = builder_name(name)
   try:
+    # Whatever format it was prepared in (e.g. tfrecord by tfds.load), a prepared dataset is used.
+    builder = tfds.builder(bname, data_dir=data_dir)
+    if builder.is_prepared():
+      return builder
     builder = tfds.builder(bname, data_dir=data_dir, file_format="array_record")
   except Exception as e:  # tfds raises its own DatasetNotFoundError and friends
-    raise ValueError(f"tensorflow-datasets has no builder {bname!r} for dataset {name!r}: {e}") from e
-  if builder.is_prepared():
-    return builder
+    raise ValueError(f"tensorflow-datasets cannot build {bname!r} for dataset {name!r}: {e}") from e
   if manual_dir is not None:
     manual_dir = os.path.abspath(os.path.expanduser(os.fspath(manual_dir)))
     if not os.path.isdir(manual_dir):
