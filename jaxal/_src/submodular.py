@@ -850,6 +850,14 @@ def greedy(fn: SetFunction, k: int, *, candidates: ArrayLike | None = None) -> S
   Returns:
     :class:`Selection`: ``indices [k]`` int32 in the order picked, their gains.
 
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxal import submodular
+    >>> x = jnp.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    >>> fn = submodular.facility_location(submodular.similarity_kernel(x))
+    >>> submodular.greedy(fn, 2).indices  # one point from each direction
+    Array([1, 2], dtype=int32)
+
   References:
     Nemhauser, Wolsey & Fisher, An analysis of approximations for maximizing
     submodular set functions, 1978.
