@@ -195,6 +195,9 @@ def test_checkpoint_store(tmp_path):
     np.testing.assert_array_equal(got[k], v)
     assert got[k].dtype == v.dtype
   assert os.listdir(tmp_path) == ["c.npz"]  # no temporary left behind
+  umask = os.umask(0)
+  os.umask(umask)
+  assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask  # as open() would make it
   stale = tmp_path / ("c.npz.x" + checkpoint.TMP_SUFFIX)
   stale.write_bytes(b"partial")
   (tmp_path / "sub").mkdir()

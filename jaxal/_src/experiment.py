@@ -485,18 +485,27 @@ def plot_curves(cfg: Config, summary: dict[str, Any], path: str, *,
   plt = _pyplot()
   labels = np.asarray(labels_per_round(cfg))
   base = np.asarray(summary[relative_to]["mean"]) if relative_to else 0.0
-  fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-  for name, s in summary.items():
+  many = len(summary) > 10
+  # Up to 10 curves: the default colours. More: 20 colours, then dashed and dotted lines,
+  # thinner bands, and the legend beside the axes.
+  colors = plt.get_cmap("tab20").colors if many else plt.get_cmap("tab10").colors
+  fig, ax = plt.subplots(figsize=(10, 5) if many else (7, 4.5), dpi=120)
+  for i, (name, s) in enumerate(summary.items()):
     mean, std = np.asarray(s["mean"]) - base, np.asarray(s["std"])
-    ax.plot(labels, mean, marker="o", ms=3, label=f"{name} (AUC {s['auc_mean']:.3f})")
-    ax.fill_between(labels, mean - std, mean + std, alpha=0.2)
+    color = colors[i % len(colors)]
+    ax.plot(labels, mean, marker="o", ms=3, color=color, ls=("-", "--", ":")[(i // len(colors)) % 3],
+            label=f"{name} (AUC {s['auc_mean']:.3f})")
+    ax.fill_between(labels, mean - std, mean + std, color=color, alpha=0.08 if many else 0.2)
   if target is not None and not relative_to:
     ax.axhline(target, color="grey", lw=0.8, ls="--")
   ax.set_xlabel("labeled examples")
   ax.set_ylabel(f"test accuracy − {relative_to}" if relative_to else "test accuracy")
   ax.set_title(f"{cfg.dataset}, {cfg.model}, {cfg.seeds} seeds, budget {cfg.budget}/round")
   ax.grid(alpha=0.3)
-  ax.legend(fontsize=7, ncol=2 if len(summary) > 6 else 1)
+  if many:
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+  else:
+    ax.legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path)
   plt.close(fig)
