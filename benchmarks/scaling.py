@@ -88,6 +88,8 @@ def sharded(n, d, k):
   for name, one, many in [
       ("k_center_greedy", lambda: selection.k_center_greedy(x, k, labeled_mask=mask),
        lambda: selection.k_center_greedy(xs, k, labeled_mask=ms)),
+      ("kmeans_pp", lambda: selection.kmeans_pp(jax.random.key(0), x, k, labeled_mask=mask),
+       lambda: selection.kmeans_pp(jax.random.key(0), xs, k, labeled_mask=ms)),
       ("top_k", lambda: selection.top_k(u, k, mask), lambda: selection.top_k(us, k, ms)),
   ]:
     a, b = one(), many()
