@@ -1,0 +1,155 @@
+"""k-center greedy (Coreset) against a NumPy reference and the memory-bandwidth floor.
+
+    python benchmarks/bench_k_center.py            # N=20,000, d=512, k=500, plus N=10^6
+    python benchmarks/bench_k_center.py --no-big   # skip the N=10^6 run
+
+Each pick of farthest-first reads the whole pool once (N·d·4 bytes) to update
+the nearest-centre distances, so k picks can never beat k reads of the pool.
+The floor is measured in the same run: a jitted ``fori_loop`` that reads the
+same bytes k times (a plain reduction, and a matrix-vector product like the
+one a pick needs). The NumPy reference is the same algorithm vectorised over
+N (float32, BLAS matrix-vector product per pick), which is also what the
+order is checked against.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import _common
+from jaxal import selection
+from jaxal._src import distances
+from jaxal._src import diversity
+
+
+def numpy_k_center(x, k, labeled, first):
+  xn = np.einsum("nd,nd->n", x, x)
+  if labeled.any():
+    lab = x[labeled]
+    md = np.full(len(x), np.inf, np.float32)
+    for s in range(0, len(lab), 1024):
+      c = lab[s:s + 1024]
+      d = xn[:, None] + np.einsum("nd,nd->n", c, c)[None, :] - 2.0 * (x @ c.T)
+      md = np.minimum(md, np.maximum(d, 0).min(1))
+  else:
+    md = np.full(len(x), np.inf, np.float32)
+  taken = labeled.copy()
+  out = np.zeros(k, np.int64)
+  for t in range(k):
+    j = first if (t == 0 and not labeled.any()) else int(np.argmax(np.where(taken, -np.inf, md)))
+    out[t] = j
+    taken[j] = True
+    md = np.minimum(md, np.maximum(xn + xn[j] - 2.0 * (x @ x[j]), 0))
+  return out
+
+
+@functools.partial(jax.jit, static_argnames=("k",))
+def read_floor(x, k):
+  """k plain reads of x (a fused multiply-reduce that XLA cannot hoist out of the loop)."""
+  return jax.lax.fori_loop(0, k, lambda t, s: s + jnp.sum(x * (1.0 + s * 1e-30)), jnp.float32(0))
+
+
+@functools.partial(jax.jit, static_argnames=("k",))
+def matvec_floor(x, k):
+  """k matrix-vector products with x (the memory traffic of one pick each)."""
+  v = jnp.ones((x.shape[1],), jnp.float32)
+  return jax.lax.fori_loop(0, k, lambda t, s: s + (x @ (v * s))[t], jnp.float32(0))
+
+
+def run(n, d, k, num_labeled, key, with_numpy=True):
+  kx, kl = jax.random.split(key)
+  x = jax.random.normal(kx, (n, d), jnp.float32)
+  labeled = jnp.zeros((n,), bool)
+  if num_labeled:
+    labeled = labeled.at[jax.random.choice(kl, n, (num_labeled,), replace=False)].set(True)
+  x, labeled = _common.block((x, labeled))  # dispatch is async: finish before measuring memory
+  row = {"N": n, "d": d, "k": k, "labeled": num_labeled,
+         "bytes_per_pick_MB": round(n * d * 4 / 1e6, 1)}
+  _common.reset_peak_rss()
+  rss0, _ = _common.rss_mib()
+  first, best, median, idx = _common.first_and_best(
+      lambda: selection.k_center_greedy(x, k, labeled_mask=labeled, key=jax.random.key(1)),
+      repeats=3 if n > 100_000 else 5)
+  _, peak = _common.rss_mib()
+  row.update(first_call_s=round(first, 3), best_s=round(best, 3), median_s=round(median, 3),
+             peak_rss_over_start_MiB=round(peak - rss0, 1))
+  init = jax.jit(lambda x, m: distances.min_sq_dist_masked(x, x, m)[0])
+  _, init_best, _, _ = _common.first_and_best(lambda: init(x, labeled), repeats=2)
+  row["labeled_distances_s"] = round(init_best, 3)
+  lowered = diversity._k_center_greedy.lower(x, labeled, jax.random.key(1), k=k, chunk_size=1024,
+                                             row_chunk_size=8192)
+  row["xla_temp_MiB"] = round(lowered.compile().memory_analysis().temp_size_in_bytes / 2**20, 2)
+  _, fbest, _, _ = _common.first_and_best(lambda: read_floor(x, k), repeats=3)
+  _, mbest, _, _ = _common.first_and_best(lambda: matvec_floor(x, k), repeats=3)
+  row.update(floor_read_s=round(fbest, 3), floor_matvec_s=round(mbest, 3))
+  if not num_labeled:  # then best_s is the pick loop alone (no subtraction of noisy timings)
+    row.update(loop_vs_read_floor=round(best / fbest, 2),
+               loop_vs_matvec_floor=round(best / mbest, 2),
+               loop_GBps=round(n * d * 4 * k / best / 1e9, 1))
+  if with_numpy:
+    xn = np.asarray(x)
+    t = time.perf_counter()
+    ref = numpy_k_center(xn, k, np.asarray(labeled), int(idx[0]))
+    row["numpy_s"] = round(time.perf_counter() - t, 3)
+    row["speedup_vs_numpy"] = round(row["numpy_s"] / best, 1)
+    row["order_equal_to_numpy"] = bool((ref == np.asarray(idx)).all())
+  return row
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--no-big", action="store_true", help="skip the N=10^6 run")
+  args = parser.parse_args()
+  meta = _common.machine()
+  rows = [run(20_000, 512, 500, 0, jax.random.key(0)),
+          run(20_000, 512, 500, 1_000, jax.random.key(0))]
+  if not args.no_big:
+    rows.append(run(1_000_000, 128, 100, 0, jax.random.key(2), with_numpy=False))
+    rows.append(run(1_000_000, 128, 100, 1_000, jax.random.key(2), with_numpy=False))
+  meta["load_at_end"] = [round(v, 2) for v in __import__("os").getloadavg()]
+  cols = ["N", "d", "k", "labeled", "first_call_s", "best_s", "median_s", "labeled_distances_s",
+          "floor_read_s", "floor_matvec_s", "loop_vs_read_floor", "loop_vs_matvec_floor",
+          "loop_GBps", "numpy_s",
+          "speedup_vs_numpy", "order_equal_to_numpy", "peak_rss_over_start_MiB", "xla_temp_MiB"]
+  md = ["# k-center greedy (Coreset) benchmark", "",
+        f"Command: `{meta['command']}` (from the repository root)", "",
+        f"Machine: {meta['machine']}; jax {meta['jax']} ({meta['backend']}); "
+        f"load average at start {meta['loadavg_at_start']} ({meta['load_note']}), "
+        f"at end {meta['load_at_end']}.", "",
+        "Random normal points; `labeled` points drawn at random (0 = empty labeled set: the "
+        "first pick is keyed). `first_call_s` includes tracing and compilation; `best_s` / "
+        "`median_s` are later calls. Floors: the same bytes read k times in one jitted "
+        "`fori_loop` (`read`: a fused reduction; `matvec`: the matrix-vector product a pick "
+        "does); `labeled_distances_s` is the first pass alone (nearest labeled point of every "
+        "point, a chunked matrix product, compute-bound), and the `loop_*` columns (rows with no "
+        "labeled point, where `best_s` is the pick loop alone) compare it with the floors. NumPy: the same algorithm "
+        "vectorised over N (float32 BLAS), also the order reference. Target (issue 4): N=20,000, d=512, k=500 under 1 s compiled and under 2 s "
+        "with compilation; DISTIL's loop takes 26-60 s on this machine (figure from the issue, "
+        "not re-measured: no PyTorch here). No GPU in this session.", "",
+        "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+  for r in rows:
+    md.append("| " + " | ".join(str(r.get(c, "—")) for c in cols) + " |")
+  md.append("")
+  target = next(r for r in rows if r["N"] == 20_000)
+  first = rows[0]  # the first call of the process: the only one that compiles
+  md.append(
+      f"Targets at N=20,000, d=512, k=500: compiled {target['best_s']} s "
+      f"({'met' if target['best_s'] < 1 else 'missed'}: < 1 s), first call with compilation "
+      f"{first['first_call_s']} s ({'met' if first['first_call_s'] < 2 else 'missed'}: < 2 s). "
+      "The pick loop runs at the matrix-vector floor measured in the same process "
+      f"(loop / matvec floor = {target.get('loop_vs_matvec_floor')}); a vectorised NumPy loop is "
+      "bandwidth-bound too, so the ratio to NumPy is small, while DISTIL's per-pick "
+      "`torch.cdist` loop is 26-60 s. Under load the floor itself moves: compare columns "
+      "within a row, not across runs.")
+  md.append("")
+  _common.write("k_center", {"meta": meta, "rows": rows}, "\n".join(md))
+
+
+if __name__ == "__main__":
+  main()
