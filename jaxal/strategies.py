@@ -2,11 +2,11 @@
 
 from jaxal._src.strategies import get
 from jaxal._src.strategies import names
+from jaxal._src.strategies.adversarial import bim
+from jaxal._src.strategies.adversarial import deepfool
 from jaxal._src.strategies.badge import badge
 from jaxal._src.strategies.base import Strategy
 from jaxal._src.strategies.base import score_strategy
-from jaxal._src.strategies.adversarial import bim
-from jaxal._src.strategies.adversarial import deepfool
 from jaxal._src.strategies.bayesian import batchbald
 from jaxal._src.strategies.bayesian import power
 from jaxal._src.strategies.bayesian import softmax
