@@ -31,22 +31,6 @@ def _check_positive_int(value, name: str) -> int:
   return int(value)
 
 
-@jax.jit
-def _all_finite(t):
-  return jnp.all(jnp.isfinite(t))  # fused: no [N, d] temporary
-
-
-def _check_finite(x: distances.Points, name: str) -> None:
-  leaves = [("", x)] if not isinstance(x, distances.GradEmbedding) else [(".a", x.a), (".z", x.z)]
-  for suffix, t in leaves:
-    if checks.is_concrete(t) and not bool(_all_finite(t)):
-      bad = np.argwhere(~np.isfinite(np.asarray(jax.device_get(t))))[0]
-      raise ValueError(
-          f"{name}{suffix} of shape {t.shape} holds NaN or inf values (first at index "
-          f"{tuple(int(i) for i in bad)})"
-      )
-
-
 def _as_f32(x: distances.Points) -> distances.Points:
   return jax.tree.map(lambda t: t.astype(jnp.float32), x)
 
@@ -134,12 +118,7 @@ def k_center_greedy(x: distances.Points | ArrayLike, k: int, *,
     Core-Set Approach, ICLR 2018.
     Gonzalez, Clustering to minimize the maximum intercluster distance, 1985.
   """
-  x = distances.check_points(x)
-  n = distances.num_points(x)
-  if n == 0:
-    raise ValueError("x must hold at least one point, got 0")
-  labeled_mask = checks.check_labeled_mask(labeled_mask, n)
-  k = checks.check_budget(k, n, labeled_mask)
+  x, labeled_mask, k = distances.check_selection(x, k, labeled_mask)
   chunk_size = _check_positive_int(chunk_size, "chunk_size")
   row_chunk_size = _check_positive_int(row_chunk_size, "row_chunk_size")
   if key is None:
@@ -151,7 +130,7 @@ def k_center_greedy(x: distances.Points | ArrayLike, k: int, *,
     key = jax.random.key(0)  # unused: the labeled set fixes the first pick
   else:
     checks.check_key(key)
-  _check_finite(x, "x")
+  distances.check_finite_points(x, "x")
   ps = sharding.pool_sharding((x, labeled_mask), "x and labeled_mask")
   x, labeled_mask = sharding.place(x, ps), sharding.replicate(labeled_mask, ps)
   return _k_center_greedy(x, labeled_mask, key, k=k, chunk_size=chunk_size,
@@ -284,7 +263,7 @@ def kmeans(key: jax.Array, x: ArrayLike, k: int, *, n_init: int = 3, max_iter: i
     raise ValueError("x must hold at least one point, got 0")
   k = checks.check_budget(k, n)
   args = _check_kmeans_args(n_init, max_iter, tol, chunk_size, row_chunk_size)
-  _check_finite(x, "x")
+  distances.check_finite_points(x, "x")
   n_init, max_iter, tol, chunk_size, row_chunk_size = args
   return _kmeans(key, x, jnp.ones((n,), bool), k=k, n_init=n_init, max_iter=max_iter,
                  tol=jnp.float32(tol), chunk_size=chunk_size, row_chunk_size=row_chunk_size)
@@ -371,7 +350,7 @@ def kmeans_sampling(key: jax.Array, x: ArrayLike, k: int, *,
   labeled_mask = checks.check_labeled_mask(labeled_mask, n)
   k = checks.check_budget(k, n, labeled_mask)
   args = _check_kmeans_args(n_init, max_iter, tol, chunk_size, row_chunk_size)
-  _check_finite(x, "x")
+  distances.check_finite_points(x, "x")
   n_init, max_iter, tol, chunk_size, row_chunk_size = args
   return _kmeans_sampling(key, x, labeled_mask, k=k, n_init=n_init, max_iter=max_iter,
                           tol=jnp.float32(tol), chunk_size=chunk_size,

@@ -44,8 +44,6 @@ unlabeled points, as is the first centre for ``first="random"``.
 from __future__ import annotations
 
 import functools
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -56,7 +54,6 @@ from jaxal._src import checks
 from jaxal._src import distances
 from jaxal._src import mcmc_seeding
 from jaxal._src import sharding
-from jaxal._src.distances import GradEmbedding
 
 # Centres drawn by rejection between two passes over the pool.
 _PENDING = 32
@@ -224,27 +221,6 @@ def _kmeans_pp(key, x, labeled_mask, k, first, chunk_size, ps=None):
   return out[6], out[3], out[2]
 
 
-@jax.jit
-def _all_finite(x):
-  return [jnp.all(jnp.isfinite(t)) for t in jax.tree.leaves(x)]
-
-
-def _check_finite_points(x: distances.Points, name: str) -> None:
-  """Value check (concrete input only): NaN or inf anywhere is an error."""
-  if not all(checks.is_concrete(t) for t in jax.tree.leaves(x)):
-    return
-  with jax.ensure_compile_time_eval():  # x may be a constant inside someone's jit
-    flags = _all_finite(x)
-  parts = [("", x)] if not isinstance(x, GradEmbedding) else [(".a", x.a), (".z", x.z)]
-  for (suffix, t), ok in zip(parts, flags):
-    if not bool(ok):
-      bad = np.argwhere(~np.isfinite(np.asarray(jax.device_get(t))))[0]
-      raise ValueError(
-          f"{name}{suffix} of shape {t.shape} holds NaN or inf values (first at index "
-          f"{tuple(int(i) for i in bad)}); k-means++ needs finite embeddings"
-      )
-
-
 def kmeans_pp(key: jax.Array, x: distances.Points | ArrayLike, k: int, *,
               labeled_mask: ArrayLike | None = None, first: str = "max_norm",
               chunk_size: int = 2048, method: str = "exact",
@@ -315,17 +291,13 @@ def kmeans_pp(key: jax.Array, x: distances.Points | ArrayLike, k: int, *,
     k-Means, NeurIPS 2016 (``method="mcmc"``).
   """
   checks.check_key(key)
-  x = distances.check_points(x)
+  x, labeled_mask, k = distances.check_selection(x, k, labeled_mask)
   n = distances.num_points(x)
-  if n == 0:
-    raise ValueError("x must hold at least one point, got 0")
-  labeled_mask = checks.check_labeled_mask(labeled_mask, n)
-  k = checks.check_budget(k, n, labeled_mask)
   checks.check_one_of(first, _FIRST, "first")
   if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size <= 0:
     raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
   checks.check_one_of(method, ("exact", "mcmc"), "method")
-  _check_finite_points(x, "x")
+  distances.check_finite_points(x, "x")
   ps = sharding.pool_sharding((x, labeled_mask), "x and labeled_mask")
   x, labeled_mask = sharding.place(x, ps), sharding.place(labeled_mask, ps)
   if method == "mcmc":
