@@ -27,6 +27,7 @@ from flax import nnx
 from jax.typing import ArrayLike
 
 from jaxal._src import checks
+from jaxal._src import sharding
 
 ApplyFn = Callable[[Any, jax.Array, "jax.Array | None"], Any]
 
@@ -234,7 +235,9 @@ def _check_pool(x: ArrayLike, batch_size: int) -> jax.Array:
     raise ValueError(f"x must have shape [num_points, ...] with num_points >= 1, got {x.shape}")
   if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
     raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-  return x
+  # A pool sharded along N (on a mesh with Explicit axes too) is batched under
+  # GSPMD; the parameters are never split.
+  return sharding.place(x, sharding.pool_sharding(x, "x"))
 
 
 def predict(model: Model, params: Any, x: ArrayLike, *, batch_size: int = 256,

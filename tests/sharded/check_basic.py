@@ -81,3 +81,21 @@ def test_gather_detector_catches_a_gathered_pool():
   x = jax.device_put(jnp.ones((N, 3)), jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("pool", None)))
   with pytest.raises(AssertionError, match="gathered whole"):
     assert_no_pool_gather(lambda x, i: x[i], x, 5, num_points=N)
+
+
+def test_model_forward_over_a_sharded_pool(shard):
+  """Forwards over a pool sharded along N give the same logits and MC samples; the
+  parameters stay whole on every device (they are never split)."""
+  from jaxal import models
+
+  module = models.MLP(num_classes=4, hidden=(16,))
+  x = jax.random.normal(jax.random.key(0), (N, 6))
+  params = models.init_params(jax.random.key(1), module, x)
+  model = models.from_linen(module)
+  xs = shard(x)
+  np.testing.assert_allclose(models.predict(model, params, xs, batch_size=16).logits,
+                             models.predict(model, params, x, batch_size=16).logits, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(models.predict_mc(jax.random.key(2), model, params, xs, num_samples=3),
+                             models.predict_mc(jax.random.key(2), model, params, x, num_samples=3),
+                             rtol=1e-5, atol=1e-6)
+  assert all(p.sharding.is_fully_replicated for p in jax.tree.leaves(params))
