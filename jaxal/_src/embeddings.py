@@ -54,9 +54,19 @@ from jaxal._src.distances import GradEmbedding
 
 @functools.partial(jax.jit, static_argnames=("bias",))
 def _closed_form(logits, features, bias):
+  y = jnp.argmax(jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1), axis=-1)
+  return closed_form_at(logits, features, y, bias)
+
+
+def closed_form_at(logits: jax.Array, features: jax.Array, labels: jax.Array,
+                   bias: bool) -> GradEmbedding:
+  """``(p − onehot(y)) ⊗ [z, 1]`` at given labels ``y [N]`` (traceable, no checks).
+
+  The gradient of the cross-entropy at ``y`` w.r.t. a Dense head;
+  :func:`closed_form_gradient_embedding` is this at ``y = argmax p``.
+  """
   logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-  y = jnp.argmax(logp, axis=-1)
-  onehot = jax.nn.one_hot(y, logp.shape[-1], dtype=jnp.bool_)
+  onehot = jax.nn.one_hot(labels, logp.shape[-1], dtype=jnp.bool_)
   # p − onehot; at ŷ, p_ŷ − 1 is computed as −Σ_{c≠ŷ} p_c, accurate when p_ŷ ≈ 1.
   p_other = jnp.where(onehot, 0.0, jnp.exp(logp))
   a = jnp.where(onehot, -jnp.sum(p_other, axis=-1, keepdims=True), p_other)

@@ -55,20 +55,6 @@ def _hypothesised(logits: jax.Array) -> jax.Array:
   return jnp.argmax(jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1), axis=-1).astype(jnp.int32)
 
 
-def _grad_embedding(logits: jax.Array, features: jax.Array, labels: jax.Array,
-                    bias: bool) -> distances.GradEmbedding:
-  """Closed-form last-layer gradients ``(p - onehot(y)) ⊗ [z, 1]`` at given labels ``y``.
-
-  :func:`jaxal.embeddings.closed_form_gradient_embedding` is the same at
-  ``y = argmax p``; as there, ``p_y - 1`` is computed as ``-Σ_{c≠y} p_c``.
-  """
-  logp = jax.nn.log_softmax(logits, axis=-1)
-  onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.bool_)
-  p_other = jnp.where(onehot, 0.0, jnp.exp(logp))
-  a = jnp.where(onehot, -jnp.sum(p_other, axis=-1, keepdims=True), p_other)
-  return distances.GradEmbedding(a, _augment(features, bias))
-
-
 @functools.partial(jax.jit, static_argnames=("k", "num_greedy", "regularizer", "bias"))
 def _glister(key, cand, logits, features, labeled_mask, train_labels, val_logits, val_features,
              val_labels, learning_rate, lam, k, num_greedy, regularizer, bias):
@@ -77,7 +63,7 @@ def _glister(key, cand, logits, features, labeled_mask, train_labels, val_logits
   lam = lam.astype(jnp.float32)
   a, zh = cand.a, cand.z  # candidates' gradients at their hypothesised labels
   # One step on the labeled set first (DISTIL's `prev_grads_sum`): W' = W - η Σ_L g_i.
-  lab = _grad_embedding(logits, features, train_labels, bias)
+  lab = embeddings.closed_form_at(logits, features, train_labels, bias)
   g_labeled = (lab.a * labeled_mask[:, None].astype(jnp.float32)).T @ lab.z  # [K, D]
   zh_val = _augment(val_features, bias)
   out0 = val_logits - lr * (zh_val @ g_labeled.T)  # [M, K] validation logits at W'
