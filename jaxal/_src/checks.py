@@ -8,11 +8,16 @@ tracer, which is the case at the strategy and loop level.
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import inspect
+import math
+from typing import Any, Callable, TypeVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def is_concrete(x: Any) -> bool:
@@ -24,10 +29,172 @@ def shape_of(x: Any) -> tuple[int, ...]:
   return tuple(getattr(x, "shape", np.shape(x)))
 
 
-def check_key(key: Any, name: str = "key") -> jax.Array:
-  """Accepts only new-style typed keys from ``jax.random.key``."""
+def describe(x: Any) -> str:
+  """``x`` as a message shows it: arrays by dtype and shape, scalars by repr."""
+  if hasattr(x, "shape") and hasattr(x, "dtype") and getattr(x, "ndim", 0) > 0:
+    return f"{type(x).__name__} of dtype {x.dtype} and shape {tuple(x.shape)}"
+  return repr(x)
+
+
+def _typed(x: Any) -> str:
+  """:func:`describe` plus the Python type for scalars (``1.5 of type float``)."""
+  if hasattr(x, "shape") and hasattr(x, "dtype") and getattr(x, "ndim", 0) > 0:
+    return describe(x)
+  return f"{x!r} of type {type(x).__name__}"
+
+
+def _is_int(value: Any) -> bool:
+  return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value: Any) -> bool:
+  return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+      value, (bool, np.bool_))
+
+
+def check_int(value: Any, name: str, *, low: int | None = None, high: int | None = None,
+              what: str = "") -> int:
+  """A Python or NumPy integer (not a bool) in ``[low, high]``; returns a Python int.
+
+  Args:
+    value: the argument as the caller passed it.
+    name: the argument's name, as the message shows it.
+    low: the smallest value allowed (None: no bound).
+    high: the largest value allowed (None: no bound).
+    what: what the number means, appended to the message (``"the pool size"``).
+
+  Returns:
+    ``int(value)``.
+
+  Raises:
+    TypeError: ``value`` is not an integer (a float, a bool, an array).
+    ValueError: ``value`` lies outside ``[low, high]``.
+  """
+  kind = {1: "a positive int", 0: "a non-negative int"}.get(low, "an int")
+  bounds = [] if low in (None, 0, 1) else [f">= {low}"]
+  if high is not None:
+    bounds.append(f"<= {high}")
+  want = " ".join([kind, " and ".join(bounds)]).rstrip() + (f" ({what})" if what else "")
+  if not _is_int(value):
+    raise TypeError(f"{name} must be {want}, got {_typed(value)}")
+  value = int(value)
+  if (low is not None and value < low) or (high is not None and value > high):
+    raise ValueError(f"{name} must be {want}, got {value}")
+  return value
+
+
+def check_positive_int(value: Any, name: str, *, high: int | None = None, what: str = "") -> int:
+  """:func:`check_int` with ``low=1``."""
+  return check_int(value, name, low=1, high=high, what=what)
+
+
+def check_nonnegative_int(value: Any, name: str, *, high: int | None = None,
+                          what: str = "") -> int:
+  """:func:`check_int` with ``low=0``."""
+  return check_int(value, name, low=0, high=high, what=what)
+
+
+def check_float(value: Any, name: str, *, low: float | None = None, high: float | None = None,
+                low_open: bool = False, high_open: bool = False, allow_inf: bool = False) -> float:
+  """A real Python or NumPy scalar (not a bool) in a range; returns a Python float.
+
+  The range is written ``[low, high]`` with ``low_open`` / ``high_open`` making
+  either end open. NaN is always refused; ``inf`` only with ``allow_inf`` (and
+  then still subject to the bounds).
+
+  Args:
+    value: the argument as the caller passed it.
+    name: the argument's name, as the message shows it.
+    low: the lower bound (None: no bound).
+    high: the upper bound (None: no bound).
+    low_open: the lower bound itself is excluded.
+    high_open: the upper bound itself is excluded.
+    allow_inf: ``±inf`` are accepted (within the bounds).
+
+  Returns:
+    ``float(value)``.
+
+  Raises:
+    TypeError: ``value`` is not a real scalar.
+    ValueError: NaN, a disallowed inf, or outside the range.
+  """
+  if low is not None and high is not None:
+    span = f" in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+  elif low is not None:
+    span = f" {'>' if low_open else '>='} {low}"
+  elif high is not None:
+    span = f" {'<' if high_open else '<='} {high}"
+  else:
+    span = ""
+  want = f"a {'' if allow_inf else 'finite '}number{span}"
+  if not _is_real(value):
+    raise TypeError(f"{name} must be {want}, got {_typed(value)}")
+  value = float(value)
+  ok = not math.isnan(value) and (allow_inf or math.isfinite(value))
+  if low is not None:
+    ok = ok and (value > low if low_open else value >= low)
+  if high is not None:
+    ok = ok and (value < high if high_open else value <= high)
+  if not ok:
+    raise ValueError(f"{name} must be {want}, got {value}")
+  return value
+
+
+def check_bool(value: Any, name: str) -> bool:
+  """A Python or NumPy bool; returns a Python bool."""
+  if not isinstance(value, (bool, np.bool_)):
+    raise TypeError(f"{name} must be True or False, got {_typed(value)}")
+  return bool(value)
+
+
+def is_key(key: Any) -> bool:
+  """True for a typed key from ``jax.random.key`` (any shape)."""
   dtype = getattr(key, "dtype", None)
-  if dtype is None or not jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+  return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+
+
+def spelled_as(usage: str) -> Callable[[F], F]:
+  """Decorator: a call in an old spelling fails naming the current one.
+
+  The wrapped function is called unchanged when its arguments bind to its
+  signature and, where it has a ``key`` parameter, that parameter holds a typed
+  key (or None where None is its default). Otherwise a ``TypeError`` names the
+  spelling ``usage`` (keyword-only ``labeled_mask``, key first), instead of
+  Python's bare arity error or a confusing failure further in.
+
+  Args:
+    usage: the call as the documentation writes it, e.g.
+      ``"top_k(scores, k, *, labeled_mask=None)"``.
+  """
+
+  def decorate(fn: F) -> F:
+    sig = inspect.signature(fn)
+    has_key = "key" in sig.parameters
+    key_optional = has_key and sig.parameters["key"].default is None
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+      try:
+        bound = sig.bind(*args, **kwargs)
+      except TypeError as e:
+        raise TypeError(f"{fn.__name__}(): {e}; the call is {usage}") from None
+      if has_key and "key" in bound.arguments:
+        key = bound.arguments["key"]
+        if not is_key(key) and not (key is None and key_optional):
+          raise TypeError(
+              f"{fn.__name__} takes a jax.random.key as its first argument, got "
+              f"{_typed(key)}; the call is {usage}")
+      return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+  return decorate
+
+
+def check_key(key: Any, name: str = "key") -> jax.Array:
+  """Accepts only new-style typed keys from ``jax.random.key``, of shape ``()``."""
+  dtype = getattr(key, "dtype", None)
+  if not is_key(key):
     raise TypeError(
         f"{name} must be a typed key from jax.random.key(seed), got "
         f"{type(key).__name__} with dtype {dtype} and shape {shape_of(key)}. "
@@ -106,6 +273,38 @@ def check_finite_logits(logits: Any, name: str = "logits") -> None:
     )
 
 
+@jax.jit
+def _all_finite(tree):
+  return [jnp.all(jnp.isfinite(t)) for t in jax.tree.leaves(tree)]  # fused: no temporary
+
+
+def check_finite(x: Any, name: str, *, purpose: str = "") -> None:
+  """Value check (concrete input only): NaN or inf in any leaf is a ``ValueError``.
+
+  One jitted reduction per leaf of ``x`` (an array, or a pytree such as a
+  ``GradEmbedding``); the host copy happens only to report an error, which
+  names the leaf, its shape and the index of the first offending entry.
+
+  Args:
+    x: an array or a pytree of arrays.
+    name: the argument's name, as the message shows it.
+    purpose: why finite values are needed, appended to the message.
+  """
+  leaves = jax.tree_util.tree_leaves_with_path(x)
+  if not all(is_concrete(t) for _, t in leaves):
+    return
+  with jax.ensure_compile_time_eval():  # x may be a constant inside someone's jit
+    flags = _all_finite(x)
+  for (path, t), ok in zip(leaves, flags):
+    if not bool(ok):
+      bad = np.argwhere(~np.isfinite(np.asarray(jax.device_get(t))))[0]
+      leaf = jax.tree_util.keystr(path, simple=True, separator=".")
+      raise ValueError(
+          f"{name}{'.' + leaf if leaf else ''} of shape {t.shape} holds NaN "
+          f"or inf values (first at index {tuple(int(i) for i in bad)})"
+          + (f"; {purpose}" if purpose else ""))
+
+
 def check_labeled_mask(labeled_mask: Any, num_points: int, name: str = "labeled_mask") -> jax.Array:
   """A boolean ``[num_points]`` mask, or None for an empty labeled set."""
   if labeled_mask is None:
@@ -130,11 +329,7 @@ def check_labeled_mask(labeled_mask: Any, num_points: int, name: str = "labeled_
 
 def check_budget(k: Any, num_points: int, labeled_mask: Any = None, name: str = "k") -> int:
   """A positive Python int no larger than the unlabeled count (when it is known)."""
-  if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-    raise TypeError(f"{name} must be a Python int (it fixes the output shape), got {type(k).__name__}")
-  k = int(k)
-  if k <= 0:
-    raise ValueError(f"{name} must be positive, got {k}")
+  k = check_positive_int(k, name, what="it fixes the output shape")
   if k > num_points:
     raise ValueError(f"{name}={k} is larger than the pool of {num_points} points")
   if labeled_mask is not None and is_concrete(labeled_mask):
