@@ -12,7 +12,7 @@ def _csv(text: str) -> tuple[str, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-  from jaxal._src import experiment
+  from jaxal._src.experiment import runner as experiment
 
   d = experiment.Config()
   fmt = argparse.ArgumentDefaultsHelpFormatter
@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
   from jaxal._src import checkpoint
   from jaxal._src import data
-  from jaxal._src import experiment
+  from jaxal._src.experiment import runner as experiment
 
   # Errors with a message meant for the user; anything else keeps its traceback.
   expected = (experiment.ExperimentError, checkpoint.CheckpointError, data.DatasetUnavailableError,
