@@ -4,21 +4,21 @@
 """
 
 from jaxal._src.checkpoint import CheckpointError
-from jaxal._src.experiment.runner import Config
-from jaxal._src.experiment.runner import ConfigMismatchError
-from jaxal._src.experiment.runner import ExperimentError
-from jaxal._src.experiment.runner import area_under_curve
-from jaxal._src.experiment.runner import format_summary
-from jaxal._src.experiment.runner import format_table
-from jaxal._src.experiment.runner import labels_per_round
-from jaxal._src.experiment.runner import labels_to_reach
-from jaxal._src.experiment.runner import load_data
-from jaxal._src.experiment.runner import load_results
-from jaxal._src.experiment.runner import plot_curves
-from jaxal._src.experiment.runner import report
+from jaxal._src.experiment.config import Config
+from jaxal._src.experiment.config import ConfigMismatchError
+from jaxal._src.experiment.config import ExperimentError
+from jaxal._src.experiment.config import labels_per_round
+from jaxal._src.experiment.config import load_data
+from jaxal._src.experiment.report import area_under_curve
+from jaxal._src.experiment.report import format_summary
+from jaxal._src.experiment.report import format_table
+from jaxal._src.experiment.report import labels_to_reach
+from jaxal._src.experiment.report import load_results
+from jaxal._src.experiment.report import plot_curves
+from jaxal._src.experiment.report import report
+from jaxal._src.experiment.report import summarize
 from jaxal._src.experiment.runner import run
 from jaxal._src.experiment.runner import run_one
-from jaxal._src.experiment.runner import summarize
 
 __all__ = (
     "CheckpointError",

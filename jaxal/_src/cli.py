@@ -12,9 +12,9 @@ def _csv(text: str) -> tuple[str, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-  from jaxal._src.experiment import runner as experiment
+  from jaxal._src.experiment import config
 
-  d = experiment.Config()
+  d = config.Config()
   fmt = argparse.ArgumentDefaultsHelpFormatter
   parser = argparse.ArgumentParser(prog="jaxal", description="Active learning in JAX.")
   sub = parser.add_subparsers(dest="command")
@@ -80,31 +80,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
   from jaxal._src import checkpoint
   from jaxal._src import data
-  from jaxal._src.experiment import runner as experiment
+  from jaxal._src.experiment import config
+  from jaxal._src.experiment import report
+  from jaxal._src.experiment import runner
 
   # Errors with a message meant for the user; anything else keeps its traceback.
-  expected = (experiment.ExperimentError, checkpoint.CheckpointError, data.DatasetUnavailableError,
+  expected = (config.ExperimentError, checkpoint.CheckpointError, data.DatasetUnavailableError,
               PermissionError, FileNotFoundError, ImportError)
   if args.command == "run":
     strategies = args.strategies if isinstance(args.strategies, tuple) else _csv(args.strategies)
-    cfg = experiment.Config(dataset=args.dataset, strategies=strategies, rounds=args.rounds,
-                            budget=args.budget, initial=args.initial, seeds=args.seeds,
-                            model=args.model, num_steps=args.steps, batch_size=args.batch_size,
-                            learning_rate=args.lr, hidden=args.hidden, retrain=args.retrain,
-                            pool_subsample=args.pool_subsample)
+    cfg = config.Config(dataset=args.dataset, strategies=strategies, rounds=args.rounds,
+                        budget=args.budget, initial=args.initial, seeds=args.seeds,
+                        model=args.model, num_steps=args.steps, batch_size=args.batch_size,
+                        learning_rate=args.lr, hidden=args.hidden, retrain=args.retrain,
+                        pool_subsample=args.pool_subsample)
     try:
       cfg.validate()
     except ValueError as e:
       parser.error(str(e))
     try:
-      experiment.run(cfg, args.out, data_dir=args.data_dir, manual_dir=args.manual_dir,
-                     download=not args.no_download, progress=not args.no_progress)
+      runner.run(cfg, args.out, data_dir=args.data_dir, manual_dir=args.manual_dir,
+                 download=not args.no_download, progress=not args.no_progress)
     except expected as e:
       return _fail(str(e))
     return 0
   if args.command == "report":
     try:
-      experiment.report(args.results_dir, target=args.target)
+      report.report(args.results_dir, target=args.target)
     except (*expected, ValueError) as e:
       return _fail(str(e))
     return 0
