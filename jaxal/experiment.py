@@ -3,7 +3,7 @@
 ``run`` is what ``jaxal run`` calls and ``report`` what ``jaxal report`` calls.
 """
 
-from jaxal._src.checkpoint import CheckpointError
+from jaxal._src.experiment.checkpoint import CheckpointError
 from jaxal._src.experiment.config import Config
 from jaxal._src.experiment.config import ConfigMismatchError
 from jaxal._src.experiment.config import ExperimentError

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from jaxal import experiment
-from jaxal._src import checkpoint
+from jaxal._src.experiment import checkpoint
 
 # Every test uses the same pool, budget and step count, so one compile serves them all.
 SMALL = experiment.Config(strategies=("random", "margin"), rounds=3, budget=5, initial=10, seeds=2,

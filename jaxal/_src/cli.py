@@ -78,8 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   if args.command is None:
     parser.print_help()
     return 2
-  from jaxal._src import checkpoint
   from jaxal._src import data
+  from jaxal._src.experiment import checkpoint
   from jaxal._src.experiment import config
   from jaxal._src.experiment import report
   from jaxal._src.experiment import runner

@@ -13,6 +13,10 @@ An experiment folder holds:
 * ``results.json`` (rewritten whenever a (strategy, seed) run completes),
   ``curves.png``; ``jaxal report`` adds ``report.md`` and
   ``curves_vs_random.png``.
+
+Every file jaxal writes there is written atomically, and every checkpoint
+carries a sha256, through :mod:`checkpoint` (the file format); this module
+says which files the folder holds and what a checkpoint contains.
 """
 
 from __future__ import annotations
@@ -28,9 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxal._src import checkpoint as ckpt_lib
 from jaxal._src import data as data_lib
 from jaxal._src import loop
+from jaxal._src.experiment import checkpoint as ckpt_lib
 from jaxal._src.experiment import config as config_lib
 
 CONFIG_FILE = "config.json"
