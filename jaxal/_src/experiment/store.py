@@ -34,6 +34,7 @@ import numpy as np
 
 from jaxal._src import data as data_lib
 from jaxal._src import loop
+from jaxal._src import version
 from jaxal._src.experiment import checkpoint as ckpt_lib
 from jaxal._src.experiment import config as config_lib
 
@@ -55,8 +56,6 @@ def config_record(cfg: config_lib.Config, ds: data_lib.Dataset) -> dict[str, Any
     cfg: the configuration.
     ds: the dataset it runs on.
   """
-  from jaxal import __version__
-
   # Through JSON, so that it compares equal to a record read back from config.json.
   return json.loads(json.dumps({
       "config": dataclasses.asdict(cfg),
@@ -64,7 +63,7 @@ def config_record(cfg: config_lib.Config, ds: data_lib.Dataset) -> dict[str, Any
       "pool_size": int(ds.x_train.shape[0]),
       "test_size": int(ds.x_test.shape[0]),
       "num_classes": int(ds.num_classes),
-      "jaxal_version": __version__,
+      "jaxal_version": version.__version__,
   }))
 
 
