@@ -251,7 +251,7 @@ def test_report(reference):
   # Default target: random's final mean accuracy.
   md = experiment.report(str(out), log=_quiet)
   assert f"Target accuracy {summary['random']['mean'][-1]:.3f} (random's final mean accuracy)" in md
-  with pytest.raises(ValueError, match=r"target must be an accuracy in \[0, 1\]"):
+  with pytest.raises(ValueError, match=r"target must be a finite number in \[0.0, 1.0\]"):
     experiment.report(str(out), target=90.0, log=_quiet)
 
 

@@ -12,6 +12,7 @@ def _csv(text: str) -> tuple[str, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+  """The ``jaxal`` parser: ``run`` (defaults from :class:`Config`) and ``report``."""
   from jaxal._src.experiment import config
 
   d = config.Config()
@@ -70,6 +71,16 @@ def _fail(message: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+  """Runs ``jaxal`` (the console script); returns the exit status.
+
+  Args:
+    argv: the arguments after the program name (None: ``sys.argv[1:]``); none
+      at all means ``run`` with every default.
+
+  Returns:
+    0 on success, 1 when the experiment or report fails with a message for
+    the user, 2 for a usage error (bad arguments exit through argparse with 2).
+  """
   argv = list(sys.argv[1:] if argv is None else argv)
   if not argv:
     argv = ["run"]
@@ -95,8 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         learning_rate=args.lr, hidden=args.hidden, retrain=args.retrain,
                         pool_subsample=args.pool_subsample)
     try:
-      cfg.validate()
-    except ValueError as e:
+      cfg = cfg.validate()
+    except (ValueError, TypeError) as e:
       parser.error(str(e))
     try:
       runner.run(cfg, args.out, data_dir=args.data_dir, manual_dir=args.manual_dir,

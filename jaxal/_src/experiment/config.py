@@ -44,7 +44,10 @@ class Config:
   pool_subsample: int = 0  # 0: the whole training split is the pool
 
   def validate(self) -> "Config":
-    """Checks every field; returns the configuration itself.
+    """Checks every field; returns the configuration with Python ints and floats.
+
+    NumPy integers and floats are accepted where an int or a float is meant;
+    the returned copy holds them as Python numbers, as ``config.json`` saves them.
 
     Raises:
       ValueError: an unknown strategy, dataset, model or retrain mode, a
@@ -60,15 +63,14 @@ class Config:
     data_lib.check_name(self.dataset)
     checks.check_one_of(self.model, MODELS, "model")
     checks.check_one_of(self.retrain, ("scratch", "warm"), "retrain mode")
+    fixed = {}
     for field in ("rounds", "pool_subsample"):
-      if getattr(self, field) < 0:
-        raise ValueError(f"{field} must be >= 0, got {getattr(self, field)}")
+      fixed[field] = checks.check_nonnegative_int(getattr(self, field), field)
     for field in ("budget", "initial", "seeds", "num_steps", "batch_size", "hidden"):
-      if getattr(self, field) <= 0:
-        raise ValueError(f"{field} must be positive, got {getattr(self, field)}")
-    if not self.learning_rate > 0:
-      raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
-    return self
+      fixed[field] = checks.check_positive_int(getattr(self, field), field)
+    fixed["learning_rate"] = checks.check_float(self.learning_rate, "learning_rate", low=0.0,
+                                                low_open=True)
+    return dataclasses.replace(self, **fixed)
 
   @classmethod
   def from_dict(cls, d: dict[str, Any]) -> "Config":

@@ -8,6 +8,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from jaxal._src import checks
 from jaxal._src.experiment import config as config_lib
 from jaxal._src.experiment import store
 
@@ -246,19 +247,24 @@ def report(results_dir: str, *, target: float | None = None,
 
   Args:
     results_dir: a folder written by :func:`run` (``jaxal run --out``).
-    target: the accuracy for "labels to reach"; None: random's final mean
-      accuracy when random ran, else the column is left out.
+    target: the accuracy for "labels to reach", in ``[0, 1]``; None: random's
+      final mean accuracy when random ran, else the column is left out.
     log: where the text and a closing line go.
 
   Returns:
     The Markdown text.
+
+  Raises:
+    FileNotFoundError: the folder holds no ``results.json``.
+    ExperimentError: no (strategy, seed) run has finished yet.
+    ValueError: ``target`` is not an accuracy.
   """
   cfg, payload = load_results(results_dir)
   summary = summarize(cfg, payload["results"])
   if not summary:
     raise config_lib.ExperimentError(f"{results_dir!r} holds no finished (strategy, seed) run yet")
-  if target is not None and not 0.0 <= target <= 1.0:
-    raise ValueError(f"target must be an accuracy in [0, 1], got {target}")
+  if target is not None:
+    target = checks.check_float(target, "target", low=0.0, high=1.0)
   how = "given"
   if target is None:
     target, how = default_target(summary), "random's final mean accuracy"

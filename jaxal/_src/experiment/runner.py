@@ -10,6 +10,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
+from jaxal._src import checks
 from jaxal._src import data as data_lib
 from jaxal._src import loop
 from jaxal._src import models as models_lib
@@ -45,6 +46,7 @@ def run_one(cfg: config_lib.Config, ds: data_lib.Dataset, strategy_name: str, se
     (``acquire_seconds`` has ``rounds`` entries, the others ``rounds + 1``) and
     ``"labeled_indices"``: the indices labeled at each step (initial set first).
   """
+  seed = checks.check_int(seed, "seed")
   config_lib.check_fits(cfg, ds)
   if checkpoint is not None and os.path.exists(checkpoint):
     arrays, meta = store.load_run(checkpoint, cfg, config_id, strategy_name, seed)
@@ -146,11 +148,12 @@ def run(cfg: config_lib.Config, out_dir: str, *, data_dir: str | None = None,
 
   Raises:
     ValueError: a bad configuration or a pool too small for it.
+    TypeError: a configuration field of the wrong type.
     ConfigMismatchError: ``out_dir`` holds another experiment.
     CheckpointError: a checkpoint in ``out_dir`` is corrupt or foreign.
     PermissionError: ``out_dir`` cannot be written.
   """
-  cfg.validate()
+  cfg = cfg.validate()
   store.ensure_writable(out_dir)
   ds = config_lib.load_data(cfg, data_dir=data_dir, manual_dir=manual_dir, download=download)
   config_lib.check_fits(cfg, ds)
