@@ -30,10 +30,10 @@ release = jaxal.__version__
 version = release
 
 extensions = [
-    "sphinx.ext.autodoc",
-    "sphinx.ext.autosummary",
-    "sphinx.ext.napoleon",
-    "sphinx.ext.viewcode",
+  "sphinx.ext.autodoc",
+  "sphinx.ext.autosummary",
+  "sphinx.ext.napoleon",
+  "sphinx.ext.viewcode",
 ]
 
 exclude_patterns = ["_build"]
@@ -119,20 +119,20 @@ def _source_of(obj) -> str | None:
 def _where_page(modnames: list[str]) -> str:
   title = "Where things live"
   lines = [
-      title,
-      "=" * len(title),
-      "",
-      "Each public module re-exports names, one per line, from the private implementation",
-      "under ``jaxal/_src/``. This table is generated from the code at build time: for each",
-      "public module, the files its names are defined in.",
-      "",
-      ".. list-table::",
-      "   :header-rows: 1",
-      "   :widths: 20 35 45",
-      "",
-      "   * - public module",
-      "     - defined in",
-      "     - names",
+    title,
+    "=" * len(title),
+    "",
+    "Each public module re-exports names, one per line, from the private implementation",
+    "under ``jaxal/_src/``. This table is generated from the code at build time: for each",
+    "public module, the files its names are defined in.",
+    "",
+    ".. list-table::",
+    "   :header-rows: 1",
+    "   :widths: 20 35 45",
+    "",
+    "   * - public module",
+    "     - defined in",
+    "     - names",
   ]
   for modname in modnames:
     module = importlib.import_module(modname)
@@ -176,8 +176,16 @@ def generate_api_pages(app) -> None:
   for m in modnames:
     _write_if_changed(os.path.join(api, f"{m}.rst"), _module_page(m, indexed_on))
   _write_if_changed(os.path.join(api, "where_things_live.rst"), _where_page(modnames))
-  index = ["API reference", "=============", "", "One page per public module.", "",
-           ".. toctree::", "   :maxdepth: 1", ""] + [f"   {m}" for m in modnames]
+  index = [
+    "API reference",
+    "=============",
+    "",
+    "One page per public module.",
+    "",
+    ".. toctree::",
+    "   :maxdepth: 1",
+    "",
+  ] + [f"   {m}" for m in modnames]
   _write_if_changed(os.path.join(api, "index.rst"), "\n".join(index) + "\n")
 
 

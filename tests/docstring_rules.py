@@ -109,8 +109,7 @@ def _fields(cls: type) -> dict[str, Any] | None:
     ann = getattr(cls, "__annotations__", {})
     return {f: ann.get(f, inspect.Parameter.empty) for f in cls._fields}
   if dataclasses.is_dataclass(cls):
-    return {
-        f.name: f.type for f in dataclasses.fields(cls) if f.name not in FLAX_FIELDS}
+    return {f.name: f.type for f in dataclasses.fields(cls) if f.name not in FLAX_FIELDS}
   return None
 
 
@@ -178,7 +177,7 @@ def check(qualname: str, obj: Any) -> list[str]:
     sig = inspect.signature(target)
   except (TypeError, ValueError):
     return [f"{qualname}: no inspectable signature"]
-  params = list(sig.parameters.values())[1 if skip_first else 0:]
+  params = list(sig.parameters.values())[1 if skip_first else 0 :]
   gaps = []
   secs = sections(doc)
   if params:

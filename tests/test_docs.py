@@ -18,13 +18,16 @@ import types
 import typing
 
 import docstring_rules
+import jax
 import public_api
 import pytest
+from jax.typing import ArrayLike
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Gaps in docstrings as of the layout refactor, to be fixed in the files that hold them.
-KNOWN_GAPS = frozenset({
+KNOWN_GAPS = frozenset(
+  {
     "jaxal.adversarial.Attack: Attributes entry 'distance' has no [...] shape",
     "jaxal.adversarial.Attack: Attributes entry 'flipped' has no [...] shape",
     "jaxal.adversarial.Attack: Attributes entry 'num_iter' has no [...] shape",
@@ -112,14 +115,17 @@ KNOWN_GAPS = frozenset({
     "jaxal.submodular.make: no Args section",
     "jaxal.submodular.maximize: no Args section",
     "jaxal.submodular.value: Returns has no [...] shape",
-})
+  }
+)
 
 # Warnings of the Sphinx build as of the layout refactor (a substring of each warning line),
 # to be fixed in the docstrings they name; may only shrink, like KNOWN_GAPS.
-KNOWN_SPHINX_WARNINGS = frozenset({
+KNOWN_SPHINX_WARNINGS = frozenset(
+  {
     # fass's Args names ten parameters over two lines: not a valid Google-style entry.
     "docstring of jaxal._src.strategies.diversity.fass",
-})
+  }
+)
 
 
 def all_gaps() -> list[str]:
@@ -155,7 +161,7 @@ def test_known_gaps_are_still_gaps():
 def _fake_module():
   m = types.ModuleType("fake")
 
-  def good(key, x: "ArrayLike", k: int, *, mask: "jax.Array | None" = None) -> "jax.Array":
+  def good(key, x: ArrayLike, k: int, *, mask: jax.Array | None = None) -> jax.Array:
     """Picks.
 
     Args:
@@ -181,7 +187,7 @@ def _fake_module():
       a: the first.
     """
 
-  def no_shape(x: "ArrayLike") -> "jax.Array":
+  def no_shape(x: ArrayLike) -> jax.Array:
     """No shapes.
 
     Args:
@@ -211,13 +217,13 @@ def _fake_module():
       value: the value, ``[]``.
     """
 
-    idx: "jax.Array"
-    value: "jax.Array"
+    idx: jax.Array
+    value: jax.Array
 
   class Bare(typing.NamedTuple):
     """No attributes section."""
 
-    idx: "jax.Array"
+    idx: jax.Array
 
   class Failure(Exception):
     """An error."""
@@ -228,25 +234,38 @@ def _fake_module():
     c.__module__ = "jaxal.fake"
     setattr(m, c.__name__, c)
   m.CONSTANT = ("a", "b")
-  m.__all__ = ("good", "undocumented", "no_args", "missing_param", "no_shape", "two_names",
-               "no_params", "Result", "Bare", "Failure", "CONSTANT")
+  m.__all__ = (
+    "good",
+    "undocumented",
+    "no_args",
+    "missing_param",
+    "no_shape",
+    "two_names",
+    "no_params",
+    "Result",
+    "Bare",
+    "Failure",
+    "CONSTANT",
+  )
   return m
 
 
 def test_checker_on_a_fake_module():
   gaps = docstring_rules.check_module(_fake_module())
-  assert sorted(gaps) == sorted([
+  assert sorted(gaps) == sorted(
+    [
       "fake.undocumented: no docstring",
       "fake.no_args: no Args section",
       "fake.missing_param: Args does not describe 'b'",
       "fake.no_shape: Args entry 'x' has no [...] shape",
       "fake.no_shape: Returns has no [...] shape",
       "fake.Bare: no Attributes section",
-  ])
+    ]
+  )
 
 
 def test_checker_flags_a_missing_returns_and_attribute_shape():
-  def f(x: "ArrayLike") -> "jax.Array":
+  def f(x: ArrayLike) -> jax.Array:
     """Args only.
 
     Args:
@@ -260,7 +279,7 @@ def test_checker_flags_a_missing_returns_and_attribute_shape():
       idx: indices.
     """
 
-    idx: "jax.Array"
+    idx: jax.Array
 
   R.__module__ = "jaxal.fake"
   assert docstring_rules.check("f", f) == ["f: returns an array but has no Returns section"]
@@ -275,9 +294,24 @@ def test_sphinx_build(tmp_path):
   pytest.importorskip("sphinx")
   start = time.perf_counter()
   proc = subprocess.run(
-      [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", "docs",
-       str(tmp_path / "html")],
-      cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    [
+      sys.executable,
+      "-m",
+      "sphinx",
+      "-W",
+      "--keep-going",
+      "-q",
+      "-b",
+      "html",
+      "docs",
+      str(tmp_path / "html"),
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    check=False,
+  )
   seconds = time.perf_counter() - start
   log = proc.stdout + proc.stderr
   warnings = [ln for ln in log.splitlines() if "WARNING" in ln or "ERROR" in ln]

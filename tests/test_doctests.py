@@ -25,10 +25,12 @@ OPTIONFLAGS = doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS
 
 # Objects whose examples fail as of the layout refactor, to be fixed in their docstrings. May
 # only shrink: a listed object whose examples pass fails its test until it is removed here.
-KNOWN_FAILURES = frozenset({
+KNOWN_FAILURES = frozenset(
+  {
     # Prints ``Array([ 0.5, -0. ], dtype=float32)``: 1 - max p rounds to -0. for p = 1.
     "jaxal.scores.least_confidence",
-})
+  }
+)
 
 
 def _globs() -> dict:
@@ -78,7 +80,8 @@ def test_docstring_examples(name, tests):
     assert runner.failures, f"{name}: its examples pass now: remove it from KNOWN_FAILURES"
   else:
     assert not runner.failures, (
-        f"{name}: {runner.failures} of {runner.tries} examples failed\n" + "".join(report))
+      f"{name}: {runner.failures} of {runner.tries} examples failed\n" + "".join(report)
+    )
 
 
 def test_known_failures_are_collected():
