@@ -16,6 +16,7 @@ import importlib
 import inspect
 import os
 import pkgutil
+import re
 import sys
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
@@ -116,6 +117,19 @@ def _source_of(obj) -> str | None:
   return os.path.relpath(path, ROOT).replace(os.sep, "/")
 
 
+def _home_of_value(name: str) -> str | None:
+  """The ``_src`` file that assigns ``name`` at module level (for constants like ``FUNCTIONS``)."""
+  pattern = re.compile(rf"^{re.escape(name)}\s*[:=]", re.MULTILINE)
+  modnames = sorted(m for m in sys.modules if m == "jaxal" or m.startswith("jaxal."))
+  for modname in sorted(modnames, key=lambda m: (not m.startswith("jaxal._src"), m)):
+    path = getattr(sys.modules[modname], "__file__", None)
+    if path and path.endswith(".py"):
+      with open(path, encoding="utf-8") as f:
+        if pattern.search(f.read()):
+          return os.path.relpath(path, ROOT).replace(os.sep, "/")
+  return None
+
+
 def _where_page(modnames: list[str]) -> str:
   title = "Where things live"
   lines = [
@@ -141,7 +155,7 @@ def _where_page(modnames: list[str]) -> str:
       obj = getattr(module, n)
       if inspect.ismodule(obj):
         continue
-      src = _source_of(obj)
+      src = _source_of(obj) if inspect.isclass(obj) or callable(obj) else _home_of_value(n)
       if src is None:
         owner = getattr(obj, "__module__", None)
         src = f"{owner} (re-exported)" if owner and not owner.startswith("jaxal") else "(value)"
@@ -197,6 +211,21 @@ def skip_tuple_fields(app, what, name, obj, skip, options):
   return None
 
 
+# jax.typing.ArrayLike as autodoc spells it out; shown as ``ArrayLike``, as the code writes it.
+# (a union before it may have absorbed its leading ``Array |``).
+ARRAY_LIKE = re.compile(r"(Array \| )?ndarray \| bool \| number \| bool \| int \| float \| complex")
+
+
+def shorten_array_like(app, what, name, obj, options, signature, return_annotation):
+  """Writes ``ArrayLike`` in signatures instead of the union it stands for."""
+  if signature:
+    signature = ARRAY_LIKE.sub("ArrayLike", signature)
+  if return_annotation:
+    return_annotation = ARRAY_LIKE.sub("ArrayLike", return_annotation)
+  return signature, return_annotation
+
+
 def setup(app):
+  app.connect("autodoc-process-signature", shorten_array_like)
   app.connect("builder-inited", generate_api_pages)
   app.connect("autodoc-skip-member", skip_tuple_fields)
