@@ -213,7 +213,10 @@ def skip_tuple_fields(app, what, name, obj, skip, options):
 
 # jax.typing.ArrayLike as autodoc spells it out; shown as ``ArrayLike``, as the code writes it.
 # (a union before it may have absorbed its leading ``Array |``).
-ARRAY_LIKE = re.compile(r"(Array \| )?ndarray \| bool \| number \| bool \| int \| float \| complex")
+ARRAY_LIKE = re.compile(
+  r"(?:~?[\w.]*\bArray \| )?~?(?:numpy\.)?ndarray \| ~?(?:numpy\.)?bool \| ~?(?:numpy\.)?number"
+  r" \| bool \| int \| float \| complex"
+)
 
 
 def shorten_array_like(app, what, name, obj, options, signature, return_annotation):
@@ -225,7 +228,15 @@ def shorten_array_like(app, what, name, obj, options, signature, return_annotati
   return signature, return_annotation
 
 
+def drop_type_docstrings(app, what, name, obj, options, lines):
+  """A constant shows its value, not the docstring of its type ("Built-in immutable sequence")."""
+  constant = what in ("data", "attribute") and not inspect.isclass(obj) and not callable(obj)
+  if constant and "\n".join(lines).strip() == (inspect.getdoc(type(obj)) or "").strip():
+    lines.clear()
+
+
 def setup(app):
+  app.connect("autodoc-process-docstring", drop_type_docstrings)
   app.connect("autodoc-process-signature", shorten_array_like)
   app.connect("builder-inited", generate_api_pages)
   app.connect("autodoc-skip-member", skip_tuple_fields)
