@@ -228,9 +228,15 @@ def _fake_module():
   class Failure(Exception):
     """An error."""
 
+  class Plain:
+    """A class with a constructor but no Args."""
+
+    def __init__(self, size):
+      self.size = size
+
   for f in (good, undocumented, no_args, missing_param, no_shape, two_names, no_params):
     setattr(m, f.__name__, f)
-  for c in (Result, Bare, Failure):
+  for c in (Result, Bare, Failure, Plain):
     c.__module__ = "jaxal.fake"
     setattr(m, c.__name__, c)
   m.CONSTANT = ("a", "b")
@@ -245,6 +251,7 @@ def _fake_module():
     "Result",
     "Bare",
     "Failure",
+    "Plain",
     "CONSTANT",
   )
   return m
@@ -260,6 +267,7 @@ def test_checker_on_a_fake_module():
       "fake.no_shape: Args entry 'x' has no [...] shape",
       "fake.no_shape: Returns has no [...] shape",
       "fake.Bare: no Attributes section",
+      "fake.Plain: no Args section",
     ]
   )
 

@@ -69,19 +69,39 @@ def test_examples_found():
   assert sum(len(t.examples) for _, tests in CASES for t in tests) >= 10
 
 
-@pytest.mark.parametrize("name,tests", CASES, ids=[name for name, _ in CASES])
-def test_docstring_examples(name, tests):
+def run_examples(tests: list[doctest.DocTest]) -> tuple[int, int, str]:
+  """Runs doctests as the test below does: ``(failed, tried, report of the failures)``."""
   runner = doctest.DocTestRunner(optionflags=OPTIONFLAGS)
-  report = []
+  report: list[str] = []
   for test in tests:
     test.globs = _globs()
     runner.run(test, out=report.append, clear_globs=True)
+  return runner.failures, runner.tries, "".join(report)
+
+
+@pytest.mark.parametrize("name,tests", CASES, ids=[name for name, _ in CASES])
+def test_docstring_examples(name, tests):
+  failed, tried, report = run_examples(tests)
   if name in KNOWN_FAILURES:
-    assert runner.failures, f"{name}: its examples pass now: remove it from KNOWN_FAILURES"
+    assert failed, f"{name}: its examples pass now: remove it from KNOWN_FAILURES"
   else:
-    assert not runner.failures, (
-      f"{name}: {runner.failures} of {runner.tries} examples failed\n" + "".join(report)
-    )
+    assert not failed, f"{name}: {failed} of {tried} examples failed\n" + report
+
+
+def test_runner_reports_a_wrong_example():
+  def f():
+    """Adds.
+
+    >>> scores.entropy(jnp.zeros((1, 2))).shape
+    (1,)
+    >>> 1 + 1
+    3
+    """
+
+  tests = doctest.DocTestFinder().find(f, "f", module=False, globs={})
+  failed, tried, report = run_examples(tests)
+  assert (failed, tried) == (1, 2)
+  assert "Expected:\n    3" in report
 
 
 def test_known_failures_are_collected():
