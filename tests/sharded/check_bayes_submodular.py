@@ -16,7 +16,7 @@ from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 from jaxal import bayes, submodular
 from jaxal._src import bayes as bayes_src
 from jaxal._src import sharding
-from jaxal._src import submodular as submodular_src
+from jaxal._src.submodular import functions as submodular_src
 
 N = 64
 
