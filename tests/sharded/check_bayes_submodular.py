@@ -17,6 +17,7 @@ from jaxal import bayes, submodular
 from jaxal._src import bayes as bayes_src
 from jaxal._src import sharding
 from jaxal._src.submodular import functions as submodular_src
+from jaxal._src.submodular import kernels as submodular_kernels
 
 N = 64
 
@@ -136,7 +137,7 @@ def test_similarity_kernel_rows_sharded(mesh, metric):
 def test_similarity_kernel_gathers_no_features(mesh):
   x = put(mesh, _features(1, dim=12))
   ps = sharding.pool_sharding(x)
-  core = lambda x: submodular_src._similarity_kernel_sharded(x, "rbf", None, 4, ps)
+  core = lambda x: submodular_kernels.similarity_kernel_sharded(x, "rbf", None, 4, ps)
   # One device's feature block (8 x 12 = 96 values) moves per step; x holds 768.
   lines = assert_moves_at_most(core, x, max_elements=96)
   assert any("collective-permute" in line for line in lines)

@@ -64,29 +64,19 @@ from jax.sharding import PartitionSpec as P
 from jax.typing import ArrayLike
 
 from jaxal._src import checks
-from jaxal._src import distances
 from jaxal._src import sharding
+from jaxal._src.submodular import kernels
+from jaxal._src.submodular.kernels import METRICS  # noqa: F401 (re-exported)
+from jaxal._src.submodular.kernels import Kernel
+from jaxal._src.submodular.kernels import SparseKernel  # noqa: F401 (re-exported)
+from jaxal._src.submodular.kernels import knn_kernel  # noqa: F401 (re-exported)
+from jaxal._src.submodular.kernels import similarity_kernel  # noqa: F401 (re-exported)
 
 FUNCTIONS = ("facility_location", "feature_based", "graph_cut", "saturated_coverage",
              "sum_redundancy")
 CONCAVE = ("inverse", "log1p", "sqrt")
-METRICS = ("cosine", "rbf")
 OPTIMIZERS = ("greedy", "lazy", "stochastic")
 
-
-class SparseKernel(NamedTuple):
-  """A similarity kernel that keeps each row's largest entries; all others are 0.
-
-  ``S[j, indices[j, l]] = values[j, l]``: row ``j`` lists the points most
-  similar to ``j`` (itself included), the elements candidate ``j`` covers.
-  Indices within a row are distinct. ``S`` is in general not symmetric.
-  """
-
-  values: jax.Array  # shape=[num_points, num_neighbors], float32
-  indices: jax.Array  # shape=[num_points, num_neighbors], int32
-
-
-Kernel = Any  # jax.Array [N, N] | SparseKernel
 
 
 @functools.partial(jax.tree_util.register_dataclass,
@@ -131,254 +121,6 @@ class Selection(NamedTuple):
 
 
 # ---------------------------------------------------------------------------
-# Kernels.
-
-
-def _check_metric(metric: str, gamma) -> None:
-  checks.check_one_of(metric, METRICS, "metric")
-  if gamma is not None:
-    if metric != "rbf":
-      raise ValueError(f"gamma is only used by metric='rbf', got metric={metric!r}")
-    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not gamma > 0:
-      raise ValueError(f"gamma must be a float > 0, got {gamma!r}")
-
-
-def _similarity_prep(x, metric, gamma):
-  x = x.astype(jnp.float32)
-  if metric == "cosine":
-    norms = jnp.sqrt(jnp.sum(x * x, axis=1, keepdims=True))
-    return x / jnp.maximum(norms, 1e-12), jnp.float32(0.0)
-  if gamma is None:
-    # 1 / (mean squared distance between two points), in O(N * dim).
-    mean_sq = 2.0 * (jnp.mean(jnp.sum(x * x, axis=1)) - jnp.sum(jnp.mean(x, axis=0) ** 2))
-    g = jnp.where(mean_sq > 0, 1.0 / jnp.maximum(mean_sq, 1e-30), 1.0)
-  else:
-    g = jnp.float32(gamma)
-  return x, g.astype(jnp.float32)
-
-
-def _similarity_rows(xb, x, start, metric, g):
-  """``[rows, N]`` similarities of the rows ``start + arange(rows)`` to every point."""
-  rows = xb.shape[0]
-  if metric == "cosine":
-    s = (1.0 + jnp.clip(xb @ x.T, -1.0, 1.0)) * 0.5
-  else:
-    s = jnp.exp(-g * distances.sq_dist(xb, x))
-  r = start + jnp.arange(rows)
-  return jnp.where(r[:, None] == jnp.arange(x.shape[0])[None, :], 1.0, s)
-
-
-@functools.partial(jax.jit, static_argnames=("metric", "chunk_size"))
-def _similarity_kernel(x, metric, gamma, chunk_size):
-  x, g = _similarity_prep(x, metric, gamma)
-  n = x.shape[0]
-  rows = min(chunk_size, n)
-
-  def body(b, out):
-    start = jnp.minimum(b * rows, n - rows)
-    xb = jax.lax.dynamic_slice_in_dim(x, start, rows)
-    return jax.lax.dynamic_update_slice_in_dim(out, _similarity_rows(xb, x, start, metric, g),
-                                               start, axis=0)
-
-  return jax.lax.fori_loop(0, -(-n // rows), body, jnp.zeros((n, n), jnp.float32))
-
-
-@functools.partial(jax.jit, static_argnames=("metric", "chunk_size", "ps"))
-def _similarity_kernel_sharded(x, metric, gamma, chunk_size, ps):
-  """The kernel of ``x`` sharded along N: rows sharded the same way, ``x`` never gathered.
-
-  Each device fills its ``[N / devices, N]`` rows one column block at a time:
-  it holds one device's feature block, computes that block of columns in row
-  chunks, and passes the block on to its neighbour (``ppermute``), so after
-  ``devices`` steps it has seen every block and ``O(N / devices * dim)``
-  features moved per step.
-  """
-  x, g = _similarity_prep(x, metric, gamma)
-  d = ps.num_shards
-  n = x.shape[0]
-
-  def local(xl, g):
-    nl = xl.shape[0]
-    me = jax.lax.axis_index(ps.axis)
-    rows = min(chunk_size, nl)
-
-    def step(s, carry):
-      out, xb = carry  # xb: the feature block of device (me + s) % d
-      src = (me + s) % d
-
-      def body(b, out):
-        start = jnp.minimum(b * rows, nl - rows)
-        xr = jax.lax.dynamic_slice_in_dim(xl, start, rows)
-        if metric == "cosine":
-          blk = (1.0 + jnp.clip(xr @ xb.T, -1.0, 1.0)) * 0.5
-        else:
-          blk = jnp.exp(-g * distances.sq_dist(xr, xb))
-        r = me * nl + start + jnp.arange(rows)
-        c = src * nl + jnp.arange(nl)
-        blk = jnp.where(r[:, None] == c[None, :], 1.0, blk)
-        return jax.lax.dynamic_update_slice(out, blk, (start, src * nl))
-
-      out = jax.lax.fori_loop(0, -(-nl // rows), body, out)
-      xb = jax.lax.ppermute(xb, ps.axis, [(i, (i - 1) % d) for i in range(d)])
-      return out, xb
-
-    return jax.lax.fori_loop(0, d, step, (jnp.zeros((nl, n), jnp.float32), xl))[0]
-
-  return jax.shard_map(local, mesh=ps.mesh, in_specs=(P(ps.axis, None), P()),
-                       out_specs=P(ps.axis, None), check_vma=False)(x, g)
-
-
-def similarity_kernel(x: ArrayLike, *, metric: str = "cosine", gamma: float | None = None,
-                      chunk_size: int = 1024) -> jax.Array:
-  r"""Dense ``[N, N]`` similarity kernel of ``x``, computed in row chunks.
-
-  * ``"cosine"``: :math:`S_{ij} = (1 + \cos(x_i, x_j)) / 2 \in [0, 1]` (shifted so
-    that every function keeps its guarantees; facility location picks the
-    same points as with the raw cosine whenever every row has a positive
-    maximum).
-  * ``"rbf"``: :math:`S_{ij} = \exp(-\gamma \|x_i - x_j\|^2)`, with ``gamma``
-    by default ``1 / mean_{i,j} ‖x_i − x_j‖²``.
-
-  The diagonal is exactly 1. Memory ``N²`` floats for the result plus
-  ``O(chunk_size * N)`` while building it. For ``x`` sharded along N over a
-  1-D mesh the result's rows are sharded the same way (``N² / devices``
-  floats per device) and ``x`` is never gathered.
-
-  Args:
-    x: ``[num_points, dim]`` features.
-    metric: ``"cosine"`` or ``"rbf"``.
-    gamma: RBF bandwidth (``metric="rbf"`` only).
-    chunk_size: rows computed at once.
-
-  Returns:
-    ``[num_points, num_points]`` float32, symmetric.
-  """
-  x = checks.check_float_array(x, "x", 2, "[num_points, dim]")
-  _check_metric(metric, gamma)
-  chunk_size = _positive_int(chunk_size, "chunk_size")
-  ps = sharding.pool_sharding(x, "x")
-  if ps is not None:
-    return _similarity_kernel_sharded(sharding.place(x, ps), metric, gamma, chunk_size, ps)
-  return _similarity_kernel(x, metric, gamma, chunk_size)
-
-
-@functools.partial(jax.jit, static_argnames=("num_neighbors", "metric", "chunk_size"))
-def _knn_kernel(x, num_neighbors, metric, gamma, chunk_size):
-  x, g = _similarity_prep(x, metric, gamma)
-  n = x.shape[0]
-  rows = min(chunk_size, n)
-
-  def body(b, out):
-    vals, idx = out
-    start = jnp.minimum(b * rows, n - rows)
-    xb = jax.lax.dynamic_slice_in_dim(x, start, rows)
-    v, i = jax.lax.top_k(_similarity_rows(xb, x, start, metric, g), num_neighbors)
-    return (jax.lax.dynamic_update_slice_in_dim(vals, v, start, axis=0),
-            jax.lax.dynamic_update_slice_in_dim(idx, i.astype(jnp.int32), start, axis=0))
-
-  init = (jnp.zeros((n, num_neighbors), jnp.float32), jnp.zeros((n, num_neighbors), jnp.int32))
-  return SparseKernel(*jax.lax.fori_loop(0, -(-n // rows), body, init))
-
-
-def knn_kernel(x: ArrayLike, num_neighbors: int, *, metric: str = "cosine",
-               gamma: float | None = None, chunk_size: int = 512) -> SparseKernel:
-  """Sparsified kernel: each row keeps its ``num_neighbors`` largest similarities.
-
-  Same similarities as :func:`similarity_kernel` (each row's own point, of
-  similarity 1, comes first); built in row chunks in ``O(N² dim)`` time and
-  ``O(N * num_neighbors + chunk_size * N)`` memory, never ``N²``.
-
-  Args:
-    x: ``[num_points, dim]`` features.
-    num_neighbors: entries kept per row, ``1 <= num_neighbors <= num_points``.
-    metric, gamma: as in :func:`similarity_kernel`.
-    chunk_size: rows computed at once.
-
-  Returns:
-    :class:`SparseKernel` with ``[num_points, num_neighbors]`` values and indices.
-  """
-  x = checks.check_float_array(x, "x", 2, "[num_points, dim]")
-  _check_metric(metric, gamma)
-  n = x.shape[0]
-  num_neighbors = _positive_int(num_neighbors, "num_neighbors")
-  if num_neighbors > n:
-    raise ValueError(f"num_neighbors={num_neighbors} is larger than the {n} points of x "
-                     f"(shape {x.shape})")
-  chunk_size = _positive_int(chunk_size, "chunk_size")
-  return _knn_kernel(x, num_neighbors, metric, gamma, chunk_size)
-
-
-# ---------------------------------------------------------------------------
-# Kernel access, dense or sparse. All return float32 [N] vectors. Row j of S is
-# what candidate j covers, so a candidate's gain reads one contiguous row (a
-# dense row of N, or a sparse row of num_neighbors entries): no column gathers
-# or scatters in the maximisers' inner loops.
-
-
-def _is_sparse(kernel) -> bool:
-  return isinstance(kernel, SparseKernel)
-
-
-def _k_row(kernel, j, ps=None):
-  """``S[j, :]`` (replicated; for rows sharded along N, fetched by :func:`sharding.take`)."""
-  if _is_sparse(kernel):
-    n = kernel.values.shape[0]
-    if ps is not None:
-      vals, ind = sharding.take(kernel.values, j, ps), sharding.take(kernel.indices, j, ps)
-      return jnp.zeros((n,), jnp.float32).at[ind].add(vals)
-    return jnp.zeros((n,), jnp.float32).at[kernel.indices[j]].add(kernel.values[j])
-  if ps is not None:
-    return sharding.take(kernel, j, ps)
-  return jax.lax.dynamic_index_in_dim(kernel, j, axis=0, keepdims=False)
-
-
-def _k_col(kernel, j):
-  """``S[:, j]``."""
-  if _is_sparse(kernel):
-    return jnp.sum(jnp.where(kernel.indices == j, kernel.values, 0.0), axis=1)
-  return jax.lax.dynamic_index_in_dim(kernel, j, axis=1, keepdims=False)
-
-
-def _k_diag(kernel):
-  if _is_sparse(kernel):
-    n = kernel.values.shape[0]
-    own = kernel.indices == jnp.arange(n, dtype=jnp.int32)[:, None]
-    return jnp.sum(jnp.where(own, kernel.values, 0.0), axis=1)
-  return jnp.diagonal(kernel)
-
-
-def _k_matvec(kernel, v):
-  """``S @ v`` (``Σ_i S_ji v_i`` for every row ``j``)."""
-  if _is_sparse(kernel):
-    return jnp.sum(kernel.values * v[kernel.indices], axis=1)
-  return kernel @ v
-
-
-def _k_vecmat(kernel, v):
-  """``v @ S`` (``Σ_j v_j S_ji`` for every column ``i``)."""
-  if _is_sparse(kernel):
-    n = kernel.values.shape[0]
-    return jax.ops.segment_sum((kernel.values * v[:, None]).ravel(), kernel.indices.ravel(),
-                               num_segments=n)
-  return v @ kernel
-
-
-def _k_row_reduce(kernel, fn, idx=None):
-  """``Σ_i fn(S_ji, i)`` for every row ``j`` (or the rows ``idx``); needs ``fn(0, i) = 0``.
-
-  Sparse rows sum over their stored entries only (the others are 0).
-  """
-  if _is_sparse(kernel):
-    vals, ind = kernel.values, kernel.indices
-    if idx is not None:
-      vals, ind = vals[idx], ind[idx]
-    return jnp.sum(fn(vals, ind), axis=1)
-  n = kernel.shape[0]
-  rows = kernel if idx is None else kernel[idx]
-  return jnp.sum(fn(rows, jnp.arange(n)[None, :]), axis=1)
-
-
-# ---------------------------------------------------------------------------
 # Function internals. The state after selecting A is one vector:
 #   facility location  c_i = max(0, max_{a in A} S_ai)      [N]
 #   saturated coverage c_i = Σ_{a in A} S_ai                [N]
@@ -406,11 +148,11 @@ def _constants(fn: SetFunction) -> _Const:
   n = fn.num_points
   zeros = jnp.zeros((n,), jnp.float32)
   if fn.name == "graph_cut":
-    return _Const(w, _k_matvec(fn.kernel, w), _k_diag(fn.kernel))
+    return _Const(w, kernels.matvec(fn.kernel, w), kernels.diag(fn.kernel))
   if fn.name == "sum_redundancy":
-    return _Const(w, zeros, _k_diag(fn.kernel))
+    return _Const(w, zeros, kernels.diag(fn.kernel))
   if fn.name == "saturated_coverage":
-    return _Const(w, fn.alpha * _k_vecmat(fn.kernel, w), zeros)
+    return _Const(w, fn.alpha * kernels.vecmat(fn.kernel, w), zeros)
   return _Const(w, zeros, zeros)
 
 
@@ -420,15 +162,15 @@ def _state_from_mask(fn: SetFunction, mask):
     return a @ fn.features
   if fn.name == "facility_location":
     n = fn.num_points
-    if _is_sparse(fn.kernel):
+    if kernels.is_sparse(fn.kernel):
       v = jnp.where(mask[:, None], fn.kernel.values, -jnp.inf)
       best = jax.ops.segment_max(v.ravel(), fn.kernel.indices.ravel(), num_segments=n)
     else:
       best = jnp.max(jnp.where(mask[:, None], fn.kernel, -jnp.inf), axis=0)
     return jnp.maximum(best, 0.0)
   if fn.name == "saturated_coverage":
-    return _k_vecmat(fn.kernel, a)
-  return _k_vecmat(fn.kernel, a) + _k_matvec(fn.kernel, a)
+    return kernels.vecmat(fn.kernel, a)
+  return kernels.vecmat(fn.kernel, a) + kernels.matvec(fn.kernel, a)
 
 
 def _init_state(fn: SetFunction):
@@ -441,10 +183,10 @@ def _update(fn: SetFunction, state, j, ps=None):
   if fn.name == "feature_based":
     return state + (fn.features[j] if ps is None else sharding.take(fn.features, j, ps))
   if fn.name == "facility_location":
-    return jnp.maximum(state, _k_row(fn.kernel, j, ps))
+    return jnp.maximum(state, kernels.row(fn.kernel, j, ps))
   if fn.name == "saturated_coverage":
-    return state + _k_row(fn.kernel, j, ps)
-  return state + _k_row(fn.kernel, j, ps) + _k_col(fn.kernel, j)
+    return state + kernels.row(fn.kernel, j, ps)
+  return state + kernels.row(fn.kernel, j, ps) + kernels.col(fn.kernel, j)
 
 
 def _gains(fn: SetFunction, const: _Const, state, idx=None):
@@ -456,11 +198,11 @@ def _gains(fn: SetFunction, const: _Const, state, idx=None):
   pick = (lambda v: v) if idx is None else (lambda v: v[idx])
   if fn.name == "facility_location":
     c, w = state, const.w
-    return _k_row_reduce(fn.kernel, lambda s, i: w[i] * jnp.maximum(s - c[i], 0.0), idx)
+    return kernels.row_reduce(fn.kernel, lambda s, i: w[i] * jnp.maximum(s - c[i], 0.0), idx)
   if fn.name == "saturated_coverage":
     c, w, cap = state, const.w, const.modular
     base = jnp.minimum(c, cap)
-    return _k_row_reduce(
+    return kernels.row_reduce(
         fn.kernel, lambda s, i: w[i] * (jnp.minimum(c[i] + s, cap[i]) - base[i]), idx)
   if fn.name == "graph_cut":
     return pick(const.modular) - fn.lam * (pick(state) + pick(const.diag))
@@ -475,11 +217,11 @@ def _value(fn: SetFunction, mask):
   if fn.name == "facility_location":
     return jnp.sum(w * _state_from_mask(fn, mask))
   if fn.name == "saturated_coverage":
-    return jnp.sum(w * jnp.minimum(_k_vecmat(fn.kernel, a), fn.alpha * _k_vecmat(fn.kernel, w)))
-  within = jnp.sum(a * _k_matvec(fn.kernel, a))
+    return jnp.sum(w * jnp.minimum(kernels.vecmat(fn.kernel, a), fn.alpha * kernels.vecmat(fn.kernel, w)))
+  within = jnp.sum(a * kernels.matvec(fn.kernel, a))
   if fn.name == "graph_cut":
-    return jnp.sum(a * _k_matvec(fn.kernel, w)) - fn.lam * within
-  return jnp.sum(w * _k_matvec(fn.kernel, w)) - within  # sum redundancy
+    return jnp.sum(a * kernels.matvec(fn.kernel, w)) - fn.lam * within
+  return jnp.sum(w * kernels.matvec(fn.kernel, w)) - within  # sum redundancy
 
 
 # ---------------------------------------------------------------------------
@@ -491,33 +233,6 @@ def _positive_int(value, name: str) -> int:
     raise ValueError(f"{name} must be a positive int, got {value!r}")
   return int(value)
 
-
-def _check_kernel(kernel, name: str = "kernel") -> tuple[Kernel, int]:
-  if isinstance(kernel, SparseKernel):
-    v = checks.check_float_array(kernel.values, f"{name}.values", 2,
-                                 "[num_points, num_neighbors]")
-    i = jnp.asarray(kernel.indices)
-    if i.shape != v.shape:
-      raise ValueError(f"{name}.indices must have the shape of {name}.values {v.shape}, "
-                       f"got {i.shape}")
-    if not jnp.issubdtype(i.dtype, jnp.integer):
-      raise TypeError(f"{name}.indices must be integers, got dtype {i.dtype}")
-    n = v.shape[0]
-    if checks.is_concrete(i) and i.size:
-      if int(jnp.min(i)) < 0 or int(jnp.max(i)) >= n:
-        raise ValueError(f"{name}.indices must lie in [0, {n}), got values in "
-                         f"[{int(jnp.min(i))}, {int(jnp.max(i))}]")
-      srt = jnp.sort(i, axis=1)
-      if bool(jnp.any(srt[:, 1:] == srt[:, :-1])):
-        raise ValueError(f"{name}.indices must be distinct within each row")
-    return SparseKernel(v.astype(jnp.float32), i.astype(jnp.int32)), n
-  s = checks.check_float_array(kernel, name, 2, "[num_points, num_points]")
-  if s.shape[0] != s.shape[1]:
-    raise ValueError(f"{name} must be a square [num_points, num_points] similarity matrix, "
-                     f"got shape {s.shape}")
-  if checks.is_concrete(s) and not bool(jnp.all(jnp.isfinite(s))):
-    raise ValueError(f"{name} of shape {s.shape} holds NaN or inf values")
-  return s.astype(jnp.float32), s.shape[0]
 
 
 def _ground(ground_mask, n: int) -> jax.Array:
@@ -554,7 +269,7 @@ def facility_location(kernel: Kernel, *, ground_mask: ArrayLike | None = None) -
   References:
     Mirchandani & Francis, Discrete Location Theory, 1990; Wei et al., 2015.
   """
-  kernel, n = _check_kernel(kernel)
+  kernel, n = kernels.check_kernel(kernel)
   return SetFunction("facility_location", kernel, None, None, _ground(ground_mask, n))
 
 
@@ -573,7 +288,7 @@ def graph_cut(kernel: Kernel, *, lam: float = 1.0,
   References:
     Lin & Bilmes, A Class of Submodular Functions for Document Summarization, ACL 2011.
   """
-  kernel, n = _check_kernel(kernel)
+  kernel, n = kernels.check_kernel(kernel)
   lam = _check_in_range(lam, "lam", 0.0, 1.0)
   return SetFunction("graph_cut", kernel, None, None, _ground(ground_mask, n), lam=lam)
 
@@ -593,7 +308,7 @@ def saturated_coverage(kernel: Kernel, *, alpha: float = 0.1,
   References:
     Lin & Bilmes, A Class of Submodular Functions for Document Summarization, ACL 2011.
   """
-  kernel, n = _check_kernel(kernel)
+  kernel, n = kernels.check_kernel(kernel)
   alpha = _check_in_range(alpha, "alpha", 0.0, 1.0, low_open=True)
   return SetFunction("saturated_coverage", kernel, None, None, _ground(ground_mask, n),
                      alpha=alpha)
@@ -610,7 +325,7 @@ def sum_redundancy(kernel: Kernel, *, ground_mask: ArrayLike | None = None) -> S
     kernel: ``[N, N]`` similarities or a :class:`SparseKernel`.
     ground_mask: optional ``[N]`` bool ground set.
   """
-  kernel, n = _check_kernel(kernel)
+  kernel, n = kernels.check_kernel(kernel)
   return SetFunction("sum_redundancy", kernel, None, None, _ground(ground_mask, n))
 
 
