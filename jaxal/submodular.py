@@ -2,25 +2,25 @@
 
 from jaxal._src.submodular.functions import CONCAVE
 from jaxal._src.submodular.functions import FUNCTIONS
-from jaxal._src.submodular.functions import METRICS
-from jaxal._src.submodular.functions import OPTIMIZERS
-from jaxal._src.submodular.functions import Selection
 from jaxal._src.submodular.functions import SetFunction
-from jaxal._src.submodular.functions import SparseKernel
 from jaxal._src.submodular.functions import facility_location
 from jaxal._src.submodular.functions import feature_based
 from jaxal._src.submodular.functions import graph_cut
-from jaxal._src.submodular.functions import greedy
-from jaxal._src.submodular.functions import knn_kernel
-from jaxal._src.submodular.functions import lazy_greedy
 from jaxal._src.submodular.functions import make
-from jaxal._src.submodular.functions import marginal_gains
-from jaxal._src.submodular.functions import maximize
 from jaxal._src.submodular.functions import saturated_coverage
-from jaxal._src.submodular.functions import similarity_kernel
-from jaxal._src.submodular.functions import stochastic_greedy
 from jaxal._src.submodular.functions import sum_redundancy
-from jaxal._src.submodular.functions import value
+from jaxal._src.submodular.kernels import METRICS
+from jaxal._src.submodular.kernels import SparseKernel
+from jaxal._src.submodular.kernels import knn_kernel
+from jaxal._src.submodular.kernels import similarity_kernel
+from jaxal._src.submodular.maximizers import OPTIMIZERS
+from jaxal._src.submodular.maximizers import Selection
+from jaxal._src.submodular.maximizers import greedy
+from jaxal._src.submodular.maximizers import lazy_greedy
+from jaxal._src.submodular.maximizers import marginal_gains
+from jaxal._src.submodular.maximizers import maximize
+from jaxal._src.submodular.maximizers import stochastic_greedy
+from jaxal._src.submodular.maximizers import value
 
 __all__ = (
     "CONCAVE",

@@ -19,6 +19,7 @@ from jaxal._src import scores
 from jaxal._src import selection
 from jaxal._src.submodular import functions as submodular_lib
 from jaxal._src.submodular import kernels as submodular_kernels
+from jaxal._src.submodular import maximizers as submodular_maximizers
 from jaxal._src.strategies.base import Strategy, check_acquire_args
 
 UNCERTAINTY: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -76,7 +77,7 @@ def _check_submodular_options(function, metric, gamma, optimizer, lam, alpha, co
                               num_neighbors, epsilon):
   checks.check_one_of(function, submodular_lib.FUNCTIONS, "submodular function")
   submodular_kernels.check_metric(metric, gamma)
-  checks.check_one_of(optimizer, submodular_lib.OPTIMIZERS, "optimizer")
+  checks.check_one_of(optimizer, submodular_maximizers.OPTIMIZERS, "optimizer")
   checks.check_float(lam, "lam", low=0.0, high=1.0)
   checks.check_float(alpha, "alpha", low=0.0, high=1.0, low_open=True)
   checks.check_one_of(concave, submodular_lib.CONCAVE, "concave function")
@@ -98,8 +99,8 @@ def _select_submodular(key, feats, ground_mask, budget, *, function, metric, gam
                                              metric=metric, gamma=gamma)
     fn = submodular_lib.make(function, kernel=kernel, ground_mask=ground_mask, lam=lam,
                              alpha=alpha)
-  return submodular_lib.maximize(fn, budget, optimizer=optimizer, key=key,
-                                 epsilon=epsilon).indices
+  return submodular_maximizers.maximize(fn, budget, optimizer=optimizer, key=key,
+                                       epsilon=epsilon).indices
 
 
 def submodular(function: str = "facility_location", *, metric: str = "cosine",
