@@ -282,6 +282,13 @@ def test_bad_input(getkey):
     sm.feature_based(jnp.abs(x), concave="cube")
   with pytest.raises(ValueError, match="non-negative"):
     sm.feature_based(x)
+  with pytest.raises(ValueError, match="features of shape .* holds NaN or inf"):
+    sm.feature_based(jnp.abs(x).at[0, 1].set(jnp.nan))
+  with pytest.raises(ValueError, match="kernel of shape .* holds NaN or inf"):
+    sm.facility_location(kernel.at[2, 3].set(jnp.inf))
+  sparse = sm.knn_kernel(x, 3)
+  with pytest.raises(ValueError, match="kernel.values of shape .* holds NaN or inf"):
+    sm.graph_cut(sm.SparseKernel(sparse.values.at[0, 0].set(jnp.nan), sparse.indices))
   with pytest.raises(ValueError, match="larger than the 3 candidates"):
     sm.greedy(sm.facility_location(kernel), 4, candidates=jnp.arange(N) < 3)
   with pytest.raises(ValueError, match="valid names are: cosine, rbf"):

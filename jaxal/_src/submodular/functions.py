@@ -355,6 +355,7 @@ def feature_based(features: ArrayLike, *, concave: str = "sqrt",
   """
   x = checks.check_float_array(features, "features", 2, "[num_points, num_features]")
   checks.check_one_of(concave, CONCAVE, "concave function")
+  checks.check_finite(x, "features")
   if checks.is_concrete(x) and not bool(jnp.all(x >= 0)):
     raise ValueError(f"features of shape {x.shape} must be non-negative (min "
                      f"{float(jnp.min(x))}); feature-based functions need f(A) to grow with A")
@@ -365,6 +366,7 @@ def feature_based(features: ArrayLike, *, concave: str = "sqrt",
     if w.shape[0] != x.shape[1]:
       raise ValueError(f"weights must have shape ({x.shape[1]},) to match features of shape "
                        f"{x.shape}, got {w.shape}")
+    checks.check_finite(w, "weights")
     if checks.is_concrete(w) and not bool(jnp.all(w >= 0)):
       raise ValueError("weights must be non-negative")
   x, w = x.astype(jnp.float32), w.astype(jnp.float32)
