@@ -75,7 +75,8 @@ def test_init_takes_numpy_integers_and_refuses_bools():
   assert b.labeled_mask.shape == (50,)
   with pytest.raises(TypeError, match="num_points must be a positive int .* got True of type bool"):
     loop.init(jax.random.key(0), True)
-  with pytest.raises(ValueError, match=r"num_points must be a positive int \(the pool size\), got 0"):
+  with pytest.raises(ValueError,
+                     match=r"num_points must be a positive int \(the pool size\), got 0"):
     loop.init(jax.random.key(0), 0)
   with pytest.raises(TypeError, match="num_initial must be a non-negative int, got True"):
     loop.init(jax.random.key(0), 10, num_initial=True)

@@ -304,7 +304,20 @@ def run_round(state: ALState, train_state: TrainState, *, strategy: Strategy, x:
               reinitialize: bool = True) -> tuple[ALState, TrainState, jax.Array]:
   """Train on the labeled set, acquire ``budget`` points, label them.
 
-  ``y`` holds the oracle's labels; only labeled entries are ever read.
+  ``y`` holds the oracle's labels; only labeled entries are ever read. Each
+  argument is validated once: the loop's own here, ``budget`` by the
+  strategy's ``acquire`` at its entry.
+
+  Args:
+    state: the current state.
+    train_state: a linen ``TrainState`` (see :func:`create_train_state`).
+    strategy: a :class:`jaxal.strategies.Strategy`.
+    x: ``[num_points, ...]`` pool inputs.
+    y: ``[num_points]`` integer labels (only labeled entries are read).
+    budget: how many points to acquire.
+    num_steps: optimisation steps, as :func:`fit`.
+    batch_size: minibatch size, as :func:`fit`.
+    reinitialize: as :func:`fit`.
 
   Returns:
     ``(new_state, trained_state, idx)``.
