@@ -130,6 +130,13 @@ def header(title: str, info: dict[str, Any]) -> list[str]:
           f"{load} ({info['load_note']}).", ""]
 
 
+def table(rows: Sequence[dict[str, Any]], cols: Sequence[str]) -> list[str]:
+  """A Markdown table of ``rows`` with one column per key in ``cols`` ("—" where a row lacks it)."""
+  out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+  out += ["| " + " | ".join(str(r.get(c, "—")) for c in cols) + " |" for r in rows]
+  return out
+
+
 def block(x):
   """Waits for every array in the pytree ``x``; returns ``x``."""
   return jax.tree.map(lambda t: t.block_until_ready() if hasattr(t, "block_until_ready") else t, x)

@@ -130,10 +130,7 @@ def table(block):
   cols = ["stage", "first_call_s", "best_s", "median_s", "evaluations", "value_vs_greedy",
           "picks_equal_greedy", "speedup_vs_numpy_greedy", "dense_objective",
           "peak_rss_over_start_MiB"]
-  out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-  for r in block["rows"]:
-    out.append("| " + " | ".join(str(r.get(c, "—")) for c in cols) + " |")
-  return out
+  return _common.table(block["rows"], cols)
 
 
 def main():

@@ -125,10 +125,7 @@ def main():
         "labeled point, where `best_s` is the pick loop alone) compare it with the floors. NumPy: the same algorithm "
         "vectorised over N (float32 BLAS), also the order reference. Target (issue 4): N=20,000, d=512, k=500 under 1 s compiled and under 2 s "
         "with compilation; DISTIL's loop takes 26-60 s on this machine (figure from the issue, "
-        "not re-measured: no PyTorch here).", "",
-        "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-  for r in rows:
-    md.append("| " + " | ".join(str(r.get(c, "—")) for c in cols) + " |")
+        "not re-measured: no PyTorch here).", ""] + _common.table(rows, cols)
   md.append("")
   target = next(r for r in rows if r["N"] == 20_000)
   first = rows[0]  # the first call of the process: the only one that compiles
