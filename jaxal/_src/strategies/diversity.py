@@ -17,7 +17,9 @@ from jaxal._src import diversity
 from jaxal._src import models as models_lib
 from jaxal._src import scores
 from jaxal._src import selection
-from jaxal._src import submodular as submodular_lib
+from jaxal._src.submodular import functions as submodular_lib
+from jaxal._src.submodular import kernels as submodular_kernels
+from jaxal._src.submodular import maximizers as submodular_maximizers
 from jaxal._src.strategies.base import Strategy, check_acquire_args
 
 UNCERTAINTY: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -74,16 +76,14 @@ def kmeans_sampling(*, n_init: int = 3, max_iter: int = 100, tol: float = 1e-4,
 def _check_submodular_options(function, metric, gamma, optimizer, lam, alpha, concave,
                               num_neighbors, epsilon):
   checks.check_one_of(function, submodular_lib.FUNCTIONS, "submodular function")
-  submodular_lib._check_metric(metric, gamma)
-  checks.check_one_of(optimizer, submodular_lib.OPTIMIZERS, "optimizer")
-  submodular_lib._check_in_range(lam, "lam", 0.0, 1.0)
-  submodular_lib._check_in_range(alpha, "alpha", 0.0, 1.0, low_open=True)
+  submodular_kernels.check_metric(metric, gamma)
+  checks.check_one_of(optimizer, submodular_maximizers.OPTIMIZERS, "optimizer")
+  checks.check_float(lam, "lam", low=0.0, high=1.0)
+  checks.check_float(alpha, "alpha", low=0.0, high=1.0, low_open=True)
   checks.check_one_of(concave, submodular_lib.CONCAVE, "concave function")
   if num_neighbors is not None:
-    submodular_lib._positive_int(num_neighbors, "num_neighbors")
-  eps = submodular_lib._check_in_range(epsilon, "epsilon", 0.0, 1.0, low_open=True)
-  if eps >= 1.0:
-    raise ValueError(f"epsilon must lie in (0, 1), got {epsilon}")
+    checks.check_positive_int(num_neighbors, "num_neighbors")
+  checks.check_float(epsilon, "epsilon", low=0.0, high=1.0, low_open=True, high_open=True)
 
 
 def _select_submodular(key, feats, ground_mask, budget, *, function, metric, gamma, optimizer,
@@ -93,14 +93,14 @@ def _select_submodular(key, feats, ground_mask, budget, *, function, metric, gam
     fn = submodular_lib.feature_based(feats, concave=concave, ground_mask=ground_mask)
   else:
     if num_neighbors is None:
-      kernel = submodular_lib.similarity_kernel(feats, metric=metric, gamma=gamma)
+      kernel = submodular_kernels.similarity_kernel(feats, metric=metric, gamma=gamma)
     else:
-      kernel = submodular_lib.knn_kernel(feats, min(num_neighbors, feats.shape[0]),
-                                         metric=metric, gamma=gamma)
+      kernel = submodular_kernels.knn_kernel(feats, min(num_neighbors, feats.shape[0]),
+                                             metric=metric, gamma=gamma)
     fn = submodular_lib.make(function, kernel=kernel, ground_mask=ground_mask, lam=lam,
                              alpha=alpha)
-  return submodular_lib.maximize(fn, budget, optimizer=optimizer, key=key,
-                                 epsilon=epsilon).indices
+  return submodular_maximizers.maximize(fn, budget, optimizer=optimizer, key=key,
+                                       epsilon=epsilon).indices
 
 
 def submodular(function: str = "facility_location", *, metric: str = "cosine",
