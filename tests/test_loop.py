@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import check_invariants
 from conftest import count_traces
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -238,10 +239,7 @@ def test_every_registered_strategy_respects_invariants(digits_small):
     strategy = strategies.get(name)
     for budget in (5, int((~mask).sum())):  # budget equal to the whole unlabeled pool too
       idx = np.asarray(strategy.acquire(jax.random.key(9), model, params, x, state.labeled_mask, budget))
-      assert idx.shape == (budget,) and idx.dtype == np.int32, name
-      assert len(np.unique(idx)) == budget, name
-      assert idx.min() >= 0 and idx.max() < len(x), name
-      assert not mask[idx].any(), name
+      check_invariants(idx, len(x), budget, mask, name)
 
 
 def test_unknown_strategy_lists_valid_names():
