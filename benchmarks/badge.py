@@ -130,7 +130,7 @@ def potential(points, idx) -> float:
 
 def stage_select(n: int, k: int, d: int, budget: int, run_reference: bool) -> dict:
   from jaxal import selection
-  from jaxal._src import seeding
+  from jaxal._src.selection import kmeans_pp
   from jaxal.embeddings import GradEmbedding
 
   a, z = make_embedding(n, k, d)
@@ -154,11 +154,11 @@ def stage_select(n: int, k: int, d: int, budget: int, run_reference: bool) -> di
   times.sort()
   out["jaxal_compiled_best_s"] = times[0]
   out["jaxal_compiled_median_s"] = times[len(times) // 2]
-  _, passes, proposals = seeding._kmeans_pp(jax.random.key(0), emb, jnp.zeros((n,), bool),
+  _, passes, proposals = kmeans_pp._kmeans_pp(jax.random.key(0), emb, jnp.zeros((n,), bool),
                                             k=budget, first="max_norm", chunk_size=2048)
   out["jaxal_passes_over_pool"] = int(passes)
   out["jaxal_proposals"] = int(proposals)
-  compiled = seeding._kmeans_pp.lower(jax.random.key(0), emb, jnp.zeros((n,), bool), k=budget,
+  compiled = kmeans_pp._kmeans_pp.lower(jax.random.key(0), emb, jnp.zeros((n,), bool), k=budget,
                                       first="max_norm", chunk_size=2048).compile()
   mem = compiled.memory_analysis()
   out["xla_temp_MB"] = mem.temp_size_in_bytes / 1e6 if mem is not None else float("nan")

@@ -9,8 +9,9 @@ from conftest import assert_no_pool_gather
 
 from jaxal import selection
 from jaxal._src import distances
-from jaxal._src import diversity
 from jaxal._src import sharding
+from jaxal._src.selection import k_center
+from jaxal._src.selection import kmeans_pp
 
 N, D = 64, 5
 
@@ -45,7 +46,7 @@ def test_k_center_greedy_does_not_gather_the_pool(shard):
   ps = sharding.pool_sharding(x)
   x, mask = sharding.place(x, ps), sharding.replicate(mask, ps)  # as the public wrapper does
   assert_no_pool_gather(
-      lambda x, m, k: diversity._k_center_greedy(x, m, k, k=6, chunk_size=4, row_chunk_size=16, ps=ps),
+      lambda x, m, k: k_center._k_center_greedy(x, m, k, k=6, chunk_size=4, row_chunk_size=16, ps=ps),
       x, mask, jax.random.key(0), num_points=N)
 
 
@@ -68,12 +69,10 @@ def test_kmeans_pp_dense_and_factorised(shard):
 
 
 def test_kmeans_pp_does_not_gather_the_pool(shard):
-  from jaxal._src import seeding
-
   n = 512  # several sampling blocks of 64, so a block fetch is smaller than the pool
   x, mask = shard(jax.random.normal(jax.random.key(4), (n, D))), shard(jnp.zeros(n, bool))
   ps = sharding.pool_sharding(x)
   x, mask = sharding.place(x, ps), sharding.place(mask, ps)
   assert_no_pool_gather(
-      lambda key, x, m: seeding._kmeans_pp(key, x, m, k=10, first="max_norm", chunk_size=16, ps=ps),
+      lambda key, x, m: kmeans_pp._kmeans_pp(key, x, m, k=10, first="max_norm", chunk_size=16, ps=ps),
       jax.random.key(0), x, mask, num_points=n)

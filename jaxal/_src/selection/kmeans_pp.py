@@ -44,6 +44,7 @@ unlabeled points, as is the first centre for ``first="random"``.
 from __future__ import annotations
 
 import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -52,8 +53,8 @@ from jax.typing import ArrayLike
 
 from jaxal._src import checks
 from jaxal._src import distances
-from jaxal._src import mcmc_seeding
 from jaxal._src import sharding
+from jaxal._src.selection import afk_mc2
 
 # Centres drawn by rejection between two passes over the pool.
 _PENDING = 32
@@ -303,6 +304,6 @@ def kmeans_pp(key: jax.Array, x: distances.Points | ArrayLike, k: int, *,
   if method == "mcmc":
     if isinstance(chain_length, bool) or not isinstance(chain_length, (int, np.integer)) or chain_length < 1:
       raise ValueError(f"chain_length must be a positive int, got {chain_length!r}")
-    return mcmc_seeding.afk_mc2(key, x, labeled_mask, k=k, chain_length=int(chain_length), first=first)
+    return afk_mc2.afk_mc2(key, x, labeled_mask, k=k, chain_length=int(chain_length), first=first)
   return _kmeans_pp(key, x, labeled_mask, k=k, first=first, chunk_size=int(min(chunk_size, n)), ps=ps)[0]
 

@@ -1,0 +1,44 @@
+"""Uniformly random selection of unlabeled points (Gumbel top-k).
+
+Returns ``[k]`` int32 indices into the pool: unique, in range, never an
+already-labeled point. ``k`` is static (it fixes the output shape).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from jaxal._src import checks
+from jaxal._src import sharding
+
+
+@functools.partial(jax.jit, static_argnames=("n", "k", "ps"))
+def _random(key, n, k, labeled_mask, ps=None):
+  g = jax.random.gumbel(key, (n,), jnp.float32)
+  g = jnp.where(labeled_mask, -jnp.inf, g)
+  return sharding.top_k(g, k, ps)[1]
+
+
+def random(key: jax.Array, n: int, k: int, labeled_mask: ArrayLike | None = None) -> jax.Array:
+  """``k`` distinct unlabeled points uniformly at random (Gumbel top-k).
+
+  Args:
+    key: a ``jax.random.key``.
+    n: the pool size.
+    k: how many to pick, ``1 <= k <=`` the number of unlabeled points.
+    labeled_mask: optional ``[n]`` bool, True where already labeled. When it
+      is sharded along N, so is the selection (and the result is the same).
+
+  Returns:
+    ``[k]`` int32 indices, in random order.
+  """
+  checks.check_key(key)
+  if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+    raise ValueError(f"n must be a positive Python int (the pool size), got {n!r}")
+  labeled_mask = checks.check_labeled_mask(labeled_mask, n)
+  k = checks.check_budget(k, n, labeled_mask)
+  return _random(key, n, k, labeled_mask, sharding.pool_sharding(labeled_mask, "labeled_mask"))
