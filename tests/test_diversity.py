@@ -10,9 +10,9 @@ from conftest import count_traces
 
 from jaxal import selection
 from jaxal._src import distances
-from jaxal._src.distances import GradEmbedding
 from jaxal._src.selection import k_center
 from jaxal._src.selection import kmeans
+from jaxal.embeddings import GradEmbedding
 
 # ---------------------------------------------------------------------------
 # NumPy references, written from the papers' definitions (float64, direct

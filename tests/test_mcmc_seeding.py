@@ -10,6 +10,7 @@ from conftest import count_traces
 
 from jaxal import selection
 from jaxal._src import distances
+from jaxal.embeddings import GradEmbedding
 
 
 def _clustered(seed, n=3000, d=8, clusters=15):
@@ -49,7 +50,7 @@ def test_mcmc_invariants_labeled_duplicates_and_full_budget():
 
 def test_mcmc_is_deterministic_one_compile_and_factorised():
   rng = np.random.default_rng(2)
-  emb = distances.GradEmbedding(jnp.asarray(rng.normal(size=(200, 4)), jnp.float32),
+  emb = GradEmbedding(jnp.asarray(rng.normal(size=(200, 4)), jnp.float32),
                                 jnp.asarray(rng.normal(size=(200, 6)), jnp.float32))
   with count_traces() as c:
     a = selection.kmeans_pp(jax.random.key(0), emb, 12, method="mcmc", chain_length=20)

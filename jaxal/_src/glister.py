@@ -24,7 +24,7 @@ from jax.typing import ArrayLike
 
 from jaxal._src import checks
 from jaxal._src import distances
-from jaxal._src import embeddings
+from jaxal._src.embeddings import gradients
 
 REGULARIZERS = ("random", "facility_location", "diversity")
 
@@ -63,7 +63,7 @@ def _glister(key, cand, logits, features, labeled_mask, train_labels, val_logits
   lam = lam.astype(jnp.float32)
   a, zh = cand.a, cand.z  # candidates' gradients at their hypothesised labels
   # One step on the labeled set first (DISTIL's `prev_grads_sum`): W' = W - η Σ_L g_i.
-  lab = embeddings.closed_form_at(logits, features, train_labels, bias)
+  lab = gradients.closed_form_at(logits, features, train_labels, bias)
   g_labeled = (lab.a * labeled_mask[:, None].astype(jnp.float32)).T @ lab.z  # [K, D]
   zh_val = _augment(val_features, bias)
   out0 = val_logits - lr * (zh_val @ g_labeled.T)  # [M, K] validation logits at W'
@@ -247,7 +247,7 @@ def glister(key: jax.Array, logits: ArrayLike, features: ArrayLike, k: int, *,
   if not isinstance(bias, bool):
     raise TypeError(f"bias must be a bool, got {type(bias).__name__}")
   learning_rate, lam = _check_hyper(learning_rate, regularizer, lam)
-  cand = embeddings.closed_form_gradient_embedding(logits, features, bias=bias)
+  cand = gradients.closed_form_gradient_embedding(logits, features, bias=bias)
   hyp = _hypothesised(logits)
   if labels is None:
     train_labels = hyp

@@ -8,10 +8,10 @@ import numpy as np
 from conftest import assert_no_pool_gather
 
 from jaxal import selection
-from jaxal._src import distances
 from jaxal._src import sharding
 from jaxal._src.selection import k_center
 from jaxal._src.selection import kmeans_pp
+from jaxal.embeddings import GradEmbedding
 
 N, D = 64, 5
 
@@ -32,11 +32,11 @@ def test_k_center_greedy(shard):
 
 def test_k_center_greedy_factorised(shard):
   rng = np.random.default_rng(0)
-  emb = distances.GradEmbedding(jnp.asarray(rng.normal(size=(N, 3)), jnp.float32),
+  emb = GradEmbedding(jnp.asarray(rng.normal(size=(N, 3)), jnp.float32),
                                 jnp.asarray(rng.normal(size=(N, 4)), jnp.float32))
   mask = jnp.zeros(N, bool).at[5].set(True)
   want = selection.k_center_greedy(emb, 8, labeled_mask=mask)
-  got = selection.k_center_greedy(distances.GradEmbedding(shard(emb.a), shard(emb.z)), 8,
+  got = selection.k_center_greedy(GradEmbedding(shard(emb.a), shard(emb.z)), 8,
                                   labeled_mask=shard(mask))
   np.testing.assert_array_equal(got, want)
 
@@ -54,7 +54,7 @@ def test_kmeans_pp_dense_and_factorised(shard):
   x = _points(3)
   mask = jnp.zeros(N, bool).at[jnp.array([1, 30])].set(True)
   rng = np.random.default_rng(1)
-  emb = distances.GradEmbedding(jnp.asarray(rng.normal(size=(N, 3)), jnp.float32),
+  emb = GradEmbedding(jnp.asarray(rng.normal(size=(N, 3)), jnp.float32),
                                 jnp.asarray(rng.normal(size=(N, 4)), jnp.float32))
   for first in ("max_norm", "random"):
     for seed in range(3):
@@ -63,7 +63,7 @@ def test_kmeans_pp_dense_and_factorised(shard):
       got = selection.kmeans_pp(key, shard(x), 12, labeled_mask=shard(mask), first=first)
       np.testing.assert_array_equal(got, want)
       want = selection.kmeans_pp(key, emb, 12, labeled_mask=mask, first=first)
-      got = selection.kmeans_pp(key, distances.GradEmbedding(shard(emb.a), shard(emb.z)), 12,
+      got = selection.kmeans_pp(key, GradEmbedding(shard(emb.a), shard(emb.z)), 12,
                                 labeled_mask=shard(mask), first=first)
       np.testing.assert_array_equal(got, want)
 

@@ -12,7 +12,7 @@ label :math:`\\hat y = \\arg\\max_c f_c(x)`. For a Dense head ``logits = z W + b
 an outer product ``a ⊗ z`` with ``a = p − onehot(ŷ)`` ``[K]``. Two functions:
 
 * :func:`closed_form_gradient_embedding` returns that outer product factorised,
-  as a :class:`~jaxal._src.distances.GradEmbedding` ``(a [N, K], z [N, d(+1)])``:
+  as a :class:`~jaxal.embeddings.GradEmbedding` ``(a [N, K], z [N, d(+1)])``:
   ``O(N (K + d))`` memory, and every distance works on it directly.
 * :func:`gradient_embedding` is the exact per-example gradient,
   ``jax.vmap`` of ``jax.grad`` with respect to the parameters under a chosen
@@ -46,7 +46,7 @@ from jax.typing import ArrayLike
 
 from jaxal._src import checks
 from jaxal._src import models as models_lib
-from jaxal._src.distances import GradEmbedding
+from jaxal._src.embeddings.grad_embedding import GradEmbedding
 
 # ---------------------------------------------------------------------------
 # Closed form.
