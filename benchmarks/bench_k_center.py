@@ -74,7 +74,7 @@ def run(n, d, k, num_labeled, key, with_numpy=True):
   _common.reset_peak_rss()
   rss0, _ = _common.rss_mib()
   first, best, median, idx = _common.first_and_best(
-      lambda: selection.k_center_greedy(x, k, labeled_mask=labeled, key=jax.random.key(1)),
+      lambda: selection.k_center_greedy(jax.random.key(1), x, k, labeled_mask=labeled),
       repeats=3 if n > 100_000 else 5)
   _, peak = _common.rss_mib()
   row.update(first_call_s=round(first, 3), best_s=round(best, 3), median_s=round(median, 3),

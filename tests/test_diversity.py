@@ -145,7 +145,7 @@ def test_k_center_matches_reference_from_labeled_set(seed):
   rng = np.random.default_rng(seed + 10)
   labeled = rng.random(len(x)) < 0.15
   labeled[3] = seed == 0  # with seed 0 the duplicates sit on a labeled point
-  got = selection.k_center_greedy(jnp.asarray(x), 40, labeled_mask=jnp.asarray(labeled))
+  got = selection.k_center_greedy(None, jnp.asarray(x), 40, labeled_mask=jnp.asarray(labeled))
   np.testing.assert_array_equal(got, ref_k_center(x, 40, labeled))
   check_invariants(got, len(x), 40, labeled)
 
@@ -154,8 +154,8 @@ def test_k_center_chunking_does_not_change_the_order():
   x = _points(3)
   labeled = np.zeros(len(x), bool)
   labeled[::9] = True
-  a = selection.k_center_greedy(jnp.asarray(x), 30, labeled_mask=jnp.asarray(labeled))
-  b = selection.k_center_greedy(jnp.asarray(x), 30, labeled_mask=jnp.asarray(labeled),
+  a = selection.k_center_greedy(None, jnp.asarray(x), 30, labeled_mask=jnp.asarray(labeled))
+  b = selection.k_center_greedy(None, jnp.asarray(x), 30, labeled_mask=jnp.asarray(labeled),
                                 chunk_size=4, row_chunk_size=32)
   np.testing.assert_array_equal(a, b)
 
@@ -164,10 +164,10 @@ def test_k_center_empty_labeled_set_starts_from_keyed_random_point(getkey):
   x = _points(4)
   n = len(x)
   key = getkey()
-  got = selection.k_center_greedy(jnp.asarray(x), 25, key=key)
+  got = selection.k_center_greedy(key, jnp.asarray(x), 25)
   np.testing.assert_array_equal(got, ref_k_center(x, 25, np.zeros(n, bool), first=int(got[0])))
-  np.testing.assert_array_equal(got, selection.k_center_greedy(jnp.asarray(x), 25, key=key))
-  firsts = {int(selection.k_center_greedy(jnp.asarray(x), 1, key=getkey())[0]) for _ in range(6)}
+  np.testing.assert_array_equal(got, selection.k_center_greedy(key, jnp.asarray(x), 25))
+  firsts = {int(selection.k_center_greedy(getkey(), jnp.asarray(x), 1)[0]) for _ in range(6)}
   assert len(firsts) > 1  # the first pick does depend on the key
   check_invariants(got, n, 25, np.zeros(n, bool))
 
@@ -176,7 +176,7 @@ def test_k_center_budget_equal_to_unlabeled_count_and_all_duplicates():
   x = np.zeros((10, 3), np.float32)  # every distance is 0
   labeled = np.zeros(10, bool)
   labeled[[0, 4]] = True
-  got = selection.k_center_greedy(jnp.asarray(x), 8, labeled_mask=jnp.asarray(labeled))
+  got = selection.k_center_greedy(None, jnp.asarray(x), 8, labeled_mask=jnp.asarray(labeled))
   np.testing.assert_array_equal(got, [1, 2, 3, 5, 6, 7, 8, 9])
 
 
@@ -185,8 +185,8 @@ def test_k_center_factorised_equals_dense():
   g = GradEmbedding(jnp.asarray(rng.normal(size=(60, 3)), jnp.float32),
                     jnp.asarray(rng.normal(size=(60, 4)), jnp.float32))
   labeled = jnp.asarray(rng.random(60) < 0.2)
-  a = selection.k_center_greedy(g, 15, labeled_mask=labeled)
-  b = selection.k_center_greedy(g.dense(), 15, labeled_mask=labeled)
+  a = selection.k_center_greedy(None, g, 15, labeled_mask=labeled)
+  b = selection.k_center_greedy(None, g.dense(), 15, labeled_mask=labeled)
   np.testing.assert_array_equal(a, b)
   np.testing.assert_array_equal(a, ref_k_center(np.asarray(g.dense()), 15, np.asarray(labeled)))
 
@@ -195,7 +195,7 @@ def test_k_center_one_compile_for_every_round():
   x = jnp.asarray(_points(6, n=77))
   with count_traces() as c:
     for r in range(3):
-      selection.k_center_greedy(x, 5, labeled_mask=jnp.arange(77) < 10 * (r + 1))
+      selection.k_center_greedy(None, x, 5, labeled_mask=jnp.arange(77) < 10 * (r + 1))
   assert c["_k_center_greedy"] == 1
 
 
@@ -216,17 +216,42 @@ def test_k_center_bad_input(getkey):
   x = jnp.asarray(_points(0, n=10))
   labeled = jnp.arange(10) < 7
   with pytest.raises(ValueError, match="larger than the 3 unlabeled"):
-    selection.k_center_greedy(x, 4, labeled_mask=labeled)
+    selection.k_center_greedy(None, x, 4, labeled_mask=labeled)
   with pytest.raises(ValueError, match="key is required"):
-    selection.k_center_greedy(x, 2)
-  with pytest.raises(TypeError, match="typed key"):
-    selection.k_center_greedy(x, 2, key=jax.random.PRNGKey(0))
+    selection.k_center_greedy(None, x, 2)
+  with pytest.raises(TypeError, match="jax.random.key"):
+    selection.k_center_greedy(jax.random.PRNGKey(0), x, 2)
   with pytest.raises(ValueError, match=r"\[num_points, dim\]"):
-    selection.k_center_greedy(jnp.zeros(10), 2, key=getkey())
+    selection.k_center_greedy(getkey(), jnp.zeros(10), 2)
   with pytest.raises(ValueError, match="NaN"):
-    selection.k_center_greedy(x.at[2, 1].set(jnp.nan), 2, key=getkey())
+    selection.k_center_greedy(getkey(), x.at[2, 1].set(jnp.nan), 2)
   with pytest.raises(ValueError, match="chunk_size"):
-    selection.k_center_greedy(x, 2, key=getkey(), chunk_size=0)
+    selection.k_center_greedy(getkey(), x, 2, chunk_size=0)
+
+
+def test_k_center_old_spelling_names_the_new_one(getkey):
+  x = jnp.asarray(_points(0, n=10))
+  labeled = jnp.arange(10) < 3
+  usage = r"k_center_greedy\(key, x, k, \*, labeled_mask=None"
+  with pytest.raises(TypeError, match=usage):
+    selection.k_center_greedy(x, 2, labeled_mask=labeled)
+  with pytest.raises(TypeError, match=usage):
+    selection.k_center_greedy(x, 2, key=getkey())
+  with pytest.raises(TypeError, match=usage):
+    selection.k_center_greedy(x, 2, 3)
+
+
+def test_selectors_accept_numpy_integers(getkey):
+  x = jnp.asarray(_points(0, n=10))
+  labeled = jnp.arange(10) < 3
+  np.testing.assert_array_equal(
+      selection.k_center_greedy(None, x, np.int64(4), labeled_mask=labeled, chunk_size=np.int32(2)),
+      selection.k_center_greedy(None, x, 4, labeled_mask=labeled))
+  key = getkey()
+  res = selection.kmeans(key, x, np.int32(3), n_init=np.int64(2), max_iter=np.int64(5))
+  assert res.centres.shape == (3, x.shape[1])
+  got = selection.kmeans_sampling(key, x, np.int64(3), labeled_mask=labeled, n_init=np.int32(1))
+  check_invariants(got, 10, 3, np.asarray(labeled))
 
 
 # ---------------------------------------------------------------------------

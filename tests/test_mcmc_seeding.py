@@ -69,3 +69,11 @@ def test_mcmc_bad_arguments():
     selection.kmeans_pp(jax.random.key(0), x, 2, method="fast")
   with pytest.raises(ValueError, match="chain_length must be a positive int"):
     selection.kmeans_pp(jax.random.key(0), x, 2, method="mcmc", chain_length=0)
+
+
+def test_mcmc_accepts_numpy_integers():
+  x = jax.random.normal(jax.random.key(3), (40, 2))
+  key = jax.random.key(0)
+  np.testing.assert_array_equal(
+      selection.kmeans_pp(key, x, np.int64(4), method="mcmc", chain_length=np.int32(10)),
+      selection.kmeans_pp(key, x, 4, method="mcmc", chain_length=10))

@@ -21,7 +21,8 @@ def test_scores_and_top_k(shard):
     u, us = fn(logits), fn(shard(logits))
     np.testing.assert_allclose(us, u, rtol=1e-6)
     for k in (1, 7, 20):
-      np.testing.assert_array_equal(selection.top_k(us, k, shard(mask)), selection.top_k(u, k, mask))
+      np.testing.assert_array_equal(selection.top_k(us, k, labeled_mask=shard(mask)),
+                                    selection.top_k(u, k, labeled_mask=mask))
 
 
 def test_top_k_ties_across_shards(shard):
@@ -35,8 +36,8 @@ def test_random_same_indices(shard):
   mask = jnp.zeros(N, bool).at[::3].set(True)
   for seed in range(3):
     key = jax.random.key(seed)
-    np.testing.assert_array_equal(selection.random(key, N, 10, shard(mask)),
-                                  selection.random(key, N, 10, mask))
+    np.testing.assert_array_equal(selection.random(key, N, 10, labeled_mask=shard(mask)),
+                                  selection.random(key, N, 10, labeled_mask=mask))
 
 
 def test_bald_and_mc_scores(shard):

@@ -24,9 +24,9 @@ def test_k_center_greedy(shard):
   x = _points()
   mask = jnp.zeros(N, bool).at[jnp.array([2, 17, 40])].set(True)
   for labeled in (mask, None):
-    want = selection.k_center_greedy(x, 10, labeled_mask=labeled, key=jax.random.key(1))
-    got = selection.k_center_greedy(shard(x), 10, labeled_mask=None if labeled is None else shard(labeled),
-                                    key=jax.random.key(1))
+    want = selection.k_center_greedy(jax.random.key(1), x, 10, labeled_mask=labeled)
+    got = selection.k_center_greedy(jax.random.key(1), shard(x), 10,
+                                    labeled_mask=None if labeled is None else shard(labeled))
     np.testing.assert_array_equal(got, want)
 
 
@@ -35,8 +35,8 @@ def test_k_center_greedy_factorised(shard):
   emb = GradEmbedding(jnp.asarray(rng.normal(size=(N, 3)), jnp.float32),
                                 jnp.asarray(rng.normal(size=(N, 4)), jnp.float32))
   mask = jnp.zeros(N, bool).at[5].set(True)
-  want = selection.k_center_greedy(emb, 8, labeled_mask=mask)
-  got = selection.k_center_greedy(GradEmbedding(shard(emb.a), shard(emb.z)), 8,
+  want = selection.k_center_greedy(None, emb, 8, labeled_mask=mask)
+  got = selection.k_center_greedy(None, GradEmbedding(shard(emb.a), shard(emb.z)), 8,
                                   labeled_mask=shard(mask))
   np.testing.assert_array_equal(got, want)
 

@@ -61,9 +61,11 @@ def _k_center_greedy(x, labeled_mask, key, k, chunk_size, row_chunk_size, ps=Non
   return jax.lax.fori_loop(0, k, body, init)[2]
 
 
-def k_center_greedy(x: distances.Points | ArrayLike, k: int, *,
-                    labeled_mask: ArrayLike | None = None, key: jax.Array | None = None,
-                    chunk_size: int = 1024, row_chunk_size: int = 8192) -> jax.Array:
+@checks.spelled_as_key_or_none(
+    "k_center_greedy(key, x, k, *, labeled_mask=None, chunk_size=1024, row_chunk_size=8192)")
+def k_center_greedy(key: jax.Array | None, x: distances.Points | ArrayLike, k: int, *,
+                    labeled_mask: ArrayLike | None = None, chunk_size: int = 1024,
+                    row_chunk_size: int = 8192) -> jax.Array:
   r"""Coreset's farthest-first traversal: ``k`` unlabeled points, each the farthest from the rest.
 
   With :math:`C` the labeled points plus the points picked so far, each step
@@ -85,11 +87,11 @@ def k_center_greedy(x: distances.Points | ArrayLike, k: int, *,
   form, ``[N, K * d]`` is never built.
 
   Args:
+    key: a ``jax.random.key``, or None when the labeled set is not empty: it
+      only draws the first point when nothing is labeled.
     x: ``[num_points, dim]`` embeddings, or a :class:`GradEmbedding`.
     k: how many to pick, ``1 <= k <=`` the number of unlabeled points.
     labeled_mask: optional ``[num_points]`` bool, True where already labeled.
-    key: a ``jax.random.key``; required when the labeled set is empty (it
-      draws the first point), ignored otherwise.
     chunk_size: labeled points per chunk in the first pass (memory only).
     row_chunk_size: pool rows per block in the first pass (memory only).
 
@@ -106,7 +108,7 @@ def k_center_greedy(x: distances.Points | ArrayLike, k: int, *,
     >>> from jaxal import selection
     >>> x = jnp.array([[0.0], [1.0], [2.0], [10.0]])
     >>> labeled = jnp.array([True, False, False, False])
-    >>> selection.k_center_greedy(x, 2, labeled_mask=labeled)
+    >>> selection.k_center_greedy(None, x, 2, labeled_mask=labeled)
     Array([3, 2], dtype=int32)
 
   References:
@@ -121,7 +123,7 @@ def k_center_greedy(x: distances.Points | ArrayLike, k: int, *,
     if not checks.is_concrete(labeled_mask) or not bool(jnp.any(labeled_mask)):
       raise ValueError(
           "key is required when the labeled set is empty (or labeled_mask is traced): "
-          "k-center greedy then starts from a random point; pass key=jax.random.key(seed)"
+          "k-center greedy then starts from a random point; pass jax.random.key(seed) first"
       )
     key = jax.random.key(0)  # unused: the labeled set fixes the first pick
   else:

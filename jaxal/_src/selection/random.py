@@ -23,7 +23,8 @@ def _random(key, n, k, labeled_mask, ps=None):
   return sharding.top_k(g, k, ps)[1]
 
 
-def random(key: jax.Array, n: int, k: int, labeled_mask: ArrayLike | None = None) -> jax.Array:
+@checks.spelled_as("random(key, n, k, *, labeled_mask=None)")
+def random(key: jax.Array, n: int, k: int, *, labeled_mask: ArrayLike | None = None) -> jax.Array:
   """``k`` distinct unlabeled points uniformly at random (Gumbel top-k).
 
   Args:
@@ -37,8 +38,7 @@ def random(key: jax.Array, n: int, k: int, labeled_mask: ArrayLike | None = None
     ``[k]`` int32 indices, in random order.
   """
   checks.check_key(key)
-  if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-    raise ValueError(f"n must be a positive Python int (the pool size), got {n!r}")
+  n = checks.check_positive_int(n, "n", what="the pool size")
   labeled_mask = checks.check_labeled_mask(labeled_mask, n)
   k = checks.check_budget(k, n, labeled_mask)
   return _random(key, n, k, labeled_mask, sharding.pool_sharding(labeled_mask, "labeled_mask"))

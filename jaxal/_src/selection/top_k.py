@@ -29,7 +29,8 @@ def _top_k(scores, k, labeled_mask, ps=None):
   return sharding.top_k(scores, k, ps)[1]
 
 
-def top_k(scores: ArrayLike, k: int, labeled_mask: ArrayLike | None = None) -> jax.Array:
+@checks.spelled_as("top_k(scores, k, *, labeled_mask=None)")
+def top_k(scores: ArrayLike, k: int, *, labeled_mask: ArrayLike | None = None) -> jax.Array:
   """The ``k`` highest-scoring unlabeled points, best first.
 
   Ties are broken toward the lower index. Labeled points are never chosen.

@@ -49,7 +49,7 @@ def coreset(*, batch_size: int = 256, chunk_size: int = 1024) -> Strategy:
   def acquire(key, model, params, pool, labeled_mask, budget):
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
     feats = _predict(model, params, pool, batch_size).features
-    return k_center.k_center_greedy(feats, budget, labeled_mask=mask, key=key,
+    return k_center.k_center_greedy(key, feats, budget, labeled_mask=mask,
                                     chunk_size=chunk_size)
 
   return Strategy("coreset", acquire)
@@ -178,7 +178,8 @@ def fass(uncertainty: str = "entropy", function: str = "facility_location", top_
     preds = _predict(model, params, pool, batch_size)
     checks.check_finite_logits(preds.logits, "logits of the model on the pool")
     unlabeled = int(jnp.sum(~mask))
-    filtered = top_k.top_k(score_fn(preds.logits), min(top_n * budget, unlabeled), mask)
+    filtered = top_k.top_k(score_fn(preds.logits), min(top_n * budget, unlabeled),
+                           labeled_mask=mask)
     picked = _select_submodular(key, preds.features[filtered], None, budget, **opts)
     return filtered[picked]
 

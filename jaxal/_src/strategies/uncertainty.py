@@ -13,7 +13,7 @@ def random() -> Strategy:
   def acquire(key, model, params, pool, labeled_mask, budget):
     del model, params
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
-    return random_selection.random(key, pool.shape[0], budget, mask)
+    return random_selection.random(key, pool.shape[0], budget, labeled_mask=mask)
 
   return Strategy("random", acquire)
 
