@@ -82,8 +82,7 @@ def run(n, d, k, num_labeled, key, with_numpy=True):
   init = jax.jit(lambda x, m: distances.min_sq_dist_masked(x, x, m)[0])
   _, init_best, _, _ = _common.first_and_best(lambda: init(x, labeled), repeats=2)
   row["labeled_distances_s"] = round(init_best, 3)
-  lowered = k_center._k_center_greedy.lower(x, labeled, jax.random.key(1), k=k, chunk_size=1024,
-                                             row_chunk_size=8192)
+  lowered = k_center.k_center_greedy_core.lower(jax.random.key(1), x, k, labeled, 1024, 8192)
   row["xla_temp_MiB"] = round(lowered.compile().memory_analysis().temp_size_in_bytes / 2**20, 2)
   _, fbest, _, _ = _common.first_and_best(lambda: read_floor(x, k), repeats=3)
   _, mbest, _, _ = _common.first_and_best(lambda: matvec_floor(x, k), repeats=3)

@@ -196,15 +196,15 @@ def test_k_center_one_compile_for_every_round():
   with count_traces() as c:
     for r in range(3):
       selection.k_center_greedy(None, x, 5, labeled_mask=jnp.arange(77) < 10 * (r + 1))
-  assert c["_k_center_greedy"] == 1
+  assert c["k_center_greedy_core"] == 1
 
 
 def test_k_center_memory_is_linear_in_n():
   """N = 10^6 must fit: the compiled loop's scratch memory grows O(N), not O(N * chunk)."""
   def temp_bytes(n):
-    lowered = k_center._k_center_greedy.lower(
-        jax.ShapeDtypeStruct((n, 16), jnp.float32), jax.ShapeDtypeStruct((n,), jnp.bool_),
-        jax.random.key(0), k=10, chunk_size=256, row_chunk_size=1024)
+    lowered = k_center.k_center_greedy_core.lower(
+        jax.random.key(0), jax.ShapeDtypeStruct((n, 16), jnp.float32), k=10,
+        labeled_mask=jax.ShapeDtypeStruct((n,), jnp.bool_), chunk_size=256, row_chunk_size=1024)
     return lowered.compile().memory_analysis().temp_size_in_bytes
 
   small, big = temp_bytes(20_000), temp_bytes(80_000)
@@ -268,7 +268,7 @@ def test_lloyd_matches_reference(case):
     init[2] = 100.0  # no point is nearest: re-seeded at the farthest point
   if case == "masked":
     active[::3] = False
-  c, a, inertia, it = jax.jit(kmeans._lloyd, static_argnums=(3, 5, 6))(
+  c, a, inertia, it = jax.jit(kmeans.lloyd, static_argnums=(3, 5, 6))(
       jnp.asarray(x), jnp.asarray(active), jnp.asarray(init), 50, jnp.float32(0.0), 1024, 8192)
   rc, ra, rinertia, rit = ref_lloyd(x, active, init, 50, 0.0)
   np.testing.assert_array_equal(a, ra)
@@ -301,7 +301,7 @@ def test_kmeans_returns_the_best_of_its_vmapped_runs(getkey):
   best = selection.kmeans(key, x, 6, n_init=4)
   again = selection.kmeans(key, x, 6, n_init=4)
   np.testing.assert_array_equal(best.assignments, again.assignments)
-  runs = jax.jit(kmeans._kmeans_runs, static_argnums=(3, 4, 6, 7))(
+  runs = jax.jit(kmeans.kmeans_runs, static_argnums=(3, 4, 6, 7))(
       jax.random.split(key, 4), x, jnp.ones(80, bool), 6, 100, jnp.float32(1e-4), 1024, 8192)
   i = int(np.argmin(np.asarray(runs.inertia)))
   np.testing.assert_allclose(best.inertia, runs.inertia[i], rtol=1e-6)
@@ -335,7 +335,7 @@ def test_match_centres_resolves_collisions_like_reference():
   centres = np.concatenate([x[[5, 5, 5]] + 0.01 * rng.normal(size=(3, 2)),
                             rng.normal(size=(4, 2))]).astype(np.float32)
   available[5] = True
-  got = jax.jit(kmeans._match_centres, static_argnums=(3, 4))(
+  got = jax.jit(kmeans.match_centres, static_argnums=(3, 4))(
       jnp.asarray(x), jnp.asarray(available), jnp.asarray(centres), 1024, 8192)
   np.testing.assert_array_equal(got, ref_match(x, available, centres))
   check_invariants(got, 40, 7, ~available)
@@ -351,8 +351,8 @@ def test_kmeans_sampling_picks_the_nearest_unlabeled_point_of_each_centre(getkey
   key = getkey()
   got = selection.kmeans_sampling(key, jnp.asarray(x), 6, labeled_mask=jnp.asarray(labeled))
   check_invariants(got, 90, 6, labeled)
-  res = kmeans._kmeans(key, jnp.asarray(x), jnp.asarray(~labeled), 6, 3, 100,
-                          jnp.float32(1e-4), 1024, 8192)
+  res = kmeans.kmeans_core(key, jnp.asarray(x), 6, jnp.asarray(~labeled), 3, 100,
+                           jnp.float32(1e-4), 1024, 8192)
   assert np.asarray(res.centres).max() < 25.0
   np.testing.assert_array_equal(got, ref_match(x, ~labeled, np.asarray(res.centres)))
   np.testing.assert_array_equal(

@@ -57,7 +57,7 @@ def test_mcmc_is_deterministic_one_compile_and_factorised():
     b = selection.kmeans_pp(jax.random.key(0), emb, 12, method="mcmc", chain_length=20)
     selection.kmeans_pp(jax.random.key(1), emb, 12, method="mcmc", chain_length=20)
   np.testing.assert_array_equal(a, b)
-  assert c["afk_mc2"] == 1
+  assert c["kmeans_pp_core"] == 1
   dense = selection.kmeans_pp(jax.random.key(0), emb.dense(), 12, method="mcmc", chain_length=20)
   # Same proposal and chain on the same geometry; float rounding may differ far down the order.
   assert int(dense[0]) == int(a[0])

@@ -20,7 +20,6 @@ from typing import Union
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxal._src import checks
 from jaxal._src import sharding
@@ -38,30 +37,6 @@ def check_points(x, name: str = "x") -> Points:
     checks.check_same_n(f"{name}.a", a, f"{name}.z", z)
     return GradEmbedding(a, z)
   return checks.check_float_array(x, name, 2, "[num_points, dim]")
-
-
-@jax.jit
-def _all_finite(x):
-  return [jnp.all(jnp.isfinite(t)) for t in jax.tree.leaves(x)]  # fused: no [N, d] temporary
-
-
-def check_finite_points(x: Points, name: str = "x") -> None:
-  """Value check (concrete input only): NaN or inf anywhere is a ``ValueError``.
-
-  One jitted reduction per leaf; the host copy happens only to report an error.
-  """
-  if not all(checks.is_concrete(t) for t in jax.tree.leaves(x)):
-    return
-  with jax.ensure_compile_time_eval():  # x may be a constant inside someone's jit
-    flags = _all_finite(x)
-  parts = [("", x)] if not isinstance(x, GradEmbedding) else [(".a", x.a), (".z", x.z)]
-  for (suffix, t), ok in zip(parts, flags):
-    if not bool(ok):
-      bad = np.argwhere(~np.isfinite(np.asarray(jax.device_get(t))))[0]
-      raise ValueError(
-          f"{name}{suffix} of shape {t.shape} holds NaN or inf values (first at index "
-          f"{tuple(int(i) for i in bad)}); selection needs finite points"
-      )
 
 
 def check_selection(x, k, labeled_mask, name: str = "x") -> tuple[Points, jax.Array, int]:

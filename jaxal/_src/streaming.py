@@ -40,12 +40,6 @@ def check_pool(x: np.ndarray, name: str = "x", dtype=np.float32) -> np.ndarray:
   return x
 
 
-def _check_chunk_size(chunk_size: int) -> int:
-  if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0:
-    raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
-  return chunk_size
-
-
 def chunks(x: np.ndarray, chunk_size: int) -> Iterator[tuple[int, int, jax.Array]]:
   """``(start, valid, chunk)`` with ``chunk`` a ``[chunk_size, ...]`` device array.
 
@@ -98,7 +92,7 @@ def top_k(score_fn: Callable[[jax.Array], jax.Array], x: np.ndarray, k: int, *,
   """
   x = check_pool(x)
   n = x.shape[0]
-  chunk_size = _check_chunk_size(chunk_size)
+  chunk_size = checks.check_positive_int(chunk_size, "chunk_size")
   mask = np.zeros(n, bool) if labeled_mask is None else np.asarray(labeled_mask)
   checks.check_labeled_mask(mask, n)
   k = checks.check_budget(k, n, mask)
@@ -198,7 +192,7 @@ def k_center_greedy(key: jax.Array | None, x: np.ndarray, k: int, *,
   if x.ndim != 2:
     raise ValueError(f"x must have shape [num_points, dim], got {x.shape}")
   n, dim = x.shape
-  chunk_size = _check_chunk_size(min(chunk_size, n) if isinstance(chunk_size, int) else chunk_size)
+  chunk_size = min(checks.check_positive_int(chunk_size, "chunk_size"), n)
   mask = np.zeros(n, bool) if labeled_mask is None else np.asarray(labeled_mask)
   checks.check_labeled_mask(mask, n)
   k = checks.check_budget(k, n, mask)
@@ -286,7 +280,7 @@ def kmeans_pp(key: jax.Array, x: np.ndarray, k: int, *, labeled_mask: np.ndarray
     raise ValueError(f"x must have shape [num_points, dim], got {x.shape}")
   checks.check_one_of(first, ("max_norm", "random"), "first")
   n, dim = x.shape
-  chunk_size = _check_chunk_size(min(chunk_size, n) if isinstance(chunk_size, int) else chunk_size)
+  chunk_size = min(checks.check_positive_int(chunk_size, "chunk_size"), n)
   mask = np.zeros(n, bool) if labeled_mask is None else np.asarray(labeled_mask)
   checks.check_labeled_mask(mask, n)
   k = checks.check_budget(k, n, mask)

@@ -53,7 +53,7 @@ def test_top_k_gathers_only_candidates(shard):
   mask = shard(jnp.zeros(N, bool))
   ps = sharding.pool_sharding(u)
   assert ps is not None and ps.num_shards == 8
-  assert_no_pool_gather(lambda u, m: top_k._top_k(u, 4, m, ps), u, mask, num_points=N)
+  assert_no_pool_gather(lambda u, m: top_k.top_k_core(u, 4, m, ps), u, mask, num_points=N)
 
 
 def test_take_gathers_one_row(shard):

@@ -46,8 +46,8 @@ def test_k_center_greedy_does_not_gather_the_pool(shard):
   ps = sharding.pool_sharding(x)
   x, mask = sharding.place(x, ps), sharding.replicate(mask, ps)  # as the public wrapper does
   assert_no_pool_gather(
-      lambda x, m, k: k_center._k_center_greedy(x, m, k, k=6, chunk_size=4, row_chunk_size=16, ps=ps),
-      x, mask, jax.random.key(0), num_points=N)
+      lambda key, x, m: k_center.k_center_greedy_core(key, x, 6, m, 4, 16, ps),
+      jax.random.key(0), x, mask, num_points=N)
 
 
 def test_kmeans_pp_dense_and_factorised(shard):
@@ -74,5 +74,5 @@ def test_kmeans_pp_does_not_gather_the_pool(shard):
   ps = sharding.pool_sharding(x)
   x, mask = sharding.place(x, ps), sharding.place(mask, ps)
   assert_no_pool_gather(
-      lambda key, x, m: kmeans_pp._kmeans_pp(key, x, m, k=10, first="max_norm", chunk_size=16, ps=ps),
+      lambda key, x, m: kmeans_pp.kmeans_pp_exact(key, x, 10, m, "max_norm", 16, ps),
       jax.random.key(0), x, mask, num_points=n)

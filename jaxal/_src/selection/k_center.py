@@ -13,7 +13,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.typing import ArrayLike
 
 from jaxal._src import checks
@@ -21,23 +20,10 @@ from jaxal._src import distances
 from jaxal._src import sharding
 
 
-def _check_positive_int(value, name: str) -> int:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-    raise ValueError(f"{name} must be a positive int, got {value!r}")
-  return int(value)
-
-
-def _as_f32(x: distances.Points) -> distances.Points:
-  return jax.tree.map(lambda t: t.astype(jnp.float32), x)
-
-
-# ---------------------------------------------------------------------------
-# k-center greedy (Coreset).
-
-
 @functools.partial(jax.jit, static_argnames=("k", "chunk_size", "row_chunk_size", "ps"))
-def _k_center_greedy(x, labeled_mask, key, k, chunk_size, row_chunk_size, ps=None):
-  x = _as_f32(x)
+def k_center_greedy_core(key, x, k, labeled_mask, chunk_size, row_chunk_size, ps=None):
+  """:func:`k_center_greedy` on validated, finite, placed points (any key if some are labeled)."""
+  x = jax.tree.map(lambda t: t.astype(jnp.float32), x)
   n = distances.num_points(x)
   xn = distances.sq_norms(x)
   # Nearest-labeled-centre distances: one chunked pass, O(N * num_labeled * dim);
@@ -117,8 +103,8 @@ def k_center_greedy(key: jax.Array | None, x: distances.Points | ArrayLike, k: i
     Gonzalez, Clustering to minimize the maximum intercluster distance, 1985.
   """
   x, labeled_mask, k = distances.check_selection(x, k, labeled_mask)
-  chunk_size = _check_positive_int(chunk_size, "chunk_size")
-  row_chunk_size = _check_positive_int(row_chunk_size, "row_chunk_size")
+  chunk_size = checks.check_positive_int(chunk_size, "chunk_size")
+  row_chunk_size = checks.check_positive_int(row_chunk_size, "row_chunk_size")
   if key is None:
     if not checks.is_concrete(labeled_mask) or not bool(jnp.any(labeled_mask)):
       raise ValueError(
@@ -128,8 +114,7 @@ def k_center_greedy(key: jax.Array | None, x: distances.Points | ArrayLike, k: i
     key = jax.random.key(0)  # unused: the labeled set fixes the first pick
   else:
     checks.check_key(key)
-  distances.check_finite_points(x, "x")
+  checks.check_finite(x, "x", purpose="selection needs finite points")
   ps = sharding.pool_sharding((x, labeled_mask), "x and labeled_mask")
   x, labeled_mask = sharding.place(x, ps), sharding.replicate(labeled_mask, ps)
-  return _k_center_greedy(x, labeled_mask, key, k=k, chunk_size=chunk_size,
-                          row_chunk_size=row_chunk_size, ps=ps)
+  return k_center_greedy_core(key, x, k, labeled_mask, chunk_size, row_chunk_size, ps)

@@ -14,18 +14,11 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.typing import ArrayLike
 
 from jaxal._src import checks
 from jaxal._src import distances
 from jaxal._src.selection import kmeans_pp as kmeans_pp_lib
-
-
-def _check_positive_int(value, name: str) -> int:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-    raise ValueError(f"{name} must be a positive int, got {value!r}")
-  return int(value)
 
 
 # ---------------------------------------------------------------------------
@@ -41,7 +34,7 @@ class KMeansResult(NamedTuple):
   num_iterations: jax.Array  # shape=(), int32: Lloyd iterations of that run
 
 
-def _lloyd(x, active, centres, max_iter, tol, chunk_size, row_chunk_size):
+def lloyd(x, active, centres, max_iter, tol, chunk_size, row_chunk_size):
   """Lloyd's iterations from ``centres`` over the points where ``active`` is True.
 
   An iteration assigns every point to its nearest centre (ties to the lower
@@ -82,7 +75,7 @@ def _lloyd(x, active, centres, max_iter, tol, chunk_size, row_chunk_size):
   return c, jnp.where(active, a, -1), inertia, it
 
 
-def _kmeans_runs(keys, x, active, k, max_iter, tol, chunk_size, row_chunk_size):
+def kmeans_runs(keys, x, active, k, max_iter, tol, chunk_size, row_chunk_size):
   """One k-means run per key (vmapped): a :class:`KMeansResult` with a leading ``[n_init]`` axis."""
   x = x.astype(jnp.float32)
   w = active.astype(jnp.float32)
@@ -92,28 +85,30 @@ def _kmeans_runs(keys, x, active, k, max_iter, tol, chunk_size, row_chunk_size):
   tol_abs = tol * jnp.mean(variance)  # scikit-learn's relative tolerance
 
   def one(key_i):
-    seeds = kmeans_pp_lib.kmeans_pp(key_i, x, k, labeled_mask=~active, first="random")
-    return _lloyd(x, active, x[seeds], max_iter, tol_abs, chunk_size, row_chunk_size)
+    seeds = kmeans_pp_lib.kmeans_pp_core(key_i, x, k, ~active, first="random",
+                                         chunk_size=min(2048, x.shape[0]))
+    return lloyd(x, active, x[seeds], max_iter, tol_abs, chunk_size, row_chunk_size)
 
   return KMeansResult(*jax.vmap(one)(keys))
 
 
 @functools.partial(jax.jit, static_argnames=("k", "n_init", "max_iter", "chunk_size",
                                              "row_chunk_size"))
-def _kmeans(key, x, active, k, n_init, max_iter, tol, chunk_size, row_chunk_size):
-  runs = _kmeans_runs(jax.random.split(key, n_init), x, active, k, max_iter, tol, chunk_size,
+def kmeans_core(key, x, k, active, n_init, max_iter, tol, chunk_size, row_chunk_size):
+  """:func:`kmeans` on validated, finite points ``x``, over the points where ``active`` is True."""
+  runs = kmeans_runs(jax.random.split(key, n_init), x, active, k, max_iter, tol, chunk_size,
                       row_chunk_size)
   best = jnp.argmin(runs.inertia)  # ties: the first init
   return jax.tree.map(lambda t: t[best], runs)
 
 
-def _check_kmeans_args(n_init, max_iter, tol, chunk_size, row_chunk_size):
-  n_init = _check_positive_int(n_init, "n_init")
-  max_iter = _check_positive_int(max_iter, "max_iter")
-  if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating)) or not tol >= 0:
-    raise ValueError(f"tol must be a float >= 0, got {tol!r}")
-  return (n_init, max_iter, float(tol), _check_positive_int(chunk_size, "chunk_size"),
-          _check_positive_int(row_chunk_size, "row_chunk_size"))
+def check_kmeans_args(n_init, max_iter, tol, chunk_size, row_chunk_size):
+  """The options of :func:`kmeans`, validated, in the order of the arguments."""
+  return (checks.check_positive_int(n_init, "n_init"),
+          checks.check_positive_int(max_iter, "max_iter"),
+          checks.check_float(tol, "tol", low=0.0),
+          checks.check_positive_int(chunk_size, "chunk_size"),
+          checks.check_positive_int(row_chunk_size, "row_chunk_size"))
 
 
 def kmeans(key: jax.Array, x: ArrayLike, k: int, *, n_init: int = 3, max_iter: int = 100,
@@ -153,18 +148,18 @@ def kmeans(key: jax.Array, x: ArrayLike, k: int, *, n_init: int = 3, max_iter: i
   if n == 0:
     raise ValueError("x must hold at least one point, got 0")
   k = checks.check_budget(k, n)
-  args = _check_kmeans_args(n_init, max_iter, tol, chunk_size, row_chunk_size)
-  distances.check_finite_points(x, "x")
+  args = check_kmeans_args(n_init, max_iter, tol, chunk_size, row_chunk_size)
+  checks.check_finite(x, "x", purpose="selection needs finite points")
   n_init, max_iter, tol, chunk_size, row_chunk_size = args
-  return _kmeans(key, x, jnp.ones((n,), bool), k=k, n_init=n_init, max_iter=max_iter,
-                 tol=jnp.float32(tol), chunk_size=chunk_size, row_chunk_size=row_chunk_size)
+  return kmeans_core(key, x, k, jnp.ones((n,), bool), n_init, max_iter, jnp.float32(tol),
+                     chunk_size, row_chunk_size)
 
 
 # ---------------------------------------------------------------------------
 # k-means sampling.
 
 
-def _match_centres(x, available, centres, chunk_size, row_chunk_size):
+def match_centres(x, available, centres, chunk_size, row_chunk_size):
   """The nearest available point of each centre, without duplicates.
 
   Greedy by distance: repeatedly take the unresolved centre whose nearest
@@ -199,11 +194,13 @@ def _match_centres(x, available, centres, chunk_size, row_chunk_size):
 
 @functools.partial(jax.jit, static_argnames=("k", "n_init", "max_iter", "chunk_size",
                                              "row_chunk_size"))
-def _kmeans_sampling(key, x, labeled_mask, k, n_init, max_iter, tol, chunk_size, row_chunk_size):
+def kmeans_sampling_core(key, x, k, labeled_mask, n_init, max_iter, tol, chunk_size,
+                         row_chunk_size):
+  """:func:`kmeans_sampling` on validated, finite points ``x`` and a float32 ``tol``."""
   x = x.astype(jnp.float32)
   active = ~labeled_mask
-  res = _kmeans(key, x, active, k, n_init, max_iter, tol, chunk_size, row_chunk_size)
-  return _match_centres(x, active, res.centres, chunk_size, row_chunk_size)
+  res = kmeans_core(key, x, k, active, n_init, max_iter, tol, chunk_size, row_chunk_size)
+  return match_centres(x, active, res.centres, chunk_size, row_chunk_size)
 
 
 def kmeans_sampling(key: jax.Array, x: ArrayLike, k: int, *,
@@ -240,9 +237,8 @@ def kmeans_sampling(key: jax.Array, x: ArrayLike, k: int, *,
     raise ValueError("x must hold at least one point, got 0")
   labeled_mask = checks.check_labeled_mask(labeled_mask, n)
   k = checks.check_budget(k, n, labeled_mask)
-  args = _check_kmeans_args(n_init, max_iter, tol, chunk_size, row_chunk_size)
-  distances.check_finite_points(x, "x")
+  args = check_kmeans_args(n_init, max_iter, tol, chunk_size, row_chunk_size)
+  checks.check_finite(x, "x", purpose="selection needs finite points")
   n_init, max_iter, tol, chunk_size, row_chunk_size = args
-  return _kmeans_sampling(key, x, labeled_mask, k=k, n_init=n_init, max_iter=max_iter,
-                          tol=jnp.float32(tol), chunk_size=chunk_size,
-                          row_chunk_size=row_chunk_size)
+  return kmeans_sampling_core(key, x, k, labeled_mask, n_init, max_iter, jnp.float32(tol),
+                              chunk_size, row_chunk_size)

@@ -17,7 +17,8 @@ from jaxal._src import sharding
 
 
 @functools.partial(jax.jit, static_argnames=("n", "k", "ps"))
-def _random(key, n, k, labeled_mask, ps=None):
+def random_core(key, n, k, labeled_mask, ps=None):
+  """:func:`random` on a validated key, static ints ``n`` and ``k``, ``labeled_mask [n]`` bool."""
   g = jax.random.gumbel(key, (n,), jnp.float32)
   g = jnp.where(labeled_mask, -jnp.inf, g)
   return sharding.top_k(g, k, ps)[1]
@@ -41,4 +42,4 @@ def random(key: jax.Array, n: int, k: int, *, labeled_mask: ArrayLike | None = N
   n = checks.check_positive_int(n, "n", what="the pool size")
   labeled_mask = checks.check_labeled_mask(labeled_mask, n)
   k = checks.check_budget(k, n, labeled_mask)
-  return _random(key, n, k, labeled_mask, sharding.pool_sharding(labeled_mask, "labeled_mask"))
+  return random_core(key, n, k, labeled_mask, sharding.pool_sharding(labeled_mask, "labeled_mask"))

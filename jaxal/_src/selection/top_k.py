@@ -18,7 +18,8 @@ from jaxal._src import sharding
 
 
 @functools.partial(jax.jit, static_argnames=("k", "ps"))
-def _top_k(scores, k, labeled_mask, ps=None):
+def top_k_core(scores, k, labeled_mask, ps=None):
+  """:func:`top_k` on validated ``scores [N]``, ``labeled_mask [N]`` bool and a static ``k``."""
   # lax.top_k keeps the lower index first among equal values (as DISTIL's
   # torch.sort-based selection does). Unlabeled NaN or -inf scores become the
   # lowest finite float, so that labeled points (-inf) always rank below them.
@@ -57,4 +58,4 @@ def top_k(scores: ArrayLike, k: int, *, labeled_mask: ArrayLike | None = None) -
   labeled_mask = checks.check_labeled_mask(labeled_mask, n)
   k = checks.check_budget(k, n, labeled_mask)
   ps = sharding.pool_sharding((scores, labeled_mask), "scores and labeled_mask")
-  return _top_k(scores, k, labeled_mask, ps)
+  return top_k_core(scores, k, labeled_mask, ps)

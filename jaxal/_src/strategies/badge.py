@@ -40,7 +40,7 @@ def badge(*, bias: bool = True, batch_size: int = 256, exact: bool = False,
   """
   if not isinstance(bias, bool) or not isinstance(exact, bool):
     raise TypeError(f"bias and exact must be bools, got {bias!r} and {exact!r}")
-  checks.check_one_of(first, kmeans_pp._FIRST, "first")
+  checks.check_one_of(first, kmeans_pp.FIRST, "first")
   if head is not None and not exact:
     raise ValueError("head is used only by the exact embedding: pass exact=True with head=")
 

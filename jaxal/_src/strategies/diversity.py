@@ -44,7 +44,7 @@ def coreset(*, batch_size: int = 256, chunk_size: int = 1024) -> Strategy:
     Sener & Savarese, Active Learning for Convolutional Neural Networks: A
     Core-Set Approach, ICLR 2018.
   """
-  chunk_size = k_center._check_positive_int(chunk_size, "chunk_size")
+  chunk_size = checks.check_positive_int(chunk_size, "chunk_size")
 
   def acquire(key, model, params, pool, labeled_mask, budget):
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
@@ -61,7 +61,7 @@ def kmeans_sampling(*, n_init: int = 3, max_iter: int = 100, tol: float = 1e-4,
 
   See :func:`jaxal.selection.kmeans_sampling`; as DISTIL's ``KMeansSampling``.
   """
-  kmeans._check_kmeans_args(n_init, max_iter, tol, 1, 1)
+  kmeans.check_kmeans_args(n_init, max_iter, tol, 1, 1)
 
   def acquire(key, model, params, pool, labeled_mask, budget):
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
