@@ -42,7 +42,7 @@ def stage(n: int, d: int, k: int, method: str) -> dict:
   import jax.numpy as jnp
 
   from jaxal import embeddings, models
-  from jaxal._src import embeddings as emb_lib
+  from jaxal._src.embeddings import gradients as emb_lib
 
   class Net(nn.Module):
 

@@ -24,7 +24,7 @@ import numpy as np
 import _common
 from jaxal import selection
 from jaxal._src import distances
-from jaxal._src import diversity
+from jaxal._src.selection import k_center
 
 
 def numpy_k_center(x, k, labeled, first):
@@ -73,7 +73,7 @@ def run(n, d, k, num_labeled, key, with_numpy=True):
   _common.reset_peak_rss()
   rss0, _ = _common.rss_mib()
   first, best, median, idx = _common.first_and_best(
-      lambda: selection.k_center_greedy(x, k, labeled_mask=labeled, key=jax.random.key(1)),
+      lambda: selection.k_center_greedy(jax.random.key(1), x, k, labeled_mask=labeled),
       repeats=3 if n > 100_000 else 5)
   _, peak = _common.rss_mib()
   row.update(first_call_s=round(first, 3), best_s=round(best, 3), median_s=round(median, 3),
@@ -81,8 +81,7 @@ def run(n, d, k, num_labeled, key, with_numpy=True):
   init = jax.jit(lambda x, m: distances.min_sq_dist_masked(x, x, m)[0])
   _, init_best, _, _ = _common.first_and_best(lambda: init(x, labeled), repeats=2)
   row["labeled_distances_s"] = round(init_best, 3)
-  lowered = diversity._k_center_greedy.lower(x, labeled, jax.random.key(1), k=k, chunk_size=1024,
-                                             row_chunk_size=8192)
+  lowered = k_center.k_center_greedy_core.lower(jax.random.key(1), x, k, labeled, 1024, 8192)
   row["xla_temp_MiB"] = round(lowered.compile().memory_analysis().temp_size_in_bytes / 2**20, 2)
   _, fbest, _, _ = _common.first_and_best(lambda: read_floor(x, k), repeats=3)
   _, mbest, _, _ = _common.first_and_best(lambda: matvec_floor(x, k), repeats=3)

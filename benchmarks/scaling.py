@@ -44,7 +44,7 @@ def scaling(sizes, d, k, badge_k, badge_classes, badge_dim):
   for n in sizes:
     x = jax.random.normal(jax.random.key(n), (n, d))
     mask = jnp.zeros(n, bool).at[:100].set(True)
-    kc_first, kc = _time(lambda: selection.k_center_greedy(x, k, labeled_mask=mask))
+    kc_first, kc = _time(lambda: selection.k_center_greedy(None, x, k, labeled_mask=mask))
     del x
     emb = GradEmbedding(jax.random.normal(jax.random.key(1), (n, badge_classes)) * 0.1,
                         jax.random.normal(jax.random.key(2), (n, badge_dim)))
@@ -76,11 +76,12 @@ def sharded(n, d, k):
   xs, us, ms = put(x), put(u), put(mask)
   out = {}
   for name, one, many in [
-      ("k_center_greedy", lambda: selection.k_center_greedy(x, k, labeled_mask=mask),
-       lambda: selection.k_center_greedy(xs, k, labeled_mask=ms)),
+      ("k_center_greedy", lambda: selection.k_center_greedy(None, x, k, labeled_mask=mask),
+       lambda: selection.k_center_greedy(None, xs, k, labeled_mask=ms)),
       ("kmeans_pp", lambda: selection.kmeans_pp(jax.random.key(0), x, k, labeled_mask=mask),
        lambda: selection.kmeans_pp(jax.random.key(0), xs, k, labeled_mask=ms)),
-      ("top_k", lambda: selection.top_k(u, k, mask), lambda: selection.top_k(us, k, ms)),
+      ("top_k", lambda: selection.top_k(u, k, labeled_mask=mask),
+       lambda: selection.top_k(us, k, labeled_mask=ms)),
   ]:
     a, b = one(), many()
     same = bool(np.array_equal(np.asarray(a), np.asarray(b)))

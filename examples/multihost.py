@@ -73,9 +73,9 @@ def main(argv=None):
   logits = x[:, :10]  # stand-in logits, sharded like the pool
 
   t = time.perf_counter()
-  top = selection.top_k(scores.entropy(logits), k, labeled)
-  kcenter = selection.k_center_greedy(x, k, labeled_mask=labeled)
-  rand = selection.random(jax.random.key(0), n, k, labeled)
+  top = selection.top_k(scores.entropy(logits), k, labeled_mask=labeled)
+  kcenter = selection.k_center_greedy(None, x, k, labeled_mask=labeled)
+  rand = selection.random(jax.random.key(0), n, k, labeled_mask=labeled)
   out = jax.block_until_ready((top, kcenter, rand))
   seconds = time.perf_counter() - t
   print(json.dumps({

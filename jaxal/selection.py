@@ -1,12 +1,12 @@
 """Batch selection: ``[k]`` int32 indices, unique, in range, never labeled."""
 
-from jaxal._src.diversity import KMeansResult
-from jaxal._src.diversity import k_center_greedy
-from jaxal._src.diversity import kmeans
-from jaxal._src.diversity import kmeans_sampling
-from jaxal._src.seeding import kmeans_pp
-from jaxal._src.selection import random
-from jaxal._src.selection import top_k
+from jaxal._src.selection.k_center import k_center_greedy
+from jaxal._src.selection.kmeans import KMeansResult
+from jaxal._src.selection.kmeans import kmeans
+from jaxal._src.selection.kmeans import kmeans_sampling
+from jaxal._src.selection.kmeans_pp import kmeans_pp
+from jaxal._src.selection.random import random
+from jaxal._src.selection.top_k import top_k
 
 __all__ = (
     "KMeansResult",

@@ -65,8 +65,8 @@ for name in ["least_confidence", "margin", "entropy", "ratio"]:
     ("code", """u = scores.entropy(logits)
 print("top-1:", selection.top_k(u, 1))
 labeled = jnp.array([False, True, False])            # point 1 is labeled already
-print("top-1 among unlabeled:", selection.top_k(u, 1, labeled))
-print("2 at random:", selection.random(jax.random.key(0), 3, 2, labeled))"""),
+print("top-1 among unlabeled:", selection.top_k(u, 1, labeled_mask=labeled))
+print("2 at random:", selection.random(jax.random.key(0), 3, 2, labeled_mask=labeled))"""),
     ("md", """## 3. The loop on the bundled digits
 
 `loop.init` draws the initial labeled set; each `loop.run_round` trains a fresh model on the
@@ -278,7 +278,7 @@ already knows, so it usually spreads the batch over more distinct images (with t
 parameters, typically 6-7 distinct images in 10 picks against BALD's 4). With few MC samples
 and a barely trained model (the small test size) the two can coincide: a duplicate's
 conditional information is then almost as large as a new image's."""),
-    ("code", """top = np.asarray(selection.top_k(u, K, mask_rep))
+    ("code", """top = np.asarray(selection.top_k(u, K, labeled_mask=mask_rep))
 joint = np.asarray(bayes.batchbald(jax.random.key(4), mc, K, labeled_mask=mask_rep))
 print("top-k BALD picks  ", top, "->", len(set(top % POOL)), "distinct images")
 print("BatchBALD picks   ", joint, "->", len(set(joint % POOL)), "distinct images")"""),
@@ -361,8 +361,8 @@ its labels on near-duplicates. Everything is a jitted library call: no Python lo
     logits, features = models.predict(model, params, pool, batch_size=batch_size)
     unlabeled = int(pool.shape[0] - jnp.sum(labeled_mask))
     m = min(factor * budget, unlabeled)
-    candidates = selection.top_k(scores.margin(logits), m, labeled_mask)        # [m]
-    picked = selection.k_center_greedy(features[candidates], budget, key=key)   # [budget] into candidates
+    candidates = selection.top_k(scores.margin(logits), m, labeled_mask=labeled_mask)  # [m]
+    picked = selection.k_center_greedy(key, features[candidates], budget)  # [budget] into candidates
     return candidates[picked]
   return Strategy("margin_then_diverse", acquire)
 

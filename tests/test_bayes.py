@@ -96,7 +96,7 @@ def test_batchbald_first_pick_is_bald_argmax(seed):
   lp = mc_problem(seed, s=8, n=40, k=4)
   mask = jnp.arange(40) % 7 == 0
   idx = bayes.batchbald(jax.random.key(0), lp, 3, labeled_mask=mask, num_joint_samples=64)
-  assert idx[0] == selection.top_k(scores.bald(lp), 1, mask)[0]
+  assert idx[0] == selection.top_k(scores.bald(lp), 1, labeled_mask=mask)[0]
 
 
 def test_batchbald_never_duplicates_identical_points():

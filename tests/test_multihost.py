@@ -43,9 +43,9 @@ def test_two_processes_match_one():
   x = multihost.pool_rows(n, d, slice(0, n))
   labeled = np.arange(n) < 8
   want = {
-      "entropy_top_k": selection.top_k(scores.entropy(x[:, :10]), k, labeled),
-      "k_center_greedy": selection.k_center_greedy(x, k, labeled_mask=labeled),
-      "random": selection.random(jax.random.key(0), n, k, labeled),
+      "entropy_top_k": selection.top_k(scores.entropy(x[:, :10]), k, labeled_mask=labeled),
+      "k_center_greedy": selection.k_center_greedy(None, x, k, labeled_mask=labeled),
+      "random": selection.random(jax.random.key(0), n, k, labeled_mask=labeled),
   }
   for o in outs:
     for name, idx in want.items():

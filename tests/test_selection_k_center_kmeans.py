@@ -11,8 +11,9 @@ from conftest import count_traces
 
 from jaxal import selection
 from jaxal._src import distances
-from jaxal._src import diversity
-from jaxal._src.distances import GradEmbedding
+from jaxal._src.selection import k_center
+from jaxal._src.selection import kmeans
+from jaxal.embeddings import GradEmbedding
 
 # ---------------------------------------------------------------------------
 # NumPy references, written from the papers' definitions (float64, direct
@@ -137,7 +138,7 @@ def test_k_center_matches_reference_from_labeled_set(seed):
   rng = np.random.default_rng(seed + 10)
   labeled = rng.random(len(x)) < 0.15
   labeled[3] = seed == 0  # with seed 0 the duplicates sit on a labeled point
-  got = selection.k_center_greedy(jnp.asarray(x), 40, labeled_mask=jnp.asarray(labeled))
+  got = selection.k_center_greedy(None, jnp.asarray(x), 40, labeled_mask=jnp.asarray(labeled))
   np.testing.assert_array_equal(got, ref_k_center(x, 40, labeled))
   check_invariants(got, len(x), 40, labeled)
 
@@ -146,8 +147,8 @@ def test_k_center_chunking_does_not_change_the_order():
   x = _points(3)
   labeled = np.zeros(len(x), bool)
   labeled[::9] = True
-  a = selection.k_center_greedy(jnp.asarray(x), 30, labeled_mask=jnp.asarray(labeled))
-  b = selection.k_center_greedy(jnp.asarray(x), 30, labeled_mask=jnp.asarray(labeled),
+  a = selection.k_center_greedy(None, jnp.asarray(x), 30, labeled_mask=jnp.asarray(labeled))
+  b = selection.k_center_greedy(None, jnp.asarray(x), 30, labeled_mask=jnp.asarray(labeled),
                                 chunk_size=4, row_chunk_size=32)
   np.testing.assert_array_equal(a, b)
 
@@ -156,10 +157,10 @@ def test_k_center_empty_labeled_set_starts_from_keyed_random_point(getkey):
   x = _points(4)
   n = len(x)
   key = getkey()
-  got = selection.k_center_greedy(jnp.asarray(x), 25, key=key)
+  got = selection.k_center_greedy(key, jnp.asarray(x), 25)
   np.testing.assert_array_equal(got, ref_k_center(x, 25, np.zeros(n, bool), first=int(got[0])))
-  np.testing.assert_array_equal(got, selection.k_center_greedy(jnp.asarray(x), 25, key=key))
-  firsts = {int(selection.k_center_greedy(jnp.asarray(x), 1, key=getkey())[0]) for _ in range(6)}
+  np.testing.assert_array_equal(got, selection.k_center_greedy(key, jnp.asarray(x), 25))
+  firsts = {int(selection.k_center_greedy(getkey(), jnp.asarray(x), 1)[0]) for _ in range(6)}
   assert len(firsts) > 1  # the first pick does depend on the key
   check_invariants(got, n, 25, np.zeros(n, bool))
 
@@ -168,7 +169,7 @@ def test_k_center_budget_equal_to_unlabeled_count_and_all_duplicates():
   x = np.zeros((10, 3), np.float32)  # every distance is 0
   labeled = np.zeros(10, bool)
   labeled[[0, 4]] = True
-  got = selection.k_center_greedy(jnp.asarray(x), 8, labeled_mask=jnp.asarray(labeled))
+  got = selection.k_center_greedy(None, jnp.asarray(x), 8, labeled_mask=jnp.asarray(labeled))
   np.testing.assert_array_equal(got, [1, 2, 3, 5, 6, 7, 8, 9])
 
 
@@ -177,8 +178,8 @@ def test_k_center_factorised_equals_dense():
   g = GradEmbedding(jnp.asarray(rng.normal(size=(60, 3)), jnp.float32),
                     jnp.asarray(rng.normal(size=(60, 4)), jnp.float32))
   labeled = jnp.asarray(rng.random(60) < 0.2)
-  a = selection.k_center_greedy(g, 15, labeled_mask=labeled)
-  b = selection.k_center_greedy(g.dense(), 15, labeled_mask=labeled)
+  a = selection.k_center_greedy(None, g, 15, labeled_mask=labeled)
+  b = selection.k_center_greedy(None, g.dense(), 15, labeled_mask=labeled)
   np.testing.assert_array_equal(a, b)
   np.testing.assert_array_equal(a, ref_k_center(np.asarray(g.dense()), 15, np.asarray(labeled)))
 
@@ -187,16 +188,16 @@ def test_k_center_one_compile_for_every_round():
   x = jnp.asarray(_points(6, n=77))
   with count_traces() as c:
     for r in range(3):
-      selection.k_center_greedy(x, 5, labeled_mask=jnp.arange(77) < 10 * (r + 1))
-  assert c["_k_center_greedy"] == 1
+      selection.k_center_greedy(None, x, 5, labeled_mask=jnp.arange(77) < 10 * (r + 1))
+  assert c["k_center_greedy_core"] == 1
 
 
 def test_k_center_memory_is_linear_in_n():
   """N = 10^6 must fit: the compiled loop's scratch memory grows O(N), not O(N * chunk)."""
   def temp_bytes(n):
-    lowered = diversity._k_center_greedy.lower(
-        jax.ShapeDtypeStruct((n, 16), jnp.float32), jax.ShapeDtypeStruct((n,), jnp.bool_),
-        jax.random.key(0), k=10, chunk_size=256, row_chunk_size=1024)
+    lowered = k_center.k_center_greedy_core.lower(
+        jax.random.key(0), jax.ShapeDtypeStruct((n, 16), jnp.float32), k=10,
+        labeled_mask=jax.ShapeDtypeStruct((n,), jnp.bool_), chunk_size=256, row_chunk_size=1024)
     return lowered.compile().memory_analysis().temp_size_in_bytes
 
   small, big = temp_bytes(20_000), temp_bytes(80_000)
@@ -208,17 +209,42 @@ def test_k_center_bad_input(getkey):
   x = jnp.asarray(_points(0, n=10))
   labeled = jnp.arange(10) < 7
   with pytest.raises(ValueError, match="larger than the 3 unlabeled"):
-    selection.k_center_greedy(x, 4, labeled_mask=labeled)
+    selection.k_center_greedy(None, x, 4, labeled_mask=labeled)
   with pytest.raises(ValueError, match="key is required"):
-    selection.k_center_greedy(x, 2)
-  with pytest.raises(TypeError, match="typed key"):
-    selection.k_center_greedy(x, 2, key=jax.random.PRNGKey(0))
+    selection.k_center_greedy(None, x, 2)
+  with pytest.raises(TypeError, match="jax.random.key"):
+    selection.k_center_greedy(jax.random.PRNGKey(0), x, 2)
   with pytest.raises(ValueError, match=r"\[num_points, dim\]"):
-    selection.k_center_greedy(jnp.zeros(10), 2, key=getkey())
+    selection.k_center_greedy(getkey(), jnp.zeros(10), 2)
   with pytest.raises(ValueError, match="NaN"):
-    selection.k_center_greedy(x.at[2, 1].set(jnp.nan), 2, key=getkey())
+    selection.k_center_greedy(getkey(), x.at[2, 1].set(jnp.nan), 2)
   with pytest.raises(ValueError, match="chunk_size"):
-    selection.k_center_greedy(x, 2, key=getkey(), chunk_size=0)
+    selection.k_center_greedy(getkey(), x, 2, chunk_size=0)
+
+
+def test_k_center_old_spelling_names_the_new_one(getkey):
+  x = jnp.asarray(_points(0, n=10))
+  labeled = jnp.arange(10) < 3
+  usage = r"k_center_greedy\(key, x, k, \*, labeled_mask=None"
+  with pytest.raises(TypeError, match=usage):
+    selection.k_center_greedy(x, 2, labeled_mask=labeled)
+  with pytest.raises(TypeError, match=usage):
+    selection.k_center_greedy(x, 2, key=getkey())
+  with pytest.raises(TypeError, match=usage):
+    selection.k_center_greedy(x, 2, 3)
+
+
+def test_selectors_accept_numpy_integers(getkey):
+  x = jnp.asarray(_points(0, n=10))
+  labeled = jnp.arange(10) < 3
+  np.testing.assert_array_equal(
+      selection.k_center_greedy(None, x, np.int64(4), labeled_mask=labeled, chunk_size=np.int32(2)),
+      selection.k_center_greedy(None, x, 4, labeled_mask=labeled))
+  key = getkey()
+  res = selection.kmeans(key, x, np.int32(3), n_init=np.int64(2), max_iter=np.int64(5))
+  assert res.centres.shape == (3, x.shape[1])
+  got = selection.kmeans_sampling(key, x, np.int64(3), labeled_mask=labeled, n_init=np.int32(1))
+  check_invariants(got, 10, 3, np.asarray(labeled))
 
 
 # ---------------------------------------------------------------------------
@@ -235,7 +261,7 @@ def test_lloyd_matches_reference(case):
     init[2] = 100.0  # no point is nearest: re-seeded at the farthest point
   if case == "masked":
     active[::3] = False
-  c, a, inertia, it = jax.jit(diversity._lloyd, static_argnums=(3, 5, 6))(
+  c, a, inertia, it = jax.jit(kmeans.lloyd, static_argnums=(3, 5, 6))(
       jnp.asarray(x), jnp.asarray(active), jnp.asarray(init), 50, jnp.float32(0.0), 1024, 8192)
   rc, ra, rinertia, rit = ref_lloyd(x, active, init, 50, 0.0)
   np.testing.assert_array_equal(a, ra)
@@ -268,7 +294,7 @@ def test_kmeans_returns_the_best_of_its_vmapped_runs(getkey):
   best = selection.kmeans(key, x, 6, n_init=4)
   again = selection.kmeans(key, x, 6, n_init=4)
   np.testing.assert_array_equal(best.assignments, again.assignments)
-  runs = jax.jit(diversity._kmeans_runs, static_argnums=(3, 4, 6, 7))(
+  runs = jax.jit(kmeans.kmeans_runs, static_argnums=(3, 4, 6, 7))(
       jax.random.split(key, 4), x, jnp.ones(80, bool), 6, 100, jnp.float32(1e-4), 1024, 8192)
   i = int(np.argmin(np.asarray(runs.inertia)))
   np.testing.assert_allclose(best.inertia, runs.inertia[i], rtol=1e-6)
@@ -302,7 +328,7 @@ def test_match_centres_resolves_collisions_like_reference():
   centres = np.concatenate([x[[5, 5, 5]] + 0.01 * rng.normal(size=(3, 2)),
                             rng.normal(size=(4, 2))]).astype(np.float32)
   available[5] = True
-  got = jax.jit(diversity._match_centres, static_argnums=(3, 4))(
+  got = jax.jit(kmeans.match_centres, static_argnums=(3, 4))(
       jnp.asarray(x), jnp.asarray(available), jnp.asarray(centres), 1024, 8192)
   np.testing.assert_array_equal(got, ref_match(x, available, centres))
   check_invariants(got, 40, 7, ~available)
@@ -318,8 +344,8 @@ def test_kmeans_sampling_picks_the_nearest_unlabeled_point_of_each_centre(getkey
   key = getkey()
   got = selection.kmeans_sampling(key, jnp.asarray(x), 6, labeled_mask=jnp.asarray(labeled))
   check_invariants(got, 90, 6, labeled)
-  res = diversity._kmeans(key, jnp.asarray(x), jnp.asarray(~labeled), 6, 3, 100,
-                          jnp.float32(1e-4), 1024, 8192)
+  res = kmeans.kmeans_core(key, jnp.asarray(x), 6, jnp.asarray(~labeled), 3, 100,
+                           jnp.float32(1e-4), 1024, 8192)
   assert np.asarray(res.centres).max() < 25.0
   np.testing.assert_array_equal(got, ref_match(x, ~labeled, np.asarray(res.centres)))
   np.testing.assert_array_equal(

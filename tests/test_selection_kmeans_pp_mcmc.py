@@ -11,6 +11,7 @@ from conftest import count_traces
 
 from jaxal import selection
 from jaxal._src import distances
+from jaxal.embeddings import GradEmbedding
 
 
 def _clustered(seed, n=3000, d=8, clusters=15):
@@ -48,14 +49,14 @@ def test_mcmc_invariants_labeled_duplicates_and_full_budget():
 
 def test_mcmc_is_deterministic_one_compile_and_factorised():
   rng = np.random.default_rng(2)
-  emb = distances.GradEmbedding(jnp.asarray(rng.normal(size=(200, 4)), jnp.float32),
+  emb = GradEmbedding(jnp.asarray(rng.normal(size=(200, 4)), jnp.float32),
                                 jnp.asarray(rng.normal(size=(200, 6)), jnp.float32))
   with count_traces() as c:
     a = selection.kmeans_pp(jax.random.key(0), emb, 12, method="mcmc", chain_length=20)
     b = selection.kmeans_pp(jax.random.key(0), emb, 12, method="mcmc", chain_length=20)
     selection.kmeans_pp(jax.random.key(1), emb, 12, method="mcmc", chain_length=20)
   np.testing.assert_array_equal(a, b)
-  assert c["afk_mc2"] == 1
+  assert c["kmeans_pp_core"] == 1
   dense = selection.kmeans_pp(jax.random.key(0), emb.dense(), 12, method="mcmc", chain_length=20)
   # Same proposal and chain on the same geometry; float rounding may differ far down the order.
   assert int(dense[0]) == int(a[0])
@@ -67,3 +68,11 @@ def test_mcmc_bad_arguments():
     selection.kmeans_pp(jax.random.key(0), x, 2, method="fast")
   with pytest.raises(ValueError, match="chain_length must be a positive int"):
     selection.kmeans_pp(jax.random.key(0), x, 2, method="mcmc", chain_length=0)
+
+
+def test_mcmc_accepts_numpy_integers():
+  x = jax.random.normal(jax.random.key(3), (40, 2))
+  key = jax.random.key(0)
+  np.testing.assert_array_equal(
+      selection.kmeans_pp(key, x, np.int64(4), method="mcmc", chain_length=np.int32(10)),
+      selection.kmeans_pp(key, x, 4, method="mcmc", chain_length=10))

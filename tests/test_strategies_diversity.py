@@ -31,13 +31,13 @@ def test_coreset_is_k_center_greedy_on_penultimate_features(trained_digits):
   feats = models.predict(model, params, x).features
   got = strategies.coreset().acquire(jax.random.key(1), model, params, x, state.labeled_mask, 10)
   np.testing.assert_array_equal(
-      got, selection.k_center_greedy(feats, 10, labeled_mask=state.labeled_mask))
+      got, selection.k_center_greedy(None, feats, 10, labeled_mask=state.labeled_mask))
   # An empty labeled set: the first pick comes from the key.
   empty = jnp.zeros(len(x), bool)
   a = strategies.coreset().acquire(jax.random.key(2), model, params, x, empty, 6)
   check_invariants(a, len(x), 6, empty)
   np.testing.assert_array_equal(
-      a, selection.k_center_greedy(feats, 6, key=jax.random.key(2)))
+      a, selection.k_center_greedy(jax.random.key(2), feats, 6))
 
 
 @pytest.mark.parametrize("function", sm.FUNCTIONS)
@@ -49,7 +49,7 @@ def test_fass_filters_by_uncertainty_then_maximises(trained_digits, function):
       jax.random.key(3), model, params, x, mask, budget)
   check_invariants(got, len(x), budget, mask)
   preds = models.predict(model, params, x)
-  filtered = selection.top_k(scores.margin(preds.logits), top_n * budget, mask)
+  filtered = selection.top_k(scores.margin(preds.logits), top_n * budget, labeled_mask=mask)
   assert set(np.asarray(got).tolist()) <= set(np.asarray(filtered).tolist())
   f = preds.features[filtered]
   if function == "feature_based":

@@ -35,7 +35,7 @@ def test_streaming_top_k_equals_in_memory(pool, chunk_size):
   mask = np.zeros(len(data), bool)
   mask[::7] = True
   for fn in (_neg_norm, _entropy_of_logits):
-    want = selection.top_k(fn(data), 25, mask)
+    want = selection.top_k(fn(data), 25, labeled_mask=mask)
     got = streaming.top_k(fn, mm, 25, labeled_mask=mask, chunk_size=chunk_size)
     np.testing.assert_array_equal(got, want)
 
@@ -88,12 +88,12 @@ for s in range(0, n, 100_000):
 mm.flush(); del mm
 mm = np.memmap(sys.argv[1], dtype=np.float32, mode="r", shape=(n, d))
 streaming.top_k(neg_norm, mm[:50_000], 10, chunk_size=chunk)  # compile first
-streaming.k_center_greedy(mm[:50_000], 2, key=jax.random.key(0), chunk_size=chunk)
+streaming.k_center_greedy(jax.random.key(0), mm[:50_000], 2, chunk_size=chunk)
 jax.block_until_ready(streaming.kmeans_pp(jax.random.key(0), mm[:50_000], 3, chunk_size=chunk))
 base = anon_kb()
 t = threading.Thread(target=sample); t.start()
 idx = streaming.top_k(neg_norm, mm, 10, chunk_size=chunk)
-kc = streaming.k_center_greedy(mm, 3, key=jax.random.key(0), chunk_size=chunk)
+kc = streaming.k_center_greedy(jax.random.key(0), mm, 3, chunk_size=chunk)
 pp = streaming.kmeans_pp(jax.random.key(0), mm, 3, chunk_size=chunk)
 jax.block_until_ready((kc, pp))
 stop = True; t.join()
@@ -123,9 +123,9 @@ def test_streaming_k_center_equals_in_memory(pool):
   mask = np.zeros(len(data), bool)
   mask[[3, 500, 999]] = True
   for labeled in (mask, None):
-    want = selection.k_center_greedy(data, 12, labeled_mask=labeled, key=jax.random.key(3))
+    want = selection.k_center_greedy(jax.random.key(3), data, 12, labeled_mask=labeled)
     for chunk_size in (128, 1000):
-      got = streaming.k_center_greedy(mm, 12, labeled_mask=labeled, key=jax.random.key(3),
+      got = streaming.k_center_greedy(jax.random.key(3), mm, 12, labeled_mask=labeled,
                                       chunk_size=chunk_size)
       np.testing.assert_array_equal(got, want)
 
@@ -168,8 +168,30 @@ def test_streaming_kmeans_pp_second_centre_follows_d2_law(tmp_path):
 def test_streaming_selectors_bad_input(pool):
   mm, data = pool
   with pytest.raises(ValueError, match="key is required"):
-    streaming.k_center_greedy(mm, 3)
+    streaming.k_center_greedy(None, mm, 3)
   with pytest.raises(TypeError, match="typed key"):
     streaming.kmeans_pp(jax.random.PRNGKey(0), mm, 3)
   with pytest.raises(ValueError, match=r"shape \[num_points, dim\]"):
-    streaming.k_center_greedy(data[:, 0].copy(), 3, key=jax.random.key(0))
+    streaming.k_center_greedy(jax.random.key(0), data[:, 0].copy(), 3)
+
+
+def test_streaming_k_center_old_spelling_names_the_new_one(pool):
+  mm, _ = pool
+  with pytest.raises(TypeError, match=r"k_center_greedy\(key, x, k, \*, labeled_mask=None"):
+    streaming.k_center_greedy(mm, 3, key=jax.random.key(0))
+  with pytest.raises(TypeError, match=r"k_center_greedy\(key, x, k, \*, labeled_mask=None"):
+    streaming.k_center_greedy(mm, 3, labeled_mask=np.arange(1000) < 5)
+
+
+def test_streaming_selectors_accept_numpy_integers(pool):
+  mm, data = pool
+  mask = np.arange(len(data)) < 5
+  np.testing.assert_array_equal(
+      streaming.top_k(_neg_norm, mm, np.int64(4), chunk_size=np.int32(256)),
+      streaming.top_k(_neg_norm, mm, 4, chunk_size=256))
+  np.testing.assert_array_equal(
+      streaming.k_center_greedy(None, mm, np.int64(3), labeled_mask=mask, chunk_size=np.int32(256)),
+      streaming.k_center_greedy(None, mm, 3, labeled_mask=mask, chunk_size=256))
+  np.testing.assert_array_equal(
+      streaming.kmeans_pp(jax.random.key(0), mm, np.int64(3), chunk_size=np.int32(256)),
+      streaming.kmeans_pp(jax.random.key(0), mm, 3, chunk_size=256))

@@ -382,3 +382,35 @@ def check_model_input(forward: Any, x: Any, name: str = "pool") -> None:
     raise ValueError(
         f"the model must map {name} inputs of shape [batch, *{shape[1:]}] to logits "
         f"[batch, num_classes], got logits of shape {out_shape} for a batch of 1")
+
+
+# --- added for selection: a leading key that may be None
+
+
+def spelled_as_key_or_none(usage: str) -> Callable[[F], F]:
+  """:func:`spelled_as` for a function whose leading ``key`` may also be None.
+
+  k-center greedy takes ``(key, x, k, ...)`` but draws only its first point
+  from the key, so None is valid there when the labeled set is not empty (the
+  function itself checks that). A call whose ``key`` is None runs unchanged;
+  any other call is checked exactly as by :func:`spelled_as`.
+
+  Args:
+    usage: the call as the documentation writes it.
+  """
+
+  def decorate(fn: F) -> F:
+    sig = inspect.signature(fn)
+    strict = spelled_as(usage)(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+      try:
+        key = sig.bind(*args, **kwargs).arguments.get("key", False)
+      except TypeError:
+        key = False  # a wrong spelling: spelled_as words the error
+      return fn(*args, **kwargs) if key is None else strict(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+  return decorate

@@ -16,49 +16,14 @@ memory stays ``O(num_points * chunk_size)``.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Union
+from typing import Union
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxal._src import checks
 from jaxal._src import sharding
-
-
-class GradEmbedding(NamedTuple):
-  """Factorised per-example embedding ``a[n] ⊗ z[n]`` (class-major when dense).
-
-  For BADGE, ``a = p - onehot(ŷ)`` and ``z`` the penultimate features (with a
-  trailing 1 when the bias gradient is included), so row ``n`` of
-  :meth:`dense` is the gradient of the loss at ``ŷ`` w.r.t. the last layer's
-  weights, laid out class by class as in DISTIL.
-  """
-
-  a: jax.Array  # shape=[num_points, num_classes]
-  z: jax.Array  # shape=[num_points, feat_dim]
-
-  @property
-  def num_points(self) -> int:
-    return self.a.shape[0]
-
-  @property
-  def dim(self) -> int:
-    """Dimension of the dense embedding, ``num_classes * feat_dim``."""
-    return self.a.shape[-1] * self.z.shape[-1]
-
-  def dense(self) -> jax.Array:
-    """The ``[num_points, num_classes * feat_dim]`` matrix (class-major)."""
-    a, z = self.a, self.z
-    return (a[..., :, None] * z[..., None, :]).reshape(*a.shape[:-1], self.dim)
-
-  def sq_norms(self) -> jax.Array:
-    """``[num_points]`` squared norms ``‖a‖²‖z‖²``."""
-    return jnp.sum(self.a * self.a, -1) * jnp.sum(self.z * self.z, -1)
-
-  def inner(self, other: "GradEmbedding") -> jax.Array:
-    """``[num_points, other.num_points]`` inner products ``(a·b)(z·w)``."""
-    return (self.a @ other.a.T) * (self.z @ other.z.T)
+from jaxal._src.embeddings.grad_embedding import GradEmbedding
 
 
 Points = Union[jax.Array, GradEmbedding]
@@ -72,30 +37,6 @@ def check_points(x, name: str = "x") -> Points:
     checks.check_same_n(f"{name}.a", a, f"{name}.z", z)
     return GradEmbedding(a, z)
   return checks.check_float_array(x, name, 2, "[num_points, dim]")
-
-
-@jax.jit
-def _all_finite(x):
-  return [jnp.all(jnp.isfinite(t)) for t in jax.tree.leaves(x)]  # fused: no [N, d] temporary
-
-
-def check_finite_points(x: Points, name: str = "x") -> None:
-  """Value check (concrete input only): NaN or inf anywhere is a ``ValueError``.
-
-  One jitted reduction per leaf; the host copy happens only to report an error.
-  """
-  if not all(checks.is_concrete(t) for t in jax.tree.leaves(x)):
-    return
-  with jax.ensure_compile_time_eval():  # x may be a constant inside someone's jit
-    flags = _all_finite(x)
-  parts = [("", x)] if not isinstance(x, GradEmbedding) else [(".a", x.a), (".z", x.z)]
-  for (suffix, t), ok in zip(parts, flags):
-    if not bool(ok):
-      bad = np.argwhere(~np.isfinite(np.asarray(jax.device_get(t))))[0]
-      raise ValueError(
-          f"{name}{suffix} of shape {t.shape} holds NaN or inf values (first at index "
-          f"{tuple(int(i) for i in bad)}); selection needs finite points"
-      )
 
 
 def check_selection(x, k, labeled_mask, name: str = "x") -> tuple[Points, jax.Array, int]:

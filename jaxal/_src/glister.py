@@ -24,7 +24,7 @@ from jax.typing import ArrayLike
 
 from jaxal._src import checks
 from jaxal._src import distances
-from jaxal._src import embeddings
+from jaxal._src.embeddings import gradients
 
 REGULARIZERS = ("random", "facility_location", "diversity")
 
@@ -62,10 +62,10 @@ def _glister(key, logits, features, labeled_mask, train_labels, val_logits, val_
   lr = learning_rate.astype(jnp.float32)
   lam = lam.astype(jnp.float32)
   # The candidates' gradients at their hypothesised labels.
-  cand = embeddings.closed_form_at(logits, features, _hypothesised(logits), bias)
+  cand = gradients.closed_form_at(logits, features, _hypothesised(logits), bias)
   a, zh = cand.a, cand.z
   # One step on the labeled set first (DISTIL's `prev_grads_sum`): W' = W - η Σ_L g_i.
-  lab = embeddings.closed_form_at(logits, features, train_labels, bias)
+  lab = gradients.closed_form_at(logits, features, train_labels, bias)
   g_labeled = (lab.a * labeled_mask[:, None].astype(jnp.float32)).T @ lab.z  # [K, D]
   zh_val = _augment(val_features, bias)
   out0 = val_logits - lr * (zh_val @ g_labeled.T)  # [M, K] validation logits at W'

@@ -85,8 +85,8 @@ def init(key: jax.Array, num_points: int, *, num_initial: int = 0,
     raise ValueError(f"num_initial={num_initial} is larger than the pool of {num_points} points")
   if num_initial == 0:
     return empty
-  from jaxal._src import selection
-  idx = selection.random(jax.random.fold_in(key, 2**31 - 1), num_points, num_initial)
+  from jaxal._src.selection import random as random_selection
+  idx = random_selection.random(jax.random.fold_in(key, 2**31 - 1), num_points, int(num_initial))
   return _label(empty, idx, advance=False)
 
 

@@ -40,12 +40,6 @@ def check_pool(x: np.ndarray, name: str = "x", dtype=np.float32) -> np.ndarray:
   return x
 
 
-def _check_chunk_size(chunk_size: int) -> int:
-  if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0:
-    raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
-  return chunk_size
-
-
 def chunks(x: np.ndarray, chunk_size: int) -> Iterator[tuple[int, int, jax.Array]]:
   """``(start, valid, chunk)`` with ``chunk`` a ``[chunk_size, ...]`` device array.
 
@@ -82,7 +76,7 @@ def top_k(score_fn: Callable[[jax.Array], jax.Array], x: np.ndarray, k: int, *,
 
   Each chunk is scored and merged into a running top ``k``: memory is
   ``O(chunk_size * dim + k)``. Equal to ``selection.top_k(score_fn(x), k,
-  labeled_mask)`` (ties to the lower index).
+  labeled_mask=labeled_mask)`` (ties to the lower index).
 
   Args:
     score_fn: ``[chunk, ...] -> [chunk]`` scores, higher = pick first; a
@@ -98,7 +92,7 @@ def top_k(score_fn: Callable[[jax.Array], jax.Array], x: np.ndarray, k: int, *,
   """
   x = check_pool(x)
   n = x.shape[0]
-  chunk_size = _check_chunk_size(chunk_size)
+  chunk_size = checks.check_positive_int(chunk_size, "chunk_size")
   mask = np.zeros(n, bool) if labeled_mask is None else np.asarray(labeled_mask)
   checks.check_labeled_mask(mask, n)
   k = checks.check_budget(k, n, mask)
@@ -172,8 +166,10 @@ def _taken_grid(mask: np.ndarray, num_chunks: int, chunk_size: int) -> jax.Array
   return jnp.asarray(grid.reshape(num_chunks, chunk_size))
 
 
-def k_center_greedy(x: np.ndarray, k: int, *, labeled_mask: np.ndarray | None = None,
-                    key: jax.Array | None = None, chunk_size: int = 65536) -> jax.Array:
+@checks.spelled_as_key_or_none(
+    "streaming.k_center_greedy(key, x, k, *, labeled_mask=None, chunk_size=65536)")
+def k_center_greedy(key: jax.Array | None, x: np.ndarray, k: int, *,
+                    labeled_mask: np.ndarray | None = None, chunk_size: int = 65536) -> jax.Array:
   """Coreset's farthest-first traversal over a pool on disk, chunk by chunk.
 
   The same picks, in the same order, as :func:`jaxal.selection.k_center_greedy`
@@ -181,11 +177,12 @@ def k_center_greedy(x: np.ndarray, k: int, *, labeled_mask: np.ndarray | None = 
   nearest-centre distances ``[num_points]`` are the only pool-sized state.
 
   Args:
+    key: a ``jax.random.key``, or None when the labeled set is not empty (it
+      only draws the first point when nothing is labeled).
     x: ``[num_points, dim]`` float32 NumPy array or ``np.memmap``.
     k: how many to pick.
     labeled_mask: optional ``[num_points]`` bool NumPy array. The labeled rows
       are read into memory once (``num_labeled * dim`` floats).
-    key: a ``jax.random.key``; required when nothing is labeled.
     chunk_size: rows per device chunk.
 
   Returns:
@@ -195,14 +192,15 @@ def k_center_greedy(x: np.ndarray, k: int, *, labeled_mask: np.ndarray | None = 
   if x.ndim != 2:
     raise ValueError(f"x must have shape [num_points, dim], got {x.shape}")
   n, dim = x.shape
-  chunk_size = _check_chunk_size(min(chunk_size, n) if isinstance(chunk_size, int) else chunk_size)
+  chunk_size = min(checks.check_positive_int(chunk_size, "chunk_size"), n)
   mask = np.zeros(n, bool) if labeled_mask is None else np.asarray(labeled_mask)
   checks.check_labeled_mask(mask, n)
   k = checks.check_budget(k, n, mask)
   labeled = np.flatnonzero(mask)
   if labeled.size == 0:
     if key is None:
-      raise ValueError("key is required when the labeled set is empty: pass key=jax.random.key(seed)")
+      raise ValueError(
+          "key is required when the labeled set is empty: pass jax.random.key(seed) first")
     checks.check_key(key)
   num_chunks = -(-n // chunk_size)
   taken = _taken_grid(mask, num_chunks, chunk_size)
@@ -282,7 +280,7 @@ def kmeans_pp(key: jax.Array, x: np.ndarray, k: int, *, labeled_mask: np.ndarray
     raise ValueError(f"x must have shape [num_points, dim], got {x.shape}")
   checks.check_one_of(first, ("max_norm", "random"), "first")
   n, dim = x.shape
-  chunk_size = _check_chunk_size(min(chunk_size, n) if isinstance(chunk_size, int) else chunk_size)
+  chunk_size = min(checks.check_positive_int(chunk_size, "chunk_size"), n)
   mask = np.zeros(n, bool) if labeled_mask is None else np.asarray(labeled_mask)
   checks.check_labeled_mask(mask, n)
   k = checks.check_budget(k, n, mask)

@@ -8,8 +8,8 @@ import numpy as np
 from conftest import assert_no_pool_gather
 
 from jaxal import scores, selection
-from jaxal._src import selection as selection_src
 from jaxal._src import sharding
+from jaxal._src.selection import top_k
 
 N = 64
 
@@ -21,7 +21,8 @@ def test_scores_and_top_k(shard):
     u, us = fn(logits), fn(shard(logits))
     np.testing.assert_allclose(us, u, rtol=1e-6)
     for k in (1, 7, 20):
-      np.testing.assert_array_equal(selection.top_k(us, k, shard(mask)), selection.top_k(u, k, mask))
+      np.testing.assert_array_equal(selection.top_k(us, k, labeled_mask=shard(mask)),
+                                    selection.top_k(u, k, labeled_mask=mask))
 
 
 def test_top_k_ties_across_shards(shard):
@@ -35,8 +36,8 @@ def test_random_same_indices(shard):
   mask = jnp.zeros(N, bool).at[::3].set(True)
   for seed in range(3):
     key = jax.random.key(seed)
-    np.testing.assert_array_equal(selection.random(key, N, 10, shard(mask)),
-                                  selection.random(key, N, 10, mask))
+    np.testing.assert_array_equal(selection.random(key, N, 10, labeled_mask=shard(mask)),
+                                  selection.random(key, N, 10, labeled_mask=mask))
 
 
 def test_bald_and_mc_scores(shard):
@@ -52,7 +53,7 @@ def test_top_k_gathers_only_candidates(shard):
   mask = shard(jnp.zeros(N, bool))
   ps = sharding.pool_sharding(u)
   assert ps is not None and ps.num_shards == 8
-  assert_no_pool_gather(lambda u, m: selection_src._top_k(u, 4, m, ps), u, mask, num_points=N)
+  assert_no_pool_gather(lambda u, m: top_k.top_k_core(u, 4, m, ps), u, mask, num_points=N)
 
 
 def test_take_gathers_one_row(shard):

@@ -11,7 +11,7 @@ import numpy as np
 from jaxal._src import adversarial
 from jaxal._src import checks
 from jaxal._src import models as models_lib
-from jaxal._src import selection
+from jaxal._src.selection import top_k
 from jaxal._src.strategies.base import Strategy, check_acquire_args
 
 
@@ -27,7 +27,7 @@ def _closest(attack_fn, name: str) -> Strategy:
     # (BIM's sign steps quantise the distance; +inf points) are broken at
     # random: top_k prefers the lower index, so rank a random permutation.
     perm = jax.random.permutation(key, unlabeled.shape[0]).astype(jnp.int32)
-    picked = perm[selection.top_k(-attack.distance[perm], budget)]
+    picked = perm[top_k.top_k(-attack.distance[perm], budget)]
     return jnp.asarray(unlabeled, jnp.int32)[picked]
 
   return Strategy(name, acquire)

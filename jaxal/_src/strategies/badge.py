@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Sequence
 
 from jaxal._src import checks
-from jaxal._src import embeddings
 from jaxal._src import models as models_lib
-from jaxal._src import seeding
+from jaxal._src.embeddings import gradients
+from jaxal._src.selection import kmeans_pp
 from jaxal._src.strategies.base import Strategy, check_acquire_args
 
 
@@ -40,19 +40,19 @@ def badge(*, bias: bool = True, batch_size: int = 256, exact: bool = False,
   """
   if not isinstance(bias, bool) or not isinstance(exact, bool):
     raise TypeError(f"bias and exact must be bools, got {bias!r} and {exact!r}")
-  checks.check_one_of(first, seeding._FIRST, "first")
+  checks.check_one_of(first, kmeans_pp.FIRST, "first")
   if head is not None and not exact:
     raise ValueError("head is used only by the exact embedding: pass exact=True with head=")
 
   def acquire(key, model, params, pool, labeled_mask, budget):
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
     if exact:
-      emb = embeddings.gradient_embedding(model, params, pool, head=head, bias=bias,
-                                          batch_size=batch_size)
+      emb = gradients.gradient_embedding(model, params, pool, head=head, bias=bias,
+                                         batch_size=batch_size)
     else:
       logits, features = models_lib.predict(model, params, pool, batch_size=batch_size)
       checks.check_finite_logits(logits, "logits of the model on the pool")
-      emb = embeddings.closed_form_gradient_embedding(logits, features, bias=bias)
-    return seeding.kmeans_pp(key, emb, budget, labeled_mask=mask, first=first)
+      emb = gradients.closed_form_gradient_embedding(logits, features, bias=bias)
+    return kmeans_pp.kmeans_pp(key, emb, budget, labeled_mask=mask, first=first)
 
   return Strategy("badge", acquire)

@@ -59,7 +59,7 @@ def score_strategy(name: str, score_fn: Callable[[jax.Array], jax.Array], *,
       MC-dropout passes fed to ``score_fn``.
     batch_size: forward batch size.
   """
-  from jaxal._src import selection  # local: selection is a lower layer, no cycle
+  from jaxal._src.selection import top_k  # local: selection is a lower layer, no cycle
 
   if num_samples is not None and (not isinstance(num_samples, int) or num_samples < 2):
     raise ValueError(f"num_samples must be an int >= 2 for MC-dropout scores, got {num_samples!r}")
@@ -73,7 +73,7 @@ def score_strategy(name: str, score_fn: Callable[[jax.Array], jax.Array], *,
       logits = models_lib.predict_mc(key, model, params, pool, num_samples=num_samples,
                                      batch_size=batch_size)
       checks.check_finite_logits(logits.reshape(-1, logits.shape[-1]), "MC logits of the model on the pool")
-    return selection.top_k(score_fn(logits), budget, mask)
+    return top_k.top_k(score_fn(logits), budget, labeled_mask=mask)
 
   return Strategy(name, acquire)
 

@@ -13,10 +13,11 @@ import jax
 import jax.numpy as jnp
 
 from jaxal._src import checks
-from jaxal._src import diversity
 from jaxal._src import models as models_lib
 from jaxal._src import scores
-from jaxal._src import selection
+from jaxal._src.selection import k_center
+from jaxal._src.selection import kmeans
+from jaxal._src.selection import top_k
 from jaxal._src.submodular import functions as submodular_lib
 from jaxal._src.submodular import kernels as submodular_kernels
 from jaxal._src.submodular import maximizers as submodular_maximizers
@@ -45,13 +46,13 @@ def coreset(*, batch_size: int = 256, chunk_size: int = 1024) -> Strategy:
     Sener & Savarese, Active Learning for Convolutional Neural Networks: A
     Core-Set Approach, ICLR 2018.
   """
-  chunk_size = diversity._check_positive_int(chunk_size, "chunk_size")
+  chunk_size = checks.check_positive_int(chunk_size, "chunk_size")
 
   def acquire(key, model, params, pool, labeled_mask, budget):
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
     feats = _predict(model, params, pool, batch_size).features
-    return diversity.k_center_greedy(feats, budget, labeled_mask=mask, key=key,
-                                     chunk_size=chunk_size)
+    return k_center.k_center_greedy(key, feats, budget, labeled_mask=mask,
+                                    chunk_size=chunk_size)
 
   return Strategy("coreset", acquire)
 
@@ -62,13 +63,13 @@ def kmeans_sampling(*, n_init: int = 3, max_iter: int = 100, tol: float = 1e-4,
 
   See :func:`jaxal.selection.kmeans_sampling`; as DISTIL's ``KMeansSampling``.
   """
-  diversity._check_kmeans_args(n_init, max_iter, tol, 1, 1)
+  kmeans.check_kmeans_args(n_init, max_iter, tol, 1, 1)
 
   def acquire(key, model, params, pool, labeled_mask, budget):
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
     feats = _predict(model, params, pool, batch_size).features
-    return diversity.kmeans_sampling(key, feats, budget, labeled_mask=mask, n_init=n_init,
-                                     max_iter=max_iter, tol=tol)
+    return kmeans.kmeans_sampling(key, feats, budget, labeled_mask=mask, n_init=n_init,
+                                  max_iter=max_iter, tol=tol)
 
   return Strategy("kmeans_sampling", acquire)
 
@@ -177,7 +178,8 @@ def fass(uncertainty: str = "entropy", function: str = "facility_location", top_
     preds = _predict(model, params, pool, batch_size)
     checks.check_finite_logits(preds.logits, "logits of the model on the pool")
     unlabeled = int(jnp.sum(~mask))
-    filtered = selection.top_k(score_fn(preds.logits), min(top_n * budget, unlabeled), mask)
+    filtered = top_k.top_k(score_fn(preds.logits), min(top_n * budget, unlabeled),
+                           labeled_mask=mask)
     picked = _select_submodular(key, preds.features[filtered], None, budget, **opts)
     return filtered[picked]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from jaxal._src import scores
-from jaxal._src import selection
+from jaxal._src.selection import random as random_selection
 from jaxal._src.strategies.base import Strategy, check_acquire_args, score_strategy
 
 
@@ -13,7 +13,7 @@ def random() -> Strategy:
   def acquire(key, model, params, pool, labeled_mask, budget):
     del model, params
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
-    return selection.random(key, pool.shape[0], budget, mask)
+    return random_selection.random(key, pool.shape[0], budget, labeled_mask=mask)
 
   return Strategy("random", acquire)
 

@@ -1,8 +1,8 @@
-"""Batch selection from scores: top-k and uniform random.
+"""Top-k selection from scores.
 
-Every selector returns ``[k]`` int32 indices into the pool: unique, in range,
-never an already-labeled point. ``k`` is static (it fixes the output shape);
-one compile serves every round of the same pool size.
+Returns ``[k]`` int32 indices into the pool: unique, in range, never an
+already-labeled point. ``k`` is static (it fixes the output shape); one compile
+serves every round of the same pool size.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from jaxal._src import sharding
 
 
 @functools.partial(jax.jit, static_argnames=("k", "ps"))
-def _top_k(scores, k, labeled_mask, ps=None):
+def top_k_core(scores, k, labeled_mask, ps=None):
+  """:func:`top_k` on validated ``scores [N]``, ``labeled_mask [N]`` bool and a static ``k``."""
   # lax.top_k keeps the lower index first among equal values (as DISTIL's
   # torch.sort-based selection does). Unlabeled NaN or -inf scores become the
   # lowest finite float, so that labeled points (-inf) always rank below them.
@@ -29,7 +30,8 @@ def _top_k(scores, k, labeled_mask, ps=None):
   return sharding.top_k(scores, k, ps)[1]
 
 
-def top_k(scores: ArrayLike, k: int, labeled_mask: ArrayLike | None = None) -> jax.Array:
+@checks.spelled_as("top_k(scores, k, *, labeled_mask=None)")
+def top_k(scores: ArrayLike, k: int, *, labeled_mask: ArrayLike | None = None) -> jax.Array:
   """The ``k`` highest-scoring unlabeled points, best first.
 
   Ties are broken toward the lower index. Labeled points are never chosen.
@@ -56,32 +58,4 @@ def top_k(scores: ArrayLike, k: int, labeled_mask: ArrayLike | None = None) -> j
   labeled_mask = checks.check_labeled_mask(labeled_mask, n)
   k = checks.check_budget(k, n, labeled_mask)
   ps = sharding.pool_sharding((scores, labeled_mask), "scores and labeled_mask")
-  return _top_k(scores, k, labeled_mask, ps)
-
-
-@functools.partial(jax.jit, static_argnames=("n", "k", "ps"))
-def _random(key, n, k, labeled_mask, ps=None):
-  g = jax.random.gumbel(key, (n,), jnp.float32)
-  g = jnp.where(labeled_mask, -jnp.inf, g)
-  return sharding.top_k(g, k, ps)[1]
-
-
-def random(key: jax.Array, n: int, k: int, labeled_mask: ArrayLike | None = None) -> jax.Array:
-  """``k`` distinct unlabeled points uniformly at random (Gumbel top-k).
-
-  Args:
-    key: a ``jax.random.key``.
-    n: the pool size.
-    k: how many to pick, ``1 <= k <=`` the number of unlabeled points.
-    labeled_mask: optional ``[n]`` bool, True where already labeled. When it
-      is sharded along N, so is the selection (and the result is the same).
-
-  Returns:
-    ``[k]`` int32 indices, in random order.
-  """
-  checks.check_key(key)
-  if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-    raise ValueError(f"n must be a positive Python int (the pool size), got {n!r}")
-  labeled_mask = checks.check_labeled_mask(labeled_mask, n)
-  k = checks.check_budget(k, n, labeled_mask)
-  return _random(key, n, k, labeled_mask, sharding.pool_sharding(labeled_mask, "labeled_mask"))
+  return top_k_core(scores, k, labeled_mask, ps)

@@ -44,22 +44,23 @@ unlabeled points, as is the first centre for ``first="random"``.
 from __future__ import annotations
 
 import functools
+
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.extend import random as jax_random_ext
 from jax.typing import ArrayLike
 
 from jaxal._src import checks
 from jaxal._src import distances
-from jaxal._src import mcmc_seeding
 from jaxal._src import sharding
+from jaxal._src.selection import afk_mc2
 
 # Centres drawn by rejection between two passes over the pool.
 _PENDING = 32
 # Rejections in a row that trigger a pass over the pool.
 _MAX_REJECTS = 64
-_FIRST = ("max_norm", "random")
+FIRST = ("max_norm", "random")  # how the first centre is chosen
+METHODS = ("exact", "mcmc")
 
 
 def _block_size(n: int) -> int:
@@ -93,8 +94,8 @@ def _uniforms(seed: jax.Array, p: jax.Array, size: int) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("k", "first", "chunk_size", "ps"))
-def _kmeans_pp(key, x, labeled_mask, k, first, chunk_size, ps=None):
-  """Returns ``(centres [k] int32, passes over the pool, proposals)``.
+def kmeans_pp_exact(key, x, k, labeled_mask, first, chunk_size, ps=None):
+  """Exact k-means++ on validated points: ``(centres [k] int32, passes over the pool, proposals)``.
 
   ``ps`` (a pool sharded along N): rows, weights and weight blocks are fetched
   with :mod:`jaxal._src.sharding` (no gather of the pool), a pass is one
@@ -292,17 +293,22 @@ def kmeans_pp(key: jax.Array, x: distances.Points | ArrayLike, k: int, *,
   """
   checks.check_key(key)
   x, labeled_mask, k = distances.check_selection(x, k, labeled_mask)
-  n = distances.num_points(x)
-  checks.check_one_of(first, _FIRST, "first")
-  if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size <= 0:
-    raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
-  checks.check_one_of(method, ("exact", "mcmc"), "method")
-  distances.check_finite_points(x, "x")
+  checks.check_one_of(first, FIRST, "first")
+  chunk_size = min(checks.check_positive_int(chunk_size, "chunk_size"), distances.num_points(x))
+  checks.check_one_of(method, METHODS, "method")
+  chain_length = checks.check_positive_int(chain_length, "chain_length")
+  checks.check_finite(x, "x", purpose="selection needs finite points")
   ps = sharding.pool_sharding((x, labeled_mask), "x and labeled_mask")
   x, labeled_mask = sharding.place(x, ps), sharding.place(labeled_mask, ps)
+  return kmeans_pp_core(key, x, k, labeled_mask, first, chunk_size, method, chain_length, ps)
+
+
+@functools.partial(jax.jit, static_argnames=("k", "first", "chunk_size", "method", "chain_length",
+                                             "ps"))
+def kmeans_pp_core(key, x, k, labeled_mask, first="max_norm", chunk_size=2048, method="exact",
+                   chain_length=200, ps=None):
+  """:func:`kmeans_pp` on validated, finite, placed points: the ``[k]`` int32 centres."""
   if method == "mcmc":
-    if isinstance(chain_length, bool) or not isinstance(chain_length, (int, np.integer)) or chain_length < 1:
-      raise ValueError(f"chain_length must be a positive int, got {chain_length!r}")
-    return mcmc_seeding.afk_mc2(key, x, labeled_mask, k=k, chain_length=int(chain_length), first=first)
-  return _kmeans_pp(key, x, labeled_mask, k=k, first=first, chunk_size=int(min(chunk_size, n)), ps=ps)[0]
+    return afk_mc2.afk_mc2(key, x, k, labeled_mask, chain_length, first)
+  return kmeans_pp_exact(key, x, k, labeled_mask, first, chunk_size, ps)[0]
 

@@ -1,12 +1,10 @@
-"""Diversity selection: k-center greedy (Coreset), k-means and k-means sampling.
+"""k-means (Lloyd's iterations from k-means++ seeds) and k-means sampling.
 
-Every selector returns ``[k]`` int32 indices into the pool: unique, in range,
-never an already-labeled point. ``k`` is static (it fixes the output shape);
-the labeled set is a mask, so one compile serves every round of a pool.
-
-All distances come from :mod:`jaxal._src.distances` (chunked, dense or
-factorised points); each selection loop runs inside ``jax.lax`` with no host
-round trip per pick.
+:func:`kmeans_sampling` returns ``[k]`` int32 indices into the pool: unique, in
+range, never an already-labeled point. ``k`` is static (it fixes the output
+shape); the labeled set is a mask, so one compile serves every round of a pool.
+Assignments use the chunked distances of :mod:`jaxal._src.distances`; every
+loop runs inside ``jax.lax`` with no host round trip.
 """
 
 from __future__ import annotations
@@ -16,125 +14,11 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.typing import ArrayLike
 
 from jaxal._src import checks
 from jaxal._src import distances
-from jaxal._src import sharding
-from jaxal._src import seeding
-
-
-def _check_positive_int(value, name: str) -> int:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-    raise ValueError(f"{name} must be a positive int, got {value!r}")
-  return int(value)
-
-
-def _as_f32(x: distances.Points) -> distances.Points:
-  return jax.tree.map(lambda t: t.astype(jnp.float32), x)
-
-
-# ---------------------------------------------------------------------------
-# k-center greedy (Coreset).
-
-
-@functools.partial(jax.jit, static_argnames=("k", "chunk_size", "row_chunk_size", "ps"))
-def _k_center_greedy(x, labeled_mask, key, k, chunk_size, row_chunk_size, ps=None):
-  x = _as_f32(x)
-  n = distances.num_points(x)
-  xn = distances.sq_norms(x)
-  # Nearest-labeled-centre distances: one chunked pass, O(N * num_labeled * dim);
-  # +inf everywhere when nothing is labeled (the while loop then does no work).
-  min_d, _ = distances.min_sq_dist_masked(x, x, labeled_mask, chunk_size=chunk_size,
-                                          row_chunk_size=row_chunk_size, x_sq_norms=xn,
-                                          y_sq_norms=xn, ps=ps)
-  any_labeled = jnp.any(labeled_mask)
-  first = jax.random.randint(key, (), 0, n, dtype=jnp.int32)
-
-  def body(t, carry):
-    min_d, taken, out = carry
-    score = jnp.where(taken, -jnp.inf, min_d)
-    j = jnp.argmax(score).astype(jnp.int32)  # first maximum: ties go to the lower index
-    j = jnp.where((t == 0) & ~any_labeled, first, j)
-    # One matrix-vector product per pick: O(N) memory, N * dim reads.
-    d = distances.sq_dist(x, distances.take(x, j, ps), xn, distances.take(xn, j, ps))
-    return jnp.minimum(min_d, d), taken.at[j].set(True), out.at[t].set(j)
-
-  init = (min_d, labeled_mask, jnp.zeros((k,), jnp.int32))
-  return jax.lax.fori_loop(0, k, body, init)[2]
-
-
-def k_center_greedy(x: distances.Points | ArrayLike, k: int, *,
-                    labeled_mask: ArrayLike | None = None, key: jax.Array | None = None,
-                    chunk_size: int = 1024, row_chunk_size: int = 8192) -> jax.Array:
-  r"""Coreset's farthest-first traversal: ``k`` unlabeled points, each the farthest from the rest.
-
-  With :math:`C` the labeled points plus the points picked so far, each step
-  picks the unlabeled point
-
-  .. math::
-    \arg\max_{i \notin C} \; \min_{c \in C} \|x_i - x_c\|_2,
-
-  a 2-approximation of the k-center problem (Gonzalez, 1985), as Sener &
-  Savarese (2018) use it. Distances start from each point's nearest labeled
-  point; with an empty labeled set the first pick is a uniformly random point
-  drawn with ``key``. Ties go to the lower index.
-
-  Cost: one chunked pass for the labeled set (``O(N * num_labeled * dim)``,
-  memory ``O(row_chunk_size * chunk_size)``), then one matrix-vector product
-  per pick inside a ``jax.lax.fori_loop`` (``N * dim`` reads, ``O(N)``
-  memory), so the loop runs at the memory-bandwidth floor and ``N = 10^6``
-  fits in bounded memory. A :class:`GradEmbedding` is handled in factorised
-  form, ``[N, K * d]`` is never built.
-
-  Args:
-    x: ``[num_points, dim]`` embeddings, or a :class:`GradEmbedding`.
-    k: how many to pick, ``1 <= k <=`` the number of unlabeled points.
-    labeled_mask: optional ``[num_points]`` bool, True where already labeled.
-    key: a ``jax.random.key``; required when the labeled set is empty (it
-      draws the first point), ignored otherwise.
-    chunk_size: labeled points per chunk in the first pass (memory only).
-    row_chunk_size: pool rows per block in the first pass (memory only).
-
-  Returns:
-    ``[k]`` int32 indices in the order they were picked: unique, in range,
-    never labeled.
-
-  Raises:
-    ValueError: ``k`` larger than the unlabeled count, non-finite ``x``, a
-      missing ``key`` with an empty labeled set.
-
-  Examples:
-    >>> import jax.numpy as jnp
-    >>> from jaxal import selection
-    >>> x = jnp.array([[0.0], [1.0], [2.0], [10.0]])
-    >>> labeled = jnp.array([True, False, False, False])
-    >>> selection.k_center_greedy(x, 2, labeled_mask=labeled)
-    Array([3, 2], dtype=int32)
-
-  References:
-    Sener & Savarese, Active Learning for Convolutional Neural Networks: A
-    Core-Set Approach, ICLR 2018.
-    Gonzalez, Clustering to minimize the maximum intercluster distance, 1985.
-  """
-  x, labeled_mask, k = distances.check_selection(x, k, labeled_mask)
-  chunk_size = _check_positive_int(chunk_size, "chunk_size")
-  row_chunk_size = _check_positive_int(row_chunk_size, "row_chunk_size")
-  if key is None:
-    if not checks.is_concrete(labeled_mask) or not bool(jnp.any(labeled_mask)):
-      raise ValueError(
-          "key is required when the labeled set is empty (or labeled_mask is traced): "
-          "k-center greedy then starts from a random point; pass key=jax.random.key(seed)"
-      )
-    key = jax.random.key(0)  # unused: the labeled set fixes the first pick
-  else:
-    checks.check_key(key)
-  distances.check_finite_points(x, "x")
-  ps = sharding.pool_sharding((x, labeled_mask), "x and labeled_mask")
-  x, labeled_mask = sharding.place(x, ps), sharding.replicate(labeled_mask, ps)
-  return _k_center_greedy(x, labeled_mask, key, k=k, chunk_size=chunk_size,
-                          row_chunk_size=row_chunk_size, ps=ps)
+from jaxal._src.selection import kmeans_pp as kmeans_pp_lib
 
 
 # ---------------------------------------------------------------------------
@@ -150,7 +34,7 @@ class KMeansResult(NamedTuple):
   num_iterations: jax.Array  # shape=(), int32: Lloyd iterations of that run
 
 
-def _lloyd(x, active, centres, max_iter, tol, chunk_size, row_chunk_size):
+def lloyd(x, active, centres, max_iter, tol, chunk_size, row_chunk_size):
   """Lloyd's iterations from ``centres`` over the points where ``active`` is True.
 
   An iteration assigns every point to its nearest centre (ties to the lower
@@ -191,7 +75,7 @@ def _lloyd(x, active, centres, max_iter, tol, chunk_size, row_chunk_size):
   return c, jnp.where(active, a, -1), inertia, it
 
 
-def _kmeans_runs(keys, x, active, k, max_iter, tol, chunk_size, row_chunk_size):
+def kmeans_runs(keys, x, active, k, max_iter, tol, chunk_size, row_chunk_size):
   """One k-means run per key (vmapped): a :class:`KMeansResult` with a leading ``[n_init]`` axis."""
   x = x.astype(jnp.float32)
   w = active.astype(jnp.float32)
@@ -201,28 +85,30 @@ def _kmeans_runs(keys, x, active, k, max_iter, tol, chunk_size, row_chunk_size):
   tol_abs = tol * jnp.mean(variance)  # scikit-learn's relative tolerance
 
   def one(key_i):
-    seeds = seeding.kmeans_pp(key_i, x, k, labeled_mask=~active, first="random")
-    return _lloyd(x, active, x[seeds], max_iter, tol_abs, chunk_size, row_chunk_size)
+    seeds = kmeans_pp_lib.kmeans_pp_core(key_i, x, k, ~active, first="random",
+                                         chunk_size=min(2048, x.shape[0]))
+    return lloyd(x, active, x[seeds], max_iter, tol_abs, chunk_size, row_chunk_size)
 
   return KMeansResult(*jax.vmap(one)(keys))
 
 
 @functools.partial(jax.jit, static_argnames=("k", "n_init", "max_iter", "chunk_size",
                                              "row_chunk_size"))
-def _kmeans(key, x, active, k, n_init, max_iter, tol, chunk_size, row_chunk_size):
-  runs = _kmeans_runs(jax.random.split(key, n_init), x, active, k, max_iter, tol, chunk_size,
+def kmeans_core(key, x, k, active, n_init, max_iter, tol, chunk_size, row_chunk_size):
+  """:func:`kmeans` on validated, finite points ``x``, over the points where ``active`` is True."""
+  runs = kmeans_runs(jax.random.split(key, n_init), x, active, k, max_iter, tol, chunk_size,
                       row_chunk_size)
   best = jnp.argmin(runs.inertia)  # ties: the first init
   return jax.tree.map(lambda t: t[best], runs)
 
 
-def _check_kmeans_args(n_init, max_iter, tol, chunk_size, row_chunk_size):
-  n_init = _check_positive_int(n_init, "n_init")
-  max_iter = _check_positive_int(max_iter, "max_iter")
-  if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating)) or not tol >= 0:
-    raise ValueError(f"tol must be a float >= 0, got {tol!r}")
-  return (n_init, max_iter, float(tol), _check_positive_int(chunk_size, "chunk_size"),
-          _check_positive_int(row_chunk_size, "row_chunk_size"))
+def check_kmeans_args(n_init, max_iter, tol, chunk_size, row_chunk_size):
+  """The options of :func:`kmeans`, validated, in the order of the arguments."""
+  return (checks.check_positive_int(n_init, "n_init"),
+          checks.check_positive_int(max_iter, "max_iter"),
+          checks.check_float(tol, "tol", low=0.0),
+          checks.check_positive_int(chunk_size, "chunk_size"),
+          checks.check_positive_int(row_chunk_size, "row_chunk_size"))
 
 
 def kmeans(key: jax.Array, x: ArrayLike, k: int, *, n_init: int = 3, max_iter: int = 100,
@@ -262,18 +148,18 @@ def kmeans(key: jax.Array, x: ArrayLike, k: int, *, n_init: int = 3, max_iter: i
   if n == 0:
     raise ValueError("x must hold at least one point, got 0")
   k = checks.check_budget(k, n)
-  args = _check_kmeans_args(n_init, max_iter, tol, chunk_size, row_chunk_size)
-  distances.check_finite_points(x, "x")
+  args = check_kmeans_args(n_init, max_iter, tol, chunk_size, row_chunk_size)
+  checks.check_finite(x, "x", purpose="selection needs finite points")
   n_init, max_iter, tol, chunk_size, row_chunk_size = args
-  return _kmeans(key, x, jnp.ones((n,), bool), k=k, n_init=n_init, max_iter=max_iter,
-                 tol=jnp.float32(tol), chunk_size=chunk_size, row_chunk_size=row_chunk_size)
+  return kmeans_core(key, x, k, jnp.ones((n,), bool), n_init, max_iter, jnp.float32(tol),
+                     chunk_size, row_chunk_size)
 
 
 # ---------------------------------------------------------------------------
 # k-means sampling.
 
 
-def _match_centres(x, available, centres, chunk_size, row_chunk_size):
+def match_centres(x, available, centres, chunk_size, row_chunk_size):
   """The nearest available point of each centre, without duplicates.
 
   Greedy by distance: repeatedly take the unresolved centre whose nearest
@@ -308,11 +194,13 @@ def _match_centres(x, available, centres, chunk_size, row_chunk_size):
 
 @functools.partial(jax.jit, static_argnames=("k", "n_init", "max_iter", "chunk_size",
                                              "row_chunk_size"))
-def _kmeans_sampling(key, x, labeled_mask, k, n_init, max_iter, tol, chunk_size, row_chunk_size):
+def kmeans_sampling_core(key, x, k, labeled_mask, n_init, max_iter, tol, chunk_size,
+                         row_chunk_size):
+  """:func:`kmeans_sampling` on validated, finite points ``x`` and a float32 ``tol``."""
   x = x.astype(jnp.float32)
   active = ~labeled_mask
-  res = _kmeans(key, x, active, k, n_init, max_iter, tol, chunk_size, row_chunk_size)
-  return _match_centres(x, active, res.centres, chunk_size, row_chunk_size)
+  res = kmeans_core(key, x, k, active, n_init, max_iter, tol, chunk_size, row_chunk_size)
+  return match_centres(x, active, res.centres, chunk_size, row_chunk_size)
 
 
 def kmeans_sampling(key: jax.Array, x: ArrayLike, k: int, *,
@@ -349,9 +237,8 @@ def kmeans_sampling(key: jax.Array, x: ArrayLike, k: int, *,
     raise ValueError("x must hold at least one point, got 0")
   labeled_mask = checks.check_labeled_mask(labeled_mask, n)
   k = checks.check_budget(k, n, labeled_mask)
-  args = _check_kmeans_args(n_init, max_iter, tol, chunk_size, row_chunk_size)
-  distances.check_finite_points(x, "x")
+  args = check_kmeans_args(n_init, max_iter, tol, chunk_size, row_chunk_size)
+  checks.check_finite(x, "x", purpose="selection needs finite points")
   n_init, max_iter, tol, chunk_size, row_chunk_size = args
-  return _kmeans_sampling(key, x, labeled_mask, k=k, n_init=n_init, max_iter=max_iter,
-                          tol=jnp.float32(tol), chunk_size=chunk_size,
-                          row_chunk_size=row_chunk_size)
+  return kmeans_sampling_core(key, x, k, labeled_mask, n_init, max_iter, jnp.float32(tol),
+                              chunk_size, row_chunk_size)

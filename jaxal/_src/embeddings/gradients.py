@@ -12,7 +12,7 @@ label :math:`\\hat y = \\arg\\max_c f_c(x)`. For a Dense head ``logits = z W + b
 an outer product ``a ⊗ z`` with ``a = p − onehot(ŷ)`` ``[K]``. Two functions:
 
 * :func:`closed_form_gradient_embedding` returns that outer product factorised,
-  as a :class:`~jaxal._src.distances.GradEmbedding` ``(a [N, K], z [N, d(+1)])``:
+  as a :class:`~jaxal.embeddings.GradEmbedding` ``(a [N, K], z [N, d(+1)])``:
   ``O(N (K + d))`` memory, and every distance works on it directly.
 * :func:`gradient_embedding` is the exact per-example gradient,
   ``jax.vmap`` of ``jax.grad`` with respect to the parameters under a chosen
@@ -46,7 +46,9 @@ from jax.typing import ArrayLike
 
 from jaxal._src import checks
 from jaxal._src import models as models_lib
-from jaxal._src.distances import GradEmbedding
+from jaxal._src.embeddings.grad_embedding import GradEmbedding
+
+_FINITE = "gradient embeddings need finite values"
 
 # ---------------------------------------------------------------------------
 # Closed form.
@@ -74,20 +76,6 @@ def closed_form_at(logits: jax.Array, features: jax.Array, labels: jax.Array,
   if bias:
     z = jnp.concatenate([z, jnp.ones((z.shape[0], 1), jnp.float32)], axis=-1)
   return GradEmbedding(a, z)
-
-
-def _check_finite(x: Any, name: str) -> None:
-  if not checks.is_concrete(x):
-    return
-  with jax.ensure_compile_time_eval():  # x may be a constant inside someone's jit
-    ok = bool(jnp.all(jnp.isfinite(x)))
-  if not ok:
-    host = np.asarray(jax.device_get(x))
-    bad = np.argwhere(~np.isfinite(host))
-    raise ValueError(
-        f"{name} of shape {host.shape} holds {len(bad)} NaN or inf values (first at index "
-        f"{tuple(int(i) for i in bad[0])}); gradient embeddings need finite values"
-    )
 
 
 def closed_form_gradient_embedding(logits: ArrayLike, features: ArrayLike, *,
@@ -131,10 +119,9 @@ def closed_form_gradient_embedding(logits: ArrayLike, features: ArrayLike, *,
   logits = checks.check_logits(logits)
   features = checks.check_float_array(features, "features", 2, "[num_points, feat_dim]")
   checks.check_same_n("logits", logits, "features", features)
-  if not isinstance(bias, bool):
-    raise TypeError(f"bias must be a bool, got {type(bias).__name__}")
+  bias = checks.check_bool(bias, "bias")
   checks.check_finite_logits(logits)
-  _check_finite(features, "features")
+  checks.check_finite(features, "features", purpose=_FINITE)
   return _closed_form(logits, features, bias)
 
 
@@ -346,8 +333,7 @@ def gradient_embedding(model: models_lib.Model, params: Any, x: ArrayLike, *,
   """
   if not isinstance(model, models_lib.Model):
     raise TypeError(f"model must be a jaxal.models.Model, got {type(model).__name__}")
-  if not isinstance(bias, bool):
-    raise TypeError(f"bias must be a bool, got {type(bias).__name__}")
+  bias = checks.check_bool(bias, "bias")
   x = models_lib._check_pool(x, batch_size)
   path = resolve_head(model, params, x, head)
   n = x.shape[0]
@@ -367,5 +353,5 @@ def gradient_embedding(model: models_lib.Model, params: Any, x: ArrayLike, *,
       if emb is None:
         emb = jnp.zeros((n, rows.shape[1]), rows.dtype)
       emb = _write_rows(emb, rows, start)
-  _check_finite(emb, "the gradient embedding")
+  checks.check_finite(emb, "the gradient embedding", purpose=_FINITE)
   return emb

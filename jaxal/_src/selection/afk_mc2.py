@@ -33,7 +33,7 @@ from jaxal._src import distances
 
 
 @functools.partial(jax.jit, static_argnames=("k", "chain_length", "first"))
-def afk_mc2(key, x, labeled_mask, k, chain_length, first):
+def afk_mc2(key, x, k, labeled_mask, chain_length, first):
   """``[k]`` int32 centres by AFK-MC²; see the module docstring."""
   x = jax.tree.map(lambda t: t.astype(jnp.float32), x)
   n = distances.num_points(x)
