@@ -39,7 +39,7 @@ import jax
 import numpy as np
 
 from jaxal import experiment
-from jaxal._src import strategies as strategies_lib
+from jaxal._src.strategies import registry as strategies_lib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")

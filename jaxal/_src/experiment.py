@@ -34,7 +34,7 @@ from jaxal._src import checks
 from jaxal._src import data as data_lib
 from jaxal._src import loop
 from jaxal._src import models as models_lib
-from jaxal._src import strategies as strategies_lib
+from jaxal._src.strategies import registry as strategies_lib
 
 DEFAULT_STRATEGIES = ("random", "least_confidence", "margin", "entropy", "bald")
 CONFIG_FILE = "config.json"

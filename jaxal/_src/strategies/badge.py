@@ -8,7 +8,8 @@ from jaxal._src import checks
 from jaxal._src import embeddings
 from jaxal._src import models as models_lib
 from jaxal._src import seeding
-from jaxal._src.strategies.base import Strategy, check_acquire_args
+from jaxal._src.strategies.base import Strategy
+from jaxal._src.strategies.base import check_acquire_args
 
 
 def badge(*, bias: bool = True, batch_size: int = 256, exact: bool = False,

@@ -1,4 +1,4 @@
-"""Bayesian batch strategies: BatchBALD and stochastic (power / softmax / soft-rank) batches."""
+"""Bayesian strategies: BALD, BatchBALD and stochastic (power / softmax / soft-rank) batches."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from jaxal._src import bayes
 from jaxal._src import checks
 from jaxal._src import models as models_lib
 from jaxal._src import scores
-from jaxal._src.strategies.base import Strategy, check_acquire_args
+from jaxal._src.strategies.base import Strategy
+from jaxal._src.strategies.base import check_acquire_args
+from jaxal._src.strategies.base import score_strategy
 
 # Scores of one deterministic pass ([N, K] -> [N]) and of MC-dropout passes ([S, N, K] -> [N]).
 LOGIT_SCORES: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -41,6 +43,15 @@ def _check_num_samples(num_samples) -> int:
 
 def _forward_check(model, params, pool) -> None:
   checks.check_model_input(lambda xb: models_lib.apply(model, params, xb)[0], pool)
+
+
+def bald(*, num_samples: int = 20, batch_size: int = 256) -> Strategy:
+  """Top-``budget`` by :func:`jaxal.scores.bald` from ``num_samples`` MC-dropout passes.
+
+  References:
+    Gal, Islam & Ghahramani, Deep Bayesian Active Learning with Image Data, ICML 2017.
+  """
+  return score_strategy("bald", scores.bald, num_samples=num_samples, batch_size=batch_size)
 
 
 def batchbald(*, num_samples: int = 20, num_joint_samples: int = 512,

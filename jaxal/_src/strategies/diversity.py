@@ -18,7 +18,8 @@ from jaxal._src import models as models_lib
 from jaxal._src import scores
 from jaxal._src import selection
 from jaxal._src import submodular as submodular_lib
-from jaxal._src.strategies.base import Strategy, check_acquire_args
+from jaxal._src.strategies.base import Strategy
+from jaxal._src.strategies.base import check_acquire_args
 
 UNCERTAINTY: dict[str, Callable[[jax.Array], jax.Array]] = {
     "entropy": scores.entropy,

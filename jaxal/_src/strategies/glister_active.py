@@ -10,7 +10,8 @@ import jax.numpy as jnp
 from jaxal._src import checks
 from jaxal._src import glister as glister_lib
 from jaxal._src import models as models_lib
-from jaxal._src.strategies.base import Strategy, check_acquire_args
+from jaxal._src.strategies.base import Strategy
+from jaxal._src.strategies.base import check_acquire_args
 
 
 def glister(*, learning_rate: float = 1e-3, regularizer: str | None = None,

@@ -12,7 +12,8 @@ from jaxal._src import adversarial
 from jaxal._src import checks
 from jaxal._src import models as models_lib
 from jaxal._src import selection
-from jaxal._src.strategies.base import Strategy, check_acquire_args
+from jaxal._src.strategies.base import Strategy
+from jaxal._src.strategies.base import check_acquire_args
 
 
 def _closest(attack_fn, name: str) -> Strategy:

@@ -1,21 +1,10 @@
-"""Random and uncertainty-sampling strategies (one pass or MC dropout)."""
+"""Uncertainty-sampling strategies: the top-``budget`` points by a score of one pass or MC dropout."""
 
 from __future__ import annotations
 
 from jaxal._src import scores
-from jaxal._src import selection
-from jaxal._src.strategies.base import Strategy, check_acquire_args, score_strategy
-
-
-def random() -> Strategy:
-  """Uniformly random unlabeled points: the baseline every result is compared with."""
-
-  def acquire(key, model, params, pool, labeled_mask, budget):
-    del model, params
-    mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
-    return selection.random(key, pool.shape[0], budget, mask)
-
-  return Strategy("random", acquire)
+from jaxal._src.strategies.base import Strategy
+from jaxal._src.strategies.base import score_strategy
 
 
 def least_confidence(*, batch_size: int = 256) -> Strategy:
@@ -71,12 +60,3 @@ def variation_ratio(*, num_samples: int = 20, batch_size: int = 256) -> Strategy
 def mean_std(*, num_samples: int = 20, batch_size: int = 256) -> Strategy:
   """Top-``budget`` by :func:`jaxal.scores.mean_std` over MC-dropout passes."""
   return score_strategy("mean_std", scores.mean_std, num_samples=num_samples, batch_size=batch_size)
-
-
-def bald(*, num_samples: int = 20, batch_size: int = 256) -> Strategy:
-  """Top-``budget`` by :func:`jaxal.scores.bald` from ``num_samples`` MC-dropout passes.
-
-  References:
-    Gal, Islam & Ghahramani, Deep Bayesian Active Learning with Image Data, ICML 2017.
-  """
-  return score_strategy("bald", scores.bald, num_samples=num_samples, batch_size=batch_size)
