@@ -11,6 +11,7 @@ from jaxal import embeddings
 from jaxal import glister
 from jaxal import loop
 from jaxal import models
+from jaxal import networks
 from jaxal import scores
 from jaxal import selection
 from jaxal import streaming
@@ -30,6 +31,7 @@ __all__ = (
     "glister",
     "loop",
     "models",
+    "networks",
     "scores",
     "selection",
     "strategies",
