@@ -129,9 +129,9 @@ def test_acquire_bad_input_changes_nothing(digits_small):
   state = loop.init(key, len(x), num_initial=290)
   ts = loop.create_train_state(key, module, x)
   model, params = models.from_train_state(ts)
-  for budget, err, msg in [(0, ValueError, "budget must be positive"),
+  for budget, err, msg in [(0, ValueError, "budget must be a positive int"),
                            (11, ValueError, "budget=11 is larger than the 10 unlabeled"),
-                           (2.0, TypeError, "budget must be a Python int")]:
+                           (2.0, TypeError, "budget must be a positive int")]:
     with pytest.raises(err, match=msg):
       loop.acquire(state, strategies.entropy(), model, params, x, budget)
   with pytest.raises(ValueError, match="same number of points"):

@@ -111,6 +111,14 @@ def from_apply_fn(apply_fn: ApplyFn, *, head: str | Sequence[str] | None = None)
 
   ``apply_fn`` should be a module-level function (or otherwise stable object):
   the compiled forward is cached on it.
+
+  Args:
+    apply_fn: ``apply_fn(params, x [B, ...], dropout_key | None)``.
+    head: parameter path of the last layer, such as ``"head"``; None picks the
+      final Dense.
+
+  Raises:
+    TypeError: ``apply_fn`` is not callable.
   """
   if not callable(apply_fn):
     raise TypeError(f"apply_fn must be callable, got {type(apply_fn).__name__}")
@@ -141,6 +149,13 @@ def from_train_state(state: Any, **kwargs) -> tuple[Model, Any]:
 
   The state's ``apply_fn`` must be a linen module's ``apply``; keyword
   arguments are those of :func:`from_linen`.
+
+  Args:
+    state: a ``TrainState`` whose ``apply_fn`` is a linen module's ``apply``.
+    **kwargs: the keyword arguments of :func:`from_linen`.
+
+  Raises:
+    TypeError: ``state.apply_fn`` is not a linen module's bound ``apply``.
   """
   apply_fn = getattr(state, "apply_fn", None)
   module = getattr(apply_fn, "__self__", None)
@@ -161,6 +176,10 @@ def from_nnx(module: nnx.Module, *, head: str | Sequence[str] | None = None) -> 
   (``nnx.Dropout(rate, rngs=rngs)``): each pass replaces every rng key in the
   state by a distinct fold-in of the given key, and ``model.eval()`` /
   ``model.train()`` switch dropout off and on.
+
+  Args:
+    module: the NNX module.
+    head: parameter path of the last layer; None picks the final Dense.
   """
   if not isinstance(module, nnx.Module):
     raise TypeError(f"module must be a flax.nnx.Module, got {type(module).__name__}")
@@ -180,10 +199,18 @@ def _split_output(out: Any) -> tuple[jax.Array, jax.Array | None]:
 
 def apply(model: Model, params: Any, x: jax.Array,
           dropout_key: jax.Array | None = None) -> tuple[jax.Array, jax.Array | None]:
-  """One forward pass on a batch: ``(logits [B, K] float32, features [B, d] | None)``."""
+  """One forward pass on a batch: ``(logits [B, K] float32, features [B, d] | None)``.
+
+  Args:
+    model: a :class:`Model`.
+    params: its parameters.
+    x: ``[B, ...]`` inputs.
+    dropout_key: None for the deterministic pass; a key turns dropout on.
+  """
   logits, features = _split_output(model.apply(params, x, dropout_key))
   if logits.ndim != 2:
-    raise ValueError(f"the model must return logits of shape [batch, num_classes], got {logits.shape}")
+    raise ValueError(
+        f"the model must return logits of shape [batch, num_classes], got {logits.shape}")
   logits = logits.astype(jnp.float32)
   if features is not None:
     features = features.reshape(features.shape[0], -1).astype(jnp.float32)
@@ -227,17 +254,16 @@ def _batches(x: jax.Array, batch_size: int):
     yield start, b, xb
 
 
-def _check_pool(x: ArrayLike, batch_size: int) -> jax.Array:
+def _check_pool(x: ArrayLike, batch_size: int) -> tuple[jax.Array, int]:
   if not hasattr(x, "shape"):
     raise TypeError(f"x must be an array of shape [num_points, ...], got {type(x).__name__}")
   x = jnp.asarray(x)
   if x.ndim < 1 or x.shape[0] == 0:
     raise ValueError(f"x must have shape [num_points, ...] with num_points >= 1, got {x.shape}")
-  if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-    raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+  batch_size = checks.check_positive_int(batch_size, "batch_size")
   # A pool sharded along N (on a mesh with Explicit axes too) is batched under
   # GSPMD; the parameters are never split.
-  return sharding.place(x, sharding.pool_sharding(x, "x"))
+  return sharding.place(x, sharding.pool_sharding(x, "x")), batch_size
 
 
 def predict(model: Model, params: Any, x: ArrayLike, *, batch_size: int = 256,
@@ -256,7 +282,7 @@ def predict(model: Model, params: Any, x: ArrayLike, *, batch_size: int = 256,
     :class:`Predictions` with logits ``[num_points, K]`` and features
     ``[num_points, d]`` (or None when ``features=False``).
   """
-  x = _check_pool(x, batch_size)
+  x, batch_size = _check_pool(x, batch_size)
   outs_l, outs_f = [], []
   for _, b, xb in _batches(x, batch_size):
     logits, feats = _forward_batch(model, params, xb, features)
@@ -291,9 +317,8 @@ def predict_mc(key: jax.Array, model: Model, params: Any, x: ArrayLike, *, num_s
       (default: an independent mask per example).
   """
   checks.check_key(key)
-  if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-    raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
-  x = _check_pool(x, batch_size)
+  num_samples = checks.check_positive_int(num_samples, "num_samples")
+  x, batch_size = _check_pool(x, batch_size)
   sample_keys = jax.random.split(key, num_samples)
   outs = []
   for start, b, xb in _batches(x, batch_size):
@@ -305,7 +330,13 @@ def predict_mc(key: jax.Array, model: Model, params: Any, x: ArrayLike, *, num_s
 
 
 def init_params(key: jax.Array, module: nn.Module, example_x: ArrayLike) -> Any:
-  """The ``"params"`` collection of ``module`` initialised on ``example_x[:1]``."""
+  """The ``"params"`` collection of ``module`` initialised on ``example_x[:1]``.
+
+  Args:
+    key: a ``jax.random.key``.
+    module: a linen module.
+    example_x: ``[num_points, ...]`` inputs; only the first row is used.
+  """
   checks.check_key(key)
   x = jnp.asarray(np.asarray(example_x[:1]))
   return module.init({"params": key}, x)["params"]

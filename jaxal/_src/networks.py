@@ -43,7 +43,14 @@ class CNN(nn.Module):
   """A small convolutional network for ``[B, H, W, C]`` images.
 
   [Conv 3x3 → ReLU → 2x2 max pool]* → flatten → Dense → ReLU → Dropout →
-  Dense head. Returns ``(logits [B, K], features [B, dense])``.
+  Dense head. Returns ``(logits [B, K], features [B, dense])``; ``[B, H, W]``
+  inputs get a channel axis.
+
+  Attributes:
+    num_classes: K.
+    channels: output channels of the convolutions.
+    dense: width of the last hidden Dense, the feature dimension d.
+    dropout_rate: dropout before the head (used by MC-dropout strategies).
   """
 
   num_classes: int

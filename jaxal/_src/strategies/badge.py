@@ -39,8 +39,8 @@ def badge(*, bias: bool = True, batch_size: int = 256, exact: bool = False,
     Ash et al., Deep Batch Active Learning by Diverse, Uncertain Gradient Lower
     Bounds (BADGE), ICLR 2020.
   """
-  if not isinstance(bias, bool) or not isinstance(exact, bool):
-    raise TypeError(f"bias and exact must be bools, got {bias!r} and {exact!r}")
+  bias = checks.check_bool(bias, "bias")
+  exact = checks.check_bool(exact, "exact")
   checks.check_one_of(first, seeding._FIRST, "first")
   if head is not None and not exact:
     raise ValueError("head is used only by the exact embedding: pass exact=True with head=")

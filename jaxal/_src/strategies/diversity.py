@@ -43,8 +43,12 @@ def coreset(*, batch_size: int = 256, chunk_size: int = 1024) -> Strategy:
   References:
     Sener & Savarese, Active Learning for Convolutional Neural Networks: A
     Core-Set Approach, ICLR 2018.
+
+  Args:
+    batch_size: forward batch size.
+    chunk_size: points per distance chunk of k-center greedy.
   """
-  chunk_size = diversity._check_positive_int(chunk_size, "chunk_size")
+  chunk_size = checks.check_positive_int(chunk_size, "chunk_size")
 
   def acquire(key, model, params, pool, labeled_mask, budget):
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
@@ -60,8 +64,16 @@ def kmeans_sampling(*, n_init: int = 3, max_iter: int = 100, tol: float = 1e-4,
   """k-means sampling: ``budget`` clusters of the unlabeled features, the point nearest each centre.
 
   See :func:`jaxal.selection.kmeans_sampling`; as DISTIL's ``KMeansSampling``.
+
+  Args:
+    n_init: k-means runs (the best inertia is kept), ``>= 1``.
+    max_iter: Lloyd iterations per run, ``>= 1``.
+    tol: convergence tolerance, ``>= 0``.
+    batch_size: forward batch size.
   """
-  diversity._check_kmeans_args(n_init, max_iter, tol, 1, 1)
+  n_init = checks.check_positive_int(n_init, "n_init")
+  max_iter = checks.check_positive_int(max_iter, "max_iter")
+  tol = checks.check_float(tol, "tol", low=0.0, allow_inf=True)
 
   def acquire(key, model, params, pool, labeled_mask, budget):
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
@@ -77,14 +89,12 @@ def _check_submodular_options(function, metric, gamma, optimizer, lam, alpha, co
   checks.check_one_of(function, submodular_lib.FUNCTIONS, "submodular function")
   submodular_lib._check_metric(metric, gamma)
   checks.check_one_of(optimizer, submodular_lib.OPTIMIZERS, "optimizer")
-  submodular_lib._check_in_range(lam, "lam", 0.0, 1.0)
-  submodular_lib._check_in_range(alpha, "alpha", 0.0, 1.0, low_open=True)
+  checks.check_float(lam, "lam", low=0.0, high=1.0)
+  checks.check_float(alpha, "alpha", low=0.0, high=1.0, low_open=True)
   checks.check_one_of(concave, submodular_lib.CONCAVE, "concave function")
   if num_neighbors is not None:
-    submodular_lib._positive_int(num_neighbors, "num_neighbors")
-  eps = submodular_lib._check_in_range(epsilon, "epsilon", 0.0, 1.0, low_open=True)
-  if eps >= 1.0:
-    raise ValueError(f"epsilon must lie in (0, 1), got {epsilon}")
+    checks.check_positive_int(num_neighbors, "num_neighbors")
+  checks.check_float(epsilon, "epsilon", low=0.0, high=1.0, low_open=True, high_open=True)
 
 
 def _select_submodular(key, feats, ground_mask, budget, *, function, metric, gamma, optimizer,
@@ -166,8 +176,7 @@ def fass(uncertainty: str = "entropy", function: str = "facility_location", top_
     Learning, ICML 2015.
   """
   checks.check_one_of(uncertainty, UNCERTAINTY, "uncertainty")
-  if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
-    raise ValueError(f"top_n must be an int >= 1, got {top_n!r}")
+  top_n = checks.check_positive_int(top_n, "top_n")
   opts = dict(function=function, metric=metric, gamma=gamma, optimizer=optimizer, lam=lam,
               alpha=alpha, concave=concave, num_neighbors=num_neighbors, epsilon=epsilon)
   _check_submodular_options(**opts)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 
 from jaxal._src import checks
@@ -40,8 +39,7 @@ def glister(*, learning_rate: float = 1e-3, regularizer: str | None = None,
     Killamsetty et al., GLISTER, AAAI 2021.
   """
   glister_lib._check_hyper(learning_rate, regularizer, lam)
-  if not isinstance(bias, bool):
-    raise TypeError(f"bias must be a bool, got {type(bias).__name__}")
+  bias = checks.check_bool(bias, "bias")
   if validation is not None:
     if not isinstance(validation, tuple) or len(validation) != 2:
       raise TypeError(f"validation must be a pair (x_val, y_val), got {type(validation).__name__}")

@@ -1,4 +1,4 @@
-"""The strategy registry: the names ``jaxal run --strategies`` accepts, mapped to their factories."""
+"""The strategy registry: the names of ``jaxal run --strategies``, mapped to their factories."""
 
 from __future__ import annotations
 
