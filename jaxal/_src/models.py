@@ -98,7 +98,12 @@ class _NNXApply:
     return model(x)
 
 
-def _head_path(head: str | Sequence[str] | None) -> tuple[str, ...] | None:
+def head_path(head: str | Sequence[str] | None) -> tuple[str, ...] | None:
+  """A parameter path as a tuple of names: ``"a/b"`` -> ``("a", "b")``; None stays None.
+
+  Args:
+    head: a ``"/"``-separated path, a sequence of names, or None.
+  """
   if head is None:
     return None
   if isinstance(head, str):
@@ -122,7 +127,7 @@ def from_apply_fn(apply_fn: ApplyFn, *, head: str | Sequence[str] | None = None)
   """
   if not callable(apply_fn):
     raise TypeError(f"apply_fn must be callable, got {type(apply_fn).__name__}")
-  return Model(apply_fn, _head_path(head))
+  return Model(apply_fn, head_path(head))
 
 
 def from_linen(module: nn.Module, *, train_kwarg: str | None = "train",
@@ -141,7 +146,7 @@ def from_linen(module: nn.Module, *, train_kwarg: str | None = "train",
   """
   if not isinstance(module, nn.Module):
     raise TypeError(f"module must be a flax.linen.Module, got {type(module).__name__}")
-  return Model(_LinenApply(module, train_kwarg, dropout_collection), _head_path(head))
+  return Model(_LinenApply(module, train_kwarg, dropout_collection), head_path(head))
 
 
 def from_train_state(state: Any, **kwargs) -> tuple[Model, Any]:
@@ -184,7 +189,7 @@ def from_nnx(module: nnx.Module, *, head: str | Sequence[str] | None = None) -> 
   if not isinstance(module, nnx.Module):
     raise TypeError(f"module must be a flax.nnx.Module, got {type(module).__name__}")
   graphdef, state = nnx.split(module)
-  return Model(_NNXApply(graphdef), _head_path(head)), state
+  return Model(_NNXApply(graphdef), head_path(head)), state
 
 
 def _split_output(out: Any) -> tuple[jax.Array, jax.Array | None]:
@@ -244,7 +249,13 @@ def _forward_batch_mc(model, params, xb, idx, sample_keys):
   return jax.vmap(per_sample, in_axes=(0, None, None))(sample_keys, xb, idx)
 
 
-def _batches(x: jax.Array, batch_size: int):
+def batches(x: jax.Array, batch_size: int):
+  """Yields ``(start, size, batch)``: ``x`` in batches of ``batch_size``, the last zero-padded.
+
+  Args:
+    x: ``[num_points, ...]`` inputs.
+    batch_size: the fixed batch size.
+  """
   n = x.shape[0]
   for start in range(0, n, batch_size):
     xb = x[start:start + batch_size]
@@ -254,7 +265,21 @@ def _batches(x: jax.Array, batch_size: int):
     yield start, b, xb
 
 
-def _check_pool(x: ArrayLike, batch_size: int) -> tuple[jax.Array, int]:
+def check_pool(x: ArrayLike, batch_size: Any) -> tuple[jax.Array, int]:
+  """Validates a pool and a batch size for a batched forward.
+
+  Args:
+    x: ``[num_points, ...]`` inputs, ``num_points >= 1``.
+    batch_size: a positive int.
+
+  Returns:
+    ``(x, batch_size)``: ``x`` as a JAX array (placed along N when it is
+    sharded) and the batch size as a Python int.
+
+  Raises:
+    TypeError: ``x`` has no shape, or ``batch_size`` is not an int.
+    ValueError: an empty pool, or ``batch_size < 1``.
+  """
   if not hasattr(x, "shape"):
     raise TypeError(f"x must be an array of shape [num_points, ...], got {type(x).__name__}")
   x = jnp.asarray(x)
@@ -282,9 +307,9 @@ def predict(model: Model, params: Any, x: ArrayLike, *, batch_size: int = 256,
     :class:`Predictions` with logits ``[num_points, K]`` and features
     ``[num_points, d]`` (or None when ``features=False``).
   """
-  x, batch_size = _check_pool(x, batch_size)
+  x, batch_size = check_pool(x, batch_size)
   outs_l, outs_f = [], []
-  for _, b, xb in _batches(x, batch_size):
+  for _, b, xb in batches(x, batch_size):
     logits, feats = _forward_batch(model, params, xb, features)
     outs_l.append(logits[:b])
     if features:
@@ -318,10 +343,10 @@ def predict_mc(key: jax.Array, model: Model, params: Any, x: ArrayLike, *, num_s
   """
   checks.check_key(key)
   num_samples = checks.check_positive_int(num_samples, "num_samples")
-  x, batch_size = _check_pool(x, batch_size)
+  x, batch_size = check_pool(x, batch_size)
   sample_keys = jax.random.split(key, num_samples)
   outs = []
-  for start, b, xb in _batches(x, batch_size):
+  for start, b, xb in batches(x, batch_size):
     idx = jnp.arange(start, start + batch_size, dtype=jnp.int32)
     if consistent:
       idx = jnp.zeros_like(idx)  # fold_in(key, 0) for all: one mask per sample
