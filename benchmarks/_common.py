@@ -1,56 +1,166 @@
-"""Shared helpers for the diversity / submodular benchmarks: machine facts, timing, peak memory."""
+"""What every benchmark shares: the command, machine facts, versions, load, timing, peak memory,
+and writing ``results/<name>.json`` + ``results/<name>.md``.
+
+A benchmark script ``benchmarks/<name>.py`` measures; this module records. The pattern::
+
+    import _common
+
+    info = _common.machine()                      # command, machine, versions, load at start
+    first, best, median, out = _common.first_and_best(fn)
+    info["loadavg_at_end"] = _common.load_now()
+    md = _common.header("Title", info) + ["", "| table |", ...]
+    _common.write("<name>", {"meta": info, "rows": rows}, "\\n".join(md), quick=args.quick)
+
+Scripts import it as ``import _common`` (Python puts the script's folder on ``sys.path``).
+"""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+RESULTS = os.path.join(HERE, "results")
+VERSIONED = ("jax", "jaxlib", "numpy", "flax", "optax")
 
 
-def machine() -> dict[str, Any]:
-  load = os.getloadavg()
-  return {
-      "command": "python " + " ".join(sys.argv),
-      "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
-                 "no GPU in this session",
-      "jax": jax.__version__,
-      "backend": jax.default_backend(),
-      "devices": [str(d) for d in jax.devices()],
-      "loadavg_at_start": [round(v, 2) for v in load],
-      "load_note": ("high: other engineers' jobs shared the 2 cores, timings are pessimistic"
-                    if load[0] > 1.5 else "low"),
-  }
+def command(argv: Sequence[str] | None = None) -> str:
+  """The command that ran this script, as typed from the repository root.
+
+  Args:
+    argv: the script's arguments; default ``sys.argv[1:]``.
+
+  Returns:
+    ``"python benchmarks/<name>.py <args>"``.
+  """
+  script = os.path.relpath(os.path.abspath(sys.argv[0]), ROOT)
+  return " ".join(["python", script, *(sys.argv[1:] if argv is None else argv)])
+
+
+def load_now() -> list[float]:
+  """The 1, 5 and 15 minute load averages, rounded to 0.01."""
+  return [round(v, 2) for v in os.getloadavg()]
+
+
+def versions() -> dict[str, str | None]:
+  """Python's, jaxal's and the installed versions of jax, jaxlib, numpy, flax and optax."""
+  out: dict[str, str | None] = {"python": platform.python_version()}
+  try:
+    import jaxal
+    out["jaxal"] = jaxal.__version__
+  except ImportError:
+    out["jaxal"] = None
+  for name in VERSIONED:
+    try:
+      out[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      out[name] = None
+  return out
+
+
+def accelerator() -> str:
+  """``"no GPU in this session"`` on the CPU backend, else ``"<count> x <device kind>"``."""
+  if jax.default_backend() == "cpu":
+    return "no GPU in this session"
+  devs = jax.devices()
+  return f"{len(devs)} x {devs[0].device_kind}"
+
+
+def describe_machine(accel: str) -> str:
+  """``"<cores> CPU cores (<processor>), <accel>"``."""
+  return f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), {accel}"
+
+
+def machine(argv: Sequence[str] | None = None, *, devices: bool = True) -> dict[str, Any]:
+  """The facts every result records: command, machine, versions, backend, load at start.
+
+  Args:
+    argv: the script's arguments for the recorded command; default ``sys.argv[1:]``.
+    devices: ask JAX for its backend and devices. A driver whose stages run in processes of
+      their own passes False, so that it does not initialise (and hold) an accelerator itself;
+      a stage then reports :func:`accelerator` and the driver fills ``machine`` from it.
+
+  Returns:
+    A dict with ``command``, ``machine``, ``versions``, ``jax``, ``backend`` and ``devices``
+    (with ``devices``), ``loadavg_at_start`` and ``load_note`` ("high" when the 1-minute
+    load is above three quarters of the cores: timings are then pessimistic).
+  """
+  load = load_now()
+  cores = os.cpu_count() or 1
+  info: dict[str, Any] = {"command": command(argv)}
+  info["machine"] = describe_machine(accelerator() if devices else "devices not queried")
+  info["versions"] = versions()
+  info["jax"] = jax.__version__
+  if devices:
+    info["backend"] = jax.default_backend()
+    info["devices"] = [str(d) for d in jax.devices()]
+  info["loadavg_at_start"] = load
+  info["load_note"] = ("high: other jobs shared the cores, timings are pessimistic"
+                       if load[0] > 0.75 * cores else "low")
+  return info
+
+
+def header(title: str, info: dict[str, Any]) -> list[str]:
+  """The opening lines of every results page: title, command, machine, versions, load.
+
+  Args:
+    title: the page's title, without the ``#``.
+    info: what :func:`machine` returned, with ``loadavg_at_end`` where the script set it.
+
+  Returns:
+    Markdown lines (hard line breaks between the facts), ending with an empty line.
+  """
+  v = info.get("versions", {})
+  libs = ", ".join(f"{k} {v[k]}" for k in ("jaxal", *VERSIONED) if v.get(k))
+  backend = f" ({info['backend']} backend)" if "backend" in info else ""
+  load = f"Load average at start: {info['loadavg_at_start']}"
+  if "loadavg_at_end" in info:
+    load += f", at end: {info['loadavg_at_end']}"
+  return [f"# {title}", "",
+          f"Command: `{info['command']}` (from the repository root)  ",
+          f"Machine: {info['machine']}{backend}; Python {v.get('python', '?')}; {libs}  ",
+          f"{load} ({info['load_note']}).", ""]
+
+
+def table(rows: Sequence[dict[str, Any]], cols: Sequence[str]) -> list[str]:
+  """A Markdown table of ``rows`` with one column per key in ``cols`` ("—" where a row lacks it)."""
+  out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+  out += ["| " + " | ".join(str(r.get(c, "—")) for c in cols) + " |" for r in rows]
+  return out
 
 
 def block(x):
+  """Waits for every array in the pytree ``x``; returns ``x``."""
   return jax.tree.map(lambda t: t.block_until_ready() if hasattr(t, "block_until_ready") else t, x)
+
+
+def once(fn: Callable[[], Any]) -> tuple[float, Any]:
+  """(seconds, result) of one call of ``fn``, its arrays waited for."""
+  t = time.perf_counter()
+  out = block(fn())
+  return time.perf_counter() - t, out
 
 
 def first_and_best(fn: Callable[[], Any], repeats: int = 5) -> tuple[float, float, float, Any]:
   """(first call incl. compile, best, median of later calls, result) in seconds."""
-  t = time.perf_counter()
-  out = block(fn())
-  first = time.perf_counter() - t
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    block(fn())
-    times.append(time.perf_counter() - t)
-  times.sort()
+  first, out = once(fn)
+  times = sorted(once(fn)[0] for _ in range(repeats))
   return first, times[0], times[len(times) // 2], out
 
 
 def reset_peak_rss() -> None:
+  """Resets the process's peak-RSS mark (``VmHWM``; Linux >= 4.0, else a no-op)."""
   try:
     with open("/proc/self/clear_refs", "w") as f:
-      f.write("5")  # resets VmHWM (Linux >= 4.0)
+      f.write("5")
   except OSError:
     pass
 
@@ -67,10 +177,47 @@ def rss_mib() -> tuple[float, float]:
   return cur, peak
 
 
-def write(name: str, payload: dict[str, Any], markdown: str) -> None:
-  os.makedirs(RESULTS, exist_ok=True)
-  with open(os.path.join(RESULTS, name + ".json"), "w") as f:
-    json.dump(payload, f, indent=2)
-  with open(os.path.join(RESULTS, name + ".md"), "w") as f:
-    f.write(markdown)
+def kept_section(name: str, heading: str, results: str = RESULTS) -> str:
+  """The section ``heading`` (e.g. ``"## Reading"``, written by hand) of ``<results>/<name>.md``.
+
+  Args:
+    name: the benchmark's name.
+    heading: the section's heading line, e.g. ``"## Reading"``.
+    results: the folder; default ``benchmarks/results``.
+
+  Returns:
+    The section's text up to the next ``## `` heading, starting and ending with a newline;
+    ``""`` when the page or the section does not exist yet.
+  """
+  path = os.path.join(results, name + ".md")
+  if not os.path.exists(path):
+    return ""
+  with open(path) as f:
+    old = f.read()
+  if "\n" + heading not in old:
+    return ""
+  start = old.index("\n" + heading)
+  end = old.find("\n## ", start + 1)
+  return old[start:end if end >= 0 else len(old)].rstrip("\n") + "\n"
+
+
+def write(name: str, payload: dict[str, Any] | None, markdown: str, *, quick: bool = False,
+          results: str = RESULTS) -> None:
+  """Writes ``<results>/<name>.json`` (unless ``payload`` is None) and ``<name>.md``; prints the page.
+
+  Args:
+    name: the benchmark's name, the script's file name without ``.py``.
+    payload: what the JSON holds (the machine facts among it); None writes the page only.
+    markdown: the results page, from :func:`header` on.
+    quick: a smoke-test run: ``<name>_quick.*`` instead, never the recorded results.
+    results: the folder; default ``benchmarks/results``.
+  """
+  name = name + "_quick" if quick else name
+  os.makedirs(results, exist_ok=True)
+  if payload is not None:
+    with open(os.path.join(results, name + ".json"), "w") as f:
+      json.dump(payload, f, indent=2)
+  with open(os.path.join(results, name + ".md"), "w") as f:
+    f.write(markdown if markdown.endswith("\n") else markdown + "\n")
   print(markdown)
+  print("wrote", os.path.join(results, name + (".json and .md" if payload is not None else ".md")))

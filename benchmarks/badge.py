@@ -30,39 +30,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-RESULTS = os.path.join(HERE, "results")
-
+import _common
 
 # ---------------------------------------------------------------------------
 # Helpers.
-
-
-def rss_mb(field: str) -> float:
-  with open("/proc/self/status") as f:
-    for line in f:
-      if line.startswith(field + ":"):
-        return int(line.split()[1]) / 1024
-  return float("nan")
-
-
-def reset_peak() -> float:
-  """Resets the peak-RSS mark; returns the current RSS in MB."""
-  try:
-    with open("/proc/self/clear_refs", "w") as f:
-      f.write("5")
-  except OSError:
-    pass
-  return rss_mb("VmRSS")
 
 
 def make_embedding(n: int, k: int, d: int, seed: int = 0):
@@ -79,12 +57,7 @@ def make_embedding(n: int, k: int, d: int, seed: int = 0):
 def plain_read_gbps(nbytes: int, repeats: int = 30) -> float:
   x = jnp.ones((nbytes // 4,), jnp.float32)
   f = jax.jit(jnp.sum)
-  f(x).block_until_ready()
-  best = float("inf")
-  for _ in range(repeats):
-    t = time.perf_counter()
-    f(x).block_until_ready()
-    best = min(best, time.perf_counter() - t)
+  _, best, _, _ = _common.first_and_best(lambda: f(x), repeats)  # the first call compiles
   return nbytes / best / 1e9
 
 
@@ -138,20 +111,17 @@ def stage_select(n: int, k: int, d: int, budget: int, run_reference: bool) -> di
   jax.block_until_ready(emb)
   del a, z
   bytes_per_pass = n * (k + d) * 4
-  out: dict = {"N": n, "K": k, "d": d, "budget": budget, "bytes_per_pass_MB": bytes_per_pass / 1e6}
+  out: dict = {"N": n, "K": k, "d": d, "budget": budget, "bytes_per_pass_MB": bytes_per_pass / 1e6,
+               "backend": jax.default_backend(), "accelerator": _common.accelerator()}
 
-  rss0 = reset_peak()
-  t = time.perf_counter()
-  idx = selection.kmeans_pp(jax.random.key(0), emb, budget).block_until_ready()
-  out["jaxal_first_call_s"] = time.perf_counter() - t
+  _common.reset_peak_rss()
+  rss0, _ = _common.rss_mib()
+  first, idx = _common.once(lambda: selection.kmeans_pp(jax.random.key(0), emb, budget))
+  out["jaxal_first_call_s"] = first
   out["jaxal_rss_before_MB"] = rss0
-  out["jaxal_peak_rss_MB"] = rss_mb("VmHWM")
-  times = []
-  for i in range(1, 6):
-    t = time.perf_counter()
-    selection.kmeans_pp(jax.random.key(i), emb, budget).block_until_ready()
-    times.append(time.perf_counter() - t)
-  times.sort()
+  out["jaxal_peak_rss_MB"] = _common.rss_mib()[1]
+  times = sorted(_common.once(lambda i=i: selection.kmeans_pp(jax.random.key(i), emb, budget))[0]
+                 for i in range(1, 6))
   out["jaxal_compiled_best_s"] = times[0]
   out["jaxal_compiled_median_s"] = times[len(times) // 2]
   _, passes, proposals = seeding._kmeans_pp(jax.random.key(0), emb, jnp.zeros((n,), bool),
@@ -173,9 +143,7 @@ def stage_select(n: int, k: int, d: int, budget: int, run_reference: bool) -> di
   if run_reference:
     dense = np.asarray(emb.dense())  # [N, K*d] float32
     out["dense_matrix_MB"] = dense.nbytes / 1e6
-    t = time.perf_counter()
-    ref = numpy_badge_reference(dense, budget)
-    out["numpy_reference_s"] = time.perf_counter() - t
+    out["numpy_reference_s"], ref = _common.once(lambda: numpy_badge_reference(dense, budget))
     out["ratio_numpy_over_jaxal_compiled"] = out["numpy_reference_s"] / med
     out["ratio_numpy_over_jaxal_first_call"] = out["numpy_reference_s"] / out["jaxal_first_call_s"]
     out["reference_first_centre_equal"] = bool(ref[0] == idx[0])
@@ -185,16 +153,6 @@ def stage_select(n: int, k: int, d: int, budget: int, run_reference: bool) -> di
 
 # ---------------------------------------------------------------------------
 # Driver.
-
-
-def machine() -> dict:
-  return {
-      "command": "python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:]),
-      "machine": f"{os.cpu_count()} CPU cores ({platform.machine()}), no GPU in this session",
-      "jax": jax.__version__,
-      "backend": jax.default_backend(),
-      "loadavg_at_start": [round(v, 2) for v in os.getloadavg()],
-  }
 
 
 def run_stage(args: list[str]) -> dict:
@@ -219,30 +177,22 @@ def main():
     print(json.dumps(stage_select(int(n), int(k), int(d), int(b), ref == "1")))
     return
 
-  info = machine()
+  info = _common.machine(devices=False)  # the stages hold the devices, each in its own process
   small = ("2000", "10", "64", "50", "1") if args.quick else ("20000", "10", "512", "500", "1")
   big = ("20000", "100", "512", "100", "0") if args.quick else ("200000", "100", "512", "1000", "0")
   huge = ("50000", "10", "32", "50", "0") if args.quick else ("1000000", "10", "128", "100", "0")
   part1 = run_stage(list(small))
   part2 = run_stage(list(big))
   part3 = run_stage(list(huge))
-  info["loadavg_at_end"] = [round(v, 2) for v in os.getloadavg()]
+  info["loadavg_at_end"] = _common.load_now()
+  info["backend"] = part1["backend"]  # what the stages ran on
+  info["machine"] = _common.describe_machine(part1["accelerator"])
   result = {"info": info, "part1": part1, "part2": part2, "part3": part3}
 
-  name = "badge_quick" if args.quick else "badge"
-  os.makedirs(RESULTS, exist_ok=True)
-  with open(os.path.join(RESULTS, name + ".json"), "w") as f:
-    json.dump(result, f, indent=2)
   p1, p2, p3 = part1, part2, part3
-  lines = [
-      f"# BADGE selection benchmark{' (quick)' if args.quick else ''}",
-      "",
-      f"Command: `{info['command']}`  ",
-      f"Machine: {info['machine']}; jax {info['jax']} ({info['backend']} backend)  ",
-      f"Load average at start: {info['loadavg_at_start']}, at end: {info['loadavg_at_end']} "
-      "(other engineers' jobs share these 2 cores; a load above ~1.5 makes every timing here "
-      "pessimistic, the ratios less so since both sides ran in the same process).  ",
-      "No GPU was available in this session, so there are no GPU figures.",
+  lines = _common.header(f"BADGE selection benchmark{' (quick)' if args.quick else ''}", info) + [
+      "Both sides of every ratio ran in the same process, so the ratios depend on the load less "
+      "than the timings do.",
       "",
       f"## Part 1: N = {p1['N']:,}, d = {p1['d']}, K = {p1['K']}, budget {p1['budget']}",
       "",
@@ -300,9 +250,7 @@ def main():
       f"XLA temporaries in part 1: {p1['xla_temp_MB']:.1f} MB.",
       "",
   ]
-  with open(os.path.join(RESULTS, name + ".md"), "w") as f:
-    f.write("\n".join(lines))
-  print("\n".join(lines))
+  _common.write("badge", result, "\n".join(lines), quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -28,31 +28,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
-import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-RESULTS = os.path.join(HERE, "results")
+import _common
+
 IN_DIM = 32
-
-
-def rss_mb(field: str) -> float:
-  with open("/proc/self/status") as f:
-    for line in f:
-      if line.startswith(field + ":"):
-        return int(line.split()[1]) / 1024
-  return float("nan")
-
-
-def reset_peak() -> float:
-  try:
-    with open("/proc/self/clear_refs", "w") as f:
-      f.write("5")
-  except OSError:
-    pass
-  return rss_mb("VmRSS")
 
 
 def stage(n: int, d: int, k: int, method: str) -> dict:
@@ -99,21 +80,15 @@ def stage(n: int, d: int, k: int, method: str) -> dict:
         last.block_until_ready()
       return last
 
-  def _sync(out):
-    jax.block_until_ready(out)
-    return out
-
-  t = time.perf_counter()
-  keep = _sync(run())  # kept alive, so the timed call cannot reuse its buffers
-  first = time.perf_counter() - t
-  rss0 = reset_peak()
-  t = time.perf_counter()
-  out = _sync(run())
-  second = time.perf_counter() - t
-  peak = rss_mb("VmHWM") - rss0
+  first, keep = _common.once(run)  # kept alive, so the timed call cannot reuse its buffers
+  _common.reset_peak_rss()
+  rss0, _ = _common.rss_mib()
+  second, out = _common.once(run)
+  peak = _common.rss_mib()[1] - rss0
   nbytes = sum(v.nbytes for v in jax.tree.leaves(out))
   del keep
-  return {"N": n, "d": d, "K": k, "method": method, "first_s": first, "time_s": second,
+  return {"N": n, "d": d, "K": k, "method": method, "backend": jax.default_backend(),
+          "accelerator": _common.accelerator(), "first_s": first, "time_s": second,
           "peak_rss_over_start_MB": peak, "rss_before_MB": rss0, "output_MB": nbytes / 1e6}
 
 
@@ -133,13 +108,7 @@ def main():
     print(json.dumps(stage(int(n), int(d), int(k), method)))
     return
 
-  import jax
-  info = {
-      "command": "python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:]),
-      "machine": f"{os.cpu_count()} CPU cores ({platform.machine()}), no GPU in this session",
-      "jax": jax.__version__,
-      "loadavg_at_start": [round(v, 2) for v in os.getloadavg()],
-  }
+  info = _common.machine(devices=False)  # the stages hold the devices, each in its own process
   ns = (1000, 10000) if args.quick else (1000, 10000, 100000)
   ds = (128,) if args.quick else (128, 512)
   ks = (10,) if args.quick else (10, 100)
@@ -173,23 +142,16 @@ def main():
       alloc = json.loads(proc.stdout.strip().splitlines()[-1])
       alloc["dense_GB"] = biggest["dense_GB"]
       rows.append(alloc)
-  info["loadavg_at_end"] = [round(v, 2) for v in os.getloadavg()]
-  name = "grad_embedding_quick" if args.quick else "grad_embedding"
-  os.makedirs(RESULTS, exist_ok=True)
-  with open(os.path.join(RESULTS, name + ".json"), "w") as f:
-    json.dump({"info": info, "rows": rows}, f, indent=2)
+  info["loadavg_at_end"] = _common.load_now()
+  measured = next((r for r in rows if "backend" in r), None)
+  if measured is not None:  # what the stages ran on
+    info["backend"] = measured["backend"]
+    info["machine"] = _common.describe_machine(measured["accelerator"])
 
   by = {(r["N"], r["d"], r["K"], r["method"].split("_")[0]): r for r in rows}
-  lines = [
-      f"# Gradient embeddings: exact vmap(grad) vs closed form{' (quick)' if args.quick else ''}",
-      "",
-      f"Command: `{info['command']}`  ",
-      f"Machine: {info['machine']}; jax {info['jax']}  ",
-      f"Load average at start: {info['loadavg_at_start']}, at end: {info['loadavg_at_end']} "
-      "(other engineers' jobs share these 2 cores; with a load above ~1.5 the timings are "
-      "pessimistic).  ",
-      "No GPU was available in this session, so there are no GPU figures.",
-      "",
+  lines = _common.header(
+      f"Gradient embeddings: exact vmap(grad) vs closed form{' (quick)' if args.quick else ''}",
+      info) + [
       "Both include the forward pass over the pool (batches of 256). Time: a compiled call "
       "(the first call, with compilation, in parentheses). Memory: peak RSS during the call above "
       "the RSS before it. \"streamed\": the exact matrix would exceed "
@@ -219,9 +181,7 @@ def main():
         "exact time of that row. The streamed rows reuse one batch buffer and avoid it.",
         "",
     ]
-  with open(os.path.join(RESULTS, name + ".md"), "w") as f:
-    f.write("\n".join(lines))
-  print("\n".join(lines))
+  _common.write("grad_embedding", {"info": info, "rows": rows}, "\n".join(lines), quick=args.quick)
 
 
 if __name__ == "__main__":

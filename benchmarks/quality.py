@@ -29,20 +29,17 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import shutil
-import sys
 import tempfile
 import time
 
-import jax
 import numpy as np
 
+import _common
 from jaxal import experiment
 from jaxal._src.strategies import registry as strategies_lib
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-RESULTS = os.path.join(HERE, "results")
+RESULTS = _common.RESULTS
 SLOW = ("batchbald", "submodular")
 # Baseline and the methods the reading is about first, so they finish first.
 FIRST = ("random", "badge", "entropy", "margin", "least_confidence", "bald", "coreset")
@@ -134,7 +131,8 @@ def compute_minutes(merged: dict) -> float:
 def main(argv=None) -> None:
   args = parse_args(argv)
   t0 = time.time()
-  load0 = os.getloadavg()
+  info = _common.machine(argv)
+  load0 = info["loadavg_at_start"]
   registered = strategies_lib.names()
   slow = [s for s in args.slow if s in registered]
   if args.strategies is None:
@@ -170,9 +168,10 @@ def main(argv=None) -> None:
           cfg, out, data_dir=os.path.join(args.data_dir, dataset), manual_dir=manual,
           progress=False, log=log, on_round=on_round))
   wall = time.time() - t0
-  load1 = os.getloadavg()
+  info["loadavg_at_end"] = _common.load_now()
+  if manual_root:
+    info["command"] = "JAXAL_SHARED_DATA=../shared/data " + info["command"]
   os.makedirs(args.results, exist_ok=True)
-  command = " ".join(["python benchmarks/quality.py", *(sys.argv[1:] if argv is None else argv)])
   sections = []
   compute = 0.0
   for dataset, parts in payloads.items():
@@ -192,13 +191,7 @@ def main(argv=None) -> None:
     md = md.replace("# ", "## ", 1).replace("\n## ", "\n### ")
     sections.append(md + "\n### Area under the curve against random, paired by seed\n\n"
                     + paired_auc_table(merged) + "\n")
-  header = f"""# Strategy quality on MNIST and Fashion-MNIST
-
-Command: `{('JAXAL_SHARED_DATA=../shared/data ' if manual_root else '') + command}`
-
-Machine: {os.cpu_count()} CPU cores ({platform.machine()}), no GPU in this session; jax {jax.__version__}
-({jax.default_backend()}). Load average at start {tuple(round(v, 2) for v in load0)}, at end
-{tuple(round(v, 2) for v in load1)}{" (other engineers' jobs shared the cores: seconds are pessimistic)" if max(load0[0], load1[0]) > 1.5 else ""}.
+  header = "\n".join(_common.header("Strategy quality on MNIST and Fashion-MNIST", info)) + f"""
 Compute (training and acquisition, summed over every round of every run): {compute:.1f} min;
 wall time of this invocation {wall / 60:.1f} min (runs already complete in --work are reused,
 not recomputed).
@@ -211,17 +204,8 @@ drawn once (the same for every strategy and seed); test: the full 10,000-image t
 Per-round curves, AUC and labels needed to reach a target accuracy; "saved vs random" is the
 number of labels random needs minus the strategy's (positive = fewer labels).
 """
-  path = os.path.join(args.results, "quality.md")
-  reading = ""
-  if os.path.exists(path):  # the reading is written by hand: keep it
-    with open(path) as f:
-      old = f.read()
-    if "\n## Reading" in old:
-      start = old.index("\n## Reading")
-      end = old.find("\n## ", start + 1)
-      reading = old[start:end if end >= 0 else len(old)].rstrip("\n") + "\n"
-  with open(path, "w") as f:
-    f.write(header + reading + "\n" + "\n\n".join(sections))
+  reading = _common.kept_section("quality", "## Reading", args.results)  # written by hand: kept
+  _common.write("quality", None, header + reading + "\n" + "\n\n".join(sections), results=args.results)
   log(f"wrote {os.path.join(args.results, 'quality.md')} in {wall / 60:.1f} min")
 
 

@@ -22,24 +22,14 @@ import argparse
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common
 
 
 def _time(fn, repeats=3):
-  import jax
-
-  t = time.perf_counter()
-  jax.block_until_ready(fn())
-  first = time.perf_counter() - t
-  best = float("inf")
-  for _ in range(repeats):
-    t = time.perf_counter()
-    jax.block_until_ready(fn())
-    best = min(best, time.perf_counter() - t)
+  first, best, _, _ = _common.first_and_best(fn, repeats)
   return first, best
 
 
@@ -120,16 +110,11 @@ def main():
   if args.coordinator is not None:
     jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
 
-  from _common import machine, write
-
-  info = machine()
+  info = _common.machine([a for a in sys.argv[1:] if a != "--_child"])
   if args.sharded:
     n = 200_000
     res = sharded(n, args.d, args.k)
-    md = [f"# Sharded selection: {jax.device_count()} devices against one\n",
-          f"Command: `{info['command'].replace(' --_child', '')}`  ",
-          f"Machine: {info['machine']}; jax {info['jax']}; load average at start {info['loadavg_at_start']}"
-          f" ({info['load_note']}).  ",
+    md = _common.header(f"Sharded selection: {jax.device_count()} devices against one", info) + [
           f"Pool N = {n:,}, d = {args.d}, k = {args.k}; simulated CPU devices share the same 2 cores, so "
           "this measures the overhead of running sharded, not a speed-up.\n",
           "| function | one device first / best (s) | sharded first / best (s) | same indices |",
@@ -137,15 +122,12 @@ def main():
     for name, r in res.items():
       md.append(f"| {name} | {r['one_device'][0]:.3f} / {r['one_device'][1]:.3f} | "
                 f"{r['sharded'][0]:.3f} / {r['sharded'][1]:.3f} | {r['same_indices']} |")
-    write("sharded", dict(info, results=res), "\n".join(md) + "\n")
+    _common.write("sharded", dict(info, results=res), "\n".join(md) + "\n")
     return
 
   sizes = [int(s) for s in args.sizes.split(",")]
   rows, exps = scaling(sizes, args.d, args.k, badge_k=args.k, badge_classes=10, badge_dim=args.d)
-  md = ["# Scaling with the pool size N\n",
-        f"Command: `{info['command']}`  ",
-        f"Machine: {info['machine']}; jax {info['jax']}; load average at start {info['loadavg_at_start']}"
-        f" ({info['load_note']}).  ",
+  md = _common.header("Scaling with the pool size N", info) + [
         f"k-center greedy on dense [N, {args.d}] (100 labeled), k = {args.k}; BADGE-style k-means++ on a "
         f"factorised GradEmbedding (K = 10, d = {args.d}), k = {args.k}, exact and AFK-MC² "
         "(`method=\"mcmc\"`, chain 200). Best of 3 compiled calls; first call includes compilation.\n",
@@ -157,7 +139,7 @@ def main():
   md.append("")
   md.append("Scaling exponents (slope of log time against log N): " + ", ".join(
       f"{name.replace('_s', '')} {e:.2f}" for name, e in exps.items()) + ".")
-  write("scaling", dict(info, rows=rows, exponents=exps), "\n".join(md) + "\n")
+  _common.write("scaling", dict(info, rows=rows, exponents=exps), "\n".join(md) + "\n")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from jaxal import adversarial
 from jaxal import bayes
 from jaxal import datasets
 from jaxal import embeddings
+from jaxal import experiment
 from jaxal import glister
 from jaxal import loop
 from jaxal import models
@@ -18,8 +19,7 @@ from jaxal import streaming
 from jaxal import strategies
 from jaxal import submodular
 from jaxal._src.strategies.base import Strategy
-
-__version__ = "0.1.0"
+from jaxal._src.version import __version__
 
 __all__ = (
     "Strategy",
@@ -28,6 +28,7 @@ __all__ = (
     "bayes",
     "datasets",
     "embeddings",
+    "experiment",
     "glister",
     "loop",
     "models",

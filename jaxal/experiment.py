@@ -3,22 +3,22 @@
 ``run`` is what ``jaxal run`` calls and ``report`` what ``jaxal report`` calls.
 """
 
-from jaxal._src.checkpoint import CheckpointError
-from jaxal._src.experiment import Config
-from jaxal._src.experiment import ConfigMismatchError
-from jaxal._src.experiment import ExperimentError
-from jaxal._src.experiment import area_under_curve
-from jaxal._src.experiment import format_summary
-from jaxal._src.experiment import format_table
-from jaxal._src.experiment import labels_per_round
-from jaxal._src.experiment import labels_to_reach
-from jaxal._src.experiment import load_data
-from jaxal._src.experiment import load_results
-from jaxal._src.experiment import plot_curves
-from jaxal._src.experiment import report
-from jaxal._src.experiment import run
-from jaxal._src.experiment import run_one
-from jaxal._src.experiment import summarize
+from jaxal._src.experiment.checkpoint import CheckpointError
+from jaxal._src.experiment.config import Config
+from jaxal._src.experiment.config import ConfigMismatchError
+from jaxal._src.experiment.config import ExperimentError
+from jaxal._src.experiment.config import labels_per_round
+from jaxal._src.experiment.config import load_data
+from jaxal._src.experiment.report import area_under_curve
+from jaxal._src.experiment.report import format_summary
+from jaxal._src.experiment.report import format_table
+from jaxal._src.experiment.report import labels_to_reach
+from jaxal._src.experiment.report import load_results
+from jaxal._src.experiment.report import plot_curves
+from jaxal._src.experiment.report import report
+from jaxal._src.experiment.report import summarize
+from jaxal._src.experiment.runner import run
+from jaxal._src.experiment.runner import run_one
 
 __all__ = (
     "CheckpointError",

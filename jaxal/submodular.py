@@ -1,26 +1,26 @@
 """Submodular set functions over similarity kernels, and greedy / lazy / stochastic maximisers."""
 
-from jaxal._src.submodular import CONCAVE
-from jaxal._src.submodular import FUNCTIONS
-from jaxal._src.submodular import METRICS
-from jaxal._src.submodular import OPTIMIZERS
-from jaxal._src.submodular import Selection
-from jaxal._src.submodular import SetFunction
-from jaxal._src.submodular import SparseKernel
-from jaxal._src.submodular import facility_location
-from jaxal._src.submodular import feature_based
-from jaxal._src.submodular import graph_cut
-from jaxal._src.submodular import greedy
-from jaxal._src.submodular import knn_kernel
-from jaxal._src.submodular import lazy_greedy
-from jaxal._src.submodular import make
-from jaxal._src.submodular import marginal_gains
-from jaxal._src.submodular import maximize
-from jaxal._src.submodular import saturated_coverage
-from jaxal._src.submodular import similarity_kernel
-from jaxal._src.submodular import stochastic_greedy
-from jaxal._src.submodular import sum_redundancy
-from jaxal._src.submodular import value
+from jaxal._src.submodular.functions import CONCAVE
+from jaxal._src.submodular.functions import FUNCTIONS
+from jaxal._src.submodular.functions import SetFunction
+from jaxal._src.submodular.functions import facility_location
+from jaxal._src.submodular.functions import feature_based
+from jaxal._src.submodular.functions import graph_cut
+from jaxal._src.submodular.functions import make
+from jaxal._src.submodular.functions import saturated_coverage
+from jaxal._src.submodular.functions import sum_redundancy
+from jaxal._src.submodular.kernels import METRICS
+from jaxal._src.submodular.kernels import SparseKernel
+from jaxal._src.submodular.kernels import knn_kernel
+from jaxal._src.submodular.kernels import similarity_kernel
+from jaxal._src.submodular.maximizers import OPTIMIZERS
+from jaxal._src.submodular.maximizers import Selection
+from jaxal._src.submodular.maximizers import greedy
+from jaxal._src.submodular.maximizers import lazy_greedy
+from jaxal._src.submodular.maximizers import marginal_gains
+from jaxal._src.submodular.maximizers import maximize
+from jaxal._src.submodular.maximizers import stochastic_greedy
+from jaxal._src.submodular.maximizers import value
 
 __all__ = (
     "CONCAVE",

@@ -1,12 +1,20 @@
-"""Shared test configuration: strict promotion, fresh keys, trace counting."""
+"""Shared test configuration: strict promotion, fresh keys, trace counting, the selection
+invariants and a small model trained on digits.
+
+Test modules import the helpers by name (``from conftest import check_invariants``): pytest puts
+``tests/`` on ``sys.path`` for this file, with or without ``-n``.
+"""
 
 from __future__ import annotations
 
 import collections
 import contextlib
 import os
+from typing import Any
+from typing import NamedTuple
 
 import jax
+import numpy as np
 import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -33,6 +41,53 @@ def shared_data():
   if not SHARED_DATA:
     pytest.skip("set JAXAL_SHARED_DATA to the shared datasets folder to run this test")
   return SHARED_DATA
+
+
+def check_invariants(idx, n, k, labeled, msg=None):
+  """Asserts that ``idx`` is a valid batch: ``k`` distinct int32 indices into ``n``, none labeled.
+
+  Args:
+    idx: the selected indices, ``[k]``.
+    n: the pool size.
+    k: the budget the batch must have exactly.
+    labeled: ``[n]`` bool, the points that must never be selected.
+    msg: optional context shown with a failing assertion (e.g. a strategy name).
+  """
+  idx = np.asarray(idx)
+  assert idx.shape == (k,) and idx.dtype == np.int32, msg
+  assert len(set(idx.tolist())) == k, msg
+  assert idx.min() >= 0 and idx.max() < n, msg
+  assert not np.asarray(labeled)[idx].any(), msg
+
+
+class Trained(NamedTuple):
+  """A small MLP trained on 15 labels of a 90-digit pool (the ``trained_digits`` fixture)."""
+  state: Any  # loop.ALState: 15 labeled, round 0
+  model: Any
+  params: Any
+  x: Any  # [90, 8, 8] digits
+  y: Any  # [90] labels
+
+
+@pytest.fixture(scope="session")
+def trained_digits() -> Trained:
+  """90 digits, 15 labeled at random, an MLP(hidden=(16,)) fitted 30 steps on them (key 0).
+
+  Session-scoped: the strategy tests share one training. jaxal is imported here, after the
+  promotion settings above.
+  """
+  from jaxal import datasets
+  from jaxal import loop
+  from jaxal import models
+
+  ds = datasets.load_digits()
+  x, y = ds.x_train[:90], ds.y_train[:90]
+  key = jax.random.key(0)
+  state = loop.init(key, len(x), num_initial=15)
+  ts = loop.create_train_state(key, models.MLP(num_classes=10, hidden=(16,)), x)
+  ts = loop.fit(key, ts, x, y, state.labeled_mask, num_steps=30)
+  model, params = models.from_train_state(ts)
+  return Trained(state, model, params, x, y)
 
 
 class TraceCounter:

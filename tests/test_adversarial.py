@@ -149,3 +149,25 @@ def test_bad_input():
   with pytest.raises(TypeError, match="jaxal.models.Model"):
     adversarial.deepfool(linear_apply, params, x)
   assert math.isinf(adversarial.bim.__kwdefaults__["eps"])
+
+
+def test_numpy_numbers_accepted_bools_refused():
+  params, x = linear_problem(5, (6,), n=9)
+  want = adversarial.deepfool(LINEAR, params, x, max_iter=5, batch_size=4)
+  got = adversarial.deepfool(LINEAR, params, x, max_iter=np.int64(5), batch_size=np.int32(4),
+                             overshoot=np.float32(0.02))
+  np.testing.assert_array_equal(got.distance, want.distance)
+  want = adversarial.bim(LINEAR, params, x, max_iter=7, batch_size=4)
+  got = adversarial.bim(LINEAR, params, x, max_iter=np.int16(7), batch_size=np.int64(4),
+                        step=np.float64(0.05))
+  np.testing.assert_array_equal(got.distance, want.distance)
+  with pytest.raises(TypeError, match="batch_size must be a positive int, got True of type bool"):
+    adversarial.deepfool(LINEAR, params, x, batch_size=True)
+  with pytest.raises(TypeError, match="max_iter must be a non-negative int"):
+    adversarial.bim(LINEAR, params, x, max_iter=False)
+  with pytest.raises(TypeError, match="max_iter must be a non-negative int, got 2.0 of type float"):
+    adversarial.deepfool(LINEAR, params, x, max_iter=2.0)
+  with pytest.raises(TypeError, match="overshoot must be a finite number"):
+    adversarial.deepfool(LINEAR, params, x, overshoot=True)
+  with pytest.raises(ValueError, match="overshoot must be a finite number >= 0, got inf"):
+    adversarial.deepfool(LINEAR, params, x, overshoot=math.inf)

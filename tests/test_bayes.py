@@ -151,6 +151,22 @@ def test_batchbald_bad_input():
     bayes.batchbald(key, jnp.zeros((2, 4, 3)), 1, num_joint_samples=0)
 
 
+def test_batchbald_takes_numpy_integers_and_refuses_bools():
+  lp, key = mc_problem(3, s=3, n=9), jax.random.key(0)
+  want = bayes.batchbald(key, lp, 4, num_joint_samples=16, max_exact_configs=4)
+  got = bayes.batchbald(key, lp, np.int32(4), num_joint_samples=np.int64(16),
+                        max_exact_configs=np.int64(4))
+  np.testing.assert_array_equal(got, want)
+  with pytest.raises(TypeError, match="k must be a positive int .* got True of type bool"):
+    bayes.batchbald(key, lp, True)
+  with pytest.raises(TypeError, match="num_joint_samples must be a positive int"):
+    bayes.batchbald(key, lp, 2, num_joint_samples=True)
+  with pytest.raises(TypeError, match="max_exact_configs must be a positive int"):
+    bayes.batchbald(key, lp, 2, max_exact_configs=4.0)
+  with pytest.raises(ValueError, match=r"num_joint_samples must be a positive int <= 1048576"):
+    bayes.batchbald(key, lp, 2, num_joint_samples=bayes_lib.MAX_CONFIGS + 1)
+
+
 # ---------------------------------------------------------------------------
 # Consistent MC-dropout masks (models.predict_mc(..., consistent=True)).
 
@@ -263,3 +279,18 @@ def test_stochastic_batch_bad_input():
     bayes.stochastic_batch(key, jnp.ones(3), 1, temperature=0.0)
   with pytest.raises(ValueError, match=r"scores must have shape \[num_points\]"):
     bayes.stochastic_batch(key, jnp.ones((3, 2)), 1)
+
+
+def test_stochastic_batch_takes_numpy_numbers_and_refuses_bools():
+  key, s = jax.random.key(1), jnp.array([0.3, 0.9, 0.1, 0.5, 0.8])
+  want = bayes.stochastic_batch(key, s, 3, temperature=0.5)
+  for k, t in [(np.int64(3), np.float32(0.5)), (np.int32(3), jnp.float32(0.5)), (3, 0.5)]:
+    np.testing.assert_array_equal(bayes.stochastic_batch(key, s, k, temperature=t), want)
+  with pytest.raises(TypeError, match="k must be a positive int"):
+    bayes.stochastic_batch(key, s, True)
+  with pytest.raises(TypeError, match="temperature must be"):
+    bayes.stochastic_batch(key, s, 2, temperature=True)
+  with pytest.raises(TypeError, match=r"temperature must be a positive scalar, got .*shape \(2,\)"):
+    bayes.stochastic_batch(key, s, 2, temperature=jnp.ones(2))
+  with pytest.raises(ValueError, match="temperature must be a finite number > 0, got nan"):
+    bayes.stochastic_batch(key, s, 2, temperature=np.float64("nan"))

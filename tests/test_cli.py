@@ -48,8 +48,8 @@ def test_console_script_help():
 @pytest.mark.parametrize("args, msg", [
     (["--strategies", "random,nope"], "unknown strategy 'nope'; valid names are"),
     (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
-    (["--budget", "0"], "budget must be positive"),
-    (["--seeds", "0"], "seeds must be positive"),
+    (["--budget", "0"], "budget must be a positive int"),
+    (["--seeds", "0"], "seeds must be a positive int"),
 ])
 def test_bad_arguments_give_clear_errors(args, msg, tmp_path, capsys):
   with pytest.raises(SystemExit) as e:

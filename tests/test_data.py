@@ -18,7 +18,7 @@ from jaxal._src.data import tfds_loader
 
 
 def test_digits_file_content_and_checksum():
-  images, labels, is_test = data_lib._digits_raw()
+  images, labels, is_test = data_lib.digits_raw()
   assert images.shape == (1797, 8, 8) and images.dtype == np.uint8
   assert images.min() == 0 and images.max() == 16
   assert labels.shape == (1797,)
@@ -55,6 +55,20 @@ def test_names_and_digits_through_load():
   np.testing.assert_array_equal(y, ref.y_train)
   with pytest.raises(ValueError, match="unknown split 'validation' of dataset 'digits'"):
     datasets.load("digits", "validation")
+
+
+def test_download_takes_numpy_bools_and_refuses_ints():
+  x, y = datasets.load("digits", "test", download=np.bool_(False))
+  assert x.shape == (450, 8, 8) and y.shape == (450,)
+  assert datasets.load_dataset("digits", download=np.bool_(True)).x_train.shape == (1347, 8, 8)
+  with pytest.raises(TypeError, match="download must be True or False, got 1 of type int"):
+    datasets.load("digits", "train", download=1)
+  with pytest.raises(TypeError, match="download must be True or False, got 0 of type int"):
+    datasets.load_dataset("mnist", download=0)
+  with pytest.raises(TypeError, match="split must be a str .* got 0 of type int"):
+    datasets.load("digits", 0)
+  with pytest.raises(TypeError, match="dataset name must be a str, got 3 of type int"):
+    datasets.load_dataset(3)
 
 
 def test_unknown_name_lists_tfds_names_too():

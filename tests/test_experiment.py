@@ -13,8 +13,8 @@ import time
 import numpy as np
 import pytest
 
-from jaxal._src import checkpoint
-from jaxal._src import experiment
+from jaxal import experiment
+from jaxal._src.experiment import checkpoint
 
 # Every test uses the same pool, budget and step count, so one compile serves them all.
 SMALL = experiment.Config(strategies=("random", "margin"), rounds=3, budget=5, initial=10, seeds=2,
@@ -251,7 +251,7 @@ def test_report(reference):
   # Default target: random's final mean accuracy.
   md = experiment.report(str(out), log=_quiet)
   assert f"Target accuracy {summary['random']['mean'][-1]:.3f} (random's final mean accuracy)" in md
-  with pytest.raises(ValueError, match=r"target must be an accuracy in \[0, 1\]"):
+  with pytest.raises(ValueError, match=r"target must be a finite number in \[0.0, 1.0\]"):
     experiment.report(str(out), target=90.0, log=_quiet)
 
 

@@ -166,3 +166,30 @@ def test_glister_bad_input():
   with pytest.raises(ValueError, match=r"labels must lie in \[0, 4\)"):
     glister.glister(key, logits, feats, 2, labeled_mask=jnp.arange(10) < 2,
                     labels=jnp.full(10, 7, jnp.int32))
+
+
+def test_glister_takes_numpy_numbers_and_refuses_bools():
+  logits, feats, _, labeled = problem(7, n=12)
+  key, mask = jax.random.key(0), jnp.asarray(labeled)
+  want = glister.glister(key, logits, feats, 3, labeled_mask=mask, regularizer="random", lam=0.5)
+  got = glister.glister(key, logits, feats, np.int64(3), labeled_mask=mask, regularizer="random",
+                        lam=np.float32(0.5), learning_rate=np.float64(1e-3), bias=np.bool_(True))
+  np.testing.assert_array_equal(got, want)
+  with pytest.raises(TypeError, match="k must be a positive int .* got True of type bool"):
+    glister.glister(key, logits, feats, True)
+  with pytest.raises(TypeError, match="bias must be True or False, got 1 of type int"):
+    glister.glister(key, logits, feats, 2, bias=1)
+  with pytest.raises(TypeError, match="learning_rate must be a finite number"):
+    glister.glister(key, logits, feats, 2, learning_rate=True)
+  with pytest.raises(TypeError, match="lam must be a finite number"):
+    glister.glister(key, logits, feats, 2, regularizer="diversity", lam=False)
+
+
+def test_glister_refuses_non_finite_pool_arrays():
+  logits, feats, _, _ = problem(8, n=10)
+  key = jax.random.key(0)
+  with pytest.raises(ValueError, match=r"logits of shape \(10, 4\) holds 1 NaN or \+inf"):
+    glister.glister(key, logits.at[3, 1].set(jnp.nan), feats, 2)
+  with pytest.raises(ValueError, match=r"features of shape \(10, 5\) holds NaN or inf values "
+                     r"\(first at index \(2, 0\)\); gradient embeddings need finite values"):
+    glister.glister(key, logits, feats.at[2, 0].set(jnp.inf), 2)

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import check_invariants
 from conftest import count_traces
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -66,6 +67,22 @@ def test_init_is_deterministic_and_validates():
     loop.label(a, np.zeros((2, 2), np.int32))
   with pytest.raises(TypeError, match="integers"):
     loop.label(a, np.array([0.5]))
+
+
+def test_init_takes_numpy_integers_and_refuses_bools():
+  a = loop.init(jax.random.key(3), 50, num_initial=7)
+  b = loop.init(jax.random.key(3), np.int64(50), num_initial=np.int32(7))
+  np.testing.assert_array_equal(a.labeled_indices, b.labeled_indices)
+  assert b.labeled_mask.shape == (50,)
+  with pytest.raises(TypeError, match="num_points must be a positive int .* got True of type bool"):
+    loop.init(jax.random.key(0), True)
+  with pytest.raises(ValueError,
+                     match=r"num_points must be a positive int \(the pool size\), got 0"):
+    loop.init(jax.random.key(0), 0)
+  with pytest.raises(TypeError, match="num_initial must be a non-negative int, got True"):
+    loop.init(jax.random.key(0), 10, num_initial=True)
+  with pytest.raises(TypeError, match="num_initial must be a non-negative int, got 2.0"):
+    loop.init(jax.random.key(0), 10, num_initial=2.0)
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +160,58 @@ def test_acquire_bad_input_changes_nothing(digits_small):
   assert state.num_labeled == 290
 
 
+def test_fit_takes_numpy_integers_and_refuses_bools(digits_small):
+  x, y, _, _ = digits_small
+  x, y = x[:40], y[:40]
+  key = jax.random.key(5)
+  ts = loop.create_train_state(key, models.MLP(num_classes=10, hidden=(8,)), x)
+  mask = jnp.zeros(len(x), bool).at[:10].set(True)
+  want = loop.fit(key, ts, x, y, mask, num_steps=2, batch_size=8)
+  got = loop.fit(key, ts, x, y, mask, num_steps=np.int64(2), batch_size=np.int32(8),
+                 reinitialize=np.bool_(True))
+  jax.tree.map(np.testing.assert_array_equal, got.params, want.params)
+  with pytest.raises(TypeError, match="batch_size must be a positive int, got True of type bool"):
+    loop.fit(key, ts, x, y, mask, batch_size=True)
+  with pytest.raises(TypeError, match="num_steps must be a non-negative int, got False"):
+    loop.fit(key, ts, x, y, mask, num_steps=False)
+  with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
+    loop.fit(key, ts, x, y, mask, batch_size=0)
+  with pytest.raises(TypeError, match="reinitialize must be True or False, got 1 of type int"):
+    loop.fit(key, ts, x, y, mask, reinitialize=1)
+  state = loop.init(key, len(x), initial_indices=np.arange(10))
+  with pytest.raises(TypeError, match="num_steps must be a non-negative int, got 1.5"):
+    loop.run_round(state, ts, strategy=strategies.random(), x=x, y=y, budget=2, num_steps=1.5)
+  with pytest.raises(ValueError, match="x and state.labeled_mask must have the same number"):
+    loop.run_round(state, ts, strategy=strategies.random(), x=x[:30], y=y[:30], budget=2)
+
+
+def test_acquire_leaves_the_budget_to_the_strategy():
+  # The strategy's acquire validates (key, pool, labeled_mask, budget) at its entry:
+  # loop.acquire passes budget through as given and checks only what it alone knows.
+  seen = []
+
+  def acquire_fn(key, model, params, pool, labeled_mask, budget):
+    del key, model, params, pool, labeled_mask
+    seen.append(budget)
+    return jnp.array([3, 5], jnp.int32)
+
+  state = loop.init(jax.random.key(0), 10)
+  new, idx = loop.acquire(state, strategies.Strategy("fixed", acquire_fn), None, None,
+                          jnp.zeros((10, 2)), np.int64(2))
+  assert len(seen) == 1 and type(seen[0]) is np.int64 and seen[0] == 2
+  np.testing.assert_array_equal(idx, [3, 5])
+  np.testing.assert_array_equal(new.labeled_indices, [3, 5])
+  with pytest.raises(ValueError, match="pool and state.labeled_mask must have the same number"):
+    loop.acquire(state, strategies.Strategy("fixed", acquire_fn), None, None, jnp.zeros((9, 2)), 2)
+  with pytest.raises(TypeError, match="state must be an ALState"):
+    loop.acquire(state.labeled_mask, strategies.Strategy("fixed", acquire_fn), None, None,
+                 jnp.zeros((10, 2)), 2)
+  assert len(seen) == 1
+  budget = np.int64(3)  # a NumPy budget through a real strategy
+  _, idx = loop.acquire(state, strategies.random(), None, None, jnp.zeros((10, 2)), budget)
+  assert idx.shape == (3,)
+
+
 def _nan_apply(params, x, key):
   del params, key
   return jnp.full((x.shape[0], 3), jnp.nan)
@@ -170,10 +239,7 @@ def test_every_registered_strategy_respects_invariants(digits_small):
     strategy = strategies.get(name)
     for budget in (5, int((~mask).sum())):  # budget equal to the whole unlabeled pool too
       idx = np.asarray(strategy.acquire(jax.random.key(9), model, params, x, state.labeled_mask, budget))
-      assert idx.shape == (budget,) and idx.dtype == np.int32, name
-      assert len(np.unique(idx)) == budget, name
-      assert idx.min() >= 0 and idx.max() < len(x), name
-      assert not mask[idx].any(), name
+      check_invariants(idx, len(x), budget, mask, name)
 
 
 def test_unknown_strategy_lists_valid_names():

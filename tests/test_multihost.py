@@ -14,8 +14,8 @@ import numpy as np
 from jaxal import scores, selection
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "benchmarks", "multihost.py")
-sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+SCRIPT = os.path.join(ROOT, "examples", "multihost.py")
+sys.path.insert(0, os.path.join(ROOT, "examples"))
 
 
 def _free_port() -> int:

@@ -194,6 +194,17 @@ def test_lazy_greedy_one_compile_per_shape():
   assert c["_lazy_greedy"] == 1
 
 
+def test_greedy_one_compile_for_new_arrays_and_hyperparameters():
+  """A SetFunction's arrays and hyperparameters are traced: new values reuse the compilation."""
+  x = jnp.asarray(_features(21, n=15))
+  with count_traces() as c:
+    for seed in range(3):
+      fn = sm.graph_cut(sm.similarity_kernel(x + seed), lam=0.2 + 0.3 * seed)
+      sm.greedy(fn, 4)
+      sm.value(fn, jnp.arange(2))
+  assert c["greedy_core"] == 1 and c["_value"] == 1
+
+
 def test_stochastic_greedy(getkey):
   fn, _, _ = _fn("facility_location", seed=7)
   key = getkey()
@@ -257,13 +268,13 @@ def test_bad_input(getkey):
   kernel = sm.similarity_kernel(x)
   with pytest.raises(ValueError, match="square"):
     sm.facility_location(jnp.ones((4, 5)))
-  with pytest.raises(ValueError, match="lam must lie in"):
+  with pytest.raises(ValueError, match=r"lam must be a finite number in \[0.0, 1.0\]"):
     sm.graph_cut(kernel, lam=1.5)
-  with pytest.raises(ValueError, match="lam must lie in"):
+  with pytest.raises(ValueError, match=r"lam must be a finite number in \[0.0, 1.0\]"):
     sm.graph_cut(kernel, lam=-0.1)
-  with pytest.raises(ValueError, match="alpha must lie in"):
+  with pytest.raises(ValueError, match=r"alpha must be a finite number in \(0.0, 1.0\]"):
     sm.saturated_coverage(kernel, alpha=0.0)
-  with pytest.raises(ValueError, match="alpha must lie in"):
+  with pytest.raises(ValueError, match=r"alpha must be a finite number in \(0.0, 1.0\]"):
     sm.saturated_coverage(kernel, alpha=2.0)
   with pytest.raises(ValueError, match="valid names are: facility_location, feature_based"):
     sm.make("log_determinant", kernel=kernel)
@@ -271,7 +282,14 @@ def test_bad_input(getkey):
     sm.feature_based(jnp.abs(x), concave="cube")
   with pytest.raises(ValueError, match="non-negative"):
     sm.feature_based(x)
-  with pytest.raises(ValueError, match="larger than the 3 unlabeled"):
+  with pytest.raises(ValueError, match="features of shape .* holds NaN or inf"):
+    sm.feature_based(jnp.abs(x).at[0, 1].set(jnp.nan))
+  with pytest.raises(ValueError, match="kernel of shape .* holds NaN or inf"):
+    sm.facility_location(kernel.at[2, 3].set(jnp.inf))
+  sparse = sm.knn_kernel(x, 3)
+  with pytest.raises(ValueError, match="kernel.values of shape .* holds NaN or inf"):
+    sm.graph_cut(sm.SparseKernel(sparse.values.at[0, 0].set(jnp.nan), sparse.indices))
+  with pytest.raises(ValueError, match="larger than the 3 candidates"):
     sm.greedy(sm.facility_location(kernel), 4, candidates=jnp.arange(N) < 3)
   with pytest.raises(ValueError, match="valid names are: cosine, rbf"):
     sm.similarity_kernel(x, metric="euclid")

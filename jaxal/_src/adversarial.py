@@ -150,27 +150,67 @@ def _run(batch_fn, x, batch_size) -> Attack:
   return Attack(jnp.where(flipped, sq, jnp.inf), pert, jnp.concatenate(iters), flipped)
 
 
-def _check(model, params, x, batch_size, max_iter) -> None:
+def check_attack_args(model: Any, params: Any, x: Any) -> None:
+  """The model, and that it accepts inputs shaped as ``x`` (abstractly: no FLOPs)."""
   if not isinstance(model, models_lib.Model):
     raise TypeError(f"model must be a jaxal.models.Model, got {type(model).__name__}")
   if not hasattr(x, "shape"):
     raise TypeError(f"x must be an array of shape [num_points, ...], got {type(x).__name__}")
-  if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-    raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-  if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
-    raise ValueError(f"max_iter must be an int >= 0, got {max_iter!r}")
   checks.check_model_input(lambda xb: models_lib.apply(model, params, xb)[0], x, "x")
 
 
+def check_deepfool_options(max_iter: Any, overshoot: Any,
+                           batch_size: Any) -> tuple[int, float, int]:
+  """:func:`deepfool`'s options validated: ``(max_iter, overshoot, batch_size)``.
+
+  Internal API (a strategy validates them here when it is built).
+
+  Raises:
+    TypeError: a non-number (a bool, a float ``max_iter``).
+    ValueError: ``max_iter < 0``, ``overshoot`` negative or not finite, ``batch_size < 1``.
+  """
+  return (checks.check_nonnegative_int(max_iter, "max_iter"),
+          checks.check_float(overshoot, "overshoot", low=0),
+          checks.check_positive_int(batch_size, "batch_size"))
+
+
+def check_bim_options(step: Any, eps: Any, max_iter: Any,
+                      batch_size: Any) -> tuple[float, float, int, int]:
+  """:func:`bim`'s options validated: ``(step, eps, max_iter, batch_size)``.
+
+  Internal API (a strategy validates them here when it is built).
+
+  Raises:
+    TypeError: a non-number (a bool, a float ``max_iter``).
+    ValueError: ``step`` not positive and finite, ``eps`` not positive (``inf``
+      allowed), ``max_iter < 0``, ``batch_size < 1``.
+  """
+  return (checks.check_float(step, "step", low=0, low_open=True),
+          checks.check_float(eps, "eps", low=0, low_open=True, allow_inf=True),
+          checks.check_nonnegative_int(max_iter, "max_iter"),
+          checks.check_positive_int(batch_size, "batch_size"))
+
+
+# Kept while strategies/adversarial.py still uses the old private spelling;
+# remove once it calls check_deepfool_options / check_bim_options.
 def _check_number(value: Any, name: str, *, positive: bool, allow_inf: bool = False) -> float:
-  if isinstance(value, bool) or not isinstance(value, (int, float)):
-    raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-  value = float(value)
-  ok = (value > 0 if positive else value >= 0) and (math.isfinite(value) or (allow_inf and value > 0))
-  if not ok:
-    raise ValueError(f"{name} must be {'> 0' if positive else '>= 0'}"
-                     f"{'' if allow_inf else ' and finite'}, got {value}")
-  return value
+  return checks.check_float(value, name, low=0, low_open=positive, allow_inf=allow_inf)
+
+
+def deepfool_core(model: models_lib.Model, params: Any, x: ArrayLike, max_iter: int,
+                  overshoot: float, batch_size: int) -> Attack:
+  """:func:`deepfool` on arguments already validated (:func:`check_attack_args`,
+  :func:`check_deepfool_options`): no checks, same result. Internal API."""
+  fn = lambda xb, v: _deepfool_batch(model, params, xb, v, jnp.float32(overshoot), max_iter)
+  return _run(fn, x, batch_size)
+
+
+def bim_core(model: models_lib.Model, params: Any, x: ArrayLike, step: float, eps: float,
+             max_iter: int, batch_size: int) -> Attack:
+  """:func:`bim` on arguments already validated (:func:`check_attack_args`,
+  :func:`check_bim_options`): no checks, same result. Internal API."""
+  fn = lambda xb, v: _bim_batch(model, params, xb, v, jnp.float32(step), jnp.float32(eps), max_iter)
+  return _run(fn, x, batch_size)
 
 
 def deepfool(model: models_lib.Model, params: Any, x: ArrayLike, *, max_iter: int = 50,
@@ -209,10 +249,9 @@ def deepfool(model: models_lib.Model, params: Any, x: ArrayLike, *, max_iter: in
     method to fool deep neural networks, CVPR 2016; Ducoffe & Precioso,
     Adversarial Active Learning for Deep Networks: a Margin Based Approach, 2018.
   """
-  _check(model, params, x, batch_size, max_iter)
-  overshoot = _check_number(overshoot, "overshoot", positive=False)
-  fn = lambda xb, v: _deepfool_batch(model, params, xb, v, jnp.float32(overshoot), max_iter)
-  return _run(fn, x, batch_size)
+  max_iter, overshoot, batch_size = check_deepfool_options(max_iter, overshoot, batch_size)
+  check_attack_args(model, params, x)
+  return deepfool_core(model, params, x, max_iter, overshoot, batch_size)
 
 
 def bim(model: models_lib.Model, params: Any, x: ArrayLike, *, step: float = 0.05,
@@ -246,8 +285,6 @@ def bim(model: models_lib.Model, params: Any, x: ArrayLike, *, step: float = 0.0
     Kurakin, Goodfellow & Bengio, Adversarial examples in the physical world,
     ICLR-W 2017; Ducoffe & Precioso 2018.
   """
-  _check(model, params, x, batch_size, max_iter)
-  step = _check_number(step, "step", positive=True)
-  eps = _check_number(eps, "eps", positive=True, allow_inf=True)
-  fn = lambda xb, v: _bim_batch(model, params, xb, v, jnp.float32(step), jnp.float32(eps), max_iter)
-  return _run(fn, x, batch_size)
+  step, eps, max_iter, batch_size = check_bim_options(step, eps, max_iter, batch_size)
+  check_attack_args(model, params, x)
+  return bim_core(model, params, x, step, eps, max_iter, batch_size)

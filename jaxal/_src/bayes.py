@@ -13,7 +13,7 @@ by Gumbel top-k.
 from __future__ import annotations
 
 import functools
-import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +28,9 @@ from jaxal._src import sharding
 # Elements of one [chunk, configurations, classes] block of conditional
 # predictives: bounds BatchBALD's working memory to about 16 MiB in float32.
 _BLOCK_ELEMENTS = 1 << 22
-_MAX_CONFIGS = 1 << 20
+# The largest configuration count of BatchBALD's estimators (num_joint_samples,
+# max_exact_configs): its [num_samples, configurations] tables stay small.
+MAX_CONFIGS = 1 << 20
 
 
 def _entropy_p(p: jax.Array) -> jax.Array:
@@ -118,7 +120,7 @@ def _batchbald(key, log_probs, labeled_mask, k, num_joint_samples, max_exact_con
   logp = scores_lib.log_probs(log_probs)  # [S, N, K] float32
   s, n, c = logp.shape
   probs = jnp.exp(logp)
-  cond_entropy = jnp.mean(scores_lib._entropy_from_logp(logp), axis=0)  # [N] E_s H[y_i | θ_s]
+  cond_entropy = jnp.mean(scores_lib.entropy_from_logp(logp), axis=0)  # [N] E_s H[y_i | θ_s]
   lowest = jnp.finfo(jnp.float32).min
   table = max_exact_configs
   m = num_joint_samples
@@ -173,12 +175,39 @@ def _batchbald(key, log_probs, labeled_mask, k, num_joint_samples, max_exact_con
   return carry[0], carry[3]
 
 
-def _check_positive_int(value, name: str, upper: int | None = None) -> int:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-    raise ValueError(f"{name} must be a positive Python int, got {value!r}")
-  if upper is not None and value > upper:
-    raise ValueError(f"{name} must be at most {upper}, got {value}")
-  return int(value)
+def check_joint_samples(num_joint_samples: Any,
+                        max_exact_configs: Any = None) -> tuple[int, int]:
+  """BatchBALD's estimator sizes, validated: ``(num_joint_samples, max_exact_configs)``.
+
+  Internal API (a strategy validates its hyperparameters here when it is built).
+
+  Args:
+    num_joint_samples: configurations of the sampled estimator, ``1 ..`` :data:`MAX_CONFIGS`.
+    max_exact_configs: largest configuration count summed exactly, ``1 ..``
+      :data:`MAX_CONFIGS`; None stands for ``num_joint_samples``.
+
+  Returns:
+    Both as Python ints (static arguments of the jitted core).
+
+  Raises:
+    TypeError: not an integer (a float, a bool).
+    ValueError: out of range.
+  """
+  num_joint_samples = checks.check_positive_int(num_joint_samples, "num_joint_samples",
+                                                high=MAX_CONFIGS)
+  if max_exact_configs is None:
+    return num_joint_samples, num_joint_samples
+  return num_joint_samples, checks.check_positive_int(max_exact_configs, "max_exact_configs",
+                                                      high=MAX_CONFIGS)
+
+
+# Kept while strategies/bayesian.py still uses the old private spellings; remove
+# both once it calls check_joint_samples / MAX_CONFIGS.
+_MAX_CONFIGS = MAX_CONFIGS
+
+
+def _check_positive_int(value: Any, name: str, upper: int | None = None) -> int:
+  return checks.check_positive_int(value, name, high=upper)
 
 
 def batchbald(key: jax.Array, log_probs: ArrayLike, k: int, *,
@@ -233,10 +262,28 @@ def batchbald(key: jax.Array, log_probs: ArrayLike, k: int, *,
   n = log_probs.shape[1]
   labeled_mask = checks.check_labeled_mask(labeled_mask, n)
   k = checks.check_budget(k, n, labeled_mask)
-  num_joint_samples = _check_positive_int(num_joint_samples, "num_joint_samples", _MAX_CONFIGS)
-  if max_exact_configs is None:
-    max_exact_configs = num_joint_samples
-  max_exact_configs = _check_positive_int(max_exact_configs, "max_exact_configs", _MAX_CONFIGS)
+  num_joint_samples, max_exact_configs = check_joint_samples(num_joint_samples, max_exact_configs)
+  return batchbald_core(key, log_probs, k, labeled_mask, num_joint_samples, max_exact_configs)
+
+
+def batchbald_core(key: jax.Array, log_probs: jax.Array, k: int, labeled_mask: jax.Array,
+                   num_joint_samples: int, max_exact_configs: int) -> jax.Array:
+  """:func:`batchbald` on arguments already validated: no checks, same result.
+
+  Internal API for callers that validated ``key``, ``labeled_mask`` and ``k``
+  at their own entry (a strategy's acquire), so nothing is validated twice.
+
+  Args:
+    key: a typed key of shape ``()``.
+    log_probs: ``[num_samples, num_points, num_classes]`` float, ``num_samples >= 2``.
+    k: a Python int, ``1 <= k <=`` the number of unlabeled points.
+    labeled_mask: ``[num_points]`` bool.
+    num_joint_samples: as :func:`check_joint_samples` returns it.
+    max_exact_configs: as :func:`check_joint_samples` returns it (never None).
+
+  Returns:
+    ``[k]`` int32 indices in the order picked.
+  """
   ps = _mc_pool_sharding(log_probs, labeled_mask)
   log_probs, labeled_mask = sharding.place(log_probs, ps, 1), sharding.replicate(labeled_mask, ps)
   return _batchbald(key, log_probs, labeled_mask, k, num_joint_samples, max_exact_configs,
@@ -331,11 +378,48 @@ def stochastic_batch(key: jax.Array, scores: ArrayLike, k: int, *, mode: str = "
   n = scores.shape[0]
   labeled_mask = checks.check_labeled_mask(labeled_mask, n)
   k = checks.check_budget(k, n, labeled_mask)
-  if isinstance(temperature, (int, float, np.floating, np.integer)) and not isinstance(temperature, bool):
-    if not (math.isfinite(float(temperature)) and float(temperature) > 0):
-      raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
-  elif isinstance(temperature, bool) or jnp.shape(temperature) != ():
-    raise TypeError(f"temperature must be a positive scalar, got {temperature!r}")
+  temperature = check_temperature(temperature)
+  return stochastic_batch_core(key, scores, k, labeled_mask, mode, temperature)
+
+
+def check_temperature(temperature: Any) -> jax.Array:
+  """A positive finite scalar temperature as a float32 array of shape ``()``.
+
+  A Python or NumPy number, or a 0-d array; a traced one is checked for shape
+  only (its value is not known).
+
+  Raises:
+    TypeError: not a scalar number (an array of rank >= 1, a bool, a str).
+    ValueError: zero, negative, NaN or inf.
+  """
+  if hasattr(temperature, "shape") and hasattr(temperature, "dtype"):  # an array or NumPy scalar
+    if tuple(temperature.shape) != ():
+      raise TypeError(f"temperature must be a positive scalar, got {checks.describe(temperature)}")
+    if not checks.is_concrete(temperature):
+      return jnp.asarray(temperature, jnp.float32)
+    temperature = temperature.item()
+  return jnp.float32(checks.check_float(temperature, "temperature", low=0, low_open=True))
+
+
+def stochastic_batch_core(key: jax.Array, scores: jax.Array, k: int, labeled_mask: jax.Array,
+                          mode: str, temperature: jax.Array) -> jax.Array:
+  """:func:`stochastic_batch` on arguments already validated.
+
+  Internal API for callers that validated ``key``, ``labeled_mask`` and ``k``
+  at their own entry. Only the value check that depends on the scores
+  (``mode="power"`` needs non-negative unlabeled scores) runs here.
+
+  Args:
+    key: a typed key of shape ``()``.
+    scores: ``[num_points]`` float.
+    k: a Python int, ``1 <= k <=`` the number of unlabeled points.
+    labeled_mask: ``[num_points]`` bool.
+    mode: one of :data:`MODES`.
+    temperature: as :func:`check_temperature` returns it.
+
+  Returns:
+    ``[k]`` int32 indices in the order drawn.
+  """
   if mode == "power" and checks.is_concrete(scores) and checks.is_concrete(labeled_mask):
     neg = np.asarray(jax.device_get((scores < 0) & ~labeled_mask))
     if neg.any():
@@ -343,4 +427,4 @@ def stochastic_batch(key: jax.Array, scores: ArrayLike, k: int, *, mode: str = "
           f"mode='power' needs non-negative scores (p ∝ s^β); scores of shape {scores.shape} hold "
           f"{int(neg.sum())} negative unlabeled values (first at index {int(np.argmax(neg))}); "
           "use mode='softmax' or 'softrank' for signed scores")
-  return _stochastic_batch(key, scores, labeled_mask, jnp.asarray(temperature, jnp.float32), k, mode)
+  return _stochastic_batch(key, scores, labeled_mask, temperature, k, mode)

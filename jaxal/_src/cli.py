@@ -12,9 +12,10 @@ def _csv(text: str) -> tuple[str, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-  from jaxal._src import experiment
+  """The ``jaxal`` parser: ``run`` (defaults from :class:`Config`) and ``report``."""
+  from jaxal._src.experiment import config
 
-  d = experiment.Config()
+  d = config.Config()
   fmt = argparse.ArgumentDefaultsHelpFormatter
   parser = argparse.ArgumentParser(prog="jaxal", description="Active learning in JAX.")
   sub = parser.add_subparsers(dest="command")
@@ -70,6 +71,16 @@ def _fail(message: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+  """Runs ``jaxal`` (the console script); returns the exit status.
+
+  Args:
+    argv: the arguments after the program name (None: ``sys.argv[1:]``); none
+      at all means ``run`` with every default.
+
+  Returns:
+    0 on success, 1 when the experiment or report fails with a message for
+    the user, 2 for a usage error (bad arguments exit through argparse with 2).
+  """
   argv = list(sys.argv[1:] if argv is None else argv)
   if not argv:
     argv = ["run"]
@@ -78,33 +89,35 @@ def main(argv: Sequence[str] | None = None) -> int:
   if args.command is None:
     parser.print_help()
     return 2
-  from jaxal._src import checkpoint
   from jaxal._src import data
-  from jaxal._src import experiment
+  from jaxal._src.experiment import checkpoint
+  from jaxal._src.experiment import config
+  from jaxal._src.experiment import report
+  from jaxal._src.experiment import runner
 
   # Errors with a message meant for the user; anything else keeps its traceback.
-  expected = (experiment.ExperimentError, checkpoint.CheckpointError, data.DatasetUnavailableError,
+  expected = (config.ExperimentError, checkpoint.CheckpointError, data.DatasetUnavailableError,
               PermissionError, FileNotFoundError, ImportError)
   if args.command == "run":
     strategies = args.strategies if isinstance(args.strategies, tuple) else _csv(args.strategies)
-    cfg = experiment.Config(dataset=args.dataset, strategies=strategies, rounds=args.rounds,
-                            budget=args.budget, initial=args.initial, seeds=args.seeds,
-                            model=args.model, num_steps=args.steps, batch_size=args.batch_size,
-                            learning_rate=args.lr, hidden=args.hidden, retrain=args.retrain,
-                            pool_subsample=args.pool_subsample)
+    cfg = config.Config(dataset=args.dataset, strategies=strategies, rounds=args.rounds,
+                        budget=args.budget, initial=args.initial, seeds=args.seeds,
+                        model=args.model, num_steps=args.steps, batch_size=args.batch_size,
+                        learning_rate=args.lr, hidden=args.hidden, retrain=args.retrain,
+                        pool_subsample=args.pool_subsample)
     try:
-      cfg.validate()
-    except ValueError as e:
+      cfg = cfg.validate()
+    except (ValueError, TypeError) as e:
       parser.error(str(e))
     try:
-      experiment.run(cfg, args.out, data_dir=args.data_dir, manual_dir=args.manual_dir,
-                     download=not args.no_download, progress=not args.no_progress)
+      runner.run(cfg, args.out, data_dir=args.data_dir, manual_dir=args.manual_dir,
+                 download=not args.no_download, progress=not args.no_progress)
     except expected as e:
       return _fail(str(e))
     return 0
   if args.command == "report":
     try:
-      experiment.report(args.results_dir, target=args.target)
+      report.report(args.results_dir, target=args.target)
     except (*expected, ValueError) as e:
       return _fail(str(e))
     return 0

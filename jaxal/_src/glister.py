@@ -56,12 +56,14 @@ def _hypothesised(logits: jax.Array) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("k", "num_greedy", "regularizer", "bias"))
-def _glister(key, cand, logits, features, labeled_mask, train_labels, val_logits, val_features,
+def _glister(key, logits, features, labeled_mask, train_labels, val_logits, val_features,
              val_labels, learning_rate, lam, k, num_greedy, regularizer, bias):
   n, num_classes = logits.shape
   lr = learning_rate.astype(jnp.float32)
   lam = lam.astype(jnp.float32)
-  a, zh = cand.a, cand.z  # candidates' gradients at their hypothesised labels
+  # The candidates' gradients at their hypothesised labels.
+  cand = embeddings.closed_form_at(logits, features, _hypothesised(logits), bias)
+  a, zh = cand.a, cand.z
   # One step on the labeled set first (DISTIL's `prev_grads_sum`): W' = W - η Σ_L g_i.
   lab = embeddings.closed_form_at(logits, features, train_labels, bias)
   g_labeled = (lab.a * labeled_mask[:, None].astype(jnp.float32)).T @ lab.z  # [K, D]
@@ -162,23 +164,33 @@ def num_greedy_picks(k: int, regularizer: str | None, lam: float | None) -> int:
   return k - int(math.floor(float(lam) * k + 1e-9))
 
 
-def _check_hyper(learning_rate: Any, regularizer: str | None, lam: Any) -> tuple[float, float]:
-  if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float, np.number)) \
-      or not math.isfinite(float(learning_rate)) or float(learning_rate) < 0:
-    raise ValueError(f"learning_rate must be a finite number >= 0, got {learning_rate!r}")
+def check_hyper(learning_rate: Any, regularizer: str | None, lam: Any) -> tuple[float, float]:
+  """GLISTER's hyperparameters validated: ``(learning_rate, lam)`` as Python floats.
+
+  Internal API (a strategy validates them here when it is built). ``lam`` is
+  0.0 without a regulariser.
+
+  Raises:
+    TypeError: a non-number (a bool, a str).
+    ValueError: ``learning_rate`` negative or not finite; an unknown
+      regulariser; a regulariser without ``lam``; ``lam`` negative, not finite,
+      or (for ``"random"``, a fraction) above 1.
+  """
+  learning_rate = checks.check_float(learning_rate, "learning_rate", low=0)
   if regularizer is None:
-    return float(learning_rate), 0.0
+    return learning_rate, 0.0
   checks.check_one_of(regularizer, REGULARIZERS, "regularizer")
-  if lam is None or isinstance(lam, bool) or not isinstance(lam, (int, float, np.number)) \
-      or not math.isfinite(float(lam)):
-    raise ValueError(f"regularizer={regularizer!r} needs a finite number lam, got {lam!r}")
-  lam = float(lam)
-  if regularizer == "random" and not 0.0 <= lam <= 1.0:
-    raise ValueError(f"lam is the fraction of random picks for regularizer='random': it must be in "
-                     f"[0, 1], got {lam}")
-  if lam < 0:
-    raise ValueError(f"lam must be >= 0 for regularizer={regularizer!r}, got {lam}")
-  return float(learning_rate), lam
+  if lam is None:
+    raise ValueError(f"regularizer={regularizer!r} needs a finite number lam, got None")
+  if regularizer == "random":
+    return learning_rate, checks.check_float(
+        lam, "lam (the fraction of random picks of regularizer='random')", low=0, high=1)
+  return learning_rate, checks.check_float(lam, "lam", low=0)
+
+
+# Kept while strategies/glister.py still uses the old private spelling; remove
+# once it calls check_hyper.
+_check_hyper = check_hyper
 
 
 def glister(key: jax.Array, logits: ArrayLike, features: ArrayLike, k: int, *,
@@ -244,10 +256,44 @@ def glister(key: jax.Array, logits: ArrayLike, features: ArrayLike, k: int, *,
   n, num_classes = logits.shape
   labeled_mask = checks.check_labeled_mask(labeled_mask, n)
   k = checks.check_budget(k, n, labeled_mask)
-  if not isinstance(bias, bool):
-    raise TypeError(f"bias must be a bool, got {type(bias).__name__}")
-  learning_rate, lam = _check_hyper(learning_rate, regularizer, lam)
-  cand = embeddings.closed_form_gradient_embedding(logits, features, bias=bias)
+  bias = checks.check_bool(bias, "bias")
+  learning_rate, lam = check_hyper(learning_rate, regularizer, lam)
+  # Gradient embeddings need finite values (the candidates' are formed in _glister).
+  checks.check_finite_logits(logits)
+  checks.check_finite(features, "features", purpose="gradient embeddings need finite values")
+  return glister_core(key, logits, features, k, labeled_mask, labels=labels,
+                      validation=validation, learning_rate=learning_rate,
+                      regularizer=regularizer, lam=lam, bias=bias)
+
+
+def glister_core(key: jax.Array, logits: jax.Array, features: jax.Array, k: int,
+                 labeled_mask: jax.Array, *, labels: ArrayLike | None,
+                 validation: Validation | tuple | None, learning_rate: float,
+                 regularizer: str | None, lam: float, bias: bool) -> jax.Array:
+  """:func:`glister` on validated pool arguments; ``labels`` and ``validation`` are checked here.
+
+  Internal API for callers that validated ``key``, ``labeled_mask`` and ``k``
+  at their own entry, the hyperparameters with :func:`check_hyper`, and the
+  pool's logits and features (shapes and finiteness), so nothing is
+  validated twice.
+
+  Args:
+    key: a typed key of shape ``()``.
+    logits: ``[num_points, num_classes]`` float, finite.
+    features: ``[num_points, feat_dim]`` float, finite.
+    k: a Python int, ``1 <= k <=`` the number of unlabeled points.
+    labeled_mask: ``[num_points]`` bool.
+    labels: as :func:`glister` takes them (checked here).
+    validation: as :func:`glister` takes it (checked here).
+    learning_rate: as :func:`check_hyper` returns it.
+    regularizer: None or one of :data:`REGULARIZERS`.
+    lam: as :func:`check_hyper` returns it.
+    bias: a Python bool.
+
+  Returns:
+    ``[k]`` int32 indices, greedy picks first.
+  """
+  n, num_classes = logits.shape
   hyp = _hypothesised(logits)
   if labels is None:
     train_labels = hyp
@@ -258,7 +304,7 @@ def glister(key: jax.Array, logits: ArrayLike, features: ArrayLike, k: int, *,
     validation = Validation(logits, features, train_labels)
   else:
     validation = check_validation(validation, num_classes, features.shape[1])
-  return _glister(key, cand, logits.astype(jnp.float32), features.astype(jnp.float32), labeled_mask,
+  return _glister(key, logits.astype(jnp.float32), features.astype(jnp.float32), labeled_mask,
                   train_labels, validation.logits.astype(jnp.float32),
                   validation.features.astype(jnp.float32), validation.labels,
                   jnp.float32(learning_rate), jnp.float32(lam), k,

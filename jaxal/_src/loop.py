@@ -74,23 +74,30 @@ def init(key: jax.Array, num_points: int, *, num_initial: int = 0,
     An :class:`ALState` at round 0.
   """
   checks.check_key(key)
-  if isinstance(num_points, bool) or not isinstance(num_points, (int, np.integer)) or num_points <= 0:
-    raise ValueError(f"num_points must be a positive int, got {num_points!r}")
-  num_points = int(num_points)
+  num_points = checks.check_positive_int(num_points, "num_points", what="the pool size")
+  num_initial = checks.check_nonnegative_int(num_initial, "num_initial")
   empty = ALState(jnp.zeros((num_points,), bool), jnp.zeros((), jnp.int32), key, ())
   if initial_indices is not None:
     if num_initial:
       raise ValueError("give either num_initial or initial_indices, not both")
     return _label(empty, initial_indices, advance=False)
-  if isinstance(num_initial, bool) or not isinstance(num_initial, (int, np.integer)) or num_initial < 0:
-    raise ValueError(f"num_initial must be a non-negative int, got {num_initial!r}")
   if num_initial > num_points:
     raise ValueError(f"num_initial={num_initial} is larger than the pool of {num_points} points")
   if num_initial == 0:
     return empty
   from jaxal._src import selection
-  idx = selection.random(jax.random.fold_in(key, 2**31 - 1), num_points, int(num_initial))
+  idx = selection.random(jax.random.fold_in(key, 2**31 - 1), num_points, num_initial)
   return _label(empty, idx, advance=False)
+
+
+def _check_state(state: Any) -> None:
+  if not isinstance(state, ALState):
+    raise TypeError(f"state must be an ALState, got {type(state).__name__}")
+
+
+def _check_strategy(strategy: Any) -> None:
+  if not isinstance(strategy, Strategy):
+    raise TypeError(f"strategy must be a jaxal Strategy, got {type(strategy).__name__}")
 
 
 def _label(state: ALState, idx: ArrayLike, *, advance: bool) -> ALState:
@@ -131,8 +138,7 @@ def label(state: ALState, idx: ArrayLike) -> ALState:
     state: the current state.
     idx: ``[batch]`` integer indices into the pool.
   """
-  if not isinstance(state, ALState):
-    raise TypeError(f"state must be an ALState, got {type(state).__name__}")
+  _check_state(state)
   return _label(state, idx, advance=True)
 
 
@@ -145,15 +151,35 @@ def acquire(state: ALState, strategy: Strategy, model: models_lib.Model, params:
             pool: ArrayLike, budget: int) -> tuple[ALState, jax.Array]:
   """One acquisition round: select ``budget`` points with ``strategy``, then label them.
 
+  The strategy's ``acquire`` validates ``budget`` (and the key, pool and
+  mask it is given) at its entry, so they are not checked here again; this
+  checks what only the loop knows (the state, and that ``pool`` has as many
+  points as ``state.labeled_mask``), and every acquired index before the new
+  state is built.
+
+  Args:
+    state: the current state.
+    strategy: a :class:`jaxal.strategies.Strategy`.
+    model: the :class:`jaxal.models.Model` the strategy scores with.
+    params: its parameters.
+    pool: ``[num_points, ...]`` model input.
+    budget: how many points to acquire.
+
   Returns:
     ``(new_state, idx)`` with ``idx`` the ``[budget]`` int32 indices acquired.
   """
-  if not isinstance(strategy, Strategy):
-    raise TypeError(f"strategy must be a jaxal Strategy, got {type(strategy).__name__}")
+  _check_state(state)
+  _check_strategy(strategy)
   checks.check_same_n("pool", pool, "state.labeled_mask", state.labeled_mask)
+  return _acquire(state, strategy, model, params, pool, budget)
+
+
+def _acquire(state: ALState, strategy: Strategy, model: models_lib.Model, params: Any,
+             pool: ArrayLike, budget: int) -> tuple[ALState, jax.Array]:
+  """:func:`acquire` once ``state``, ``strategy`` and the pool's size are checked."""
   _, key = round_keys(state)
   idx = strategy.acquire(key, model, params, pool, state.labeled_mask, budget)
-  return label(state, idx), idx
+  return _label(state, idx, advance=True), idx
 
 
 # ---------------------------------------------------------------------------
@@ -230,21 +256,40 @@ def fit(key: jax.Array, state: TrainState, x: ArrayLike, y: ArrayLike, labeled_m
       2020 and DISTIL) rather than warm-starting from ``state``.
   """
   checks.check_key(key)
+  x, y = _check_xy(x, y)
+  mask = checks.check_labeled_mask(labeled_mask, x.shape[0])
+  num_steps, batch_size, reinitialize = _check_fit_options(num_steps, batch_size, reinitialize)
+  return _fit_checked(key, state, x, y, mask, num_steps, batch_size, reinitialize)
+
+
+def _check_xy(x: Any, y: Any) -> tuple[jax.Array, jax.Array]:
+  """The pool and its labels as arrays with as many points; ``y`` integer."""
   x = jnp.asarray(x)
   y = jnp.asarray(y)
   checks.check_same_n("x", x, "y", y)
-  mask = checks.check_labeled_mask(labeled_mask, x.shape[0])
+  if not jnp.issubdtype(y.dtype, jnp.integer):
+    raise TypeError(f"y must hold integer class labels, got dtype {y.dtype} and shape {y.shape}")
+  return x, y
+
+
+def _check_fit_options(num_steps: Any, batch_size: Any, reinitialize: Any) -> tuple[int, int, bool]:
+  return (checks.check_nonnegative_int(num_steps, "num_steps"),
+          checks.check_positive_int(batch_size, "batch_size"),
+          checks.check_bool(reinitialize, "reinitialize"))
+
+
+def _fit_checked(key: jax.Array, state: TrainState, x: jax.Array, y: jax.Array, mask: jax.Array,
+                 num_steps: int, batch_size: int, reinitialize: bool) -> TrainState:
+  """:func:`fit` on validated arguments (``mask`` a ``[num_points]`` bool array)."""
   if not bool(jnp.any(mask)):
     raise ValueError("fit needs at least one labeled point; labeled_mask is all False")
-  if not jnp.issubdtype(y.dtype, jnp.integer):
-    raise TypeError(f"y must hold integer class labels, got dtype {y.dtype}")
   k_init, k_fit = jax.random.split(key)
   if reinitialize:
     state = reinit(k_init, state, x)
   # optax's Adam mixes Python floats with int32 step counts, which a caller's
   # strict dtype-promotion setting would reject: trace under standard rules.
   with jax.numpy_dtype_promotion("standard"):
-    return _fit(k_fit, state, x, y.astype(jnp.int32), mask, int(num_steps), int(batch_size))
+    return _fit(k_fit, state, x, y.astype(jnp.int32), mask, num_steps, batch_size)
 
 
 def accuracy(model: models_lib.Model, params: Any, x: ArrayLike, y: ArrayLike, *,
@@ -259,14 +304,34 @@ def run_round(state: ALState, train_state: TrainState, *, strategy: Strategy, x:
               reinitialize: bool = True) -> tuple[ALState, TrainState, jax.Array]:
   """Train on the labeled set, acquire ``budget`` points, label them.
 
-  ``y`` holds the oracle's labels; only labeled entries are ever read.
+  ``y`` holds the oracle's labels; only labeled entries are ever read. Each
+  argument is validated once: the loop's own here, ``budget`` by the
+  strategy's ``acquire`` at its entry.
+
+  Args:
+    state: the current state.
+    train_state: a linen ``TrainState`` (see :func:`create_train_state`).
+    strategy: a :class:`jaxal.strategies.Strategy`.
+    x: ``[num_points, ...]`` pool inputs.
+    y: ``[num_points]`` integer labels (only labeled entries are read).
+    budget: how many points to acquire.
+    num_steps: optimisation steps, as :func:`fit`.
+    batch_size: minibatch size, as :func:`fit`.
+    reinitialize: as :func:`fit`.
 
   Returns:
     ``(new_state, trained_state, idx)``.
   """
+  _check_state(state)
+  _check_strategy(strategy)
+  x, y = _check_xy(x, y)
+  checks.check_same_n("x", x, "state.labeled_mask", state.labeled_mask)
+  num_steps, batch_size, reinitialize = _check_fit_options(num_steps, batch_size, reinitialize)
+  # The state's key and mask are the loop's own (valid by construction); the
+  # strategy validates budget at its entry.
   k_train, _ = round_keys(state)
-  train_state = fit(k_train, train_state, x, y, state.labeled_mask, num_steps=num_steps,
-                    batch_size=batch_size, reinitialize=reinitialize)
+  train_state = _fit_checked(k_train, train_state, x, y, state.labeled_mask, num_steps, batch_size,
+                             reinitialize)
   model, params = models_lib.from_train_state(train_state)
-  new_state, idx = acquire(state, strategy, model, params, x, budget)
+  new_state, idx = _acquire(state, strategy, model, params, x, budget)
   return new_state, train_state, idx

@@ -8,7 +8,7 @@ through the adapters of :mod:`jaxal.models`.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp

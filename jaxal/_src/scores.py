@@ -29,7 +29,12 @@ def _plogp(logp: jax.Array) -> jax.Array:
   return jnp.where(jnp.isneginf(logp), 0.0, jnp.exp(logp) * logp)
 
 
-def _entropy_from_logp(logp: jax.Array) -> jax.Array:
+def entropy_from_logp(logp: jax.Array) -> jax.Array:
+  """Entropy (nats) over the last axis of log-probabilities ``logp`` (traceable, no checks).
+
+  Internal to jaxal (BatchBALD's conditional entropies use it): ``0 log 0 = 0``
+  and the result is clamped at 0.
+  """
   return jnp.maximum(-jnp.sum(_plogp(logp), axis=-1), 0.0)
 
 
@@ -109,7 +114,7 @@ def ratio(logits: ArrayLike) -> jax.Array:
 
 @jax.jit
 def _entropy(logits):
-  return _entropy_from_logp(log_probs(logits))
+  return entropy_from_logp(log_probs(logits))
 
 
 def entropy(logits: ArrayLike) -> jax.Array:
@@ -185,8 +190,8 @@ def mean_log_probs(mc_logits: ArrayLike) -> jax.Array:
 @jax.jit
 def _bald(mc_logits):
   logp = log_probs(mc_logits)
-  predictive = _entropy_from_logp(mean_log_probs(logp))
-  expected = jnp.mean(_entropy_from_logp(logp), axis=0)
+  predictive = entropy_from_logp(mean_log_probs(logp))
+  expected = jnp.mean(entropy_from_logp(logp), axis=0)
   return jnp.maximum(predictive - expected, 0.0)
 
 

@@ -3,7 +3,6 @@ submodular greedy over a ground set sharded along N; no pool gathered."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
 
 import jax
@@ -16,7 +15,8 @@ from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 from jaxal import bayes, submodular
 from jaxal._src import bayes as bayes_src
 from jaxal._src import sharding
-from jaxal._src import submodular as submodular_src
+from jaxal._src.submodular import kernels as submodular_kernels
+from jaxal._src.submodular import maximizers as submodular_maximizers
 
 N = 64
 
@@ -136,7 +136,7 @@ def test_similarity_kernel_rows_sharded(mesh, metric):
 def test_similarity_kernel_gathers_no_features(mesh):
   x = put(mesh, _features(1, dim=12))
   ps = sharding.pool_sharding(x)
-  core = lambda x: submodular_src._similarity_kernel_sharded(x, "rbf", None, 4, ps)
+  core = lambda x: submodular_kernels.similarity_kernel_sharded(x, "rbf", None, 4, ps)
   # One device's feature block (8 x 12 = 96 values) moves per step; x holds 768.
   lines = assert_moves_at_most(core, x, max_elements=96)
   assert any("collective-permute" in line for line in lines)
@@ -169,12 +169,12 @@ def test_facility_location_greedy_gathers_no_kernel(mesh):
   kernel = put(mesh, submodular.similarity_kernel(_features(3)))
   fn = submodular.facility_location(kernel)
   ps = sharding.pool_sharding(kernel)
-  fn = dataclasses.replace(fn, kernel=sharding.place(fn.kernel, ps),
-                           ground_mask=sharding.replicate(fn.ground_mask, ps))
+  fn = submodular_maximizers.place(fn, ps)
   cand = sharding.replicate(jnp.ones(N, bool), ps)
   # One kernel row (N values) per pick, argmax partials; the kernel holds N².
-  assert_moves_at_most(lambda fn, c: submodular_src._greedy(fn, c, 6, ps=ps), fn, cand,
-                       max_elements=N)
+  core = lambda init, gains, update, c: submodular_maximizers.greedy_core(
+      init, gains, update, c, 6, ps=ps)
+  assert_moves_at_most(core, fn.init, fn.gains, fn.update, cand, max_elements=N)
 
 
 @pytest.mark.parametrize("name", ["sparse_facility_location", "feature_based", "saturated_coverage"])
@@ -200,9 +200,9 @@ def test_other_functions_greedy_same_indices(mesh, name):
   got = submodular.greedy(fns, 8)
   np.testing.assert_array_equal(got.indices, want.indices)
   np.testing.assert_allclose(got.gains, want.gains, rtol=1e-5, atol=1e-6)
-  ps = sharding.pool_sharding((fns.kernel, fns.features))
-  fnp = dataclasses.replace(fns, kernel=sharding.place(fns.kernel, ps),
-                            features=sharding.place(fns.features, ps),
-                            ground_mask=sharding.replicate(fns.ground_mask, ps))
-  assert_moves_at_most(lambda fn, c: submodular_src._greedy(fn, c, 4, ps=ps), fnp,
+  ps = sharding.pool_sharding(fns)
+  fnp = submodular_maximizers.place(fns, ps)
+  core = lambda init, gains, update, c: submodular_maximizers.greedy_core(
+      init, gains, update, c, 4, ps=ps)
+  assert_moves_at_most(core, fnp.init, fnp.gains, fnp.update,
                        sharding.replicate(jnp.ones(N, bool), ps), max_elements=max_elements)

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from jaxal._src import checks
 from jaxal._src.data import tfds_loader
 from jaxal._src.data.tfds_loader import DatasetUnavailableError
 
@@ -35,7 +36,13 @@ class Dataset(NamedTuple):
   num_classes: int
 
 
-def _digits_raw() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def digits_raw() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """The bundled file as stored: ``(images, labels, is_test)``.
+
+  Returns:
+    ``images`` uint8 ``[1797, 8, 8]`` (pixel counts 0..16), ``labels``
+    ``[1797]``, ``is_test`` bool ``[1797]`` (the fixed test split).
+  """
   with importlib.resources.files("jaxal._src.data").joinpath("digits.npz").open("rb") as f:
     with np.load(f) as z:
       return z["images"], z["labels"], z["is_test"]
@@ -56,7 +63,7 @@ def load_digits() -> Dataset:
     Learning Repository, 1998 (CC BY 4.0); the 1,797-image copy distributed
     with scikit-learn.
   """
-  images, labels, is_test = _digits_raw()
+  images, labels, is_test = digits_raw()
   x = images.astype(np.float32) / 16.0
   y = labels.astype(np.int32)
   return Dataset("digits", x[~is_test], y[~is_test], x[is_test], y[is_test], 10)
@@ -72,10 +79,8 @@ def names() -> list[str]:
 
 def check_name(name: str) -> str:
   """``name`` if it is a valid dataset name, else a ValueError listing the valid ones."""
-  from jaxal._src import checks
-
   if not isinstance(name, str):
-    raise TypeError(f"dataset name must be a str, got {type(name).__name__}")
+    raise TypeError(f"dataset name must be a str, got {name!r} of type {type(name).__name__}")
   if name.startswith(tfds_loader.PREFIX):
     tfds_loader.builder_name(name)
     return name
@@ -127,7 +132,9 @@ def load(name: str, split: str, *, data_dir: str | None = None, manual_dir: str 
   """
   check_name(name)
   if not isinstance(split, str):
-    raise TypeError(f"split must be a str such as 'train' or 'test', got {type(split).__name__}")
+    raise TypeError(f"split must be a str such as 'train' or 'test', got {split!r} of type "
+                    f"{type(split).__name__}")
+  download = checks.check_bool(download, "download")
   if name == "digits":
     return _digits_split(split)
   builder = tfds_loader.prepare(name, data_dir=data_dir, manual_dir=manual_dir, download=download)
@@ -143,6 +150,7 @@ def load_dataset(name: str, *, data_dir: str | None = None, manual_dir: str | No
     ValueError: for an unknown name; the message lists the valid ones.
   """
   check_name(name)
+  download = checks.check_bool(download, "download")
   if name in LOADERS:
     return LOADERS[name]()
   builder = tfds_loader.prepare(name, data_dir=data_dir, manual_dir=manual_dir, download=download)

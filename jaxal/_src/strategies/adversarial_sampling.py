@@ -55,8 +55,8 @@ def deepfool(*, max_iter: int = 50, overshoot: float = 0.02, batch_size: int = 2
     Margin Based Approach, 2018; DISTIL's ``AdversarialDeepFool``.
   """
   # Validate the hyperparameters now, not in the first round.
-  overshoot = checks.check_float(overshoot, "overshoot", low=0.0)
-  max_iter = checks.check_nonnegative_int(max_iter, "max_iter")
+  max_iter, overshoot, batch_size = adversarial.check_deepfool_options(max_iter, overshoot,
+                                                                      batch_size)
   fn = lambda model, params, x: adversarial.deepfool(model, params, x, max_iter=max_iter,
                                                      overshoot=overshoot, batch_size=batch_size)
   return _closest(fn, "deepfool")
@@ -85,9 +85,7 @@ def bim(*, step: float = 0.05, eps: float = math.inf, max_iter: int = 100,
   References:
     Kurakin, Goodfellow & Bengio 2017; DISTIL's ``AdversarialBIM``.
   """
-  step = checks.check_float(step, "step", low=0.0, low_open=True)
-  eps = checks.check_float(eps, "eps", low=0.0, low_open=True, allow_inf=True)
-  max_iter = checks.check_nonnegative_int(max_iter, "max_iter")
+  step, eps, max_iter, batch_size = adversarial.check_bim_options(step, eps, max_iter, batch_size)
   fn = lambda model, params, x: adversarial.bim(model, params, x, step=step, eps=eps,
                                                 max_iter=max_iter, batch_size=batch_size)
   return _closest(fn, "bim")

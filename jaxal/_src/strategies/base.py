@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Protocol
+from collections.abc import Callable
+from typing import Any
+from typing import NamedTuple
+from typing import Protocol
 
 import jax
 from jax.typing import ArrayLike

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 
@@ -71,9 +71,9 @@ def batchbald(*, num_samples: int = 20, num_joint_samples: int = 512,
     Kirsch, van Amersfoort & Gal, BatchBALD, NeurIPS 2019.
   """
   num_samples = checks.check_int(num_samples, "num_samples", low=2, what=_MC_SAMPLES)
-  checks.check_positive_int(num_joint_samples, "num_joint_samples", high=bayes._MAX_CONFIGS)
+  checks.check_positive_int(num_joint_samples, "num_joint_samples", high=bayes.MAX_CONFIGS)
   if max_exact_configs is not None:
-    checks.check_positive_int(max_exact_configs, "max_exact_configs", high=bayes._MAX_CONFIGS)
+    checks.check_positive_int(max_exact_configs, "max_exact_configs", high=bayes.MAX_CONFIGS)
 
   def acquire(key, model, params, pool, labeled_mask, budget):
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)

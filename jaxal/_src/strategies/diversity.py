@@ -7,7 +7,7 @@ return ``(logits, features)``) and selects on them.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -17,9 +17,11 @@ from jaxal._src import diversity
 from jaxal._src import models as models_lib
 from jaxal._src import scores
 from jaxal._src import selection
-from jaxal._src import submodular as submodular_lib
 from jaxal._src.strategies.base import Strategy
 from jaxal._src.strategies.base import check_acquire_args
+from jaxal._src.submodular import functions as submodular_lib
+from jaxal._src.submodular import kernels as submodular_kernels
+from jaxal._src.submodular import maximizers as submodular_maximizers
 
 UNCERTAINTY: dict[str, Callable[[jax.Array], jax.Array]] = {
     "entropy": scores.entropy,
@@ -87,8 +89,8 @@ def kmeans_sampling(*, n_init: int = 3, max_iter: int = 100, tol: float = 1e-4,
 def _check_submodular_options(function, metric, gamma, optimizer, lam, alpha, concave,
                               num_neighbors, epsilon):
   checks.check_one_of(function, submodular_lib.FUNCTIONS, "submodular function")
-  submodular_lib._check_metric(metric, gamma)
-  checks.check_one_of(optimizer, submodular_lib.OPTIMIZERS, "optimizer")
+  submodular_kernels.check_metric(metric, gamma)
+  checks.check_one_of(optimizer, submodular_maximizers.OPTIMIZERS, "optimizer")
   checks.check_float(lam, "lam", low=0.0, high=1.0)
   checks.check_float(alpha, "alpha", low=0.0, high=1.0, low_open=True)
   checks.check_one_of(concave, submodular_lib.CONCAVE, "concave function")
@@ -104,14 +106,14 @@ def _select_submodular(key, feats, ground_mask, budget, *, function, metric, gam
     fn = submodular_lib.feature_based(feats, concave=concave, ground_mask=ground_mask)
   else:
     if num_neighbors is None:
-      kernel = submodular_lib.similarity_kernel(feats, metric=metric, gamma=gamma)
+      kernel = submodular_kernels.similarity_kernel(feats, metric=metric, gamma=gamma)
     else:
-      kernel = submodular_lib.knn_kernel(feats, min(num_neighbors, feats.shape[0]),
-                                         metric=metric, gamma=gamma)
+      kernel = submodular_kernels.knn_kernel(feats, min(num_neighbors, feats.shape[0]),
+                                             metric=metric, gamma=gamma)
     fn = submodular_lib.make(function, kernel=kernel, ground_mask=ground_mask, lam=lam,
                              alpha=alpha)
-  return submodular_lib.maximize(fn, budget, optimizer=optimizer, key=key,
-                                 epsilon=epsilon).indices
+  return submodular_maximizers.maximize(fn, budget, optimizer=optimizer, key=key,
+                                       epsilon=epsilon).indices
 
 
 def submodular(function: str = "facility_location", *, metric: str = "cosine",

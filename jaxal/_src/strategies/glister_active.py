@@ -38,7 +38,7 @@ def glister(*, learning_rate: float = 1e-3, regularizer: str | None = None,
   References:
     Killamsetty et al., GLISTER, AAAI 2021.
   """
-  glister_lib._check_hyper(learning_rate, regularizer, lam)
+  glister_lib.check_hyper(learning_rate, regularizer, lam)
   bias = checks.check_bool(bias, "bias")
   if validation is not None:
     if not isinstance(validation, tuple) or len(validation) != 2:

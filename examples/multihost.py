@@ -13,9 +13,9 @@ The recipe (README.md, "Pools across devices and hosts"):
 
 Try it on one machine with two processes of 4 simulated CPU devices each:
 
-    XLA_FLAGS=--xla_force_host_platform_device_count=4 python benchmarks/multihost.py \\
+    XLA_FLAGS=--xla_force_host_platform_device_count=4 python examples/multihost.py \\
         --coordinator 127.0.0.1:12355 --num-processes 2 --process-id 0 &
-    XLA_FLAGS=--xla_force_host_platform_device_count=4 python benchmarks/multihost.py \\
+    XLA_FLAGS=--xla_force_host_platform_device_count=4 python examples/multihost.py \\
         --coordinator 127.0.0.1:12355 --num-processes 2 --process-id 1
 
 Each process prints one JSON line with the selected indices and timings.

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import check_invariants
 from conftest import count_traces
 
 from jaxal import selection
@@ -82,14 +83,6 @@ def ref_match(x, available, centres):
     resolved[j] = True
     d[:, p] = np.inf
   return out
-
-
-def check_invariants(idx, n, k, labeled):
-  idx = np.asarray(idx)
-  assert idx.shape == (k,) and idx.dtype == np.int32
-  assert len(set(idx.tolist())) == k
-  assert idx.min() >= 0 and idx.max() < n
-  assert not np.asarray(labeled)[idx].any()
 
 
 def _points(seed, n=120, d=6):

@@ -1,7 +1,7 @@
 """Facility-location maximisation at N = 5,000 (dense kernel) and N = 50,000 (sparse kernel).
 
-    python benchmarks/bench_facility_location.py            # both sizes
-    python benchmarks/bench_facility_location.py --small    # N = 5,000 only
+    python benchmarks/facility_location.py            # both sizes
+    python benchmarks/facility_location.py --small    # N = 5,000 only
 
 N = 5,000: the dense ``[N, N]`` cosine kernel (100 MB), then greedy, lazy
 greedy and stochastic greedy, against a NumPy greedy (vectorised gains, the
@@ -19,8 +19,6 @@ over its RSS at the start of the stage.
 from __future__ import annotations
 
 import argparse
-import os
-import time
 
 import jax
 import jax.numpy as jnp
@@ -85,9 +83,7 @@ def small(k):
   for row, sel in ((rows[1], g), (rows[2], lz), (rows[3], st)):
     row["value_vs_greedy"] = round(float(sm.value(fn, sel.indices)) / vg, 5)
   S = np.asarray(kernel)
-  t = time.perf_counter()
-  ref = numpy_fl_greedy(S, k)
-  numpy_s = time.perf_counter() - t
+  numpy_s, ref = _common.once(lambda: numpy_fl_greedy(S, k))
   rows.append({"stage": f"NumPy greedy k={k} (reference)", "best_s": round(numpy_s, 3),
                "picks_equal_greedy": bool((ref == np.asarray(g.indices)).all())})
   for row in rows[1:4]:
@@ -134,10 +130,7 @@ def table(block):
   cols = ["stage", "first_call_s", "best_s", "median_s", "evaluations", "value_vs_greedy",
           "picks_equal_greedy", "speedup_vs_numpy_greedy", "dense_objective",
           "peak_rss_over_start_MiB"]
-  out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-  for r in block["rows"]:
-    out.append("| " + " | ".join(str(r.get(c, "—")) for c in cols) + " |")
-  return out
+  return _common.table(block["rows"], cols)
 
 
 def main():
@@ -150,16 +143,11 @@ def main():
   blocks = [small(args.k)]
   if not args.small:
     blocks.append(big(args.k, args.num_neighbors))
-  meta["load_at_end"] = [round(v, 2) for v in os.getloadavg()]
-  md = ["# Facility-location maximisation benchmark", "",
-        f"Command: `{meta['command']}` (from the repository root)", "",
-        f"Machine: {meta['machine']}; jax {meta['jax']} ({meta['backend']}); "
-        f"load average at start {meta['loadavg_at_start']} ({meta['load_note']}), "
-        f"at end {meta['load_at_end']}.", "",
+  meta["loadavg_at_end"] = _common.load_now()
+  md = _common.header("Facility-location maximisation benchmark", meta) + [
         "Features: 50 Gaussian blobs in d=64, ReLU'd (like penultimate activations). Kernel: "
         "cosine shifted to [0, 1]. `first_call_s` includes compilation; `best_s` / `median_s` "
-        "are later calls. `evaluations`: single-element marginal gains computed. "
-        "No GPU in this session.", ""]
+        "are later calls. `evaluations`: single-element marginal gains computed.", ""]
   for b in blocks:
     md.append(f"## N = {b['N']:,}, d = {b['d']}, k = {b['k']}"
               + (f", {b['num_neighbors']} neighbours per row (a dense kernel would need "

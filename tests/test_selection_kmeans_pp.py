@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import check_invariants
 from conftest import count_traces
 
 from jaxal import selection
@@ -17,14 +18,6 @@ CHI2_999 = {1: 10.828, 2: 13.816, 3: 16.266, 4: 18.467, 5: 20.515, 6: 22.458, 7:
             8: 26.124, 9: 27.877, 10: 29.588, 11: 31.264, 15: 37.697, 19: 43.820, 20: 45.315,
             29: 58.301}
 NUM_KEYS = 20_000
-
-
-def check_invariants(idx, n, k, labeled):
-  idx = np.asarray(idx)
-  assert idx.shape == (k,) and idx.dtype == np.int32
-  assert len(set(idx.tolist())) == k
-  assert idx.min() >= 0 and idx.max() < n
-  assert not np.asarray(labeled)[idx].any()
 
 
 def dense_of(x):

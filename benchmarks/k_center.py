@@ -1,7 +1,7 @@
 """k-center greedy (Coreset) against a NumPy reference and the memory-bandwidth floor.
 
-    python benchmarks/bench_k_center.py            # N=20,000, d=512, k=500, plus N=10^6
-    python benchmarks/bench_k_center.py --no-big   # skip the N=10^6 run
+    python benchmarks/k_center.py            # N=20,000, d=512, k=500, plus N=10^6
+    python benchmarks/k_center.py --no-big   # skip the N=10^6 run
 
 Each pick of farthest-first reads the whole pool once (N·d·4 bytes) to update
 the nearest-centre distances, so k picks can never beat k reads of the pool.
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import time
 
 import jax
 import jax.numpy as jnp
@@ -94,9 +93,8 @@ def run(n, d, k, num_labeled, key, with_numpy=True):
                loop_GBps=round(n * d * 4 * k / best / 1e9, 1))
   if with_numpy:
     xn = np.asarray(x)
-    t = time.perf_counter()
-    ref = numpy_k_center(xn, k, np.asarray(labeled), int(idx[0]))
-    row["numpy_s"] = round(time.perf_counter() - t, 3)
+    numpy_s, ref = _common.once(lambda: numpy_k_center(xn, k, np.asarray(labeled), int(idx[0])))
+    row["numpy_s"] = round(numpy_s, 3)
     row["speedup_vs_numpy"] = round(row["numpy_s"] / best, 1)
     row["order_equal_to_numpy"] = bool((ref == np.asarray(idx)).all())
   return row
@@ -112,16 +110,12 @@ def main():
   if not args.no_big:
     rows.append(run(1_000_000, 128, 100, 0, jax.random.key(2), with_numpy=False))
     rows.append(run(1_000_000, 128, 100, 1_000, jax.random.key(2), with_numpy=False))
-  meta["load_at_end"] = [round(v, 2) for v in __import__("os").getloadavg()]
+  meta["loadavg_at_end"] = _common.load_now()
   cols = ["N", "d", "k", "labeled", "first_call_s", "best_s", "median_s", "labeled_distances_s",
           "floor_read_s", "floor_matvec_s", "loop_vs_read_floor", "loop_vs_matvec_floor",
           "loop_GBps", "numpy_s",
           "speedup_vs_numpy", "order_equal_to_numpy", "peak_rss_over_start_MiB", "xla_temp_MiB"]
-  md = ["# k-center greedy (Coreset) benchmark", "",
-        f"Command: `{meta['command']}` (from the repository root)", "",
-        f"Machine: {meta['machine']}; jax {meta['jax']} ({meta['backend']}); "
-        f"load average at start {meta['loadavg_at_start']} ({meta['load_note']}), "
-        f"at end {meta['load_at_end']}.", "",
+  md = _common.header("k-center greedy (Coreset) benchmark", meta) + [
         "Random normal points; `labeled` points drawn at random (0 = empty labeled set: the "
         "first pick is keyed). `first_call_s` includes tracing and compilation; `best_s` / "
         "`median_s` are later calls. Floors: the same bytes read k times in one jitted "
@@ -131,10 +125,7 @@ def main():
         "labeled point, where `best_s` is the pick loop alone) compare it with the floors. NumPy: the same algorithm "
         "vectorised over N (float32 BLAS), also the order reference. Target (issue 4): N=20,000, d=512, k=500 under 1 s compiled and under 2 s "
         "with compilation; DISTIL's loop takes 26-60 s on this machine (figure from the issue, "
-        "not re-measured: no PyTorch here). No GPU in this session.", "",
-        "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-  for r in rows:
-    md.append("| " + " | ".join(str(r.get(c, "—")) for c in cols) + " |")
+        "not re-measured: no PyTorch here).", ""] + _common.table(rows, cols)
   md.append("")
   target = next(r for r in rows if r["N"] == 20_000)
   first = rows[0]  # the first call of the process: the only one that compiles

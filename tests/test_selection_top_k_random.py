@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import check_invariants
 from conftest import count_traces
 
 from jaxal import selection
@@ -14,14 +15,6 @@ from jaxal import selection
 def ref_top_k(scores, k, labeled):
   order = sorted(range(len(scores)), key=lambda i: (labeled[i], -scores[i], i))
   return np.array(order[:k])
-
-
-def check_invariants(idx, n, k, labeled):
-  idx = np.asarray(idx)
-  assert idx.shape == (k,) and idx.dtype == np.int32
-  assert len(set(idx.tolist())) == k
-  assert idx.min() >= 0 and idx.max() < n
-  assert not labeled[idx].any()
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -6,22 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import check_invariants
 
-from jaxal import datasets, loop, models, strategies
+from jaxal import loop, models, strategies
 
 NEW = ("batchbald", "power", "softmax", "softrank", "glister", "deepfool", "bim")
-
-
-@pytest.fixture(scope="module")
-def trained():
-  ds = datasets.load_digits()
-  x, y = ds.x_train[:90], ds.y_train[:90]
-  key = jax.random.key(0)
-  state = loop.init(key, len(x), num_initial=15)
-  ts = loop.create_train_state(key, models.MLP(num_classes=10, hidden=(16,)), x)
-  ts = loop.fit(key, ts, x, y, state.labeled_mask, num_steps=30)
-  model, params = models.from_train_state(ts)
-  return state, model, params, x, y
 
 
 SMALL = {
@@ -36,21 +25,19 @@ SMALL = {
 
 
 @pytest.mark.parametrize("name", NEW)
-def test_strategy_through_the_loop(trained, name):
-  state, model, params, x, _ = trained
+def test_strategy_through_the_loop(trained_digits, name):
+  state, model, params, x, _ = trained_digits
   assert name in strategies.names()
   strategy = strategies.get(name, **SMALL[name])
   new_state, idx = loop.acquire(state, strategy, model, params, x, 12)
-  idx = np.asarray(idx)
-  assert idx.dtype == np.int32 and idx.shape == (12,) and len(set(idx.tolist())) == 12
-  assert not np.asarray(state.labeled_mask)[idx].any()
+  check_invariants(idx, len(x), 12, state.labeled_mask)
   assert new_state.num_labeled == state.num_labeled + 12
   again = strategy.acquire(loop.round_keys(state)[1], model, params, x, state.labeled_mask, 12)
   np.testing.assert_array_equal(again, idx)  # same key, same batch
 
 
-def test_budget_equals_unlabeled_count(trained):
-  state, model, params, x, _ = trained
+def test_budget_equals_unlabeled_count(trained_digits):
+  state, model, params, x, _ = trained_digits
   left = x.shape[0] - state.num_labeled
   for name in ("batchbald", "glister", "deepfool"):
     idx = strategies.get(name, **SMALL[name]).acquire(jax.random.key(1), model, params, x,
@@ -58,8 +45,8 @@ def test_budget_equals_unlabeled_count(trained):
     assert sorted(np.asarray(idx).tolist()) == np.flatnonzero(~np.asarray(state.labeled_mask)).tolist()
 
 
-def test_glister_strategy_with_a_validation_set_and_labels(trained):
-  state, model, params, x, y = trained
+def test_glister_strategy_with_a_validation_set_and_labels(trained_digits):
+  state, model, params, x, y = trained_digits
   val = (x[:20], y[:20])
   s = strategies.glister(validation=val, labels=y, learning_rate=0.01)
   idx = s.acquire(jax.random.key(0), model, params, x, state.labeled_mask, 5)
@@ -91,8 +78,8 @@ def test_bad_factory_arguments():
 
 
 @pytest.mark.parametrize("name", ["batchbald", "power", "glister", "deepfool", "bim"])
-def test_rejected_input_shape_leaves_the_state_unchanged(trained, name):
-  state, model, params, x, _ = trained
+def test_rejected_input_shape_leaves_the_state_unchanged(trained_digits, name):
+  state, model, params, x, _ = trained_digits
   bad_pool = x.reshape(x.shape[0], -1)[:, :50]  # the MLP's first Dense wants 64 inputs
   with pytest.raises(ValueError, match=r"the model rejects pool inputs of shape \(50,\)"):
     loop.acquire(state, strategies.get(name, **SMALL[name]), model, params, bad_pool, 5)

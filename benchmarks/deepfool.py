@@ -1,7 +1,7 @@
 """DeepFool throughput: jaxal's vmapped while_loop vs one example at a time, in one run.
 
-    python benchmarks/bench_deepfool.py           # writes results/deepfool.md and .json
-    python benchmarks/bench_deepfool.py --quick   # a smoke test of the script
+    python benchmarks/deepfool.py           # writes results/deepfool.md and .json
+    python benchmarks/deepfool.py --quick   # a smoke test of the script
 
 Models: the MLP and the CNN of ``jaxal.models``, trained (300 Adam steps) on
 200 labeled digits; the pool is the 1,347 digits of ``datasets.load_digits``.
@@ -23,19 +23,14 @@ The two distances are compared on those examples.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import sys
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+import _common
 from jaxal import adversarial, datasets, loop, models
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 OVERSHOOT, MAX_ITER = 0.02, 50
 
 
@@ -88,14 +83,7 @@ def bench(name, module, ds, ref_points, repeats):
   def timed(batch_size):
     run = lambda: adversarial.deepfool(model, params, x, max_iter=MAX_ITER, overshoot=OVERSHOOT,
                                        batch_size=batch_size).distance
-    t = time.perf_counter()
-    dist = jax.block_until_ready(run())
-    first = time.perf_counter() - t
-    best = np.inf
-    for _ in range(repeats):
-      t = time.perf_counter()
-      jax.block_until_ready(run())
-      best = min(best, time.perf_counter() - t)
+    first, best, _, dist = _common.first_and_best(run, repeats)
     return first, best, dist
 
   first, best, dist = timed(256)
@@ -103,9 +91,7 @@ def bench(name, module, ds, ref_points, repeats):
 
   ref_fn = make_reference(model, params)
   ref_fn(x[:2])  # compile the single-example step outside the timing
-  t = time.perf_counter()
-  ref = ref_fn(x[:ref_points])
-  ref_time = time.perf_counter() - t
+  ref_time, ref = _common.once(lambda: ref_fn(x[:ref_points]))
 
   ours = np.asarray(dist[:ref_points])
   finite = np.isfinite(ref) & np.isfinite(ours)
@@ -130,48 +116,37 @@ def bench(name, module, ds, ref_points, repeats):
   return row
 
 
+def _sci(v):
+  return "—" if v is None else f"{v:.1e}"
+
+
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--quick", action="store_true")
   parser.add_argument("--ref-points", type=int, default=200)
   args = parser.parse_args()
-  load = os.getloadavg()
+  meta = _common.machine()
   ds = datasets.load_digits()
   ref_points = 20 if args.quick else args.ref_points
   repeats = 1 if args.quick else 3
   rows = [bench("MLP(hidden=128)", models.MLP(num_classes=10), ds, ref_points, repeats)]
   if not args.quick:
     rows.append(bench("CNN(16, 32; dense 64)", models.CNN(num_classes=10), ds, ref_points, repeats))
-  argv = ["benchmarks/bench_deepfool.py"] + sys.argv[1:]
-  meta = {
-      "command": "python " + " ".join(argv),
-      "machine": f"{os.cpu_count()} CPU cores ({platform.machine()}); no GPU in this session",
-      "jax": jax.__version__, "backend": jax.default_backend(),
-      "loadavg_at_start": [round(v, 2) for v in load],
-      "load_note": ("high: other engineers' jobs shared the cores; timings are pessimistic"
-                    if load[0] > 1.0 else "low"),
-      "setup": f"max_iter={MAX_ITER}, overshoot={OVERSHOOT}, batch_size=256 (and 16)",
-  }
-  name = "deepfool_quick" if args.quick else "deepfool"
-  with open(os.path.join(HERE, "results", name + ".json"), "w") as f:
-    json.dump({"meta": meta, "rows": rows}, f, indent=1)
-  if not args.quick:
-    lines = ["# DeepFool throughput: vmapped while_loop vs one example at a time", "",
-             f"Command: `{meta['command']}`  ",
-             f"Machine: {meta['machine']}; jax {meta['jax']} ({meta['backend']})  ",
-             f"Load average at start: {meta['loadavg_at_start']} ({meta['load_note']})  ",
-             f"Setup: {meta['setup']}; models trained 300 steps on 200 labeled digits.", "",
-             "| model | jaxal, 1,347 points (s) | jaxal examples/s | one-at-a-time examples/s "
-             "| throughput ratio | ratio at batch_size=16 | same flips | max rel. diff | mean iterations |",
-             "|---|---:|---:|---:|---:|---:|:---:|---:|---:|"]
-    for r in rows:
-      lines.append(f"| {r['model']} | {r['jaxal_s']} (first call {r['jaxal_first_s']}) | "
-                   f"{r['jaxal_examples_per_s']} | {r['reference_examples_per_s']} "
-                   f"({r['reference_points']} points) | **{r['throughput_ratio']}×** | "
-                   f"{r['throughput_ratio_batch16']}× ({r['jaxal_s_batch16']} s) | "
-                   f"{r['same_flips']} | {r['max_rel_diff']:.1e} | {r['mean_iterations']} |")
-    with open(os.path.join(HERE, "results", "deepfool.md"), "w") as f:
-      f.write("\n".join(lines) + "\n")
+  meta["loadavg_at_end"] = _common.load_now()
+  meta["setup"] = f"max_iter={MAX_ITER}, overshoot={OVERSHOOT}, batch_size=256 (and 16)"
+  lines = _common.header("DeepFool throughput: vmapped while_loop vs one example at a time",
+                         meta) + [
+      f"Setup: {meta['setup']}; models trained 300 steps on 200 labeled digits.", "",
+      "| model | jaxal, 1,347 points (s) | jaxal examples/s | one-at-a-time examples/s "
+      "| throughput ratio | ratio at batch_size=16 | same flips | max rel. diff | mean iterations |",
+      "|---|---:|---:|---:|---:|---:|:---:|---:|---:|"]
+  for r in rows:
+    lines.append(f"| {r['model']} | {r['jaxal_s']} (first call {r['jaxal_first_s']}) | "
+                 f"{r['jaxal_examples_per_s']} | {r['reference_examples_per_s']} "
+                 f"({r['reference_points']} points) | **{r['throughput_ratio']}×** | "
+                 f"{r['throughput_ratio_batch16']}× ({r['jaxal_s_batch16']} s) | "
+                 f"{r['same_flips']} | {_sci(r['max_rel_diff'])} | {r['mean_iterations']} |")
+  _common.write("deepfool", {"meta": meta, "rows": rows}, "\n".join(lines), quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """BatchBALD time against the pool size N and the batch size k, with a NumPy reference.
 
-    python benchmarks/bench_batchbald.py           # the full grid, writes results/batchbald.md
-    python benchmarks/bench_batchbald.py --quick   # a smoke test of the script
+    python benchmarks/batchbald.py           # the full grid, writes results/batchbald.md
+    python benchmarks/batchbald.py --quick   # a smoke test of the script
 
 jaxal: ``jaxal.bayes.batchbald`` (one jitted call: two ``lax.fori_loop`` over
 the picks, candidates vectorised in blocks) on random MC log-probabilities
@@ -22,19 +22,13 @@ random configurations, so later picks may legitimately differ).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import sys
-import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+import _common
 from jaxal import bayes
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 S, K, M = 20, 10, 512
 
 
@@ -79,23 +73,11 @@ def np_batchbald(log_probs, k, m, rng, block=256):
   return np.array(chosen)
 
 
-def timed(fn, repeats):
-  t = time.perf_counter()
-  out = jax.block_until_ready(fn())
-  first = time.perf_counter() - t
-  best = np.inf
-  for _ in range(repeats):
-    t = time.perf_counter()
-    jax.block_until_ready(fn())
-    best = min(best, time.perf_counter() - t)
-  return first, best, out
-
-
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--quick", action="store_true")
   args = parser.parse_args()
-  load = os.getloadavg()
+  meta = _common.machine()
   if args.quick:
     grid_n, grid_k, ref_n, ref_k, repeats = (500, 1000), (4, 8), (500,), (4, 8), 1
   else:
@@ -105,46 +87,30 @@ def main():
     lp = jax.nn.log_softmax(2.0 * jax.random.normal(jax.random.key(n), (S, n, K)), -1)
     for k in grid_k:
       key = jax.random.key(k)
-      first, best, idx = timed(lambda: bayes.batchbald(key, lp, k, num_joint_samples=M), repeats)
+      first, best, _, idx = _common.first_and_best(
+          lambda: bayes.batchbald(key, lp, k, num_joint_samples=M), repeats)
       row = {"N": n, "k": k, "jaxal_first_s": round(first, 3), "jaxal_s": round(best, 4),
              "jaxal_ms_per_pick": round(1e3 * best / k, 2)}
       if n in ref_n and k in ref_k:
-        t = time.perf_counter()
-        ref = np_batchbald(np.asarray(lp), k, M, np.random.default_rng(0))
-        row["numpy_s"] = round(time.perf_counter() - t, 3)
+        ref_s, ref = _common.once(lambda: np_batchbald(np.asarray(lp), k, M, np.random.default_rng(0)))
+        row["numpy_s"] = round(ref_s, 3)
         row["ratio_numpy_over_jaxal"] = round(row["numpy_s"] / best, 2)
         exact = min(k, 3)  # K=10, 512 configurations: picks 1-3 are exact
         row["exact_picks_agree"] = bool(np.array_equal(np.asarray(idx)[:exact], ref[:exact]))
       rows.append(row)
       print(row, flush=True)
-  meta = {
-      "command": "python " + " ".join(["benchmarks/bench_batchbald.py"] + sys.argv[1:]),
-      "machine": f"{os.cpu_count()} CPU cores ({platform.machine()}); no GPU in this session",
-      "jax": jax.__version__, "backend": jax.default_backend(),
-      "loadavg_at_start": [round(v, 2) for v in load],
-      "load_note": ("high: other engineers' jobs shared the cores; timings are pessimistic"
-                    if load[0] > 1.0 else "low"),
-      "setup": f"S={S} MC samples, K={K} classes, num_joint_samples=max_exact_configs={M}",
-  }
-  out = os.path.join(HERE, "results", "batchbald_quick.json" if args.quick else "batchbald.json")
-  os.makedirs(os.path.dirname(out), exist_ok=True)
-  with open(out, "w") as f:
-    json.dump({"meta": meta, "rows": rows}, f, indent=1)
-  if not args.quick:
-    lines = ["# BatchBALD: time against N and k", "", f"Command: `{meta['command']}`  ",
-             f"Machine: {meta['machine']}; jax {meta['jax']} ({meta['backend']})  ",
-             f"Load average at start: {meta['loadavg_at_start']} ({meta['load_note']})  ",
-             f"Setup: {meta['setup']}; random log-probabilities.", "",
-             "| N | k | jaxal first call (s) | jaxal compiled (s) | ms / pick | NumPy reference (s) "
-             "| reference / jaxal | exact picks agree |",
-             "|---:|---:|---:|---:|---:|---:|---:|:---:|"]
-    for r in rows:
-      lines.append(f"| {r['N']} | {r['k']} | {r['jaxal_first_s']} | {r['jaxal_s']} | "
-                   f"{r['jaxal_ms_per_pick']} | {r.get('numpy_s', '—')} | "
-                   f"{r.get('ratio_numpy_over_jaxal', '—')} | {r.get('exact_picks_agree', '—')} |")
-    with open(os.path.join(HERE, "results", "batchbald.md"), "w") as f:
-      f.write("\n".join(lines) + "\n")
-  print("wrote", out)
+  meta["loadavg_at_end"] = _common.load_now()
+  meta["setup"] = f"S={S} MC samples, K={K} classes, num_joint_samples=max_exact_configs={M}"
+  lines = _common.header("BatchBALD: time against N and k", meta) + [
+      f"Setup: {meta['setup']}; random log-probabilities.", "",
+      "| N | k | jaxal first call (s) | jaxal compiled (s) | ms / pick | NumPy reference (s) "
+      "| reference / jaxal | exact picks agree |",
+      "|---:|---:|---:|---:|---:|---:|---:|:---:|"]
+  for r in rows:
+    lines.append(f"| {r['N']} | {r['k']} | {r['jaxal_first_s']} | {r['jaxal_s']} | "
+                 f"{r['jaxal_ms_per_pick']} | {r.get('numpy_s', '—')} | "
+                 f"{r.get('ratio_numpy_over_jaxal', '—')} | {r.get('exact_picks_agree', '—')} |")
+  _common.write("batchbald", {"meta": meta, "rows": rows}, "\n".join(lines), quick=args.quick)
 
 
 if __name__ == "__main__":

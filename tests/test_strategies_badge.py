@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import check_invariants
 
 from jaxal import models
 from jaxal import strategies
@@ -17,14 +18,6 @@ def setup(n=40):
   x = jax.random.normal(jax.random.key(0), (n, 5))
   params = models.init_params(jax.random.key(1), module, x)
   return models.from_linen(module), params, x
-
-
-def check_invariants(idx, n, k, labeled):
-  idx = np.asarray(idx)
-  assert idx.shape == (k,) and idx.dtype == np.int32
-  assert len(set(idx.tolist())) == k
-  assert idx.min() >= 0 and idx.max() < n
-  assert not np.asarray(labeled)[idx].any()
 
 
 def ref_embedding_sq_norms(logits, features):

@@ -1,4 +1,4 @@
-"""An atomic, checksummed store for experiment checkpoints.
+"""The file format of experiment checkpoints: atomic, checksummed writes.
 
 A checkpoint is one ``.npz`` file (NumPy arrays only, no pickle) holding the
 named arrays, a JSON metadata record and a sha256 over both. It is written to

@@ -6,45 +6,28 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import check_invariants
 
-from jaxal import datasets, loop, models, scores, selection, strategies
+from jaxal import loop, models, scores, selection, strategies
 from jaxal import submodular as sm
 
 NAMES = ("coreset", "kmeans_sampling", "submodular", "fass")
 
 
-@pytest.fixture(scope="module")
-def trained():
-  ds = datasets.load_digits()
-  x, y = ds.x_train[:90], ds.y_train[:90]
-  key = jax.random.key(0)
-  state = loop.init(key, len(x), num_initial=15)
-  ts = loop.create_train_state(key, models.MLP(num_classes=10, hidden=(16,)), x)
-  ts = loop.fit(key, ts, x, y, state.labeled_mask, num_steps=30)
-  model, params = models.from_train_state(ts)
-  return state, model, params, x
-
-
-def check(idx, budget, mask):
-  idx = np.asarray(idx)
-  assert idx.dtype == np.int32 and idx.shape == (budget,) and len(set(idx.tolist())) == budget
-  assert idx.min() >= 0 and idx.max() < len(mask) and not np.asarray(mask)[idx].any()
-
-
 @pytest.mark.parametrize("name", NAMES)
-def test_strategy_through_the_loop(trained, name):
-  state, model, params, x = trained
+def test_strategy_through_the_loop(trained_digits, name):
+  state, model, params, x, _ = trained_digits
   assert name in strategies.names()
   strategy = strategies.get(name)
   new_state, idx = loop.acquire(state, strategy, model, params, x, 8)
-  check(idx, 8, state.labeled_mask)
+  check_invariants(idx, len(x), 8, state.labeled_mask)
   assert new_state.num_labeled == state.num_labeled + 8
   again = strategy.acquire(loop.round_keys(state)[1], model, params, x, state.labeled_mask, 8)
   np.testing.assert_array_equal(again, idx)  # same key, same batch
 
 
-def test_coreset_is_k_center_greedy_on_penultimate_features(trained):
-  state, model, params, x = trained
+def test_coreset_is_k_center_greedy_on_penultimate_features(trained_digits):
+  state, model, params, x, _ = trained_digits
   feats = models.predict(model, params, x).features
   got = strategies.coreset().acquire(jax.random.key(1), model, params, x, state.labeled_mask, 10)
   np.testing.assert_array_equal(
@@ -52,19 +35,19 @@ def test_coreset_is_k_center_greedy_on_penultimate_features(trained):
   # An empty labeled set: the first pick comes from the key.
   empty = jnp.zeros(len(x), bool)
   a = strategies.coreset().acquire(jax.random.key(2), model, params, x, empty, 6)
-  check(a, 6, empty)
+  check_invariants(a, len(x), 6, empty)
   np.testing.assert_array_equal(
       a, selection.k_center_greedy(feats, 6, key=jax.random.key(2)))
 
 
 @pytest.mark.parametrize("function", sm.FUNCTIONS)
-def test_fass_filters_by_uncertainty_then_maximises(trained, function):
-  state, model, params, x = trained
+def test_fass_filters_by_uncertainty_then_maximises(trained_digits, function):
+  state, model, params, x, _ = trained_digits
   mask = state.labeled_mask
   budget, top_n = 5, 3
   got = strategies.fass(uncertainty="margin", function=function, top_n=top_n).acquire(
       jax.random.key(3), model, params, x, mask, budget)
-  check(got, budget, mask)
+  check_invariants(got, len(x), budget, mask)
   preds = models.predict(model, params, x)
   filtered = selection.top_k(scores.margin(preds.logits), top_n * budget, mask)
   assert set(np.asarray(got).tolist()) <= set(np.asarray(filtered).tolist())
@@ -76,8 +59,8 @@ def test_fass_filters_by_uncertainty_then_maximises(trained, function):
   np.testing.assert_array_equal(got, filtered[sm.greedy(fn, budget).indices])
 
 
-def test_fass_when_the_filter_holds_every_unlabeled_point(trained):
-  state, model, params, x = trained
+def test_fass_when_the_filter_holds_every_unlabeled_point(trained_digits):
+  state, model, params, x, _ = trained_digits
   left = x.shape[0] - state.num_labeled
   got = strategies.fass(optimizer="lazy").acquire(jax.random.key(4), model, params, x,
                                                   state.labeled_mask, left)
@@ -86,14 +69,14 @@ def test_fass_when_the_filter_holds_every_unlabeled_point(trained):
 
 @pytest.mark.parametrize("optimizer,num_neighbors", [("greedy", None), ("lazy", 10),
                                                      ("stochastic", None)])
-def test_submodular_strategy_over_the_unlabeled_pool(trained, optimizer, num_neighbors):
-  state, model, params, x = trained
+def test_submodular_strategy_over_the_unlabeled_pool(trained_digits, optimizer, num_neighbors):
+  state, model, params, x, _ = trained_digits
   mask = state.labeled_mask
   strategy = strategies.submodular("graph_cut", optimizer=optimizer, lam=0.4,
                                    num_neighbors=num_neighbors)
   key = jax.random.key(5)
   got = strategy.acquire(key, model, params, x, mask, 7)
-  check(got, 7, mask)
+  check_invariants(got, len(x), 7, mask)
   feats = models.predict(model, params, x).features
   kernel = (sm.similarity_kernel(feats) if num_neighbors is None
             else sm.knn_kernel(feats, num_neighbors))

@@ -1,0 +1,340 @@
+"""The experiment folder on disk: its files, the configuration record and the checkpoints.
+
+An experiment folder holds:
+
+* ``config.json``: the configuration and the sha256 of the data it runs on.
+  Running again against the folder with another configuration is refused.
+* ``checkpoints/<strategy>/seed_<seed>.npz``: one checkpoint per (strategy,
+  seed), rewritten atomically after every round (see :mod:`checkpoint`): the
+  labeled indices in order, the round, the run's key, the metrics so far and
+  the trained ``TrainState``. Running the same command again continues every
+  run from its last completed round, with results identical to an
+  uninterrupted run.
+* ``results.json`` (rewritten whenever a (strategy, seed) run completes),
+  ``curves.png``; ``jaxal report`` adds ``report.md`` and
+  ``curves_vs_random.png``.
+
+Every file jaxal writes there is written atomically, and every checkpoint
+carries a sha256, through :mod:`checkpoint` (the file format); this module
+says which files the folder holds and what a checkpoint contains.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Any
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxal._src import data as data_lib
+from jaxal._src import loop
+from jaxal._src import version
+from jaxal._src.experiment import checkpoint as ckpt_lib
+from jaxal._src.experiment import config as config_lib
+
+CONFIG_FILE = "config.json"
+RESULTS_FILE = "results.json"
+REPORT_FILE = "report.md"
+CHECKPOINT_DIR = "checkpoints"
+METRICS = ("accuracy", "labels", "acquire_seconds", "train_seconds")
+
+
+# ---------------------------------------------------------------------------
+# The configuration record.
+
+
+def config_record(cfg: config_lib.Config, ds: data_lib.Dataset) -> dict[str, Any]:
+  """What ``config.json`` holds: the configuration, the data's sha256 and sizes, the version.
+
+  Args:
+    cfg: the configuration.
+    ds: the dataset it runs on.
+  """
+  # Through JSON, so that it compares equal to a record read back from config.json.
+  return json.loads(json.dumps({
+      "config": dataclasses.asdict(cfg),
+      "dataset_sha256": data_lib.fingerprint(ds),
+      "pool_size": int(ds.x_train.shape[0]),
+      "test_size": int(ds.x_test.shape[0]),
+      "num_classes": int(ds.num_classes),
+      "jaxal_version": version.__version__,
+  }))
+
+
+def config_id(record: dict[str, Any]) -> str:
+  """A short hash of the configuration and the data, saved in every checkpoint.
+
+  Args:
+    record: from :func:`config_record`.
+  """
+  key = {"config": record["config"], "dataset_sha256": record["dataset_sha256"]}
+  return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------
+# The folder.
+
+
+def ensure_writable(out_dir: str) -> None:
+  """Creates ``out_dir`` and proves it writable by writing a file there, or says why not.
+
+  Args:
+    out_dir: the experiment folder.
+
+  Raises:
+    PermissionError: the folder cannot be created or written.
+  """
+  try:
+    os.makedirs(out_dir, exist_ok=True)
+    ckpt_lib.atomic_write_bytes(os.path.join(out_dir, ".jaxal-write-test"), b"ok\n")
+    os.remove(os.path.join(out_dir, ".jaxal-write-test"))
+  except OSError as e:
+    raise PermissionError(
+        f"output folder {out_dir!r} cannot be created or written ({type(e).__name__}: {e}); "
+        "choose another --out") from e
+
+
+def open_experiment(out_dir: str, record: dict[str, Any]) -> None:
+  """Writes ``config.json``, or checks that the folder's experiment is this one.
+
+  Args:
+    out_dir: the experiment folder.
+    record: from :func:`config_record`.
+
+  Raises:
+    ConfigMismatchError: the folder holds another configuration or ran on other data.
+  """
+  path = os.path.join(out_dir, CONFIG_FILE)
+  old = None
+  if os.path.exists(path):
+    try:
+      with open(path) as f:
+        old = json.load(f)
+    except (OSError, ValueError) as e:
+      raise config_lib.ConfigMismatchError(
+          f"{path!r} is unreadable ({e}); it describes the experiment in {out_dir!r}. "
+          "Restore it, or choose another --out") from e
+  elif os.path.exists(os.path.join(out_dir, CHECKPOINT_DIR)):
+    raise config_lib.ConfigMismatchError(
+        f"{out_dir!r} holds checkpoints but no {CONFIG_FILE}, so they cannot be matched to "
+        "this configuration; choose another --out or delete the folder")
+  if old is None:
+    ckpt_lib.atomic_write_json(path, record)
+    return
+  old_cfg = old.get("config", {})
+  new_cfg = record["config"]
+  diffs = [f"{k}: {old_cfg.get(k)!r} in the folder, {new_cfg.get(k)!r} now"
+           for k in sorted(set(old_cfg) | set(new_cfg)) if old_cfg.get(k) != new_cfg.get(k)]
+  if diffs:
+    raise config_lib.ConfigMismatchError(
+        f"{out_dir!r} holds an experiment with another configuration ({'; '.join(diffs)}). "
+        "Results of different configurations are never mixed: run the same command as "
+        "before to resume it, or choose another --out (or delete the folder) to start anew")
+  if old.get("dataset_sha256") != record["dataset_sha256"]:
+    raise config_lib.ConfigMismatchError(
+        f"{out_dir!r} holds an experiment that ran on other data: the "
+        f"{record['config']['dataset']!r} arrays now have sha256 "
+        f"{record['dataset_sha256'][:16]}..., the folder's had "
+        f"{str(old.get('dataset_sha256'))[:16]}...; choose another --out")
+
+
+def remove_partial_writes(out_dir: str) -> None:
+  """Deletes the temporary files of writers killed mid-write (the last good files are intact).
+
+  Args:
+    out_dir: the experiment folder.
+  """
+  ckpt_lib.remove_stale_temporaries(out_dir, recursive=False)
+  ckpt_lib.remove_stale_temporaries(os.path.join(out_dir, CHECKPOINT_DIR))
+
+
+def save_results(out_dir: str, payload: dict[str, Any]) -> None:
+  """Writes ``results.json`` atomically.
+
+  Args:
+    out_dir: the experiment folder.
+    payload: the JSON-serialisable results.
+  """
+  ckpt_lib.atomic_write_json(os.path.join(out_dir, RESULTS_FILE), payload)
+
+
+def save_report(results_dir: str, md: str) -> None:
+  """Writes ``report.md`` atomically.
+
+  Args:
+    results_dir: the experiment folder.
+    md: the Markdown text.
+  """
+  ckpt_lib.atomic_write_bytes(os.path.join(results_dir, REPORT_FILE), md.encode())
+
+
+# ---------------------------------------------------------------------------
+# Checkpoints: one per (strategy, seed) run.
+
+
+def checkpoint_path(out_dir: str, strategy: str, seed: int) -> str:
+  """``<out_dir>/checkpoints/<strategy>/seed_<seed>.npz``.
+
+  Args:
+    out_dir: the experiment folder.
+    strategy: the strategy's name.
+    seed: the run's seed.
+  """
+  return os.path.join(out_dir, CHECKPOINT_DIR, strategy, f"seed_{seed}.npz")
+
+
+def empty_metrics() -> dict[str, list]:
+  """One empty list per metric a run records."""
+  return {k: [] for k in METRICS}
+
+
+def save_run(path: str, cfg_id: str, strategy: str, seed: int, next_round: int,
+             state: loop.ALState, train_state: Any, metrics: dict[str, list]) -> None:
+  """Saves a run after a round: labeled indices, round, key, metrics, train state.
+
+  Args:
+    path: the checkpoint file (its folder is created).
+    cfg_id: from :func:`config_id`.
+    strategy: the strategy's name.
+    seed: the run's seed.
+    next_round: the first round not yet run.
+    state: the loop state after the round's acquisition.
+    train_state: the round's trained Flax ``TrainState``.
+    metrics: the metrics so far, as :func:`empty_metrics` lays them out.
+  """
+  history = [np.asarray(jax.device_get(h), np.int32) for h in state.history]
+  arrays = {
+      "labeled": np.concatenate(history) if history else np.zeros((0,), np.int32),
+      "history_lengths": np.asarray([len(h) for h in history], np.int64),
+      "key_data": np.asarray(jax.device_get(jax.random.key_data(state.key))),
+      "round": np.asarray(int(state.round), np.int64),
+      "train_state": np.frombuffer(flax.serialization.to_bytes(train_state), np.uint8),
+  }
+  for k in METRICS:
+    arrays[f"metric_{k}"] = np.asarray(metrics[k], np.float64)
+  meta = {"config_id": cfg_id, "strategy": strategy, "seed": seed, "next_round": next_round}
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  ckpt_lib.save(path, arrays, meta)
+
+
+def load_run(path: str, cfg: config_lib.Config, cfg_id: str, strategy: str, seed: int,
+             ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+  """Loads a run saved by :func:`save_run`, checking it belongs to this run and is whole.
+
+  Args:
+    path: the checkpoint file.
+    cfg: the configuration.
+    cfg_id: from :func:`config_id`.
+    strategy: the strategy's name.
+    seed: the run's seed.
+
+  Returns:
+    ``(arrays, meta)``; ``meta["next_round"]`` is the first round not yet run.
+
+  Raises:
+    CheckpointError: the file is damaged, belongs to another run or is inconsistent.
+  """
+  arrays, meta = ckpt_lib.load(path)
+  expect = {"config_id": cfg_id, "strategy": strategy, "seed": seed}
+  got = {k: meta.get(k) for k in expect}
+  if got != expect:
+    raise ckpt_lib.CheckpointError(
+        f"checkpoint {path!r} belongs to another run ({got}, expected {expect}); "
+        "delete it to recompute that run, or choose another --out")
+  nr = meta.get("next_round")
+  needed = {"labeled", "history_lengths", "key_data", "round", "train_state",
+            *(f"metric_{k}" for k in METRICS)}
+  lengths = arrays.get("history_lengths")
+  ok = (isinstance(nr, int) and 1 <= nr <= cfg.rounds + 1 and needed <= set(arrays)
+        and len(arrays["metric_accuracy"]) == nr
+        and len(arrays["metric_acquire_seconds"]) == min(nr, cfg.rounds)
+        and lengths is not None and len(lengths) == min(nr, cfg.rounds) + 1
+        and int(lengths.sum()) == len(arrays["labeled"]))
+  if not ok:
+    raise ckpt_lib.CheckpointError(
+        f"checkpoint {path!r} is inconsistent (round {nr!r} of {cfg.rounds}, arrays "
+        f"{sorted(arrays)}); delete it to recompute that run")
+  return arrays, meta
+
+
+def metrics_from(arrays: dict[str, np.ndarray]) -> dict[str, list]:
+  """The metrics so far, from :func:`load_run`'s arrays.
+
+  Args:
+    arrays: from :func:`load_run`.
+  """
+  out = {k: arrays[f"metric_{k}"].tolist() for k in METRICS}
+  out["labels"] = [int(v) for v in out["labels"]]
+  return out
+
+
+def history_from(arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
+  """The indices labeled at each step (initial set first), from :func:`load_run`'s arrays.
+
+  Args:
+    arrays: from :func:`load_run`.
+  """
+  bounds = np.cumsum(arrays["history_lengths"])[:-1]
+  return np.split(arrays["labeled"].astype(np.int32), bounds)
+
+
+def restore_train_state(template: Any, data: np.ndarray) -> Any:
+  """The train state saved by ``flax.serialization.to_bytes``, with the template's dtypes.
+
+  Args:
+    template: a freshly created train state of the same model.
+    data: the saved bytes, ``[num_bytes]`` uint8.
+  """
+  restored = flax.serialization.from_bytes(template, data.tobytes())
+  params, opt_state = jax.tree.map(
+      lambda t, r: jnp.asarray(r, dtype=jnp.asarray(t).dtype),
+      (template.params, template.opt_state), (restored.params, restored.opt_state))
+  # The step is a (weakly typed) Python int, as TrainState.create makes it.
+  return restored.replace(params=params, opt_state=opt_state, step=int(restored.step))
+
+
+def restore_run(path: str, arrays: dict[str, np.ndarray], key: jax.Array, num_points: int,
+                next_round: int, train_state: Any) -> tuple[loop.ALState, Any]:
+  """The loop state and train state of a run loaded by :func:`load_run`.
+
+  The loop state is rebuilt by labeling the saved history again, so its
+  bookkeeping is checked as it was when the run labeled it.
+
+  Args:
+    path: the checkpoint file (for messages).
+    arrays: from :func:`load_run`.
+    key: the run's key, ``jax.random.key(seed)``.
+    num_points: the pool size.
+    next_round: ``meta["next_round"]`` from :func:`load_run`.
+    train_state: a freshly created train state of the same model.
+
+  Returns:
+    ``(state, train_state)``.
+
+  Raises:
+    CheckpointError: the checkpoint holds another seed's key, invalid labels,
+      an inconsistent round or a train state that does not fit the model.
+  """
+  if not np.array_equal(arrays["key_data"], np.asarray(jax.random.key_data(key))):
+    raise ckpt_lib.CheckpointError(f"checkpoint {path!r} holds the key of another seed")
+  history = history_from(arrays)
+  try:
+    state = loop.init(key, num_points, initial_indices=history[0])
+    for h in history[1:]:
+      state = loop.label(state, h)
+  except ValueError as e:
+    raise ckpt_lib.CheckpointError(f"checkpoint {path!r} holds invalid labels: {e}") from e
+  if int(state.round) != int(arrays["round"]) or int(state.round) != next_round:
+    raise ckpt_lib.CheckpointError(f"checkpoint {path!r} is at an inconsistent round")
+  try:
+    train_state = restore_train_state(train_state, arrays["train_state"])
+  except Exception as e:  # flax raises ValueError/KeyError/msgpack errors
+    raise ckpt_lib.CheckpointError(
+        f"checkpoint {path!r} holds a train state that does not fit the model: {e}") from e
+  return state, train_state
