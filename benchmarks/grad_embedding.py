@@ -94,7 +94,7 @@ def stage(n: int, d: int, k: int, method: str) -> dict:
 
 def _batches(x, batch_size):
   from jaxal._src import models as models_lib
-  return models_lib._batches(x, batch_size)
+  return models_lib.batches(x, batch_size)
 
 
 def main():

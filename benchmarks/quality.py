@@ -37,7 +37,7 @@ import numpy as np
 
 import _common
 from jaxal import experiment
-from jaxal._src import strategies as strategies_lib
+from jaxal._src.strategies import registry as strategies_lib
 
 RESULTS = _common.RESULTS
 SLOW = ("batchbald", "submodular")

@@ -12,6 +12,7 @@ from jaxal import experiment
 from jaxal import glister
 from jaxal import loop
 from jaxal import models
+from jaxal import networks
 from jaxal import scores
 from jaxal import selection
 from jaxal import streaming
@@ -31,6 +32,7 @@ __all__ = (
     "glister",
     "loop",
     "models",
+    "networks",
     "scores",
     "selection",
     "strategies",

@@ -1,7 +1,8 @@
-"""The model interface: logits, features and MC-dropout passes from Flax models."""
+"""The model interface: logits, features and MC-dropout passes from Flax models.
 
-from jaxal._src.models import CNN
-from jaxal._src.models import MLP
+``MLP`` and ``CNN`` are re-exported from :mod:`jaxal.networks`, where they live.
+"""
+
 from jaxal._src.models import Model
 from jaxal._src.models import Predictions
 from jaxal._src.models import apply
@@ -12,6 +13,8 @@ from jaxal._src.models import from_train_state
 from jaxal._src.models import init_params
 from jaxal._src.models import predict
 from jaxal._src.models import predict_mc
+from jaxal._src.networks import CNN
+from jaxal._src.networks import MLP
 
 __all__ = (
     "CNN",

@@ -1,12 +1,11 @@
 """Acquisition strategies: `Strategy` values built by factories."""
 
-from jaxal._src.strategies import get
-from jaxal._src.strategies import names
-from jaxal._src.strategies.adversarial import bim
-from jaxal._src.strategies.adversarial import deepfool
+from jaxal._src.strategies.adversarial_sampling import bim
+from jaxal._src.strategies.adversarial_sampling import deepfool
 from jaxal._src.strategies.badge import badge
 from jaxal._src.strategies.base import Strategy
 from jaxal._src.strategies.base import score_strategy
+from jaxal._src.strategies.bayesian import bald
 from jaxal._src.strategies.bayesian import batchbald
 from jaxal._src.strategies.bayesian import power
 from jaxal._src.strategies.bayesian import softmax
@@ -15,19 +14,20 @@ from jaxal._src.strategies.diversity import coreset
 from jaxal._src.strategies.diversity import fass
 from jaxal._src.strategies.diversity import kmeans_sampling
 from jaxal._src.strategies.diversity import submodular
-from jaxal._src.strategies.glister import glister
-from jaxal._src.strategies.uncertainty import bald
-from jaxal._src.strategies.uncertainty import entropy
-from jaxal._src.strategies.uncertainty import least_confidence
-from jaxal._src.strategies.uncertainty import margin
-from jaxal._src.strategies.uncertainty import mc_entropy
-from jaxal._src.strategies.uncertainty import mc_least_confidence
-from jaxal._src.strategies.uncertainty import mc_margin
-from jaxal._src.strategies.uncertainty import mc_ratio
-from jaxal._src.strategies.uncertainty import mean_std
-from jaxal._src.strategies.uncertainty import random
-from jaxal._src.strategies.uncertainty import ratio
-from jaxal._src.strategies.uncertainty import variation_ratio
+from jaxal._src.strategies.glister_active import glister
+from jaxal._src.strategies.random_sampling import random
+from jaxal._src.strategies.registry import get
+from jaxal._src.strategies.registry import names
+from jaxal._src.strategies.uncertainty_sampling import entropy
+from jaxal._src.strategies.uncertainty_sampling import least_confidence
+from jaxal._src.strategies.uncertainty_sampling import margin
+from jaxal._src.strategies.uncertainty_sampling import mc_entropy
+from jaxal._src.strategies.uncertainty_sampling import mc_least_confidence
+from jaxal._src.strategies.uncertainty_sampling import mc_margin
+from jaxal._src.strategies.uncertainty_sampling import mc_ratio
+from jaxal._src.strategies.uncertainty_sampling import mean_std
+from jaxal._src.strategies.uncertainty_sampling import ratio
+from jaxal._src.strategies.uncertainty_sampling import variation_ratio
 
 __all__ = (
     "Strategy",

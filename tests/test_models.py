@@ -13,6 +13,7 @@ from flax import nnx
 from flax.training import train_state
 
 from jaxal import models
+from jaxal import networks
 
 
 class LogitsOnly(nn.Module):
@@ -36,7 +37,7 @@ class NNXNet(nnx.Module):
 
 @pytest.fixture(scope="module")
 def mlp():
-  module = models.MLP(num_classes=4, hidden=(16,), dropout_rate=0.5)
+  module = networks.MLP(num_classes=4, hidden=(16,), dropout_rate=0.5)
   x = jax.random.normal(jax.random.key(0), (37, 3, 5))
   params = models.init_params(jax.random.key(1), module, x)
   return module, params, x
@@ -50,11 +51,15 @@ def test_mlp_returns_logits_and_features(mlp):
 
 
 def test_cnn_returns_logits_and_features():
-  module = models.CNN(num_classes=5, channels=(4,), dense=8)
+  module = networks.CNN(num_classes=5, channels=(4,), dense=8)
   x = jnp.ones((3, 8, 8))
   params = models.init_params(jax.random.key(0), module, x)
   logits, feats = module.apply({"params": params}, x)
   assert logits.shape == (3, 5) and feats.shape == (3, 8)
+
+
+def test_networks_stay_reachable_from_models():
+  assert models.MLP is networks.MLP and models.CNN is networks.CNN
 
 
 @pytest.mark.parametrize("batch_size", [1, 8, 37, 64])

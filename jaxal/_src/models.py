@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -98,7 +101,12 @@ class _NNXApply:
     return model(x)
 
 
-def _head_path(head: str | Sequence[str] | None) -> tuple[str, ...] | None:
+def head_path(head: str | Sequence[str] | None) -> tuple[str, ...] | None:
+  """A parameter path as a tuple of names: ``"a/b"`` -> ``("a", "b")``; None stays None.
+
+  Args:
+    head: a ``"/"``-separated path, a sequence of names, or None.
+  """
   if head is None:
     return None
   if isinstance(head, str):
@@ -111,10 +119,18 @@ def from_apply_fn(apply_fn: ApplyFn, *, head: str | Sequence[str] | None = None)
 
   ``apply_fn`` should be a module-level function (or otherwise stable object):
   the compiled forward is cached on it.
+
+  Args:
+    apply_fn: ``apply_fn(params, x [B, ...], dropout_key | None)``.
+    head: parameter path of the last layer, such as ``"head"``; None picks the
+      final Dense.
+
+  Raises:
+    TypeError: ``apply_fn`` is not callable.
   """
   if not callable(apply_fn):
     raise TypeError(f"apply_fn must be callable, got {type(apply_fn).__name__}")
-  return Model(apply_fn, _head_path(head))
+  return Model(apply_fn, head_path(head))
 
 
 def from_linen(module: nn.Module, *, train_kwarg: str | None = "train",
@@ -133,7 +149,7 @@ def from_linen(module: nn.Module, *, train_kwarg: str | None = "train",
   """
   if not isinstance(module, nn.Module):
     raise TypeError(f"module must be a flax.linen.Module, got {type(module).__name__}")
-  return Model(_LinenApply(module, train_kwarg, dropout_collection), _head_path(head))
+  return Model(_LinenApply(module, train_kwarg, dropout_collection), head_path(head))
 
 
 def from_train_state(state: Any, **kwargs) -> tuple[Model, Any]:
@@ -141,6 +157,13 @@ def from_train_state(state: Any, **kwargs) -> tuple[Model, Any]:
 
   The state's ``apply_fn`` must be a linen module's ``apply``; keyword
   arguments are those of :func:`from_linen`.
+
+  Args:
+    state: a ``TrainState`` whose ``apply_fn`` is a linen module's ``apply``.
+    **kwargs: the keyword arguments of :func:`from_linen`.
+
+  Raises:
+    TypeError: ``state.apply_fn`` is not a linen module's bound ``apply``.
   """
   apply_fn = getattr(state, "apply_fn", None)
   module = getattr(apply_fn, "__self__", None)
@@ -161,11 +184,15 @@ def from_nnx(module: nnx.Module, *, head: str | Sequence[str] | None = None) -> 
   (``nnx.Dropout(rate, rngs=rngs)``): each pass replaces every rng key in the
   state by a distinct fold-in of the given key, and ``model.eval()`` /
   ``model.train()`` switch dropout off and on.
+
+  Args:
+    module: the NNX module.
+    head: parameter path of the last layer; None picks the final Dense.
   """
   if not isinstance(module, nnx.Module):
     raise TypeError(f"module must be a flax.nnx.Module, got {type(module).__name__}")
   graphdef, state = nnx.split(module)
-  return Model(_NNXApply(graphdef), _head_path(head)), state
+  return Model(_NNXApply(graphdef), head_path(head)), state
 
 
 def _split_output(out: Any) -> tuple[jax.Array, jax.Array | None]:
@@ -180,10 +207,18 @@ def _split_output(out: Any) -> tuple[jax.Array, jax.Array | None]:
 
 def apply(model: Model, params: Any, x: jax.Array,
           dropout_key: jax.Array | None = None) -> tuple[jax.Array, jax.Array | None]:
-  """One forward pass on a batch: ``(logits [B, K] float32, features [B, d] | None)``."""
+  """One forward pass on a batch: ``(logits [B, K] float32, features [B, d] | None)``.
+
+  Args:
+    model: a :class:`Model`.
+    params: its parameters.
+    x: ``[B, ...]`` inputs.
+    dropout_key: None for the deterministic pass; a key turns dropout on.
+  """
   logits, features = _split_output(model.apply(params, x, dropout_key))
   if logits.ndim != 2:
-    raise ValueError(f"the model must return logits of shape [batch, num_classes], got {logits.shape}")
+    raise ValueError(
+        f"the model must return logits of shape [batch, num_classes], got {logits.shape}")
   logits = logits.astype(jnp.float32)
   if features is not None:
     features = features.reshape(features.shape[0], -1).astype(jnp.float32)
@@ -217,7 +252,13 @@ def _forward_batch_mc(model, params, xb, idx, sample_keys):
   return jax.vmap(per_sample, in_axes=(0, None, None))(sample_keys, xb, idx)
 
 
-def _batches(x: jax.Array, batch_size: int):
+def batches(x: jax.Array, batch_size: int):
+  """Yields ``(start, size, batch)``: ``x`` in batches of ``batch_size``, the last zero-padded.
+
+  Args:
+    x: ``[num_points, ...]`` inputs.
+    batch_size: the fixed batch size.
+  """
   n = x.shape[0]
   for start in range(0, n, batch_size):
     xb = x[start:start + batch_size]
@@ -227,17 +268,30 @@ def _batches(x: jax.Array, batch_size: int):
     yield start, b, xb
 
 
-def _check_pool(x: ArrayLike, batch_size: int) -> jax.Array:
+def check_pool(x: ArrayLike, batch_size: Any) -> tuple[jax.Array, int]:
+  """Validates a pool and a batch size for a batched forward.
+
+  Args:
+    x: ``[num_points, ...]`` inputs, ``num_points >= 1``.
+    batch_size: a positive int.
+
+  Returns:
+    ``(x, batch_size)``: ``x`` as a JAX array (placed along N when it is
+    sharded) and the batch size as a Python int.
+
+  Raises:
+    TypeError: ``x`` has no shape, or ``batch_size`` is not an int.
+    ValueError: an empty pool, or ``batch_size < 1``.
+  """
   if not hasattr(x, "shape"):
     raise TypeError(f"x must be an array of shape [num_points, ...], got {type(x).__name__}")
   x = jnp.asarray(x)
   if x.ndim < 1 or x.shape[0] == 0:
     raise ValueError(f"x must have shape [num_points, ...] with num_points >= 1, got {x.shape}")
-  if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-    raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+  batch_size = checks.check_positive_int(batch_size, "batch_size")
   # A pool sharded along N (on a mesh with Explicit axes too) is batched under
   # GSPMD; the parameters are never split.
-  return sharding.place(x, sharding.pool_sharding(x, "x"))
+  return sharding.place(x, sharding.pool_sharding(x, "x")), batch_size
 
 
 def predict(model: Model, params: Any, x: ArrayLike, *, batch_size: int = 256,
@@ -256,9 +310,9 @@ def predict(model: Model, params: Any, x: ArrayLike, *, batch_size: int = 256,
     :class:`Predictions` with logits ``[num_points, K]`` and features
     ``[num_points, d]`` (or None when ``features=False``).
   """
-  x = _check_pool(x, batch_size)
+  x, batch_size = check_pool(x, batch_size)
   outs_l, outs_f = [], []
-  for _, b, xb in _batches(x, batch_size):
+  for _, b, xb in batches(x, batch_size):
     logits, feats = _forward_batch(model, params, xb, features)
     outs_l.append(logits[:b])
     if features:
@@ -291,12 +345,11 @@ def predict_mc(key: jax.Array, model: Model, params: Any, x: ArrayLike, *, num_s
       (default: an independent mask per example).
   """
   checks.check_key(key)
-  if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-    raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
-  x = _check_pool(x, batch_size)
+  num_samples = checks.check_positive_int(num_samples, "num_samples")
+  x, batch_size = check_pool(x, batch_size)
   sample_keys = jax.random.split(key, num_samples)
   outs = []
-  for start, b, xb in _batches(x, batch_size):
+  for start, b, xb in batches(x, batch_size):
     idx = jnp.arange(start, start + batch_size, dtype=jnp.int32)
     if consistent:
       idx = jnp.zeros_like(idx)  # fold_in(key, 0) for all: one mask per sample
@@ -304,64 +357,14 @@ def predict_mc(key: jax.Array, model: Model, params: Any, x: ArrayLike, *, num_s
   return jnp.concatenate(outs, axis=1)
 
 
-# ---------------------------------------------------------------------------
-# Ready models. Both end in a Dense head named "head" and return
-# (logits, features), features being the head's input.
-
-
-class MLP(nn.Module):
-  """A multilayer perceptron: flatten → [Dense → ReLU]* → Dropout → Dense head.
-
-  Attributes:
-    num_classes: K.
-    hidden: widths of the hidden layers; the last is the feature dimension d.
-    dropout_rate: dropout before the head (used by MC-dropout strategies).
-
-  Returns ``(logits [B, K], features [B, d])`` from ``__call__(x, train=False)``.
-  """
-
-  num_classes: int
-  hidden: Sequence[int] = (128,)
-  dropout_rate: float = 0.3
-
-  @nn.compact
-  def __call__(self, x, train: bool = False):
-    x = x.reshape(x.shape[0], -1).astype(jnp.float32)
-    for i, width in enumerate(self.hidden):
-      x = nn.relu(nn.Dense(width, name=f"dense_{i}")(x))
-    features = x
-    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    return nn.Dense(self.num_classes, name="head")(x), features
-
-
-class CNN(nn.Module):
-  """A small convolutional network for ``[B, H, W, C]`` images.
-
-  [Conv 3x3 → ReLU → 2x2 max pool]* → flatten → Dense → ReLU → Dropout →
-  Dense head. Returns ``(logits [B, K], features [B, dense])``.
-  """
-
-  num_classes: int
-  channels: Sequence[int] = (16, 32)
-  dense: int = 64
-  dropout_rate: float = 0.3
-
-  @nn.compact
-  def __call__(self, x, train: bool = False):
-    x = x.astype(jnp.float32)
-    if x.ndim == 3:
-      x = x[..., None]
-    for i, c in enumerate(self.channels):
-      x = nn.relu(nn.Conv(c, (3, 3), name=f"conv_{i}")(x))
-      x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
-    x = x.reshape(x.shape[0], -1)
-    features = nn.relu(nn.Dense(self.dense, name="dense")(x))
-    x = nn.Dropout(self.dropout_rate, deterministic=not train)(features)
-    return nn.Dense(self.num_classes, name="head")(x), features
-
-
 def init_params(key: jax.Array, module: nn.Module, example_x: ArrayLike) -> Any:
-  """The ``"params"`` collection of ``module`` initialised on ``example_x[:1]``."""
+  """The ``"params"`` collection of ``module`` initialised on ``example_x[:1]``.
+
+  Args:
+    key: a ``jax.random.key``.
+    module: a linen module.
+    example_x: ``[num_points, ...]`` inputs; only the first row is used.
+  """
   checks.check_key(key)
   x = jnp.asarray(np.asarray(example_x[:1]))
   return module.init({"params": key}, x)["params"]

@@ -215,7 +215,7 @@ def resolve_head(model: models_lib.Model, params: Any, example_x: jax.Array,
     ValueError: the path does not exist (the message lists the available
       module paths), or no / several candidate heads.
   """
-  path = models_lib._head_path(head) if head is not None else model.head
+  path = models_lib.head_path(head) if head is not None else model.head
   paths = _leaf_paths(params)
   leaves = jax.tree_util.tree_leaves(params)
   available = ", ".join(_module_paths(params))
@@ -334,7 +334,7 @@ def gradient_embedding(model: models_lib.Model, params: Any, x: ArrayLike, *,
   if not isinstance(model, models_lib.Model):
     raise TypeError(f"model must be a jaxal.models.Model, got {type(model).__name__}")
   bias = checks.check_bool(bias, "bias")
-  x = models_lib._check_pool(x, batch_size)
+  x, batch_size = models_lib.check_pool(x, batch_size)
   path = resolve_head(model, params, x, head)
   n = x.shape[0]
   if n <= batch_size:  # one zero-padded batch

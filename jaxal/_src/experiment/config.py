@@ -9,8 +9,8 @@ import numpy as np
 
 from jaxal._src import checks
 from jaxal._src import data as data_lib
-from jaxal._src import models as models_lib
-from jaxal._src import strategies as strategies_lib
+from jaxal._src import networks
+from jaxal._src.strategies import registry as strategies_lib
 
 DEFAULT_STRATEGIES = ("random", "least_confidence", "margin", "entropy", "bald")
 # The pool subsample is the same for every strategy and seed, drawn from this seed.
@@ -86,8 +86,8 @@ class Config:
 
 
 MODELS: dict[str, Callable[[Config, int], Any]] = {
-    "mlp": lambda cfg, k: models_lib.MLP(num_classes=k, hidden=(cfg.hidden,)),
-    "cnn": lambda cfg, k: models_lib.CNN(num_classes=k, dense=cfg.hidden),
+    "mlp": lambda cfg, k: networks.MLP(num_classes=k, hidden=(cfg.hidden,)),
+    "cnn": lambda cfg, k: networks.CNN(num_classes=k, dense=cfg.hidden),
 }
 
 

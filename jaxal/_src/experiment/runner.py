@@ -14,10 +14,10 @@ from jaxal._src import checks
 from jaxal._src import data as data_lib
 from jaxal._src import loop
 from jaxal._src import models as models_lib
-from jaxal._src import strategies as strategies_lib
 from jaxal._src.experiment import config as config_lib
 from jaxal._src.experiment import report as report_lib
 from jaxal._src.experiment import store
+from jaxal._src.strategies import registry as strategies_lib
 
 
 def run_one(cfg: config_lib.Config, ds: data_lib.Dataset, strategy_name: str, seed: int, *,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from jaxal._src import checks
 from jaxal._src import models as models_lib
 from jaxal._src.embeddings import gradients
 from jaxal._src.selection import kmeans_pp
-from jaxal._src.strategies.base import Strategy, check_acquire_args
+from jaxal._src.strategies.base import Strategy
+from jaxal._src.strategies.base import check_acquire_args
 
 
 def badge(*, bias: bool = True, batch_size: int = 256, exact: bool = False,
@@ -38,8 +39,8 @@ def badge(*, bias: bool = True, batch_size: int = 256, exact: bool = False,
     Ash et al., Deep Batch Active Learning by Diverse, Uncertain Gradient Lower
     Bounds (BADGE), ICLR 2020.
   """
-  if not isinstance(bias, bool) or not isinstance(exact, bool):
-    raise TypeError(f"bias and exact must be bools, got {bias!r} and {exact!r}")
+  bias = checks.check_bool(bias, "bias")
+  exact = checks.check_bool(exact, "exact")
   checks.check_one_of(first, kmeans_pp.FIRST, "first")
   if head is not None and not exact:
     raise ValueError("head is used only by the exact embedding: pass exact=True with head=")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Protocol
+from collections.abc import Callable
+from typing import Any
+from typing import NamedTuple
+from typing import Protocol
 
 import jax
 from jax.typing import ArrayLike
@@ -36,8 +39,24 @@ class Strategy(NamedTuple):
   acquire: AcquireFn
 
 
-def check_acquire_args(key: Any, pool: Any, labeled_mask: Any, budget: Any) -> tuple[jax.Array, int]:
-  """Validates the common acquire arguments; returns ``(labeled_mask, budget)``."""
+def check_acquire_args(key: Any, pool: Any, labeled_mask: Any,
+                       budget: Any) -> tuple[jax.Array, int]:
+  """Validates the arguments every ``acquire`` takes.
+
+  Args:
+    key: a typed key from ``jax.random.key``.
+    pool: ``[num_points, ...]`` model input.
+    labeled_mask: a ``[num_points]`` bool mask, or None for no labeled point.
+    budget: a positive Python or NumPy int, at most the unlabeled count.
+
+  Returns:
+    ``(labeled_mask, budget)``: the mask as a ``[num_points]`` bool array and
+    the budget as a Python int.
+
+  Raises:
+    TypeError: a legacy key, a pool without a shape, a non-bool mask.
+    ValueError: a mask of the wrong shape, a budget out of range.
+  """
   checks.check_key(key)
   if not hasattr(pool, "shape") or len(pool.shape) < 1:
     raise TypeError(f"pool must be an array of shape [num_points, ...], got {type(pool).__name__}")
@@ -58,11 +77,19 @@ def score_strategy(name: str, score_fn: Callable[[jax.Array], jax.Array], *,
     num_samples: None for one deterministic pass; otherwise the number of
       MC-dropout passes fed to ``score_fn``.
     batch_size: forward batch size.
+
+  Returns:
+    A :class:`Strategy` named ``name``.
+
+  Raises:
+    TypeError: ``num_samples`` is not an int.
+    ValueError: ``num_samples`` is below 2.
   """
   from jaxal._src.selection import top_k  # local: selection is a lower layer, no cycle
 
-  if num_samples is not None and (not isinstance(num_samples, int) or num_samples < 2):
-    raise ValueError(f"num_samples must be an int >= 2 for MC-dropout scores, got {num_samples!r}")
+  if num_samples is not None:
+    num_samples = checks.check_int(num_samples, "num_samples", low=2,
+                                   what="MC-dropout scores compare samples")
 
   def acquire(key, model, params, pool, labeled_mask, budget):
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)

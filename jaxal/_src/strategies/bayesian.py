@@ -1,9 +1,8 @@
-"""Bayesian batch strategies: BatchBALD and stochastic (power / softmax / soft-rank) batches."""
+"""Bayesian strategies: BALD, BatchBALD and stochastic (power / softmax / soft-rank) batches."""
 
 from __future__ import annotations
 
-import math
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 
@@ -11,7 +10,9 @@ from jaxal._src import bayes
 from jaxal._src import checks
 from jaxal._src import models as models_lib
 from jaxal._src import scores
-from jaxal._src.strategies.base import Strategy, check_acquire_args
+from jaxal._src.strategies.base import Strategy
+from jaxal._src.strategies.base import check_acquire_args
+from jaxal._src.strategies.base import score_strategy
 
 # Scores of one deterministic pass ([N, K] -> [N]) and of MC-dropout passes ([S, N, K] -> [N]).
 LOGIT_SCORES: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -30,17 +31,24 @@ MC_SCORES: dict[str, Callable[[jax.Array], jax.Array]] = {
     "mean_std": scores.mean_std,
 }
 
-
-def _check_num_samples(num_samples) -> int:
-  if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
-    raise ValueError(
-        f"num_samples must be an int >= 2 for BALD-type scores (they compare MC-dropout "
-        f"samples), got {num_samples!r}")
-  return num_samples
+_MC_SAMPLES = "BALD-type scores compare MC-dropout samples"
 
 
 def _forward_check(model, params, pool) -> None:
   checks.check_model_input(lambda xb: models_lib.apply(model, params, xb)[0], pool)
+
+
+def bald(*, num_samples: int = 20, batch_size: int = 256) -> Strategy:
+  """Top-``budget`` by :func:`jaxal.scores.bald` from ``num_samples`` MC-dropout passes.
+
+  Args:
+    num_samples: MC-dropout passes ``S >= 2``.
+    batch_size: forward batch size.
+
+  References:
+    Gal, Islam & Ghahramani, Deep Bayesian Active Learning with Image Data, ICML 2017.
+  """
+  return score_strategy("bald", scores.bald, num_samples=num_samples, batch_size=batch_size)
 
 
 def batchbald(*, num_samples: int = 20, num_joint_samples: int = 512,
@@ -62,10 +70,10 @@ def batchbald(*, num_samples: int = 20, num_joint_samples: int = 512,
   References:
     Kirsch, van Amersfoort & Gal, BatchBALD, NeurIPS 2019.
   """
-  num_samples = _check_num_samples(num_samples)
-  bayes._check_positive_int(num_joint_samples, "num_joint_samples", bayes._MAX_CONFIGS)
+  num_samples = checks.check_int(num_samples, "num_samples", low=2, what=_MC_SAMPLES)
+  checks.check_positive_int(num_joint_samples, "num_joint_samples", high=bayes.MAX_CONFIGS)
   if max_exact_configs is not None:
-    bayes._check_positive_int(max_exact_configs, "max_exact_configs", bayes._MAX_CONFIGS)
+    checks.check_positive_int(max_exact_configs, "max_exact_configs", high=bayes.MAX_CONFIGS)
 
   def acquire(key, model, params, pool, labeled_mask, budget):
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
@@ -83,12 +91,10 @@ def batchbald(*, num_samples: int = 20, num_joint_samples: int = 512,
 def _stochastic(mode: str, score: str, temperature: float, num_samples: int,
                 batch_size: int) -> Strategy:
   checks.check_one_of(score, {**LOGIT_SCORES, **MC_SCORES}, "score")
-  if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
-      or not math.isfinite(float(temperature)) or temperature <= 0:
-    raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
+  temperature = checks.check_float(temperature, "temperature", low=0.0, low_open=True)
   mc = score in MC_SCORES
   if mc:
-    num_samples = _check_num_samples(num_samples)
+    num_samples = checks.check_int(num_samples, "num_samples", low=2, what=_MC_SAMPLES)
   score_fn = MC_SCORES[score] if mc else LOGIT_SCORES[score]
 
   def acquire(key, model, params, pool, labeled_mask, budget):
@@ -110,7 +116,9 @@ def _stochastic(mode: str, score: str, temperature: float, num_samples: int,
 
 def power(*, score: str = "bald", temperature: float = 1.0, num_samples: int = 20,
           batch_size: int = 256) -> Strategy:
-  """Power acquisition: draws ∝ ``score ** (1 / temperature)`` (:func:`jaxal.bayes.stochastic_batch`).
+  """Power acquisition: draws ∝ ``score ** (1 / temperature)``.
+
+  The draw is :func:`jaxal.bayes.stochastic_batch` with ``mode="power"``.
 
   Args:
     score: a non-negative score: ``"bald"`` (default) or another name of

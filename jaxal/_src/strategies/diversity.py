@@ -7,7 +7,7 @@ return ``(logits, features)``) and selects on them.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -18,10 +18,11 @@ from jaxal._src import scores
 from jaxal._src.selection import k_center
 from jaxal._src.selection import kmeans
 from jaxal._src.selection import top_k
+from jaxal._src.strategies.base import Strategy
+from jaxal._src.strategies.base import check_acquire_args
 from jaxal._src.submodular import functions as submodular_lib
 from jaxal._src.submodular import kernels as submodular_kernels
 from jaxal._src.submodular import maximizers as submodular_maximizers
-from jaxal._src.strategies.base import Strategy, check_acquire_args
 
 UNCERTAINTY: dict[str, Callable[[jax.Array], jax.Array]] = {
     "entropy": scores.entropy,
@@ -45,6 +46,10 @@ def coreset(*, batch_size: int = 256, chunk_size: int = 1024) -> Strategy:
   References:
     Sener & Savarese, Active Learning for Convolutional Neural Networks: A
     Core-Set Approach, ICLR 2018.
+
+  Args:
+    batch_size: forward batch size.
+    chunk_size: points per distance chunk of k-center greedy.
   """
   chunk_size = checks.check_positive_int(chunk_size, "chunk_size")
 
@@ -62,6 +67,12 @@ def kmeans_sampling(*, n_init: int = 3, max_iter: int = 100, tol: float = 1e-4,
   """k-means sampling: ``budget`` clusters of the unlabeled features, the point nearest each centre.
 
   See :func:`jaxal.selection.kmeans_sampling`; as DISTIL's ``KMeansSampling``.
+
+  Args:
+    n_init: k-means runs (the best inertia is kept), ``>= 1``.
+    max_iter: Lloyd iterations per run, ``>= 1``.
+    tol: convergence tolerance, ``>= 0``.
+    batch_size: forward batch size.
   """
   kmeans.check_kmeans_args(n_init, max_iter, tol, 1, 1)
 
@@ -166,8 +177,7 @@ def fass(uncertainty: str = "entropy", function: str = "facility_location", top_
     Learning, ICML 2015.
   """
   checks.check_one_of(uncertainty, UNCERTAINTY, "uncertainty")
-  if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
-    raise ValueError(f"top_n must be an int >= 1, got {top_n!r}")
+  top_n = checks.check_positive_int(top_n, "top_n")
   opts = dict(function=function, metric=metric, gamma=gamma, optimizer=optimizer, lam=lam,
               alpha=alpha, concave=concave, num_neighbors=num_neighbors, epsilon=epsilon)
   _check_submodular_options(**opts)

@@ -12,7 +12,8 @@ from jaxal._src import adversarial
 from jaxal._src import checks
 from jaxal._src import models as models_lib
 from jaxal._src.selection import top_k
-from jaxal._src.strategies.base import Strategy, check_acquire_args
+from jaxal._src.strategies.base import Strategy
+from jaxal._src.strategies.base import check_acquire_args
 
 
 def _closest(attack_fn, name: str) -> Strategy:
@@ -34,19 +35,28 @@ def _closest(attack_fn, name: str) -> Strategy:
 
 
 def deepfool(*, max_iter: int = 50, overshoot: float = 0.02, batch_size: int = 256) -> Strategy:
-  """The ``budget`` unlabeled points with the smallest DeepFool perturbation (:func:`jaxal.adversarial.deepfool`).
+  """The ``budget`` unlabeled points with the smallest DeepFool perturbation.
 
-  Points that never flip within ``max_iter`` rank last; ties are broken at
-  random (with the acquisition key).
+  The perturbation is that of :func:`jaxal.adversarial.deepfool`. Points that
+  never flip within ``max_iter`` rank last; ties are broken at random (with the
+  acquisition key).
+
+  Args:
+    max_iter: DeepFool iterations, ``>= 0``.
+    overshoot: the overshoot factor, ``>= 0``.
+    batch_size: examples attacked per jitted step.
+
+  Raises:
+    TypeError: a hyperparameter of the wrong type.
+    ValueError: a hyperparameter out of range.
 
   References:
     Ducoffe & Precioso, Adversarial Active Learning for Deep Networks: a
     Margin Based Approach, 2018; DISTIL's ``AdversarialDeepFool``.
   """
   # Validate the hyperparameters now, not in the first round.
-  adversarial._check_number(overshoot, "overshoot", positive=False)
-  if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
-    raise ValueError(f"max_iter must be an int >= 0, got {max_iter!r}")
+  max_iter, overshoot, batch_size = adversarial.check_deepfool_options(max_iter, overshoot,
+                                                                      batch_size)
   fn = lambda model, params, x: adversarial.deepfool(model, params, x, max_iter=max_iter,
                                                      overshoot=overshoot, batch_size=batch_size)
   return _closest(fn, "deepfool")
@@ -54,20 +64,28 @@ def deepfool(*, max_iter: int = 50, overshoot: float = 0.02, batch_size: int = 2
 
 def bim(*, step: float = 0.05, eps: float = math.inf, max_iter: int = 100,
         batch_size: int = 256) -> Strategy:
-  """The ``budget`` unlabeled points with the smallest BIM perturbation (:func:`jaxal.adversarial.bim`).
+  """The ``budget`` unlabeled points with the smallest BIM perturbation.
 
-  With sign steps every coordinate moves by ``step`` per iteration, so the
-  distance is nearly quantised by the iteration count: ties are broken at
-  random (with the acquisition key), not toward low indices. Points that
-  never flip within ``max_iter`` rank last.
+  The perturbation is that of :func:`jaxal.adversarial.bim`. With sign steps
+  every coordinate moves by ``step`` per iteration, so the distance is nearly
+  quantised by the iteration count: ties are broken at random (with the
+  acquisition key), not toward low indices. Points that never flip within
+  ``max_iter`` rank last.
+
+  Args:
+    step: the step size per iteration, ``> 0``.
+    eps: the L∞ radius the perturbation is clipped to, ``> 0`` (``inf``: none).
+    max_iter: BIM iterations, ``>= 0``.
+    batch_size: examples attacked per jitted step.
+
+  Raises:
+    TypeError: a hyperparameter of the wrong type.
+    ValueError: a hyperparameter out of range.
 
   References:
     Kurakin, Goodfellow & Bengio 2017; DISTIL's ``AdversarialBIM``.
   """
-  adversarial._check_number(step, "step", positive=True)
-  adversarial._check_number(eps, "eps", positive=True, allow_inf=True)
-  if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
-    raise ValueError(f"max_iter must be an int >= 0, got {max_iter!r}")
+  step, eps, max_iter, batch_size = adversarial.check_bim_options(step, eps, max_iter, batch_size)
   fn = lambda model, params, x: adversarial.bim(model, params, x, step=step, eps=eps,
                                                 max_iter=max_iter, batch_size=batch_size)
   return _closest(fn, "bim")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 
 from jaxal._src import checks
 from jaxal._src import glister as glister_lib
 from jaxal._src import models as models_lib
-from jaxal._src.strategies.base import Strategy, check_acquire_args
+from jaxal._src.strategies.base import Strategy
+from jaxal._src.strategies.base import check_acquire_args
 
 
 def glister(*, learning_rate: float = 1e-3, regularizer: str | None = None,
@@ -38,9 +38,8 @@ def glister(*, learning_rate: float = 1e-3, regularizer: str | None = None,
   References:
     Killamsetty et al., GLISTER, AAAI 2021.
   """
-  glister_lib._check_hyper(learning_rate, regularizer, lam)
-  if not isinstance(bias, bool):
-    raise TypeError(f"bias must be a bool, got {type(bias).__name__}")
+  glister_lib.check_hyper(learning_rate, regularizer, lam)
+  bias = checks.check_bool(bias, "bias")
   if validation is not None:
     if not isinstance(validation, tuple) or len(validation) != 2:
       raise TypeError(f"validation must be a pair (x_val, y_val), got {type(validation).__name__}")
