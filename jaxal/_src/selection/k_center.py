@@ -114,6 +114,28 @@ def k_center_greedy(key: jax.Array | None, x: distances.Points | ArrayLike, k: i
     key = jax.random.key(0)  # unused: the labeled set fixes the first pick
   else:
     checks.check_key(key)
+  return select_k_center(key, x, k, labeled_mask, chunk_size, row_chunk_size)
+
+
+def select_k_center(key: jax.Array, x: distances.Points, k: int, labeled_mask: jax.Array,
+                    chunk_size: int = 1024, row_chunk_size: int = 8192) -> jax.Array:
+  """:func:`k_center_greedy` on arguments a caller has validated, except ``x``'s values.
+
+  The caller (a strategy, once, at its entry) has checked ``key`` (a typed key;
+  any key when some point is labeled), ``labeled_mask`` and ``k``; ``x`` is
+  checked for finiteness here, since the caller computed it.
+
+  Args:
+    key: a typed key of shape ``()``.
+    x: ``[num_points, dim]`` float points, or a :class:`GradEmbedding`.
+    k: a Python int, ``1 <= k <=`` the number of unlabeled points.
+    labeled_mask: ``[num_points]`` bool.
+    chunk_size: labeled points per chunk in the first pass.
+    row_chunk_size: pool rows per block in the first pass.
+
+  Returns:
+    ``[k]`` int32 indices in the order they were picked.
+  """
   checks.check_finite(x, "x", purpose="selection needs finite points")
   ps = sharding.pool_sharding((x, labeled_mask), "x and labeled_mask")
   x, labeled_mask = sharding.place(x, ps), sharding.replicate(labeled_mask, ps)

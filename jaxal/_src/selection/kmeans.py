@@ -238,7 +238,32 @@ def kmeans_sampling(key: jax.Array, x: ArrayLike, k: int, *,
   labeled_mask = checks.check_labeled_mask(labeled_mask, n)
   k = checks.check_budget(k, n, labeled_mask)
   args = check_kmeans_args(n_init, max_iter, tol, chunk_size, row_chunk_size)
+  return select_kmeans_sampling(key, x, k, labeled_mask, *args)
+
+
+def select_kmeans_sampling(key: jax.Array, x: jax.Array, k: int, labeled_mask: jax.Array,
+                           n_init: int = 3, max_iter: int = 100, tol: float = 1e-4,
+                           chunk_size: int = 1024, row_chunk_size: int = 8192) -> jax.Array:
+  """:func:`kmeans_sampling` on arguments a caller has validated, except ``x``'s values.
+
+  The caller (a strategy, once, at its entry) has checked ``key``,
+  ``labeled_mask``, ``k`` and the options (:func:`check_kmeans_args`); ``x``
+  is checked for finiteness here, since the caller computed it.
+
+  Args:
+    key: a typed key of shape ``()``.
+    x: ``[num_points, dim]`` float points.
+    k: a Python int, ``1 <= k <=`` the number of unlabeled points.
+    labeled_mask: ``[num_points]`` bool.
+    n_init: runs of Lloyd's iterations.
+    max_iter: iterations per run.
+    tol: the relative inertia change that stops a run.
+    chunk_size: centres per chunk.
+    row_chunk_size: pool rows per block.
+
+  Returns:
+    ``[k]`` int32 indices, entry ``j`` for centre ``j``.
+  """
   checks.check_finite(x, "x", purpose="selection needs finite points")
-  n_init, max_iter, tol, chunk_size, row_chunk_size = args
   return kmeans_sampling_core(key, x, k, labeled_mask, n_init, max_iter, jnp.float32(tol),
                               chunk_size, row_chunk_size)

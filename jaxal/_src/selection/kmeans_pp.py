@@ -186,7 +186,7 @@ def kmeans_pp_exact(key, x, k, labeled_mask, first, chunk_size, ps=None):
     return cond, body
 
   def outer_cond(s):
-    t, num_pend, stuck = s[0], s[1], s[4]
+    t, stuck = s[0], s[4]
     return (t < k) & ~stuck
 
   def outer_body(s):
@@ -297,7 +297,34 @@ def kmeans_pp(key: jax.Array, x: distances.Points | ArrayLike, k: int, *,
   chunk_size = min(checks.check_positive_int(chunk_size, "chunk_size"), distances.num_points(x))
   checks.check_one_of(method, METHODS, "method")
   chain_length = checks.check_positive_int(chain_length, "chain_length")
+  return select_kmeans_pp(key, x, k, labeled_mask, first=first, chunk_size=chunk_size,
+                          method=method, chain_length=chain_length)
+
+
+def select_kmeans_pp(key: jax.Array, x: distances.Points, k: int, labeled_mask: jax.Array, *,
+                     first: str = "max_norm", chunk_size: int = 2048, method: str = "exact",
+                     chain_length: int = 200) -> jax.Array:
+  """:func:`kmeans_pp` on arguments a caller has validated, except ``x``'s values.
+
+  The caller (a strategy, once, at its entry) has checked ``key``,
+  ``labeled_mask``, ``k`` and the options; ``x`` is checked for finiteness
+  here, since the caller computed it.
+
+  Args:
+    key: a typed key of shape ``()``.
+    x: ``[num_points, dim]`` float points, or a :class:`GradEmbedding`.
+    k: a Python int, ``1 <= k <=`` the number of unlabeled points.
+    labeled_mask: ``[num_points]`` bool.
+    first: one of :data:`FIRST`.
+    chunk_size: a positive int, at most ``num_points``.
+    method: one of :data:`METHODS`.
+    chain_length: a positive int (``method="mcmc"``).
+
+  Returns:
+    ``[k]`` int32 centres, in the order they were drawn.
+  """
   checks.check_finite(x, "x", purpose="selection needs finite points")
+  chunk_size = min(chunk_size, distances.num_points(x))
   ps = sharding.pool_sharding((x, labeled_mask), "x and labeled_mask")
   x, labeled_mask = sharding.place(x, ps), sharding.place(labeled_mask, ps)
   return kmeans_pp_core(key, x, k, labeled_mask, first, chunk_size, method, chain_length, ps)

@@ -42,4 +42,19 @@ def random(key: jax.Array, n: int, k: int, *, labeled_mask: ArrayLike | None = N
   n = checks.check_positive_int(n, "n", what="the pool size")
   labeled_mask = checks.check_labeled_mask(labeled_mask, n)
   k = checks.check_budget(k, n, labeled_mask)
+  return select_random(key, n, k, labeled_mask)
+
+
+def select_random(key: jax.Array, n: int, k: int, labeled_mask: jax.Array) -> jax.Array:
+  """:func:`random` on arguments a caller has validated (a strategy, once, at its entry).
+
+  Args:
+    key: a typed key of shape ``()``.
+    n: the pool size, a Python int.
+    k: a Python int, ``1 <= k <=`` the number of unlabeled points.
+    labeled_mask: ``[n]`` bool.
+
+  Returns:
+    ``[k]`` int32 indices, in random order.
+  """
   return random_core(key, n, k, labeled_mask, sharding.pool_sharding(labeled_mask, "labeled_mask"))

@@ -57,5 +57,19 @@ def top_k(scores: ArrayLike, k: int, *, labeled_mask: ArrayLike | None = None) -
   n = scores.shape[0]
   labeled_mask = checks.check_labeled_mask(labeled_mask, n)
   k = checks.check_budget(k, n, labeled_mask)
+  return select_top_k(scores, k, labeled_mask)
+
+
+def select_top_k(scores: jax.Array, k: int, labeled_mask: jax.Array) -> jax.Array:
+  """:func:`top_k` on arguments a caller has validated (a strategy, once, at its entry).
+
+  Args:
+    scores: ``[num_points]`` float scores.
+    k: a Python int, ``1 <= k <=`` the number of unlabeled points.
+    labeled_mask: ``[num_points]`` bool.
+
+  Returns:
+    ``[k]`` int32 indices, in descending order of score.
+  """
   ps = sharding.pool_sharding((scores, labeled_mask), "scores and labeled_mask")
   return top_k_core(scores, k, labeled_mask, ps)

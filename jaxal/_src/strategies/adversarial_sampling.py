@@ -28,7 +28,8 @@ def _closest(attack_fn, name: str) -> Strategy:
     # (BIM's sign steps quantise the distance; +inf points) are broken at
     # random: top_k prefers the lower index, so rank a random permutation.
     perm = jax.random.permutation(key, unlabeled.shape[0]).astype(jnp.int32)
-    picked = perm[top_k.top_k(-attack.distance[perm], budget)]
+    picked = perm[top_k.select_top_k(-attack.distance[perm], budget,
+                                     jnp.zeros(unlabeled.shape[0], bool))]
     return jnp.asarray(unlabeled, jnp.int32)[picked]
 
   return Strategy(name, acquire)
@@ -57,8 +58,8 @@ def deepfool(*, max_iter: int = 50, overshoot: float = 0.02, batch_size: int = 2
   # Validate the hyperparameters now, not in the first round.
   max_iter, overshoot, batch_size = adversarial.check_deepfool_options(max_iter, overshoot,
                                                                       batch_size)
-  fn = lambda model, params, x: adversarial.deepfool(model, params, x, max_iter=max_iter,
-                                                     overshoot=overshoot, batch_size=batch_size)
+  fn = lambda model, params, x: adversarial.deepfool_core(model, params, x, max_iter, overshoot,
+                                                          batch_size)
   return _closest(fn, "deepfool")
 
 
@@ -86,6 +87,6 @@ def bim(*, step: float = 0.05, eps: float = math.inf, max_iter: int = 100,
     Kurakin, Goodfellow & Bengio 2017; DISTIL's ``AdversarialBIM``.
   """
   step, eps, max_iter, batch_size = adversarial.check_bim_options(step, eps, max_iter, batch_size)
-  fn = lambda model, params, x: adversarial.bim(model, params, x, step=step, eps=eps,
-                                                max_iter=max_iter, batch_size=batch_size)
+  fn = lambda model, params, x: adversarial.bim_core(model, params, x, step, eps, max_iter,
+                                                     batch_size)
   return _closest(fn, "bim")

@@ -54,6 +54,6 @@ def badge(*, bias: bool = True, batch_size: int = 256, exact: bool = False,
       logits, features = models_lib.predict(model, params, pool, batch_size=batch_size)
       checks.check_finite_logits(logits, "logits of the model on the pool")
       emb = gradients.closed_form_gradient_embedding(logits, features, bias=bias)
-    return kmeans_pp.kmeans_pp(key, emb, budget, labeled_mask=mask, first=first)
+    return kmeans_pp.select_kmeans_pp(key, emb, budget, mask, first=first)
 
   return Strategy("badge", acquire)

@@ -100,7 +100,7 @@ def score_strategy(name: str, score_fn: Callable[[jax.Array], jax.Array], *,
       logits = models_lib.predict_mc(key, model, params, pool, num_samples=num_samples,
                                      batch_size=batch_size)
       checks.check_finite_logits(logits.reshape(-1, logits.shape[-1]), "MC logits of the model on the pool")
-    return top_k.top_k(score_fn(logits), budget, labeled_mask=mask)
+    return top_k.select_top_k(score_fn(logits), budget, mask)
 
   return Strategy(name, acquire)
 

@@ -71,9 +71,8 @@ def batchbald(*, num_samples: int = 20, num_joint_samples: int = 512,
     Kirsch, van Amersfoort & Gal, BatchBALD, NeurIPS 2019.
   """
   num_samples = checks.check_int(num_samples, "num_samples", low=2, what=_MC_SAMPLES)
-  checks.check_positive_int(num_joint_samples, "num_joint_samples", high=bayes.MAX_CONFIGS)
-  if max_exact_configs is not None:
-    checks.check_positive_int(max_exact_configs, "max_exact_configs", high=bayes.MAX_CONFIGS)
+  num_joint_samples, max_exact_configs = bayes.check_joint_samples(num_joint_samples,
+                                                                   max_exact_configs)
 
   def acquire(key, model, params, pool, labeled_mask, budget):
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
@@ -82,8 +81,7 @@ def batchbald(*, num_samples: int = 20, num_joint_samples: int = 512,
     logits = models_lib.predict_mc(k_mc, model, params, pool, num_samples=num_samples,
                                    batch_size=batch_size, consistent=True)
     checks.check_finite_logits(logits.reshape(-1, logits.shape[-1]), "MC logits of the model on the pool")
-    return bayes.batchbald(k_sel, logits, budget, labeled_mask=mask,
-                           num_joint_samples=num_joint_samples, max_exact_configs=max_exact_configs)
+    return bayes.batchbald_core(k_sel, logits, budget, mask, num_joint_samples, max_exact_configs)
 
   return Strategy("batchbald", acquire)
 
@@ -91,7 +89,7 @@ def batchbald(*, num_samples: int = 20, num_joint_samples: int = 512,
 def _stochastic(mode: str, score: str, temperature: float, num_samples: int,
                 batch_size: int) -> Strategy:
   checks.check_one_of(score, {**LOGIT_SCORES, **MC_SCORES}, "score")
-  temperature = checks.check_float(temperature, "temperature", low=0.0, low_open=True)
+  temperature = bayes.check_temperature(temperature)
   mc = score in MC_SCORES
   if mc:
     num_samples = checks.check_int(num_samples, "num_samples", low=2, what=_MC_SAMPLES)
@@ -108,8 +106,7 @@ def _stochastic(mode: str, score: str, temperature: float, num_samples: int,
     else:
       logits = models_lib.predict(model, params, pool, batch_size=batch_size, features=False).logits
       checks.check_finite_logits(logits, "logits of the model on the pool")
-    return bayes.stochastic_batch(k_sel, score_fn(logits), budget, mode=mode,
-                                  temperature=float(temperature), labeled_mask=mask)
+    return bayes.stochastic_batch_core(k_sel, score_fn(logits), budget, mask, mode, temperature)
 
   return Strategy(mode if score == "bald" else f"{mode}_{score}", acquire)
 

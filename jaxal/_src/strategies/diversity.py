@@ -56,8 +56,7 @@ def coreset(*, batch_size: int = 256, chunk_size: int = 1024) -> Strategy:
   def acquire(key, model, params, pool, labeled_mask, budget):
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
     feats = _predict(model, params, pool, batch_size).features
-    return k_center.k_center_greedy(key, feats, budget, labeled_mask=mask,
-                                    chunk_size=chunk_size)
+    return k_center.select_k_center(key, feats, budget, mask, chunk_size=chunk_size)
 
   return Strategy("coreset", acquire)
 
@@ -74,13 +73,13 @@ def kmeans_sampling(*, n_init: int = 3, max_iter: int = 100, tol: float = 1e-4,
     tol: convergence tolerance, ``>= 0``.
     batch_size: forward batch size.
   """
-  kmeans.check_kmeans_args(n_init, max_iter, tol, 1, 1)
+  n_init, max_iter, tol, _, _ = kmeans.check_kmeans_args(n_init, max_iter, tol, 1, 1)
 
   def acquire(key, model, params, pool, labeled_mask, budget):
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
     feats = _predict(model, params, pool, batch_size).features
-    return kmeans.kmeans_sampling(key, feats, budget, labeled_mask=mask, n_init=n_init,
-                                  max_iter=max_iter, tol=tol)
+    return kmeans.select_kmeans_sampling(key, feats, budget, mask, n_init=n_init,
+                                         max_iter=max_iter, tol=tol)
 
   return Strategy("kmeans_sampling", acquire)
 
@@ -188,8 +187,7 @@ def fass(uncertainty: str = "entropy", function: str = "facility_location", top_
     preds = _predict(model, params, pool, batch_size)
     checks.check_finite_logits(preds.logits, "logits of the model on the pool")
     unlabeled = int(jnp.sum(~mask))
-    filtered = top_k.top_k(score_fn(preds.logits), min(top_n * budget, unlabeled),
-                           labeled_mask=mask)
+    filtered = top_k.select_top_k(score_fn(preds.logits), min(top_n * budget, unlabeled), mask)
     picked = _select_submodular(key, preds.features[filtered], None, budget, **opts)
     return filtered[picked]
 

@@ -38,7 +38,7 @@ def glister(*, learning_rate: float = 1e-3, regularizer: str | None = None,
   References:
     Killamsetty et al., GLISTER, AAAI 2021.
   """
-  glister_lib.check_hyper(learning_rate, regularizer, lam)
+  learning_rate, lam = glister_lib.check_hyper(learning_rate, regularizer, lam)
   bias = checks.check_bool(bias, "bias")
   if validation is not None:
     if not isinstance(validation, tuple) or len(validation) != 2:
@@ -63,8 +63,10 @@ def glister(*, learning_rate: float = 1e-3, regularizer: str | None = None,
       val = glister_lib.Validation(pv.logits, pv.features, jnp.asarray(validation[1]))
     pred = models_lib.predict(model, params, pool, batch_size=batch_size, features=True)
     checks.check_finite_logits(pred.logits, "logits of the model on the pool")
-    return glister_lib.glister(key, pred.logits, pred.features, budget, labeled_mask=mask,
-                               labels=labels, validation=val, learning_rate=learning_rate,
-                               regularizer=regularizer, lam=lam, bias=bias)
+    checks.check_finite(pred.features, "features of the model on the pool",
+                        purpose="gradient embeddings need finite values")
+    return glister_lib.glister_core(key, pred.logits, pred.features, budget, mask, labels=labels,
+                                    validation=val, learning_rate=learning_rate,
+                                    regularizer=regularizer, lam=lam, bias=bias)
 
   return Strategy("glister", acquire)

@@ -13,6 +13,6 @@ def random() -> Strategy:
   def acquire(key, model, params, pool, labeled_mask, budget):
     del model, params
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
-    return random_selection.random(key, pool.shape[0], budget, labeled_mask=mask)
+    return random_selection.select_random(key, pool.shape[0], budget, mask)
 
   return Strategy("random", acquire)
