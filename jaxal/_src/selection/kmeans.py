@@ -10,6 +10,7 @@ loop runs inside ``jax.lax`` with no host round trip.
 from __future__ import annotations
 
 import functools
+from typing import Any
 from typing import NamedTuple
 
 import jax
@@ -102,6 +103,16 @@ def kmeans_core(key, x, k, active, n_init, max_iter, tol, chunk_size, row_chunk_
   return jax.tree.map(lambda t: t[best], runs)
 
 
+def check_dense_selection(x: Any, k: Any, labeled_mask: Any) -> tuple[jax.Array, jax.Array, int]:
+  """``(x, labeled_mask, k)`` validated for k-means: dense ``[num_points, dim]`` float points."""
+  x = checks.check_float_array(x, "x", 2, "[num_points, dim]")
+  n = x.shape[0]
+  if n == 0:
+    raise ValueError("x must hold at least one point, got 0")
+  labeled_mask = checks.check_labeled_mask(labeled_mask, n)
+  return x, labeled_mask, checks.check_budget(k, n, labeled_mask)
+
+
 def check_kmeans_args(n_init, max_iter, tol, chunk_size, row_chunk_size):
   """The options of :func:`kmeans`, validated, in the order of the arguments."""
   return (checks.check_positive_int(n_init, "n_init"),
@@ -143,11 +154,7 @@ def kmeans(key: jax.Array, x: ArrayLike, k: int, *, n_init: int = 3, max_iter: i
     Arthur & Vassilvitskii, k-means++: the advantages of careful seeding, SODA 2007.
   """
   checks.check_key(key)
-  x = checks.check_float_array(x, "x", 2, "[num_points, dim]")
-  n = x.shape[0]
-  if n == 0:
-    raise ValueError("x must hold at least one point, got 0")
-  k = checks.check_budget(k, n)
+  x, _, k = check_dense_selection(x, k, None)
   args = check_kmeans_args(n_init, max_iter, tol, chunk_size, row_chunk_size)
   checks.check_finite(x, "x", purpose="selection needs finite points")
   n_init, max_iter, tol, chunk_size, row_chunk_size = args
@@ -231,12 +238,7 @@ def kmeans_sampling(key: jax.Array, x: ArrayLike, k: int, *,
     DISTIL's KMeansSampling (decile-team/distil); Lloyd, 1982.
   """
   checks.check_key(key)
-  x = checks.check_float_array(x, "x", 2, "[num_points, dim]")
-  n = x.shape[0]
-  if n == 0:
-    raise ValueError("x must hold at least one point, got 0")
-  labeled_mask = checks.check_labeled_mask(labeled_mask, n)
-  k = checks.check_budget(k, n, labeled_mask)
+  x, labeled_mask, k = check_dense_selection(x, k, labeled_mask)
   args = check_kmeans_args(n_init, max_iter, tol, chunk_size, row_chunk_size)
   return select_kmeans_sampling(key, x, k, labeled_mask, *args)
 
