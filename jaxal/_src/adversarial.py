@@ -191,12 +191,6 @@ def check_bim_options(step: Any, eps: Any, max_iter: Any,
           checks.check_positive_int(batch_size, "batch_size"))
 
 
-# Kept while strategies/adversarial.py still uses the old private spelling;
-# remove once it calls check_deepfool_options / check_bim_options.
-def _check_number(value: Any, name: str, *, positive: bool, allow_inf: bool = False) -> float:
-  return checks.check_float(value, name, low=0, low_open=positive, allow_inf=allow_inf)
-
-
 def deepfool_core(model: models_lib.Model, params: Any, x: ArrayLike, max_iter: int,
                   overshoot: float, batch_size: int) -> Attack:
   """:func:`deepfool` on arguments already validated (:func:`check_attack_args`,

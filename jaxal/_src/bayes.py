@@ -201,15 +201,6 @@ def check_joint_samples(num_joint_samples: Any,
                                                       high=MAX_CONFIGS)
 
 
-# Kept while strategies/bayesian.py still uses the old private spellings; remove
-# both once it calls check_joint_samples / MAX_CONFIGS.
-_MAX_CONFIGS = MAX_CONFIGS
-
-
-def _check_positive_int(value: Any, name: str, upper: int | None = None) -> int:
-  return checks.check_positive_int(value, name, high=upper)
-
-
 def batchbald(key: jax.Array, log_probs: ArrayLike, k: int, *,
               labeled_mask: ArrayLike | None = None, num_joint_samples: int = 1000,
               max_exact_configs: int | None = None) -> jax.Array:

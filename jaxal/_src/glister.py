@@ -188,11 +188,6 @@ def check_hyper(learning_rate: Any, regularizer: str | None, lam: Any) -> tuple[
   return learning_rate, checks.check_float(lam, "lam", low=0)
 
 
-# Kept while strategies/glister.py still uses the old private spelling; remove
-# once it calls check_hyper.
-_check_hyper = check_hyper
-
-
 def glister(key: jax.Array, logits: ArrayLike, features: ArrayLike, k: int, *,
             labeled_mask: ArrayLike | None = None, labels: ArrayLike | None = None,
             validation: Validation | tuple | None = None, learning_rate: float = 1e-3,
