@@ -158,7 +158,7 @@ def kmeans(key: jax.Array, x: ArrayLike, k: int, *, n_init: int = 3, max_iter: i
   args = check_kmeans_args(n_init, max_iter, tol, chunk_size, row_chunk_size)
   checks.check_finite(x, "x", purpose="selection needs finite points")
   n_init, max_iter, tol, chunk_size, row_chunk_size = args
-  return kmeans_core(key, x, k, jnp.ones((n,), bool), n_init, max_iter, jnp.float32(tol),
+  return kmeans_core(key, x, k, jnp.ones((x.shape[0],), bool), n_init, max_iter, jnp.float32(tol),
                      chunk_size, row_chunk_size)
 
 
