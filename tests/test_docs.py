@@ -25,71 +25,12 @@ from jax.typing import ArrayLike
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Gaps in docstrings as of the layout refactor, to be fixed in the files that hold them.
-KNOWN_GAPS = frozenset(
-  {
-    "jaxal.adversarial.Attack: Attributes entry 'distance' has no [...] shape",
-    "jaxal.adversarial.Attack: Attributes entry 'flipped' has no [...] shape",
-    "jaxal.adversarial.Attack: Attributes entry 'num_iter' has no [...] shape",
-    "jaxal.adversarial.Attack: Attributes entry 'perturbation' has no [...] shape",
-    "jaxal.datasets.Dataset: no Attributes section",
-    "jaxal.datasets.load_dataset: no Args section",
-    "jaxal.embeddings.GradEmbedding: no Attributes section",
-    "jaxal.embeddings.resolve_head: no Args section",
-    "jaxal.experiment.Config: no Attributes section",
-    "jaxal.loop.ALState: Attributes entry 'labeled_mask' has no [...] shape",
-    "jaxal.loop.ALState: Attributes entry 'round' has no [...] shape",
-    "jaxal.loop.accuracy: no Args section",
-    "jaxal.loop.create_train_state: no Args section",
-    "jaxal.loop.init: Args entry 'initial_indices' has no [...] shape",
-    "jaxal.loop.loss_fn: no Args section",
-    "jaxal.loop.loss_fn: returns an array but has no Returns section",
-    "jaxal.loop.reinit: no Args section",
-    "jaxal.loop.round_keys: no Args section",
-    "jaxal.loop.round_keys: returns an array but has no Returns section",
-    "jaxal.loop.run_round: Returns has no [...] shape",
-    "jaxal.loop.train_step: no Args section",
-    "jaxal.loop.train_step: returns an array but has no Returns section",
-    "jaxal.models.Predictions: no Attributes section",
-    "jaxal.models.apply: returns an array but has no Returns section",
-    "jaxal.models.predict_mc: returns an array but has no Returns section",
-    "jaxal.scores.log_probs: no Args section",
-    "jaxal.scores.log_probs: returns an array but has no Returns section",
-    "jaxal.scores.mc_mean: no Args section",
-    "jaxal.scores.mean_log_probs: no Args section",
-    "jaxal.scores.mean_log_probs: returns an array but has no Returns section",
-    "jaxal.selection.KMeansResult: no Attributes section",
-    "jaxal.strategies.fass: Args does not describe 'alpha'",
-    "jaxal.strategies.fass: Args does not describe 'batch_size'",
-    "jaxal.strategies.fass: Args does not describe 'concave'",
-    "jaxal.strategies.fass: Args does not describe 'epsilon'",
-    "jaxal.strategies.fass: Args does not describe 'gamma'",
-    "jaxal.strategies.fass: Args does not describe 'lam'",
-    "jaxal.strategies.fass: Args does not describe 'metric'",
-    "jaxal.strategies.fass: Args does not describe 'num_neighbors'",
-    "jaxal.strategies.fass: Args does not describe 'optimizer'",
-    "jaxal.strategies.softmax: no Args section",
-    "jaxal.strategies.softrank: no Args section",
-    "jaxal.strategies.submodular: Args does not describe 'alpha'",
-    "jaxal.strategies.submodular: Args does not describe 'concave'",
-    "jaxal.streaming.check_pool: no Args section",
-    "jaxal.streaming.check_pool: returns an array but has no Returns section",
-    "jaxal.streaming.chunks: no Args section",
-    "jaxal.streaming.chunks: returns an array but has no Returns section",
-    "jaxal.submodular.Selection: no Attributes section",
-    "jaxal.submodular.SparseKernel: no Attributes section",
-    "jaxal.submodular.value: Returns has no [...] shape",
-  }
-)
+# Gaps in docstrings still to be fixed in the files that hold them (none left).
+KNOWN_GAPS: frozenset[str] = frozenset()
 
-# Warnings of the Sphinx build as of the layout refactor (a substring of each warning line),
-# to be fixed in the docstrings they name; may only shrink, like KNOWN_GAPS.
-KNOWN_SPHINX_WARNINGS = frozenset(
-  {
-    # fass's Args names ten parameters over two lines: not a valid Google-style entry.
-    "docstring of jaxal._src.strategies.diversity.fass",
-  }
-)
+# Warnings of the Sphinx build still to be fixed in the docstrings they name (a substring of
+# each warning line; none left); may only shrink, like KNOWN_GAPS.
+KNOWN_SPHINX_WARNINGS: frozenset[str] = frozenset()
 
 
 def all_gaps() -> list[str]:

@@ -23,14 +23,9 @@ import jaxal
 
 OPTIONFLAGS = doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS
 
-# Objects whose examples fail as of the layout refactor, to be fixed in their docstrings. May
-# only shrink: a listed object whose examples pass fails its test until it is removed here.
-KNOWN_FAILURES = frozenset(
-  {
-    # Prints ``Array([ 0.5, -0. ], dtype=float32)``: 1 - max p rounds to -0. for p = 1.
-    "jaxal.scores.least_confidence",
-  }
-)
+# Objects whose examples fail, to be fixed in their docstrings (none left). May only shrink: a
+# listed object whose examples pass fails its test until it is removed here.
+KNOWN_FAILURES: frozenset[str] = frozenset()
 
 
 def _globs() -> dict:

@@ -29,12 +29,13 @@ class Attack(NamedTuple):
   """Per-example result of an attack on a pool.
 
   Attributes:
-    distance: squared L2 norm of the perturbation that flips the model's
-      prediction; ``+inf`` where it did not flip within ``max_iter``.
-    perturbation: the final perturbation (added to the input).
-    num_iter: iterations run.
-    flipped: whether the prediction at ``x + perturbation`` differs from the
-      prediction at ``x``.
+    distance: ``[num_points]`` float32, squared L2 norm of the perturbation that flips the
+      model's prediction; ``+inf`` where it did not flip within ``max_iter``.
+    perturbation: ``[num_points, ...]`` float32 (the input's shape), the final perturbation
+      (added to the input).
+    num_iter: ``[num_points]`` int32, iterations run.
+    flipped: ``[num_points]`` bool, whether the prediction at ``x + perturbation`` differs
+      from the prediction at ``x``.
   """
 
   distance: jax.Array  # shape=[num_points], float32

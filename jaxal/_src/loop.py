@@ -35,11 +35,11 @@ class ALState(NamedTuple):
   """The whole bookkeeping of an active-learning run.
 
   Attributes:
-    labeled_mask: True where the pool point is labeled.
-    round: how many acquisition rounds have been applied.
+    labeled_mask: ``[num_points]`` bool, True where the pool point is labeled.
+    round: ``[]`` int32, how many acquisition rounds have been applied.
     key: the run's key; round ``r`` uses ``jax.random.fold_in(key, r)``.
-    history: the indices labeled at each step: ``history[0]`` is the initial
-      set, ``history[r]`` what round ``r`` acquired, in selection order.
+    history: the indices labeled at each step, each ``[batch]`` int32: ``history[0]`` is the
+      initial set, ``history[r]`` what round ``r`` acquired, in selection order.
   """
 
   labeled_mask: jax.Array  # shape=[num_points], dtype=bool
@@ -68,7 +68,7 @@ def init(key: jax.Array, num_points: int, *, num_initial: int = 0,
     num_points: the pool size ``N``.
     num_initial: draw this many initial labeled points uniformly at random
       (from ``fold_in(key, -1)``, so acquisitions never reuse that draw).
-    initial_indices: or give the initial labeled indices explicitly.
+    initial_indices: or give the initial labeled indices explicitly, ``[num_initial]`` int.
 
   Returns:
     An :class:`ALState` at round 0.
@@ -143,7 +143,14 @@ def label(state: ALState, idx: ArrayLike) -> ALState:
 
 
 def round_keys(state: ALState) -> tuple[jax.Array, jax.Array]:
-  """``(train_key, acquire_key)`` for the state's current round."""
+  """``(train_key, acquire_key)`` for the state's current round.
+
+  Args:
+    state: the current state; its ``key`` folded with its ``round`` gives the two keys.
+
+  Returns:
+    ``(train_key, acquire_key)``, two ``[]`` typed keys.
+  """
   return tuple(jax.random.split(jax.random.fold_in(state.key, state.round)))  # type: ignore[return-value]
 
 
@@ -189,7 +196,19 @@ def _acquire(state: ALState, strategy: Strategy, model: models_lib.Model, params
 def create_train_state(key: jax.Array, module: nn.Module, example_x: ArrayLike, *,
                        tx: optax.GradientTransformation | None = None,
                        learning_rate: float = 1e-3) -> TrainState:
-  """A linen ``TrainState`` with freshly initialised params and Adam (or ``tx``)."""
+  """A linen ``TrainState`` with freshly initialised params and Adam (or ``tx``).
+
+  Args:
+    key: a ``jax.random.key`` for the parameters' initialisation.
+    module: the linen module whose ``apply`` the state holds.
+    example_x: ``[batch, ...]`` example model input (its shape and dtype initialise the
+      parameters).
+    tx: the optimiser; None for ``optax.adam(learning_rate)``.
+    learning_rate: Adam's learning rate when ``tx`` is None.
+
+  Returns:
+    A ``TrainState`` at step 0.
+  """
   params = models_lib.init_params(key, module, example_x)
   return TrainState.create(apply_fn=module.apply,
                            params=params,
@@ -197,7 +216,16 @@ def create_train_state(key: jax.Array, module: nn.Module, example_x: ArrayLike, 
 
 
 def reinit(key: jax.Array, state: TrainState, example_x: ArrayLike) -> TrainState:
-  """The same module and optimiser with new parameters and a fresh optimiser state."""
+  """The same module and optimiser with new parameters and a fresh optimiser state.
+
+  Args:
+    key: a ``jax.random.key`` for the new parameters.
+    state: a linen ``TrainState`` (see :func:`create_train_state`).
+    example_x: ``[batch, ...]`` example model input.
+
+  Returns:
+    A ``TrainState`` at step 0 with the same ``apply_fn`` and ``tx``.
+  """
   module = state.apply_fn.__self__
   params = models_lib.init_params(key, module, example_x)
   return TrainState.create(apply_fn=state.apply_fn, params=params, tx=state.tx)
@@ -205,7 +233,19 @@ def reinit(key: jax.Array, state: TrainState, example_x: ArrayLike) -> TrainStat
 
 def loss_fn(params: Any, model: models_lib.Model, x: jax.Array, y: jax.Array,
             weights: jax.Array, dropout_key: jax.Array | None) -> jax.Array:
-  """Weighted mean softmax cross-entropy."""
+  """Weighted mean softmax cross-entropy.
+
+  Args:
+    params: the model's parameters.
+    model: the :class:`jaxal.models.Model` to apply.
+    x: ``[batch, ...]`` model input.
+    y: ``[batch]`` integer labels.
+    weights: ``[batch]`` float weight of each example.
+    dropout_key: a ``jax.random.key`` for dropout, or None for the deterministic forward.
+
+  Returns:
+    ``[]`` float32, ``sum(weights * cross_entropy) / max(sum(weights), 1)``.
+  """
   logits, _ = models_lib.apply(model, params, x, dropout_key)
   losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
   return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1.0)
@@ -213,7 +253,18 @@ def loss_fn(params: Any, model: models_lib.Model, x: jax.Array, y: jax.Array,
 
 def train_step(state: TrainState, batch: tuple[jax.Array, jax.Array, jax.Array],
                dropout_key: jax.Array | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One Adam step on ``batch = (x [B, ...], y [B] int, weights [B])``."""
+  """One Adam step on ``batch = (x [B, ...], y [B] int, weights [B])``.
+
+  Args:
+    state: a linen ``TrainState`` (see :func:`create_train_state`).
+    batch: ``(x, y, weights)``: ``[B, ...]`` model input, ``[B]`` integer labels and ``[B]``
+      float weights (see :func:`loss_fn`).
+    dropout_key: a ``jax.random.key`` for dropout, or None for the deterministic forward.
+
+  Returns:
+    ``(new_state, metrics)``: the state after one optimiser step and ``{"loss": [] float32}``,
+    the loss before the step.
+  """
   model, _ = models_lib.from_train_state(state)
   x, y, w = batch
   loss, grads = jax.value_and_grad(loss_fn)(state.params, model, x, y, w, dropout_key)
@@ -294,7 +345,18 @@ def _fit_checked(key: jax.Array, state: TrainState, x: jax.Array, y: jax.Array, 
 
 def accuracy(model: models_lib.Model, params: Any, x: ArrayLike, y: ArrayLike, *,
              batch_size: int = 512) -> float:
-  """Top-1 accuracy of the deterministic forward on ``(x, y)``."""
+  """Top-1 accuracy of the deterministic forward on ``(x, y)``.
+
+  Args:
+    model: the :class:`jaxal.models.Model` to evaluate.
+    params: its parameters.
+    x: ``[num_points, ...]`` model input.
+    y: ``[num_points]`` integer labels.
+    batch_size: points per forward pass.
+
+  Returns:
+    The fraction of points whose arg-max logit is their label, a Python float.
+  """
   logits = models_lib.predict(model, params, x, batch_size=batch_size, features=False).logits
   return float(jnp.mean(jnp.argmax(logits, -1) == jnp.asarray(y)))
 
@@ -320,7 +382,8 @@ def run_round(state: ALState, train_state: TrainState, *, strategy: Strategy, x:
     reinitialize: as :func:`fit`.
 
   Returns:
-    ``(new_state, trained_state, idx)``.
+    ``(new_state, trained_state, idx)``: the state with the acquired points labeled, the
+    ``TrainState`` after training, and the ``[budget]`` int32 indices acquired.
   """
   _check_state(state)
   _check_strategy(strategy)

@@ -51,7 +51,13 @@ class Model(NamedTuple):
 
 
 class Predictions(NamedTuple):
-  """Outputs of :func:`predict` over a pool."""
+  """Outputs of :func:`predict` over a pool.
+
+  Attributes:
+    logits: ``[num_points, num_classes]`` float32 logits.
+    features: ``[num_points, feat_dim]`` float32 features (the last layer's input, flattened),
+      or None when they were not requested.
+  """
 
   logits: jax.Array  # shape=[num_points, num_classes], float32
   features: jax.Array | None  # shape=[num_points, feat_dim], float32, or None
@@ -214,6 +220,10 @@ def apply(model: Model, params: Any, x: jax.Array,
     params: its parameters.
     x: ``[B, ...]`` inputs.
     dropout_key: None for the deterministic pass; a key turns dropout on.
+
+  Returns:
+    ``(logits, features)``: ``[B, K]`` float32 logits and ``[B, d]`` float32 features
+    (flattened), or None for the features when the model returns only logits.
   """
   logits, features = _split_output(model.apply(params, x, dropout_key))
   if logits.ndim != 2:
@@ -343,6 +353,9 @@ def predict_mc(key: jax.Array, model: Model, params: Any, x: ArrayLike, *, num_s
     batch_size: examples per jitted step.
     consistent: the same dropout mask for every example within a sample
       (default: an independent mask per example).
+
+  Returns:
+    ``[num_samples, num_points, K]`` float32 logits, sample ``s`` first.
   """
   checks.check_key(key)
   num_samples = checks.check_positive_int(num_samples, "num_samples")

@@ -20,7 +20,14 @@ from jaxal._src import checks
 
 
 def log_probs(logits: ArrayLike) -> jax.Array:
-  """Float32 log-softmax over the last axis; ``-inf`` stays ``-inf``."""
+  """Float32 log-softmax over the last axis; ``-inf`` stays ``-inf``.
+
+  Args:
+    logits: ``[..., num_classes]`` logits or log-probabilities (any leading axes).
+
+  Returns:
+    ``[..., num_classes]`` float32 log-probabilities, the shape of ``logits``.
+  """
   return jax.nn.log_softmax(jnp.asarray(logits).astype(jnp.float32), axis=-1)
 
 
@@ -61,8 +68,8 @@ def least_confidence(logits: ArrayLike) -> jax.Array:
   Examples:
     >>> import jax.numpy as jnp
     >>> from jaxal import scores
-    >>> scores.least_confidence(jnp.array([[0.0, 0.0], [10.0, -10.0]])).round(3)
-    Array([0.5, 0. ], dtype=float32)
+    >>> scores.least_confidence(jnp.array([[0.0, 0.0], [2.0, 0.0]])).round(3)
+    Array([0.5  , 0.119], dtype=float32)
 
   References:
     Lewis & Gale, A sequential algorithm for training text classifiers, SIGIR 1994.
@@ -182,7 +189,15 @@ def mean_std(mc_logits: ArrayLike) -> jax.Array:
 
 
 def mean_log_probs(mc_logits: ArrayLike) -> jax.Array:
-  """``log mean_s p_s`` over the sample axis, computed by logsumexp: ``[N, K]``."""
+  """``log mean_s p_s`` over the sample axis, computed by logsumexp: ``[N, K]``.
+
+  Args:
+    mc_logits: ``[num_samples, num_points, num_classes]`` MC-dropout logits or
+      log-probabilities.
+
+  Returns:
+    ``[num_points, num_classes]`` float32 log-probabilities of the mean predictive.
+  """
   logp = log_probs(mc_logits)
   return jax.nn.logsumexp(logp, axis=0) - jnp.log(logp.shape[0]).astype(jnp.float32)
 
@@ -223,6 +238,14 @@ def mc_mean(score_fn):
 
   ``mc_mean(entropy)(mc_logits)`` is the entropy of :math:`\\frac1S\\sum_s p_s`
   (the "MC-dropout" variants of least confidence, margin, ratio and entropy).
+
+  Args:
+    score_fn: a score of ``[num_points, num_classes]`` logits or log-probabilities, such as
+      :func:`entropy`, returning ``[num_points]``.
+
+  Returns:
+    The score of ``[num_samples, num_points, num_classes]`` MC logits, ``[num_points]``: the
+    checked MC logits' mean predictive (:func:`mean_log_probs`) scored by ``score_fn``.
   """
 
   def fn(mc_logits: ArrayLike) -> jax.Array:

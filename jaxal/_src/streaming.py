@@ -24,7 +24,20 @@ from jaxal._src import distances
 
 
 def check_pool(x: np.ndarray, name: str = "x", dtype=np.float32) -> np.ndarray:
-  """A NumPy array or memmap ``[num_points, ...]`` of ``dtype``."""
+  """A NumPy array or memmap ``[num_points, ...]`` of ``dtype``.
+
+  Args:
+    x: the pool, a NumPy array or ``np.memmap`` ``[num_points, ...]``.
+    name: the argument's name in the error messages.
+    dtype: the dtype ``x`` must have.
+
+  Returns:
+    ``x`` itself, ``[num_points, ...]`` of ``dtype``, once checked.
+
+  Raises:
+    TypeError: ``x`` is not a NumPy array, or has another dtype.
+    ValueError: ``x`` has no points.
+  """
   if not isinstance(x, np.ndarray):
     raise TypeError(
         f"{name} must be a NumPy array or np.memmap kept on disk, got {type(x).__name__}; "
@@ -46,6 +59,14 @@ def chunks(x: np.ndarray, chunk_size: int) -> Iterator[tuple[int, int, jax.Array
   The last chunk is zero-padded; ``valid`` says how many rows are real. The
   next chunk is read from disk while the device works on the current one
   (JAX dispatch is asynchronous).
+
+  Args:
+    x: the pool, a NumPy array or ``np.memmap`` ``[num_points, ...]``.
+    chunk_size: rows per chunk.
+
+  Yields:
+    ``(start, valid, chunk)``: the index of the chunk's first row, how many of its rows are
+    real, and the ``[chunk_size, ...]`` device array (dtype of ``x``).
   """
   n = x.shape[0]
   for start in range(0, n, chunk_size):

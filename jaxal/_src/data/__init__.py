@@ -26,6 +26,15 @@ class Dataset(NamedTuple):
 
   ``x_*`` are float32 in ``[0, 1]`` with shape ``[num, *image_shape]``;
   ``y_*`` are int32 class labels ``[num]``.
+
+  Attributes:
+    name: the dataset's name, as :func:`load_dataset` takes it.
+    x_train: ``[num_train, *image_shape]`` float32 in ``[0, 1]``, the training images (the
+      pool).
+    y_train: ``[num_train]`` int32 class labels of ``x_train``.
+    x_test: ``[num_test, *image_shape]`` float32 in ``[0, 1]``, the test images.
+    y_test: ``[num_test]`` int32 class labels of ``x_test``.
+    num_classes: the number of classes; labels lie in ``0 .. num_classes - 1``.
   """
 
   name: str
@@ -145,6 +154,18 @@ def load(name: str, split: str, *, data_dir: str | None = None, manual_dir: str 
 def load_dataset(name: str, *, data_dir: str | None = None, manual_dir: str | None = None,
                  download: bool = True) -> Dataset:
   """A dataset by name with its train (pool) and test splits; see :func:`load`.
+
+  Args:
+    name: ``digits`` (bundled), ``mnist``, ``fashion_mnist``, ``kmnist``, ``cifar10``,
+      ``cifar100``, ``svhn_cropped``, or ``"tfds:<builder>"`` for any other TFDS
+      image-classification builder (see :func:`load`).
+    data_dir: where prepared datasets live (TFDS's default when None).
+    manual_dir: a folder holding the dataset's original files, used instead of downloading.
+    download: when False, an unprepared dataset without ``manual_dir`` is an error at once
+      instead of a download attempt.
+
+  Returns:
+    A :class:`Dataset` with both splits: images float32 in ``[0, 1]``, labels int32.
 
   Raises:
     ValueError: for an unknown name; the message lists the valid ones.

@@ -20,6 +20,11 @@ class GradEmbedding(NamedTuple):
   trailing 1 when the bias gradient is included), so row ``n`` of
   :meth:`dense` is the gradient of the loss at ``ŷ`` w.r.t. the last layer's
   weights, laid out class by class as in DISTIL.
+
+  Attributes:
+    a: ``[num_points, num_classes]`` float, the class factor (for BADGE ``p - onehot(ŷ)``).
+    z: ``[num_points, feat_dim]`` float, the feature factor (for BADGE the penultimate
+      features, with a trailing 1 when the bias gradient is included).
   """
 
   a: jax.Array  # shape=[num_points, num_classes]

@@ -211,6 +211,16 @@ def resolve_head(model: models_lib.Model, params: Any, example_x: jax.Array,
   params; NNX states are sorted by name, so there several candidates are an
   error asking for ``head``).
 
+  Args:
+    model: the :class:`~jaxal.models.Model` whose parameters ``params`` are.
+    params: the model's parameters (a pytree; linen params or an NNX state).
+    example_x: ``[num_points, ...]`` inputs of the model (only the first is used, for shapes).
+    head: the layer's parameter path, ``"a/b"`` or a sequence of names; None to use
+      ``model.head`` or else to find the final Dense layer.
+
+  Returns:
+    The parameter path of the head layer, a tuple of names.
+
   Raises:
     ValueError: the path does not exist (the message lists the available
       module paths), or no / several candidate heads.

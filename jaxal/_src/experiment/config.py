@@ -27,7 +27,25 @@ class ConfigMismatchError(ExperimentError):
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-  """An experiment's whole configuration (it is saved beside the results)."""
+  """An experiment's whole configuration (it is saved beside the results).
+
+  Attributes:
+    dataset: the dataset's name (see :func:`jaxal.datasets.names`).
+    strategies: the names of the strategies to compare (see :func:`jaxal.strategies.names`),
+      each at most once.
+    rounds: acquisition rounds (0 or more).
+    budget: points acquired per round.
+    initial: initial random labeled points.
+    seeds: number of seeds, run as seeds ``0 .. seeds - 1``.
+    model: ``"mlp"`` or ``"cnn"``.
+    hidden: hidden units (mlp) or dense units (cnn).
+    num_steps: training steps per round.
+    batch_size: training minibatch size.
+    learning_rate: Adam learning rate, above 0.
+    retrain: ``"scratch"`` to re-initialise the model each round, or ``"warm"`` to
+      warm-start it from the previous round.
+    pool_subsample: use this many training points as the pool (0: the whole training split).
+  """
 
   dataset: str = "digits"
   strategies: tuple[str, ...] = DEFAULT_STRATEGIES

@@ -27,7 +27,14 @@ from jaxal._src.selection import kmeans_pp as kmeans_pp_lib
 
 
 class KMeansResult(NamedTuple):
-  """The outcome of :func:`kmeans`: the run of lowest inertia over ``n_init``."""
+  """The outcome of :func:`kmeans`: the run of lowest inertia over ``n_init``.
+
+  Attributes:
+    centres: ``[k, dim]`` float32 cluster centres.
+    assignments: ``[num_points]`` int32, each point's nearest centre (-1 outside the mask).
+    inertia: ``[]`` float32, the sum of squared distances to the nearest centre.
+    num_iterations: ``[]`` int32, the Lloyd iterations of that run.
+  """
 
   centres: jax.Array  # shape=[k, dim], float32
   assignments: jax.Array  # shape=[num_points], int32: nearest centre (-1 outside the mask)

@@ -133,11 +133,31 @@ def power(*, score: str = "bald", temperature: float = 1.0, num_samples: int = 2
 
 def softmax(*, score: str = "bald", temperature: float = 1.0, num_samples: int = 20,
             batch_size: int = 256) -> Strategy:
-  """Softmax acquisition: draws ∝ ``exp(score / temperature)``; arguments as :func:`power`."""
+  """Softmax acquisition: draws ∝ ``exp(score / temperature)``.
+
+  The draw is :func:`jaxal.bayes.stochastic_batch` with ``mode="softmax"``.
+
+  Args:
+    score: a score name: ``"bald"`` (default) or another name of :data:`MC_SCORES` (MC
+      dropout) or :data:`LOGIT_SCORES` (one pass), as in :func:`power`.
+    temperature: ``1 / β``; towards 0 the batch tends to the top-k.
+    num_samples: MC-dropout passes for MC scores (``>= 2``).
+    batch_size: forward batch size.
+  """
   return _stochastic("softmax", score, temperature, num_samples, batch_size)
 
 
 def softrank(*, score: str = "bald", temperature: float = 1.0, num_samples: int = 20,
              batch_size: int = 256) -> Strategy:
-  """Soft-rank acquisition: draws ∝ ``rank ** (-1 / temperature)``; arguments as :func:`power`."""
+  """Soft-rank acquisition: draws ∝ ``rank ** (-1 / temperature)``.
+
+  The draw is :func:`jaxal.bayes.stochastic_batch` with ``mode="softrank"``.
+
+  Args:
+    score: a score name: ``"bald"`` (default) or another name of :data:`MC_SCORES` (MC
+      dropout) or :data:`LOGIT_SCORES` (one pass), as in :func:`power`.
+    temperature: ``1 / β``; towards 0 the batch tends to the top-k.
+    num_samples: MC-dropout passes for MC scores (``>= 2``).
+    batch_size: forward batch size.
+  """
   return _stochastic("softrank", score, temperature, num_samples, batch_size)

@@ -128,9 +128,13 @@ def submodular(function: str = "facility_location", *, metric: str = "cosine",
 
   Args:
     function: one of :data:`jaxal.submodular.FUNCTIONS`.
-    metric, gamma: the kernel (:func:`jaxal.submodular.similarity_kernel`).
+    metric: the kernel's similarity, ``"cosine"`` or ``"rbf"``
+      (:func:`jaxal.submodular.similarity_kernel`).
+    gamma: the RBF bandwidth (``metric="rbf"`` only), or None for the default.
     optimizer: the maximiser.
-    lam: graph cut's λ; alpha: saturated coverage's α; concave: feature based's ``g``.
+    lam: graph cut's λ.
+    alpha: saturated coverage's α.
+    concave: feature based's concave function ``g``, one of :data:`jaxal.submodular.CONCAVE`.
     num_neighbors: keep only this many similarities per row (sparse kernel).
     epsilon: stochastic greedy's ε.
     batch_size: forward batch size.
@@ -168,8 +172,15 @@ def fass(uncertainty: str = "entropy", function: str = "facility_location", top_
     uncertainty: ``"entropy"``, ``"least_confidence"``, ``"margin"`` or ``"ratio"``.
     function: one of :data:`jaxal.submodular.FUNCTIONS`.
     top_n: size of the filtered set in budgets, ``>= 1``.
-    metric, gamma, optimizer, lam, alpha, concave, num_neighbors, epsilon,
-      batch_size: as in :func:`submodular`.
+    metric: the kernel's similarity, as in :func:`submodular`.
+    gamma: the RBF bandwidth, as in :func:`submodular`.
+    optimizer: the maximiser, as in :func:`submodular`.
+    lam: graph cut's λ, as in :func:`submodular`.
+    alpha: saturated coverage's α, as in :func:`submodular`.
+    concave: feature based's concave function, as in :func:`submodular`.
+    num_neighbors: similarities kept per row (sparse kernel), as in :func:`submodular`.
+    epsilon: stochastic greedy's ε, as in :func:`submodular`.
+    batch_size: forward batch size, as in :func:`submodular`.
 
   References:
     Wei, Iyer & Bilmes, Submodularity in Data Subset Selection and Active

@@ -37,6 +37,10 @@ class SparseKernel(NamedTuple):
   ``S[j, indices[j, l]] = values[j, l]``: row ``j`` lists the points most
   similar to ``j`` (itself included), the elements candidate ``j`` covers.
   Indices within a row are distinct. ``S`` is in general not symmetric.
+
+  Attributes:
+    values: ``[num_points, num_neighbors]`` float32, the kept similarities of each row.
+    indices: ``[num_points, num_neighbors]`` int32, the column of each kept similarity.
   """
 
   values: jax.Array  # shape=[num_points, num_neighbors], float32

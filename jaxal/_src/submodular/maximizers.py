@@ -37,7 +37,13 @@ OPTIMIZERS = ("greedy", "lazy", "stochastic")
 
 
 class Selection(NamedTuple):
-  """What a maximiser returns."""
+  """What a maximiser returns.
+
+  Attributes:
+    indices: ``[k]`` int32, the selected points in the order picked.
+    gains: ``[k]`` float32, the marginal gain of each pick when it was added.
+    evaluations: ``[]`` int32, how many single-element marginal gains were computed.
+  """
 
   indices: jax.Array  # shape=[k], int32: in the order picked
   gains: jax.Array  # shape=[k], float32: marginal gain of each pick when it was added
@@ -113,7 +119,7 @@ def value(fn: SetFunction, selected: ArrayLike) -> jax.Array:
     selected: the set ``A``: a ``[N]`` bool mask or a 1-D array of indices.
 
   Returns:
-    A float32 scalar.
+    ``[]`` float32, the value ``f(A)``.
   """
   fn = _check_fn(fn)
   return _value(fn.value, _as_mask(fn, selected))
