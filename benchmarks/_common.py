@@ -22,7 +22,9 @@ import os
 import platform
 import sys
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 

@@ -33,11 +33,10 @@ import os
 import subprocess
 import sys
 
+import _common
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-import _common
 
 # ---------------------------------------------------------------------------
 # Helpers.

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import argparse
 
+import _common
 import jax
 import numpy as np
 
-import _common
 from jaxal import bayes
 
 S, K, M = 20, 10, 512

@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import argparse
 
+import _common
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-import _common
-from jaxal import adversarial, datasets, loop, models
+from jaxal import adversarial
+from jaxal import datasets
+from jaxal import loop
+from jaxal import models
 
 OVERSHOOT, MAX_ITER = 0.02, 50
 

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import argparse
 
+import _common
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-import _common
 from jaxal import submodular as sm
 
 

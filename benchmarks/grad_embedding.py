@@ -41,7 +41,8 @@ def stage(n: int, d: int, k: int, method: str) -> dict:
   import jax
   import jax.numpy as jnp
 
-  from jaxal import embeddings, models
+  from jaxal import embeddings
+  from jaxal import models
   from jaxal._src.embeddings import gradients as emb_lib
 
   class Net(nn.Module):

@@ -17,11 +17,11 @@ from __future__ import annotations
 import argparse
 import functools
 
+import _common
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-import _common
 from jaxal import selection
 from jaxal._src import distances
 from jaxal._src.selection import k_center

@@ -33,9 +33,9 @@ import shutil
 import tempfile
 import time
 
+import _common
 import numpy as np
 
-import _common
 from jaxal import experiment
 from jaxal._src.strategies import registry as strategies_lib
 

@@ -23,9 +23,8 @@ import os
 import subprocess
 import sys
 
-import numpy as np
-
 import _common
+import numpy as np
 
 
 def _time(fn, repeats=3):
@@ -44,7 +43,8 @@ def scaling(sizes, d, k, badge_k, badge_classes, badge_dim):
   for n in sizes:
     x = jax.random.normal(jax.random.key(n), (n, d))
     mask = jnp.zeros(n, bool).at[:100].set(True)
-    kc_first, kc = _time(lambda: selection.k_center_greedy(None, x, k, labeled_mask=mask))
+    # _time calls the lambda at once, before `del x`.
+    kc_first, kc = _time(lambda: selection.k_center_greedy(None, x, k, labeled_mask=mask))  # noqa: F821
     del x
     emb = GradEmbedding(jax.random.normal(jax.random.key(1), (n, badge_classes)) * 0.1,
                         jax.random.normal(jax.random.key(2), (n, badge_dim)))
@@ -63,7 +63,8 @@ def scaling(sizes, d, k, badge_k, badge_classes, badge_dim):
 def sharded(n, d, k):
   import jax
   import jax.numpy as jnp
-  from jax.sharding import NamedSharding, PartitionSpec as P
+  from jax.sharding import NamedSharding
+  from jax.sharding import PartitionSpec as P
 
   from jaxal import selection
 

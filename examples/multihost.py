@@ -60,9 +60,11 @@ def main(argv=None):
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
 
-  from jax.sharding import NamedSharding, PartitionSpec as P
+  from jax.sharding import NamedSharding
+  from jax.sharding import PartitionSpec as P
 
-  from jaxal import scores, selection
+  from jaxal import scores
+  from jaxal import selection
 
   mesh = jax.make_mesh((jax.device_count(),), ("pool",))
   n, d, k = args.n, args.d, args.k

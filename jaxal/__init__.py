@@ -15,8 +15,8 @@ from jaxal import models
 from jaxal import networks
 from jaxal import scores
 from jaxal import selection
-from jaxal import streaming
 from jaxal import strategies
+from jaxal import streaming
 from jaxal import submodular
 from jaxal._src.strategies.base import Strategy
 from jaxal._src.version import __version__

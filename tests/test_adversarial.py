@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from conftest import count_traces
 
-from jaxal import adversarial, models
+from jaxal import adversarial
+from jaxal import models
 
 
 def linear_apply(params, x, dropout_key=None):

@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 from conftest import count_traces
 
-from jaxal import bayes, models, scores, selection
+from jaxal import bayes
+from jaxal import models
+from jaxal import scores
+from jaxal import selection
 from jaxal._src import bayes as bayes_lib
 
 # ---------------------------------------------------------------------------

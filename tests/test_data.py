@@ -32,7 +32,7 @@ def test_load_digits_split():
   assert ds.name == "digits" and ds.num_classes == 10
   assert ds.x_train.shape == (1347, 8, 8) and ds.x_test.shape == (450, 8, 8)
   assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int32
-  assert 0.0 <= ds.x_train.min() and ds.x_train.max() <= 1.0
+  assert ds.x_train.min() >= 0.0 and ds.x_train.max() <= 1.0
   # Stratified: every class has a quarter (rounded) of its images in test.
   counts = np.bincount(ds.y_test, minlength=10)
   np.testing.assert_array_equal(counts, np.round(0.25 * np.array([178, 182, 177, 183, 181, 182, 181, 179, 174, 180])))
@@ -89,8 +89,8 @@ def test_tfds_builders_with_mock_data(name, shape, tmp_path):
     x, y = datasets.load(name, "train", data_dir=str(tmp_path))
     ds = datasets.load_dataset(name, data_dir=str(tmp_path))
   assert x.shape == (12, *shape) and x.dtype == np.float32
-  assert 0.0 <= x.min() and x.max() <= 1.0
-  assert y.shape == (12,) and y.dtype == np.int32 and 0 <= y.min() and y.max() < 10
+  assert x.min() >= 0.0 and x.max() <= 1.0
+  assert y.shape == (12,) and y.dtype == np.int32 and y.min() >= 0 and y.max() < 10
   assert ds.name == name and ds.num_classes == 10
   assert ds.x_train.shape[1:] == shape and ds.x_test.dtype == np.float32 and ds.y_test.dtype == np.int32
 

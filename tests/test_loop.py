@@ -8,10 +8,14 @@ import numpy as np
 import pytest
 from conftest import check_invariants
 from conftest import count_traces
-from hypothesis import given, settings
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 
-from jaxal import datasets, loop, models, strategies
+from jaxal import datasets
+from jaxal import loop
+from jaxal import models
+from jaxal import strategies
 
 
 @settings(max_examples=60, deadline=None)

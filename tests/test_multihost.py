@@ -11,7 +11,8 @@ import sys
 import jax
 import numpy as np
 
-from jaxal import scores, selection
+from jaxal import scores
+from jaxal import selection
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "examples", "multihost.py")

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from conftest import check_invariants
 
-from jaxal import loop, models, strategies
+from jaxal import loop
+from jaxal import models
+from jaxal import strategies
 
 NEW = ("batchbald", "power", "softmax", "softrank", "glister", "deepfool", "bim")
 

@@ -8,7 +8,11 @@ import numpy as np
 import pytest
 from conftest import check_invariants
 
-from jaxal import loop, models, scores, selection, strategies
+from jaxal import loop
+from jaxal import models
+from jaxal import scores
+from jaxal import selection
+from jaxal import strategies
 from jaxal import submodular as sm
 
 NAMES = ("coreset", "kmeans_sampling", "submodular", "fass")

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from conftest import count_traces
 
-from jaxal import scores, selection
+from jaxal import scores
+from jaxal import selection
 from jaxal._src import streaming
 
 

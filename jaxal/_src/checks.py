@@ -11,7 +11,9 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any
+from typing import TypeVar
 
 import jax
 import jax.numpy as jnp

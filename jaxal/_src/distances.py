@@ -16,8 +16,6 @@ memory stays ``O(num_points * chunk_size)``.
 
 from __future__ import annotations
 
-from typing import Union
-
 import jax
 import jax.numpy as jnp
 
@@ -25,8 +23,7 @@ from jaxal._src import checks
 from jaxal._src import sharding
 from jaxal._src.embeddings.grad_embedding import GradEmbedding
 
-
-Points = Union[jax.Array, GradEmbedding]
+Points = jax.Array | GradEmbedding
 
 
 def check_points(x, name: str = "x") -> Points:
@@ -88,10 +85,7 @@ def sq_dist(x: Points, y: Points, x_sq_norms: jax.Array | None = None,
   xn = sq_norms(x) if x_sq_norms is None else x_sq_norms
   yn = sq_norms(y) if y_sq_norms is None else y_sq_norms
   ip = inner(x, y)
-  if ip.ndim == 2:
-    d = xn[:, None] + yn[None, :] - 2.0 * ip
-  else:
-    d = xn + yn - 2.0 * ip
+  d = xn[:, None] + yn[None, :] - 2.0 * ip if ip.ndim == 2 else xn + yn - 2.0 * ip
   return jnp.maximum(d, 0.0)
 
 

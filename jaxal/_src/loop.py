@@ -14,7 +14,8 @@ index before it builds a new state, so a bad batch never half-updates anything.
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax

@@ -13,7 +13,9 @@ top-k (ties to the lower index), the same k-center order.
 from __future__ import annotations
 
 import functools
-from typing import Callable, Iterator, NamedTuple
+from collections.abc import Callable
+from collections.abc import Iterator
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

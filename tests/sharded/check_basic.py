@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 from conftest import assert_no_pool_gather
 
-from jaxal import scores, selection
+from jaxal import scores
+from jaxal import selection
 from jaxal._src import sharding
 from jaxal._src.selection import top_k
 

@@ -10,9 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import collectives
-from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from jaxal import bayes, submodular
+from jaxal import bayes
+from jaxal import submodular
 from jaxal._src import bayes as bayes_src
 from jaxal._src import sharding
 from jaxal._src.submodular import kernels as submodular_kernels

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import jax
 import pytest
-from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 
 def pytest_configure(config):

@@ -16,7 +16,7 @@ import numpy as np
 
 from jaxal._src import checks
 from jaxal._src.data import tfds_loader
-from jaxal._src.data.tfds_loader import DatasetUnavailableError
+from jaxal._src.data.tfds_loader import DatasetUnavailableError as DatasetUnavailableError
 
 DIGITS_SHA256 = "3cd775a345ecb15adc04f14b2d7394d83acc035d1b2a5d0f32fc34c9d2fcd0c4"
 
@@ -52,9 +52,9 @@ def digits_raw() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ``images`` uint8 ``[1797, 8, 8]`` (pixel counts 0..16), ``labels``
     ``[1797]``, ``is_test`` bool ``[1797]`` (the fixed test split).
   """
-  with importlib.resources.files("jaxal._src.data").joinpath("digits.npz").open("rb") as f:
-    with np.load(f) as z:
-      return z["images"], z["labels"], z["is_test"]
+  resource = importlib.resources.files("jaxal._src.data").joinpath("digits.npz")
+  with resource.open("rb") as f, np.load(f) as z:
+    return z["images"], z["labels"], z["is_test"]
 
 
 def load_digits() -> Dataset:

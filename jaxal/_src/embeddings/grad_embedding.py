@@ -48,6 +48,6 @@ class GradEmbedding(NamedTuple):
     """``[num_points]`` squared norms ``‖a‖²‖z‖²``."""
     return jnp.sum(self.a * self.a, -1) * jnp.sum(self.z * self.z, -1)
 
-  def inner(self, other: "GradEmbedding") -> jax.Array:
+  def inner(self, other: GradEmbedding) -> jax.Array:
     """``[num_points, other.num_points]`` inner products ``(a·b)(z·w)``."""
     return (self.a @ other.a.T) * (self.z @ other.z.T)

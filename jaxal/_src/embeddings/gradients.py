@@ -36,7 +36,8 @@ from __future__ import annotations
 
 import collections.abc
 import functools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -18,7 +18,8 @@ import json
 import os
 import tempfile
 import zipfile
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -61,7 +62,7 @@ class Config:
   retrain: str = "scratch"  # or "warm"
   pool_subsample: int = 0  # 0: the whole training split is the pool
 
-  def validate(self) -> "Config":
+  def validate(self) -> Config:
     """Checks every field; returns the configuration with Python ints and floats.
 
     NumPy integers and floats are accepted where an int or a float is meant;
@@ -91,7 +92,7 @@ class Config:
     return dataclasses.replace(self, **fixed)
 
   @classmethod
-  def from_dict(cls, d: dict[str, Any]) -> "Config":
+  def from_dict(cls, d: dict[str, Any]) -> Config:
     """The inverse of ``dataclasses.asdict`` (JSON lists back to tuples)."""
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = set(d) - fields

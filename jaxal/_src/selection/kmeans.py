@@ -21,7 +21,6 @@ from jaxal._src import checks
 from jaxal._src import distances
 from jaxal._src.selection import kmeans_pp as kmeans_pp_lib
 
-
 # ---------------------------------------------------------------------------
 # k-means (Lloyd's iterations from k-means++ seeds).
 

@@ -17,7 +17,8 @@ gathered: the result's rows are sharded the same way.
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
