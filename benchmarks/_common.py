@@ -57,6 +57,7 @@ def versions() -> dict[str, str | None]:
   out: dict[str, str | None] = {"python": platform.python_version()}
   try:
     import jaxal
+
     out["jaxal"] = jaxal.__version__
   except ImportError:
     out["jaxal"] = None
@@ -105,8 +106,11 @@ def machine(argv: Sequence[str] | None = None, *, devices: bool = True) -> dict[
     info["backend"] = jax.default_backend()
     info["devices"] = [str(d) for d in jax.devices()]
   info["loadavg_at_start"] = load
-  info["load_note"] = ("high: other jobs shared the cores, timings are pessimistic"
-                       if load[0] > 0.75 * cores else "low")
+  info["load_note"] = (
+    "high: other jobs shared the cores, timings are pessimistic"
+    if load[0] > 0.75 * cores
+    else "low"
+  )
   return info
 
 
@@ -126,10 +130,14 @@ def header(title: str, info: dict[str, Any]) -> list[str]:
   load = f"Load average at start: {info['loadavg_at_start']}"
   if "loadavg_at_end" in info:
     load += f", at end: {info['loadavg_at_end']}"
-  return [f"# {title}", "",
-          f"Command: `{info['command']}` (from the repository root)  ",
-          f"Machine: {info['machine']}{backend}; Python {v.get('python', '?')}; {libs}  ",
-          f"{load} ({info['load_note']}).", ""]
+  return [
+    f"# {title}",
+    "",
+    f"Command: `{info['command']}` (from the repository root)  ",
+    f"Machine: {info['machine']}{backend}; Python {v.get('python', '?')}; {libs}  ",
+    f"{load} ({info['load_note']}).",
+    "",
+  ]
 
 
 def table(rows: Sequence[dict[str, Any]], cols: Sequence[str]) -> list[str]:
@@ -200,11 +208,17 @@ def kept_section(name: str, heading: str, results: str = RESULTS) -> str:
     return ""
   start = old.index("\n" + heading)
   end = old.find("\n## ", start + 1)
-  return old[start:end if end >= 0 else len(old)].rstrip("\n") + "\n"
+  return old[start : end if end >= 0 else len(old)].rstrip("\n") + "\n"
 
 
-def write(name: str, payload: dict[str, Any] | None, markdown: str, *, quick: bool = False,
-          results: str = RESULTS) -> None:
+def write(
+  name: str,
+  payload: dict[str, Any] | None,
+  markdown: str,
+  *,
+  quick: bool = False,
+  results: str = RESULTS,
+) -> None:
   """Writes ``<results>/<name>.json`` (unless ``payload`` is None) and ``<name>.md``; prints the page.
 
   Args:

@@ -60,8 +60,9 @@ def plain_read_gbps(nbytes: int, repeats: int = 30) -> float:
   return nbytes / best / 1e9
 
 
-def numpy_badge_reference(x: np.ndarray, k: int, seed: int = 0,
-                          row_chunk: int = 2048) -> np.ndarray:
+def numpy_badge_reference(
+  x: np.ndarray, k: int, seed: int = 0, row_chunk: int = 2048
+) -> np.ndarray:
   """k-means++ on the dense matrix as DISTIL's ``init_centers`` does it, vectorised per centre.
 
   First centre: largest norm. Then for each new centre μ, one pass computing
@@ -77,9 +78,10 @@ def numpy_badge_reference(x: np.ndarray, k: int, seed: int = 0,
   while len(chosen) < k:
     mu = x[chosen[-1]]
     for s in range(0, n, row_chunk):
-      diff = x[s:s + row_chunk] - mu
-      dist[s:s + row_chunk] = np.minimum(dist[s:s + row_chunk],
-                                         np.sqrt(np.einsum("ij,ij->i", diff, diff)))
+      diff = x[s : s + row_chunk] - mu
+      dist[s : s + row_chunk] = np.minimum(
+        dist[s : s + row_chunk], np.sqrt(np.einsum("ij,ij->i", diff, diff))
+      )
     p = dist**2
     p /= p.sum()
     ind = int(rng.choice(n, p=p))
@@ -92,6 +94,7 @@ def numpy_badge_reference(x: np.ndarray, k: int, seed: int = 0,
 def potential(points, idx) -> float:
   """k-means cost Σ_i min_c ‖x_i − c‖² of a selection (factorised distances, chunked)."""
   from jaxal._src import distances
+
   d, _ = distances.min_sq_dist(points, distances.take(points, jnp.asarray(idx)), chunk_size=256)
   return float(jnp.sum(d))
 
@@ -110,8 +113,15 @@ def stage_select(n: int, k: int, d: int, budget: int, run_reference: bool) -> di
   jax.block_until_ready(emb)
   del a, z
   bytes_per_pass = n * (k + d) * 4
-  out: dict = {"N": n, "K": k, "d": d, "budget": budget, "bytes_per_pass_MB": bytes_per_pass / 1e6,
-               "backend": jax.default_backend(), "accelerator": _common.accelerator()}
+  out: dict = {
+    "N": n,
+    "K": k,
+    "d": d,
+    "budget": budget,
+    "bytes_per_pass_MB": bytes_per_pass / 1e6,
+    "backend": jax.default_backend(),
+    "accelerator": _common.accelerator(),
+  }
 
   _common.reset_peak_rss()
   rss0, _ = _common.rss_mib()
@@ -119,16 +129,20 @@ def stage_select(n: int, k: int, d: int, budget: int, run_reference: bool) -> di
   out["jaxal_first_call_s"] = first
   out["jaxal_rss_before_MB"] = rss0
   out["jaxal_peak_rss_MB"] = _common.rss_mib()[1]
-  times = sorted(_common.once(lambda i=i: selection.kmeans_pp(jax.random.key(i), emb, budget))[0]
-                 for i in range(1, 6))
+  times = sorted(
+    _common.once(lambda i=i: selection.kmeans_pp(jax.random.key(i), emb, budget))[0]
+    for i in range(1, 6)
+  )
   out["jaxal_compiled_best_s"] = times[0]
   out["jaxal_compiled_median_s"] = times[len(times) // 2]
-  _, passes, proposals = kmeans_pp.kmeans_pp_exact(jax.random.key(0), emb, budget,
-                                                   jnp.zeros((n,), bool), "max_norm", 2048)
+  _, passes, proposals = kmeans_pp.kmeans_pp_exact(
+    jax.random.key(0), emb, budget, jnp.zeros((n,), bool), "max_norm", 2048
+  )
   out["jaxal_passes_over_pool"] = int(passes)
   out["jaxal_proposals"] = int(proposals)
-  compiled = kmeans_pp.kmeans_pp_exact.lower(jax.random.key(0), emb, budget, jnp.zeros((n,), bool),
-                                             "max_norm", 2048).compile()
+  compiled = kmeans_pp.kmeans_pp_exact.lower(
+    jax.random.key(0), emb, budget, jnp.zeros((n,), bool), "max_norm", 2048
+  ).compile()
   mem = compiled.memory_analysis()
   out["xla_temp_MB"] = mem.temp_size_in_bytes / 1e6 if mem is not None else float("nan")
   out["plain_read_GBps"] = plain_read_gbps(bytes_per_pass)
@@ -155,8 +169,12 @@ def stage_select(n: int, k: int, d: int, budget: int, run_reference: bool) -> di
 
 
 def run_stage(args: list[str]) -> dict:
-  proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--stage", *args],
-                        capture_output=True, text=True, check=False)
+  proc = subprocess.run(
+    [sys.executable, os.path.abspath(__file__), "--stage", *args],
+    capture_output=True,
+    text=True,
+    check=False,
+  )
   if proc.returncode != 0:
     raise RuntimeError(f"stage {args} failed:\n{proc.stdout}\n{proc.stderr}")
   return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -190,64 +208,64 @@ def main():
 
   p1, p2, p3 = part1, part2, part3
   lines = _common.header(f"BADGE selection benchmark{' (quick)' if args.quick else ''}", info) + [
-      "Both sides of every ratio ran in the same process, so the ratios depend on the load less "
-      "than the timings do.",
-      "",
-      f"## Part 1: N = {p1['N']:,}, d = {p1['d']}, K = {p1['K']}, budget {p1['budget']}",
-      "",
-      "| | time (s) |",
-      "| --- | ---: |",
-      f"| jaxal `kmeans_pp` on `GradEmbedding`, first call (compilation included) | {fmt(p1['jaxal_first_call_s'])} |",
-      f"| jaxal, compiled (median of 5 keys; best {fmt(p1['jaxal_compiled_best_s'])}) | {fmt(p1['jaxal_compiled_median_s'])} |",
-      f"| NumPy reference, dense {p1.get('dense_matrix_MB', 0):,.0f} MB matrix, one pass per centre (DISTIL's way) | {fmt(p1.get('numpy_reference_s', float('nan')), 1)} |",
-      "",
-      f"Ratio NumPy / jaxal: **{fmt(p1.get('ratio_numpy_over_jaxal_compiled', float('nan')), 0)}×** compiled, "
-      f"{fmt(p1.get('ratio_numpy_over_jaxal_first_call', float('nan')), 0)}× against the first call.",
-      "",
-      "Bandwidth: one pass over the factorised pool reads "
-      f"N·(K+d)·4 = {p1['bytes_per_pass_MB']:.1f} MB.",
-      "",
-      "| | GB/s |",
-      "| --- | ---: |",
-      f"| plain jitted `jnp.sum` over the same bytes (the memory-bandwidth floor) | {fmt(p1['plain_read_GBps'], 1)} |",
-      f"| jaxal, per-centre equivalent (budget × bytes per pass / time) | {fmt(p1['jaxal_per_centre_equivalent_GBps'], 1)} |",
-      f"| jaxal, bytes it actually read ({p1['jaxal_passes_over_pool']} passes) / time | {fmt(p1['jaxal_actual_read_GBps'], 1)} |",
-      "",
-      f"jaxal read the pool {p1['jaxal_passes_over_pool']} times for {p1['budget']} centres "
-      f"({p1['jaxal_proposals']} proposals, the rest rejected by the exact rejection step); "
-      "a one-pass-per-centre algorithm reads it once per centre. Peak RSS of the process during "
-      f"the first call: {p1['jaxal_peak_rss_MB']:.0f} MB (RSS just before it: "
-      f"{p1['jaxal_rss_before_MB']:.0f} MB, which includes the pool and the JAX runtime).",
-      "",
-      "Sanity (same algorithm): k-means potential Σ min D² of the selection, jaxal "
-      f"{p1['jaxal_potential']:.4g} vs NumPy {p1.get('numpy_potential', float('nan')):.4g} (different "
-      "random streams, so close but not equal); same max-norm first centre: "
-      f"{p1.get('reference_first_centre_equal')}.",
-      "",
-      f"## Part 2: N = {p2['N']:,}, K = {p2['K']}, d = {p2['d']}, budget {p2['budget']:,}",
-      "",
-      f"The dense matrix would be {p2['N'] * p2['K'] * p2['d'] * 4 / 1e9:.0f} GB; the factorised pool is "
-      f"{p2['bytes_per_pass_MB']:.0f} MB.",
-      "",
-      "| | |",
-      "| --- | ---: |",
-      f"| first call, compilation included (s) | {fmt(p2['jaxal_first_call_s'], 2)} |",
-      f"| compiled, median of 5 keys (s) | {fmt(p2['jaxal_compiled_median_s'], 2)} |",
-      f"| passes over the pool / proposals | {p2['jaxal_passes_over_pool']} / {p2['jaxal_proposals']} |",
-      f"| peak RSS of the process during the first call (MB) | {p2['jaxal_peak_rss_MB']:.0f} |",
-      f"| RSS just before it: the pool ({p2['bytes_per_pass_MB']:.0f} MB), the JAX runtime, freed buffers (MB) | {p2['jaxal_rss_before_MB']:.0f} |",
-      f"| per-centre equivalent GB/s (plain read: {p2['plain_read_GBps']:.1f} GB/s) | {p2['jaxal_per_centre_equivalent_GBps']:.1f} |",
-      f"| XLA temporaries of the compiled selection, beyond the pool (MB) | {p2['xla_temp_MB']:.1f} |",
-      "",
-      f"## Part 3: a pool of N = {p3['N']:,} (K = {p3['K']}, d = {p3['d']}), budget {p3['budget']}",
-      "",
-      f"Factorised pool {p3['bytes_per_pass_MB']:.0f} MB (dense: {p3['N'] * p3['K'] * p3['d'] * 4 / 1e9:.1f} GB). "
-      f"First call {p3['jaxal_first_call_s']:.2f} s, compiled {p3['jaxal_compiled_median_s']:.2f} s "
-      f"({p3['jaxal_passes_over_pool']} passes); XLA temporaries beyond the pool "
-      f"{p3['xla_temp_MB']:.1f} MB: memory stays O(N) floats plus a chunk.",
-      "",
-      f"XLA temporaries in part 1: {p1['xla_temp_MB']:.1f} MB.",
-      "",
+    "Both sides of every ratio ran in the same process, so the ratios depend on the load less "
+    "than the timings do.",
+    "",
+    f"## Part 1: N = {p1['N']:,}, d = {p1['d']}, K = {p1['K']}, budget {p1['budget']}",
+    "",
+    "| | time (s) |",
+    "| --- | ---: |",
+    f"| jaxal `kmeans_pp` on `GradEmbedding`, first call (compilation included) | {fmt(p1['jaxal_first_call_s'])} |",
+    f"| jaxal, compiled (median of 5 keys; best {fmt(p1['jaxal_compiled_best_s'])}) | {fmt(p1['jaxal_compiled_median_s'])} |",
+    f"| NumPy reference, dense {p1.get('dense_matrix_MB', 0):,.0f} MB matrix, one pass per centre (DISTIL's way) | {fmt(p1.get('numpy_reference_s', float('nan')), 1)} |",
+    "",
+    f"Ratio NumPy / jaxal: **{fmt(p1.get('ratio_numpy_over_jaxal_compiled', float('nan')), 0)}×** compiled, "
+    f"{fmt(p1.get('ratio_numpy_over_jaxal_first_call', float('nan')), 0)}× against the first call.",
+    "",
+    "Bandwidth: one pass over the factorised pool reads "
+    f"N·(K+d)·4 = {p1['bytes_per_pass_MB']:.1f} MB.",
+    "",
+    "| | GB/s |",
+    "| --- | ---: |",
+    f"| plain jitted `jnp.sum` over the same bytes (the memory-bandwidth floor) | {fmt(p1['plain_read_GBps'], 1)} |",
+    f"| jaxal, per-centre equivalent (budget × bytes per pass / time) | {fmt(p1['jaxal_per_centre_equivalent_GBps'], 1)} |",
+    f"| jaxal, bytes it actually read ({p1['jaxal_passes_over_pool']} passes) / time | {fmt(p1['jaxal_actual_read_GBps'], 1)} |",
+    "",
+    f"jaxal read the pool {p1['jaxal_passes_over_pool']} times for {p1['budget']} centres "
+    f"({p1['jaxal_proposals']} proposals, the rest rejected by the exact rejection step); "
+    "a one-pass-per-centre algorithm reads it once per centre. Peak RSS of the process during "
+    f"the first call: {p1['jaxal_peak_rss_MB']:.0f} MB (RSS just before it: "
+    f"{p1['jaxal_rss_before_MB']:.0f} MB, which includes the pool and the JAX runtime).",
+    "",
+    "Sanity (same algorithm): k-means potential Σ min D² of the selection, jaxal "
+    f"{p1['jaxal_potential']:.4g} vs NumPy {p1.get('numpy_potential', float('nan')):.4g} (different "
+    "random streams, so close but not equal); same max-norm first centre: "
+    f"{p1.get('reference_first_centre_equal')}.",
+    "",
+    f"## Part 2: N = {p2['N']:,}, K = {p2['K']}, d = {p2['d']}, budget {p2['budget']:,}",
+    "",
+    f"The dense matrix would be {p2['N'] * p2['K'] * p2['d'] * 4 / 1e9:.0f} GB; the factorised pool is "
+    f"{p2['bytes_per_pass_MB']:.0f} MB.",
+    "",
+    "| | |",
+    "| --- | ---: |",
+    f"| first call, compilation included (s) | {fmt(p2['jaxal_first_call_s'], 2)} |",
+    f"| compiled, median of 5 keys (s) | {fmt(p2['jaxal_compiled_median_s'], 2)} |",
+    f"| passes over the pool / proposals | {p2['jaxal_passes_over_pool']} / {p2['jaxal_proposals']} |",
+    f"| peak RSS of the process during the first call (MB) | {p2['jaxal_peak_rss_MB']:.0f} |",
+    f"| RSS just before it: the pool ({p2['bytes_per_pass_MB']:.0f} MB), the JAX runtime, freed buffers (MB) | {p2['jaxal_rss_before_MB']:.0f} |",
+    f"| per-centre equivalent GB/s (plain read: {p2['plain_read_GBps']:.1f} GB/s) | {p2['jaxal_per_centre_equivalent_GBps']:.1f} |",
+    f"| XLA temporaries of the compiled selection, beyond the pool (MB) | {p2['xla_temp_MB']:.1f} |",
+    "",
+    f"## Part 3: a pool of N = {p3['N']:,} (K = {p3['K']}, d = {p3['d']}), budget {p3['budget']}",
+    "",
+    f"Factorised pool {p3['bytes_per_pass_MB']:.0f} MB (dense: {p3['N'] * p3['K'] * p3['d'] * 4 / 1e9:.1f} GB). "
+    f"First call {p3['jaxal_first_call_s']:.2f} s, compiled {p3['jaxal_compiled_median_s']:.2f} s "
+    f"({p3['jaxal_passes_over_pool']} passes); XLA temporaries beyond the pool "
+    f"{p3['xla_temp_MB']:.1f} MB: memory stays O(N) floats plus a chunk.",
+    "",
+    f"XLA temporaries in part 1: {p1['xla_temp_MB']:.1f} MB.",
+    "",
   ]
   _common.write("badge", result, "\n".join(lines), quick=args.quick)
 

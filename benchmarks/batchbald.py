@@ -54,7 +54,7 @@ def np_batchbald(log_probs, k, m, rng, block=256):
       weight = configs.mean(0)  # q(y^m)
     scores = np.empty(n, np.float32)
     for start in range(0, n, block):
-      p = probs[:, start:start + block, :]
+      p = probs[:, start : start + block, :]
       joint = np.einsum("sj,scy->cjy", configs, p) / s  # p(config, y_c)
       with np.errstate(divide="ignore", invalid="ignore"):
         plogp = np.where(joint > 0, joint * np.log(joint), 0.0)
@@ -62,7 +62,7 @@ def np_batchbald(log_probs, k, m, rng, block=256):
         h = -plogp.sum((1, 2))
       else:
         h = -(plogp / weight[None, :, None]).sum((1, 2)) / configs.shape[1]
-      scores[start:start + block] = h - cond[start:start + block]
+      scores[start : start + block] = h - cond[start : start + block]
     scores[chosen] = -np.inf
     best = int(np.argmax(scores))
     chosen.append(best)
@@ -81,18 +81,32 @@ def main():
   if args.quick:
     grid_n, grid_k, ref_n, ref_k, repeats = (500, 1000), (4, 8), (500,), (4, 8), 1
   else:
-    grid_n, grid_k, ref_n, ref_k, repeats = (1000, 4000, 16000), (5, 10, 20), (1000, 4000), (5, 10), 2
+    grid_n, grid_k, ref_n, ref_k, repeats = (
+      (1000, 4000, 16000),
+      (5, 10, 20),
+      (1000, 4000),
+      (5, 10),
+      2,
+    )
   rows = []
   for n in grid_n:
     lp = jax.nn.log_softmax(2.0 * jax.random.normal(jax.random.key(n), (S, n, K)), -1)
     for k in grid_k:
       key = jax.random.key(k)
       first, best, _, idx = _common.first_and_best(
-          lambda: bayes.batchbald(key, lp, k, num_joint_samples=M), repeats)
-      row = {"N": n, "k": k, "jaxal_first_s": round(first, 3), "jaxal_s": round(best, 4),
-             "jaxal_ms_per_pick": round(1e3 * best / k, 2)}
+        lambda: bayes.batchbald(key, lp, k, num_joint_samples=M), repeats
+      )
+      row = {
+        "N": n,
+        "k": k,
+        "jaxal_first_s": round(first, 3),
+        "jaxal_s": round(best, 4),
+        "jaxal_ms_per_pick": round(1e3 * best / k, 2),
+      }
       if n in ref_n and k in ref_k:
-        ref_s, ref = _common.once(lambda: np_batchbald(np.asarray(lp), k, M, np.random.default_rng(0)))
+        ref_s, ref = _common.once(
+          lambda: np_batchbald(np.asarray(lp), k, M, np.random.default_rng(0))
+        )
         row["numpy_s"] = round(ref_s, 3)
         row["ratio_numpy_over_jaxal"] = round(row["numpy_s"] / best, 2)
         exact = min(k, 3)  # K=10, 512 configurations: picks 1-3 are exact
@@ -102,14 +116,18 @@ def main():
   meta["loadavg_at_end"] = _common.load_now()
   meta["setup"] = f"S={S} MC samples, K={K} classes, num_joint_samples=max_exact_configs={M}"
   lines = _common.header("BatchBALD: time against N and k", meta) + [
-      f"Setup: {meta['setup']}; random log-probabilities.", "",
-      "| N | k | jaxal first call (s) | jaxal compiled (s) | ms / pick | NumPy reference (s) "
-      "| reference / jaxal | exact picks agree |",
-      "|---:|---:|---:|---:|---:|---:|---:|:---:|"]
+    f"Setup: {meta['setup']}; random log-probabilities.",
+    "",
+    "| N | k | jaxal first call (s) | jaxal compiled (s) | ms / pick | NumPy reference (s) "
+    "| reference / jaxal | exact picks agree |",
+    "|---:|---:|---:|---:|---:|---:|---:|:---:|",
+  ]
   for r in rows:
-    lines.append(f"| {r['N']} | {r['k']} | {r['jaxal_first_s']} | {r['jaxal_s']} | "
-                 f"{r['jaxal_ms_per_pick']} | {r.get('numpy_s', '—')} | "
-                 f"{r.get('ratio_numpy_over_jaxal', '—')} | {r.get('exact_picks_agree', '—')} |")
+    lines.append(
+      f"| {r['N']} | {r['k']} | {r['jaxal_first_s']} | {r['jaxal_s']} | "
+      f"{r['jaxal_ms_per_pick']} | {r.get('numpy_s', '—')} | "
+      f"{r.get('ratio_numpy_over_jaxal', '—')} | {r.get('exact_picks_agree', '—')} |"
+    )
   _common.write("batchbald", {"meta": meta, "rows": rows}, "\n".join(lines), quick=args.quick)
 
 

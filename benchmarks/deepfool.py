@@ -53,7 +53,9 @@ def make_reference(model, params):
     w = jac - jac[label][None, :]
     fk = logits - logits[label]
     norm = jnp.sqrt(jnp.sum(w * w, -1))
-    pert = jnp.where((jnp.arange(logits.shape[0]) != label) & (norm > 0), jnp.abs(fk) / norm, jnp.inf)
+    pert = jnp.where(
+      (jnp.arange(logits.shape[0]) != label) & (norm > 0), jnp.abs(fk) / norm, jnp.inf
+    )
     j = jnp.argmin(pert)
     r_tot = r_tot + ((pert[j] + 1e-4) / norm[j] * w[j]).reshape(x0.shape)
     return r_tot, jnp.argmax(f(x0 + (1 + OVERSHOOT) * r_tot)) != label
@@ -68,7 +70,7 @@ def make_reference(model, params):
         r_tot, flipped_arr = step(x0, r_tot, label)
         flipped = bool(flipped_arr)  # host round trip per iteration
         it += 1
-      d = float(jnp.sum(((1 + OVERSHOOT) * r_tot)**2))
+      d = float(jnp.sum(((1 + OVERSHOOT) * r_tot) ** 2))
       out.append(d if flipped else np.inf)
     return np.array(out)
 
@@ -84,8 +86,11 @@ def bench(name, module, ds, ref_points, repeats):
   model, params = models.from_train_state(ts)
 
   def timed(batch_size):
-    run = lambda: adversarial.deepfool(model, params, x, max_iter=MAX_ITER, overshoot=OVERSHOOT,
-                                       batch_size=batch_size).distance
+    run = lambda: (
+      adversarial.deepfool(
+        model, params, x, max_iter=MAX_ITER, overshoot=OVERSHOOT, batch_size=batch_size
+      ).distance
+    )
     first, best, _, dist = _common.first_and_best(run, repeats)
     return first, best, dist
 
@@ -99,22 +104,34 @@ def bench(name, module, ds, ref_points, repeats):
   ours = np.asarray(dist[:ref_points])
   finite = np.isfinite(ref) & np.isfinite(ours)
   row = {
-      "model": name, "pool": int(len(x)),
-      "jaxal_first_s": round(first, 3), "jaxal_s": round(best, 4),
-      "jaxal_examples_per_s": round(len(x) / best, 1),
-      "reference_points": ref_points, "reference_s": round(ref_time, 3),
-      "reference_examples_per_s": round(ref_points / ref_time, 1),
-      "throughput_ratio": round((len(x) / best) / (ref_points / ref_time), 1),
-      "jaxal_s_batch16": round(best16, 4),
-      "throughput_ratio_batch16": round((len(x) / best16) / (ref_points / ref_time), 1),
-      "same_flips": bool(np.array_equal(np.isfinite(ref), np.isfinite(ours))),
-      "max_rel_diff": float(np.max(np.abs(ours[finite] - ref[finite]) / np.maximum(ref[finite], 1e-12)))
-      if finite.any() else None,
-      "mean_iterations": None,
-      "never_flipped": int(np.sum(~np.isfinite(np.asarray(dist)))),
+    "model": name,
+    "pool": int(len(x)),
+    "jaxal_first_s": round(first, 3),
+    "jaxal_s": round(best, 4),
+    "jaxal_examples_per_s": round(len(x) / best, 1),
+    "reference_points": ref_points,
+    "reference_s": round(ref_time, 3),
+    "reference_examples_per_s": round(ref_points / ref_time, 1),
+    "throughput_ratio": round((len(x) / best) / (ref_points / ref_time), 1),
+    "jaxal_s_batch16": round(best16, 4),
+    "throughput_ratio_batch16": round((len(x) / best16) / (ref_points / ref_time), 1),
+    "same_flips": bool(np.array_equal(np.isfinite(ref), np.isfinite(ours))),
+    "max_rel_diff": float(
+      np.max(np.abs(ours[finite] - ref[finite]) / np.maximum(ref[finite], 1e-12))
+    )
+    if finite.any()
+    else None,
+    "mean_iterations": None,
+    "never_flipped": int(np.sum(~np.isfinite(np.asarray(dist)))),
   }
-  row["mean_iterations"] = round(float(jnp.mean(adversarial.deepfool(
-      model, params, x, max_iter=MAX_ITER, overshoot=OVERSHOOT).num_iter)), 2)
+  row["mean_iterations"] = round(
+    float(
+      jnp.mean(
+        adversarial.deepfool(model, params, x, max_iter=MAX_ITER, overshoot=OVERSHOOT).num_iter
+      )
+    ),
+    2,
+  )
   print(row, flush=True)
   return row
 
@@ -137,18 +154,23 @@ def main():
     rows.append(bench("CNN(16, 32; dense 64)", models.CNN(num_classes=10), ds, ref_points, repeats))
   meta["loadavg_at_end"] = _common.load_now()
   meta["setup"] = f"max_iter={MAX_ITER}, overshoot={OVERSHOOT}, batch_size=256 (and 16)"
-  lines = _common.header("DeepFool throughput: vmapped while_loop vs one example at a time",
-                         meta) + [
-      f"Setup: {meta['setup']}; models trained 300 steps on 200 labeled digits.", "",
-      "| model | jaxal, 1,347 points (s) | jaxal examples/s | one-at-a-time examples/s "
-      "| throughput ratio | ratio at batch_size=16 | same flips | max rel. diff | mean iterations |",
-      "|---|---:|---:|---:|---:|---:|:---:|---:|---:|"]
+  lines = _common.header(
+    "DeepFool throughput: vmapped while_loop vs one example at a time", meta
+  ) + [
+    f"Setup: {meta['setup']}; models trained 300 steps on 200 labeled digits.",
+    "",
+    "| model | jaxal, 1,347 points (s) | jaxal examples/s | one-at-a-time examples/s "
+    "| throughput ratio | ratio at batch_size=16 | same flips | max rel. diff | mean iterations |",
+    "|---|---:|---:|---:|---:|---:|:---:|---:|---:|",
+  ]
   for r in rows:
-    lines.append(f"| {r['model']} | {r['jaxal_s']} (first call {r['jaxal_first_s']}) | "
-                 f"{r['jaxal_examples_per_s']} | {r['reference_examples_per_s']} "
-                 f"({r['reference_points']} points) | **{r['throughput_ratio']}×** | "
-                 f"{r['throughput_ratio_batch16']}× ({r['jaxal_s_batch16']} s) | "
-                 f"{r['same_flips']} | {_sci(r['max_rel_diff'])} | {r['mean_iterations']} |")
+    lines.append(
+      f"| {r['model']} | {r['jaxal_s']} (first call {r['jaxal_first_s']}) | "
+      f"{r['jaxal_examples_per_s']} | {r['reference_examples_per_s']} "
+      f"({r['reference_points']} points) | **{r['throughput_ratio']}×** | "
+      f"{r['throughput_ratio_batch16']}× ({r['jaxal_s_batch16']} s) | "
+      f"{r['same_flips']} | {_sci(r['max_rel_diff'])} | {r['mean_iterations']} |"
+    )
   _common.write("deepfool", {"meta": meta, "rows": rows}, "\n".join(lines), quick=args.quick)
 
 

@@ -49,16 +49,22 @@ def stage(label, fn, repeats=3):
   first, best, median, out = _common.first_and_best(fn, repeats=repeats)
   _, peak = _common.rss_mib()
   print(f"{label}: first {first:.3f}s best {best:.3f}s", flush=True)
-  return {"stage": label, "first_call_s": round(first, 3), "best_s": round(best, 3),
-          "median_s": round(median, 3), "peak_rss_over_start_MiB": round(peak - rss0, 1)}, out
+  return {
+    "stage": label,
+    "first_call_s": round(first, 3),
+    "best_s": round(best, 3),
+    "median_s": round(median, 3),
+    "peak_rss_over_start_MiB": round(peak - rss0, 1),
+  }, out
 
 
 def features(n, d, key):
   """Clustered features (like penultimate activations): 50 blobs, ReLU'd."""
   kc, ka, kn = jax.random.split(key, 3)
   centres = jax.random.normal(kc, (50, d), jnp.float32) * 3.0
-  return jax.nn.relu(centres[jax.random.randint(ka, (n,), 0, 50)]
-                     + jax.random.normal(kn, (n, d), jnp.float32))
+  return jax.nn.relu(
+    centres[jax.random.randint(ka, (n,), 0, 50)] + jax.random.normal(kn, (n, d), jnp.float32)
+  )
 
 
 def small(k):
@@ -74,8 +80,9 @@ def small(k):
   r["picks_equal_greedy"] = bool((np.asarray(lz.indices) == np.asarray(g.indices)).all())
   r["evaluations"] = int(lz.evaluations)
   rows.append(r)
-  r, st = stage(f"stochastic greedy k={k} eps=0.01",
-                lambda: sm.stochastic_greedy(jax.random.key(1), fn, k))
+  r, st = stage(
+    f"stochastic greedy k={k} eps=0.01", lambda: sm.stochastic_greedy(jax.random.key(1), fn, k)
+  )
   r["evaluations"] = int(st.evaluations)
   rows.append(r)
   rows[1]["evaluations"] = int(g.evaluations)
@@ -84,8 +91,13 @@ def small(k):
     row["value_vs_greedy"] = round(float(sm.value(fn, sel.indices)) / vg, 5)
   S = np.asarray(kernel)
   numpy_s, ref = _common.once(lambda: numpy_fl_greedy(S, k))
-  rows.append({"stage": f"NumPy greedy k={k} (reference)", "best_s": round(numpy_s, 3),
-               "picks_equal_greedy": bool((ref == np.asarray(g.indices)).all())})
+  rows.append(
+    {
+      "stage": f"NumPy greedy k={k} (reference)",
+      "best_s": round(numpy_s, 3),
+      "picks_equal_greedy": bool((ref == np.asarray(g.indices)).all()),
+    }
+  )
   for row in rows[1:4]:
     row["speedup_vs_numpy_greedy"] = round(numpy_s / row["best_s"], 1)
   return {"N": n, "d": d, "k": k, "rows": rows}
@@ -95,8 +107,11 @@ def big(k, num_neighbors):
   n, d = 50_000, 64
   x = _common.block(features(n, d, jax.random.key(2)))
   rows = []
-  r, kernel = stage(f"kNN cosine kernel [50000, {num_neighbors}]",
-                    lambda: sm.knn_kernel(x, num_neighbors), repeats=1)
+  r, kernel = stage(
+    f"kNN cosine kernel [50000, {num_neighbors}]",
+    lambda: sm.knn_kernel(x, num_neighbors),
+    repeats=1,
+  )
   rows.append(r)
   fn = sm.facility_location(kernel)
   r, g = stage(f"greedy k={k} (sparse kernel)", lambda: sm.greedy(fn, k))
@@ -106,8 +121,10 @@ def big(k, num_neighbors):
   r["evaluations"] = int(lz.evaluations)
   r["picks_equal_greedy"] = bool((np.asarray(lz.indices) == np.asarray(g.indices)).all())
   rows.append(r)
-  r, st = stage(f"stochastic greedy k={k} eps=0.01 (sparse kernel)",
-                lambda: sm.stochastic_greedy(jax.random.key(1), fn, k))
+  r, st = stage(
+    f"stochastic greedy k={k} eps=0.01 (sparse kernel)",
+    lambda: sm.stochastic_greedy(jax.random.key(1), fn, k),
+  )
   r["evaluations"] = int(st.evaluations)
   rows.append(r)
   vg = float(sm.value(fn, g.indices))
@@ -122,14 +139,29 @@ def big(k, num_neighbors):
     dense_value.append(float(jnp.sum(jnp.max((1 + xn @ xs.T) / 2, axis=1))))
   for row, v in zip(rows[1:], dense_value):
     row["dense_objective"] = round(v, 2)
-  return {"N": n, "d": d, "k": k, "num_neighbors": num_neighbors,
-          "dense_kernel_would_need_GB": round(n * n * 4 / 1e9, 1), "rows": rows}
+  return {
+    "N": n,
+    "d": d,
+    "k": k,
+    "num_neighbors": num_neighbors,
+    "dense_kernel_would_need_GB": round(n * n * 4 / 1e9, 1),
+    "rows": rows,
+  }
 
 
 def table(block):
-  cols = ["stage", "first_call_s", "best_s", "median_s", "evaluations", "value_vs_greedy",
-          "picks_equal_greedy", "speedup_vs_numpy_greedy", "dense_objective",
-          "peak_rss_over_start_MiB"]
+  cols = [
+    "stage",
+    "first_call_s",
+    "best_s",
+    "median_s",
+    "evaluations",
+    "value_vs_greedy",
+    "picks_equal_greedy",
+    "speedup_vs_numpy_greedy",
+    "dense_objective",
+    "peak_rss_over_start_MiB",
+  ]
   return _common.table(block["rows"], cols)
 
 
@@ -145,23 +177,33 @@ def main():
     blocks.append(big(args.k, args.num_neighbors))
   meta["loadavg_at_end"] = _common.load_now()
   md = _common.header("Facility-location maximisation benchmark", meta) + [
-        "Features: 50 Gaussian blobs in d=64, ReLU'd (like penultimate activations). Kernel: "
-        "cosine shifted to [0, 1]. `first_call_s` includes compilation; `best_s` / `median_s` "
-        "are later calls. `evaluations`: single-element marginal gains computed.", ""]
+    "Features: 50 Gaussian blobs in d=64, ReLU'd (like penultimate activations). Kernel: "
+    "cosine shifted to [0, 1]. `first_call_s` includes compilation; `best_s` / `median_s` "
+    "are later calls. `evaluations`: single-element marginal gains computed.",
+    "",
+  ]
   for b in blocks:
-    md.append(f"## N = {b['N']:,}, d = {b['d']}, k = {b['k']}"
-              + (f", {b['num_neighbors']} neighbours per row (a dense kernel would need "
-                 f"{b['dense_kernel_would_need_GB']} GB)" if "num_neighbors" in b else ""))
+    md.append(
+      f"## N = {b['N']:,}, d = {b['d']}, k = {b['k']}"
+      + (
+        f", {b['num_neighbors']} neighbours per row (a dense kernel would need "
+        f"{b['dense_kernel_would_need_GB']} GB)"
+        if "num_neighbors" in b
+        else ""
+      )
+    )
     md.append("")
     md.extend(table(b))
     md.append("")
   if len(blocks) > 1:
-    md.append("At N = 50,000 `value_vs_greedy` is on the sparsified objective; "
-              "`dense_objective` is the exact (dense-kernel) facility-location value of the same "
-              "picks. With a row-sparse kernel one candidate's gain reads its own row of "
-              "neighbours only, so greedy is O(N x neighbours) per step, lazy and stochastic "
-              "greedy O(neighbours) per evaluation; building the kNN kernel (O(N^2 d), in row "
-              "chunks) dominates.")
+    md.append(
+      "At N = 50,000 `value_vs_greedy` is on the sparsified objective; "
+      "`dense_objective` is the exact (dense-kernel) facility-location value of the same "
+      "picks. With a row-sparse kernel one candidate's gain reads its own row of "
+      "neighbours only, so greedy is O(N x neighbours) per step, lazy and stochastic "
+      "greedy O(neighbours) per evaluation; building the kNN kernel (O(N^2 d), in row "
+      "chunks) dominates."
+    )
     md.append("")
   _common.write("facility_location", {"meta": meta, "blocks": blocks}, "\n".join(md))
 

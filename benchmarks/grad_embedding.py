@@ -46,7 +46,6 @@ def stage(n: int, d: int, k: int, method: str) -> dict:
   from jaxal._src.embeddings import gradients as emb_lib
 
   class Net(nn.Module):
-
     @nn.compact
     def __call__(self, x, train: bool = False):
       f = nn.relu(nn.Dense(d, name="body")(x))
@@ -71,7 +70,6 @@ def stage(n: int, d: int, k: int, method: str) -> dict:
     def run():
       return embeddings.gradient_embedding(model, params, x)
   else:  # exact, streamed: the same per-batch vmap(grad) step, each batch discarded
-
     head = embeddings.resolve_head(model, params, x)
 
     def run():
@@ -88,13 +86,24 @@ def stage(n: int, d: int, k: int, method: str) -> dict:
   peak = _common.rss_mib()[1] - rss0
   nbytes = sum(v.nbytes for v in jax.tree.leaves(out))
   del keep
-  return {"N": n, "d": d, "K": k, "method": method, "backend": jax.default_backend(),
-          "accelerator": _common.accelerator(), "first_s": first, "time_s": second,
-          "peak_rss_over_start_MB": peak, "rss_before_MB": rss0, "output_MB": nbytes / 1e6}
+  return {
+    "N": n,
+    "d": d,
+    "K": k,
+    "method": method,
+    "backend": jax.default_backend(),
+    "accelerator": _common.accelerator(),
+    "first_s": first,
+    "time_s": second,
+    "peak_rss_over_start_MB": peak,
+    "rss_before_MB": rss0,
+    "output_MB": nbytes / 1e6,
+  }
 
 
 def _batches(x, batch_size):
   from jaxal._src import models as models_lib
+
   return models_lib.batches(x, batch_size)
 
 
@@ -121,8 +130,11 @@ def main():
         exact = "exact" if dense_gb <= args.max_dense_gb else "exact_streamed"
         for method in ("closed", exact):
           proc = subprocess.run(
-              [sys.executable, os.path.abspath(__file__), "--stage", str(n), str(d), str(k), method],
-              capture_output=True, text=True, check=False)
+            [sys.executable, os.path.abspath(__file__), "--stage", str(n), str(d), str(k), method],
+            capture_output=True,
+            text=True,
+            check=False,
+          )
           if proc.returncode != 0:
             row = {"N": n, "d": d, "K": k, "method": method, "error": proc.stderr.strip()[-300:]}
           else:
@@ -132,13 +144,27 @@ def main():
           print(row, flush=True)
   # What materialising alone costs here: allocating (first touch of) the largest dense
   # matrix that was materialised, in a fresh process.
-  biggest = max((r for r in rows if r.get("method") == "exact" and "error" not in r),
-                key=lambda r: r["dense_GB"], default=None)
+  biggest = max(
+    (r for r in rows if r.get("method") == "exact" and "error" not in r),
+    key=lambda r: r["dense_GB"],
+    default=None,
+  )
   alloc = None
   if biggest is not None:
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--stage", str(biggest["N"]),
-                           str(biggest["d"]), str(biggest["K"]), "alloc"],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+      [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--stage",
+        str(biggest["N"]),
+        str(biggest["d"]),
+        str(biggest["K"]),
+        "alloc",
+      ],
+      capture_output=True,
+      text=True,
+      check=False,
+    )
     if proc.returncode == 0:
       alloc = json.loads(proc.stdout.strip().splitlines()[-1])
       alloc["dense_GB"] = biggest["dense_GB"]
@@ -151,36 +177,39 @@ def main():
 
   by = {(r["N"], r["d"], r["K"], r["method"].split("_")[0]): r for r in rows}
   lines = _common.header(
-      f"Gradient embeddings: exact vmap(grad) vs closed form{' (quick)' if args.quick else ''}",
-      info) + [
-      "Both include the forward pass over the pool (batches of 256). Time: a compiled call "
-      "(the first call, with compilation, in parentheses). Memory: peak RSS during the call above "
-      "the RSS before it. \"streamed\": the exact matrix would exceed "
-      f"{args.max_dense_gb:g} GB, so each batch's gradients were computed and discarded.",
-      "",
-      "| N | d | K | dense K·(d+1) matrix | closed form: time (s) | peak MB | exact: time (s) | peak MB | exact / closed time |",
-      "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    f"Gradient embeddings: exact vmap(grad) vs closed form{' (quick)' if args.quick else ''}", info
+  ) + [
+    "Both include the forward pass over the pool (batches of 256). Time: a compiled call "
+    "(the first call, with compilation, in parentheses). Memory: peak RSS during the call above "
+    'the RSS before it. "streamed": the exact matrix would exceed '
+    f"{args.max_dense_gb:g} GB, so each batch's gradients were computed and discarded.",
+    "",
+    "| N | d | K | dense K·(d+1) matrix | closed form: time (s) | peak MB | exact: time (s) | peak MB | exact / closed time |",
+    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   ]
   for n in ns:
     for d in ds:
       for k in ks:
         c, e = by.get((n, d, k, "closed")), by.get((n, d, k, "exact"))
         if c is None or e is None or "error" in c or "error" in e:
-          lines.append(f"| {n:,} | {d} | {k} | | error: {(c or {}).get('error', '')} {(e or {}).get('error', '')} |")
+          lines.append(
+            f"| {n:,} | {d} | {k} | | error: {(c or {}).get('error', '')} {(e or {}).get('error', '')} |"
+          )
           continue
         tag = " (streamed)" if e["method"] == "exact_streamed" else ""
         lines.append(
-            f"| {n:,} | {d} | {k} | {c['dense_GB']:.2f} GB | {c['time_s']:.3f} ({c['first_s']:.2f}) | "
-            f"{c['peak_rss_over_start_MB']:.0f} | {e['time_s']:.3f} ({e['first_s']:.2f}){tag} | "
-            f"{e['peak_rss_over_start_MB']:.0f} | {e['time_s'] / c['time_s']:.1f}× |")
+          f"| {n:,} | {d} | {k} | {c['dense_GB']:.2f} GB | {c['time_s']:.3f} ({c['first_s']:.2f}) | "
+          f"{c['peak_rss_over_start_MB']:.0f} | {e['time_s']:.3f} ({e['first_s']:.2f}){tag} | "
+          f"{e['peak_rss_over_start_MB']:.0f} | {e['time_s'] / c['time_s']:.1f}× |"
+        )
   lines.append("")
   if alloc is not None:
     lines += [
-        f"For scale: in this VM, allocating and first touching a fresh {alloc['dense_GB']:.2f} GB "
-        f"buffer (`jnp.zeros` of the dense shape for N = {alloc['N']:,}, d = {alloc['d']}, "
-        f"K = {alloc['K']}) took {alloc['time_s']:.2f} s by itself (page faults): compare with the "
-        "exact time of that row. The streamed rows reuse one batch buffer and avoid it.",
-        "",
+      f"For scale: in this VM, allocating and first touching a fresh {alloc['dense_GB']:.2f} GB "
+      f"buffer (`jnp.zeros` of the dense shape for N = {alloc['N']:,}, d = {alloc['d']}, "
+      f"K = {alloc['K']}) took {alloc['time_s']:.2f} s by itself (page faults): compare with the "
+      "exact time of that row. The streamed rows reuse one batch buffer and avoid it.",
+      "",
     ]
   _common.write("grad_embedding", {"info": info, "rows": rows}, "\n".join(lines), quick=args.quick)
 

@@ -33,7 +33,7 @@ def numpy_k_center(x, k, labeled, first):
     lab = x[labeled]
     md = np.full(len(x), np.inf, np.float32)
     for s in range(0, len(lab), 1024):
-      c = lab[s:s + 1024]
+      c = lab[s : s + 1024]
       d = xn[:, None] + np.einsum("nd,nd->n", c, c)[None, :] - 2.0 * (x @ c.T)
       md = np.minimum(md, np.maximum(d, 0).min(1))
   else:
@@ -68,16 +68,26 @@ def run(n, d, k, num_labeled, key, with_numpy=True):
   if num_labeled:
     labeled = labeled.at[jax.random.choice(kl, n, (num_labeled,), replace=False)].set(True)
   x, labeled = _common.block((x, labeled))  # dispatch is async: finish before measuring memory
-  row = {"N": n, "d": d, "k": k, "labeled": num_labeled,
-         "bytes_per_pick_MB": round(n * d * 4 / 1e6, 1)}
+  row = {
+    "N": n,
+    "d": d,
+    "k": k,
+    "labeled": num_labeled,
+    "bytes_per_pick_MB": round(n * d * 4 / 1e6, 1),
+  }
   _common.reset_peak_rss()
   rss0, _ = _common.rss_mib()
   first, best, median, idx = _common.first_and_best(
-      lambda: selection.k_center_greedy(jax.random.key(1), x, k, labeled_mask=labeled),
-      repeats=3 if n > 100_000 else 5)
+    lambda: selection.k_center_greedy(jax.random.key(1), x, k, labeled_mask=labeled),
+    repeats=3 if n > 100_000 else 5,
+  )
   _, peak = _common.rss_mib()
-  row.update(first_call_s=round(first, 3), best_s=round(best, 3), median_s=round(median, 3),
-             peak_rss_over_start_MiB=round(peak - rss0, 1))
+  row.update(
+    first_call_s=round(first, 3),
+    best_s=round(best, 3),
+    median_s=round(median, 3),
+    peak_rss_over_start_MiB=round(peak - rss0, 1),
+  )
   init = jax.jit(lambda x, m: distances.min_sq_dist_masked(x, x, m)[0])
   _, init_best, _, _ = _common.first_and_best(lambda: init(x, labeled), repeats=2)
   row["labeled_distances_s"] = round(init_best, 3)
@@ -87,9 +97,11 @@ def run(n, d, k, num_labeled, key, with_numpy=True):
   _, mbest, _, _ = _common.first_and_best(lambda: matvec_floor(x, k), repeats=3)
   row.update(floor_read_s=round(fbest, 3), floor_matvec_s=round(mbest, 3))
   if not num_labeled:  # then best_s is the pick loop alone (no subtraction of noisy timings)
-    row.update(loop_vs_read_floor=round(best / fbest, 2),
-               loop_vs_matvec_floor=round(best / mbest, 2),
-               loop_GBps=round(n * d * 4 * k / best / 1e9, 1))
+    row.update(
+      loop_vs_read_floor=round(best / fbest, 2),
+      loop_vs_matvec_floor=round(best / mbest, 2),
+      loop_GBps=round(n * d * 4 * k / best / 1e9, 1),
+    )
   if with_numpy:
     xn = np.asarray(x)
     numpy_s, ref = _common.once(lambda: numpy_k_center(xn, k, np.asarray(labeled), int(idx[0])))
@@ -104,39 +116,64 @@ def main():
   parser.add_argument("--no-big", action="store_true", help="skip the N=10^6 run")
   args = parser.parse_args()
   meta = _common.machine()
-  rows = [run(20_000, 512, 500, 0, jax.random.key(0)),
-          run(20_000, 512, 500, 1_000, jax.random.key(0))]
+  rows = [
+    run(20_000, 512, 500, 0, jax.random.key(0)),
+    run(20_000, 512, 500, 1_000, jax.random.key(0)),
+  ]
   if not args.no_big:
     rows.append(run(1_000_000, 128, 100, 0, jax.random.key(2), with_numpy=False))
     rows.append(run(1_000_000, 128, 100, 1_000, jax.random.key(2), with_numpy=False))
   meta["loadavg_at_end"] = _common.load_now()
-  cols = ["N", "d", "k", "labeled", "first_call_s", "best_s", "median_s", "labeled_distances_s",
-          "floor_read_s", "floor_matvec_s", "loop_vs_read_floor", "loop_vs_matvec_floor",
-          "loop_GBps", "numpy_s",
-          "speedup_vs_numpy", "order_equal_to_numpy", "peak_rss_over_start_MiB", "xla_temp_MiB"]
-  md = _common.header("k-center greedy (Coreset) benchmark", meta) + [
-        "Random normal points; `labeled` points drawn at random (0 = empty labeled set: the "
-        "first pick is keyed). `first_call_s` includes tracing and compilation; `best_s` / "
-        "`median_s` are later calls. Floors: the same bytes read k times in one jitted "
-        "`fori_loop` (`read`: a fused reduction; `matvec`: the matrix-vector product a pick "
-        "does); `labeled_distances_s` is the first pass alone (nearest labeled point of every "
-        "point, a chunked matrix product, compute-bound), and the `loop_*` columns (rows with no "
-        "labeled point, where `best_s` is the pick loop alone) compare it with the floors. NumPy: the same algorithm "
-        "vectorised over N (float32 BLAS), also the order reference. Target (issue 4): N=20,000, d=512, k=500 under 1 s compiled and under 2 s "
-        "with compilation; DISTIL's loop takes 26-60 s on this machine (figure from the issue, "
-        "not re-measured: no PyTorch here).", ""] + _common.table(rows, cols)
+  cols = [
+    "N",
+    "d",
+    "k",
+    "labeled",
+    "first_call_s",
+    "best_s",
+    "median_s",
+    "labeled_distances_s",
+    "floor_read_s",
+    "floor_matvec_s",
+    "loop_vs_read_floor",
+    "loop_vs_matvec_floor",
+    "loop_GBps",
+    "numpy_s",
+    "speedup_vs_numpy",
+    "order_equal_to_numpy",
+    "peak_rss_over_start_MiB",
+    "xla_temp_MiB",
+  ]
+  md = (
+    _common.header("k-center greedy (Coreset) benchmark", meta)
+    + [
+      "Random normal points; `labeled` points drawn at random (0 = empty labeled set: the "
+      "first pick is keyed). `first_call_s` includes tracing and compilation; `best_s` / "
+      "`median_s` are later calls. Floors: the same bytes read k times in one jitted "
+      "`fori_loop` (`read`: a fused reduction; `matvec`: the matrix-vector product a pick "
+      "does); `labeled_distances_s` is the first pass alone (nearest labeled point of every "
+      "point, a chunked matrix product, compute-bound), and the `loop_*` columns (rows with no "
+      "labeled point, where `best_s` is the pick loop alone) compare it with the floors. NumPy: the same algorithm "
+      "vectorised over N (float32 BLAS), also the order reference. Target (issue 4): N=20,000, d=512, k=500 under 1 s compiled and under 2 s "
+      "with compilation; DISTIL's loop takes 26-60 s on this machine (figure from the issue, "
+      "not re-measured: no PyTorch here).",
+      "",
+    ]
+    + _common.table(rows, cols)
+  )
   md.append("")
   target = next(r for r in rows if r["N"] == 20_000)
   first = rows[0]  # the first call of the process: the only one that compiles
   md.append(
-      f"Targets at N=20,000, d=512, k=500: compiled {target['best_s']} s "
-      f"({'met' if target['best_s'] < 1 else 'missed'}: < 1 s), first call with compilation "
-      f"{first['first_call_s']} s ({'met' if first['first_call_s'] < 2 else 'missed'}: < 2 s). "
-      "The pick loop runs at the matrix-vector floor measured in the same process "
-      f"(loop / matvec floor = {target.get('loop_vs_matvec_floor')}); a vectorised NumPy loop is "
-      "bandwidth-bound too, so the ratio to NumPy is small, while DISTIL's per-pick "
-      "`torch.cdist` loop is 26-60 s. Under load the floor itself moves: compare columns "
-      "within a row, not across runs.")
+    f"Targets at N=20,000, d=512, k=500: compiled {target['best_s']} s "
+    f"({'met' if target['best_s'] < 1 else 'missed'}: < 1 s), first call with compilation "
+    f"{first['first_call_s']} s ({'met' if first['first_call_s'] < 2 else 'missed'}: < 2 s). "
+    "The pick loop runs at the matrix-vector floor measured in the same process "
+    f"(loop / matvec floor = {target.get('loop_vs_matvec_floor')}); a vectorised NumPy loop is "
+    "bandwidth-bound too, so the ratio to NumPy is small, while DISTIL's per-pick "
+    "`torch.cdist` loop is 26-60 s. Under load the floor itself moves: compare columns "
+    "within a row, not across runs."
+  )
   md.append("")
   _common.write("k_center", {"meta": meta, "rows": rows}, "\n".join(md))
 

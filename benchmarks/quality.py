@@ -52,13 +52,19 @@ def _csv(s: str) -> list[str]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  p = argparse.ArgumentParser(
+    description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+  )
   p.add_argument("--datasets", type=_csv, default=["mnist", "fashion_mnist"])
-  p.add_argument("--strategies", type=_csv, default=None,
-                 help="default: every registered strategy except --slow")
-  p.add_argument("--slow", type=_csv, default=list(SLOW),
-                 help="strategies run with --slow-seeds seeds in a second experiment")
+  p.add_argument(
+    "--strategies", type=_csv, default=None, help="default: every registered strategy except --slow"
+  )
+  p.add_argument(
+    "--slow",
+    type=_csv,
+    default=list(SLOW),
+    help="strategies run with --slow-seeds seeds in a second experiment",
+  )
   p.add_argument("--slow-seeds", type=int, default=1)
   p.add_argument("--seeds", type=int, default=3)
   p.add_argument("--rounds", type=int, default=10)
@@ -67,15 +73,28 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--pool-subsample", type=int, default=10000)
   p.add_argument("--steps", type=int, default=300)
   p.add_argument("--hidden", type=int, default=128)
-  p.add_argument("--data-dir", default=os.path.join(tempfile.gettempdir(), "jaxal-quality-tfds"),
-                 help="TFDS data_dir (prepared once per dataset)")
-  p.add_argument("--manual-dir", default=None,
-                 help="folder holding <dataset>_idx/ original files (default: $JAXAL_SHARED_DATA)")
-  p.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "jaxal-quality-runs"),
-                 help="experiment folders (checkpoints; resumable)")
+  p.add_argument(
+    "--data-dir",
+    default=os.path.join(tempfile.gettempdir(), "jaxal-quality-tfds"),
+    help="TFDS data_dir (prepared once per dataset)",
+  )
+  p.add_argument(
+    "--manual-dir",
+    default=None,
+    help="folder holding <dataset>_idx/ original files (default: $JAXAL_SHARED_DATA)",
+  )
+  p.add_argument(
+    "--work",
+    default=os.path.join(tempfile.gettempdir(), "jaxal-quality-runs"),
+    help="experiment folders (checkpoints; resumable)",
+  )
   p.add_argument("--results", default=RESULTS)
-  p.add_argument("--target", type=float, default=None,
-                 help="accuracy for 'labels to reach' (default: random's final mean accuracy)")
+  p.add_argument(
+    "--target",
+    type=float,
+    default=None,
+    help="accuracy for 'labels to reach' (default: random's final mean accuracy)",
+  )
   return p.parse_args(argv)
 
 
@@ -108,15 +127,24 @@ def paired_auc_table(merged: dict) -> str:
   """Markdown: AUC minus random's AUC on the same seed (same initial set), best first."""
   labels = merged["labels"]
   res = merged["results"]
-  auc = {k: np.array([experiment.area_under_curve(labels, a) for a in v["accuracy"]]) for k, v in res.items()}
+  auc = {
+    k: np.array([experiment.area_under_curve(labels, a) for a in v["accuracy"]])
+    for k, v in res.items()
+  }
   rows = []
   for name, a in auc.items():
     if name == "random":
       continue
-    d = a - auc["random"][:len(a)]
+    d = a - auc["random"][: len(a)]
     rows.append((float(d.mean()), name, len(a), float(d.min()), float(d.max())))
-  lines = ["| strategy | seeds | ΔAUC vs random (mean) | min, max over seeds |", "|---|---:|---:|---:|"]
-  lines += [f"| {n} | {k} | {m:+.4f} | {lo:+.4f}, {hi:+.4f} |" for m, n, k, lo, hi in sorted(rows, reverse=True)]
+  lines = [
+    "| strategy | seeds | ΔAUC vs random (mean) | min, max over seeds |",
+    "|---|---:|---:|---:|",
+  ]
+  lines += [
+    f"| {n} | {k} | {m:+.4f} | {lo:+.4f}, {hi:+.4f} |"
+    for m, n, k, lo, hi in sorted(rows, reverse=True)
+  ]
   return "\n".join(lines)
 
 
@@ -141,21 +169,35 @@ def main(argv=None) -> None:
   else:
     fast = [s for s in args.strategies if s not in slow]
   manual_root = args.manual_dir or os.environ.get("JAXAL_SHARED_DATA")
-  log(f"datasets {args.datasets}; {len(fast)} strategies x {args.seeds} seeds: {fast}; "
-      f"slow ({args.slow_seeds} seed): {slow}; load {load0}")
-  base = experiment.Config(strategies=tuple(fast), rounds=args.rounds, budget=args.budget,
-                           initial=args.initial, seeds=args.seeds, hidden=args.hidden,
-                           num_steps=args.steps, pool_subsample=args.pool_subsample)
+  log(
+    f"datasets {args.datasets}; {len(fast)} strategies x {args.seeds} seeds: {fast}; "
+    f"slow ({args.slow_seeds} seed): {slow}; load {load0}"
+  )
+  base = experiment.Config(
+    strategies=tuple(fast),
+    rounds=args.rounds,
+    budget=args.budget,
+    initial=args.initial,
+    seeds=args.seeds,
+    hidden=args.hidden,
+    num_steps=args.steps,
+    pool_subsample=args.pool_subsample,
+  )
   groups = [("main", base)]
   if slow:
-    groups.append(("slow", dataclasses.replace(base, strategies=tuple(slow), seeds=args.slow_seeds)))
+    groups.append(
+      ("slow", dataclasses.replace(base, strategies=tuple(slow), seeds=args.slow_seeds))
+    )
   payloads: dict[str, list[dict]] = {d: [] for d in args.datasets}
   # Every dataset's main group first, then the slow groups.
   for group, cfg0 in groups:
     for dataset in args.datasets:
       cfg = dataclasses.replace(cfg0, dataset=dataset)
-      manual = (os.path.join(manual_root, SHARED_FOLDERS[dataset])
-                if manual_root and dataset in SHARED_FOLDERS else None)
+      manual = (
+        os.path.join(manual_root, SHARED_FOLDERS[dataset])
+        if manual_root and dataset in SHARED_FOLDERS
+        else None
+      )
       out = os.path.join(args.work, f"{dataset}_{group}")
       t_group = time.time()
 
@@ -164,9 +206,17 @@ def main(argv=None) -> None:
           log(f"{cfg.dataset} {name} seed {seed} done ({time.time() - t_group:.0f} s into {group})")
 
       log(f"{dataset} {group}: {len(cfg.strategies)} strategies x {cfg.seeds} seeds -> {out}")
-      payloads[dataset].append(experiment.run(
-          cfg, out, data_dir=os.path.join(args.data_dir, dataset), manual_dir=manual,
-          progress=False, log=log, on_round=on_round))
+      payloads[dataset].append(
+        experiment.run(
+          cfg,
+          out,
+          data_dir=os.path.join(args.data_dir, dataset),
+          manual_dir=manual,
+          progress=False,
+          log=log,
+          on_round=on_round,
+        )
+      )
   wall = time.time() - t0
   info["loadavg_at_end"] = _common.load_now()
   if manual_root:
@@ -187,11 +237,19 @@ def main(argv=None) -> None:
     cfg = experiment.Config.from_dict(merged["config"])
     key = {k: v for k, v in merged["summary"].items() if k in KEY}
     experiment.plot_curves(cfg, key, os.path.join(folder, "curves_key.png"))
-    experiment.plot_curves(cfg, key, os.path.join(folder, "curves_key_vs_random.png"), relative_to="random")
+    experiment.plot_curves(
+      cfg, key, os.path.join(folder, "curves_key_vs_random.png"), relative_to="random"
+    )
     md = md.replace("# ", "## ", 1).replace("\n## ", "\n### ")
-    sections.append(md + "\n### Area under the curve against random, paired by seed\n\n"
-                    + paired_auc_table(merged) + "\n")
-  header = "\n".join(_common.header("Strategy quality on MNIST and Fashion-MNIST", info)) + f"""
+    sections.append(
+      md
+      + "\n### Area under the curve against random, paired by seed\n\n"
+      + paired_auc_table(merged)
+      + "\n"
+    )
+  header = (
+    "\n".join(_common.header("Strategy quality on MNIST and Fashion-MNIST", info))
+    + f"""
 Compute (training and acquisition, summed over every round of every run): {compute:.1f} min;
 wall time of this invocation {wall / 60:.1f} min (runs already complete in --work are reused,
 not recomputed).
@@ -204,8 +262,11 @@ drawn once (the same for every strategy and seed); test: the full 10,000-image t
 Per-round curves, AUC and labels needed to reach a target accuracy; "saved vs random" is the
 number of labels random needs minus the strategy's (positive = fewer labels).
 """
+  )
   reading = _common.kept_section("quality", "## Reading", args.results)  # written by hand: kept
-  _common.write("quality", None, header + reading + "\n" + "\n\n".join(sections), results=args.results)
+  _common.write(
+    "quality", None, header + reading + "\n" + "\n\n".join(sections), results=args.results
+  )
   log(f"wrote {os.path.join(args.results, 'quality.md')} in {wall / 60:.1f} min")
 
 

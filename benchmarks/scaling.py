@@ -46,17 +46,33 @@ def scaling(sizes, d, k, badge_k, badge_classes, badge_dim):
     # _time calls the lambda at once, before `del x`.
     kc_first, kc = _time(lambda: selection.k_center_greedy(None, x, k, labeled_mask=mask))  # noqa: F821
     del x
-    emb = GradEmbedding(jax.random.normal(jax.random.key(1), (n, badge_classes)) * 0.1,
-                        jax.random.normal(jax.random.key(2), (n, badge_dim)))
-    bd_first, bd = _time(lambda: selection.kmeans_pp(jax.random.key(0), emb, badge_k, labeled_mask=mask))
-    mc_first, mc = _time(lambda: selection.kmeans_pp(jax.random.key(0), emb, badge_k, labeled_mask=mask,
-                                                     method="mcmc"))
-    rows.append(dict(n=n, kcenter_s=kc, kcenter_first_s=kc_first, badge_s=bd, badge_first_s=bd_first,
-                     mcmc_s=mc, mcmc_first_s=mc_first))
+    emb = GradEmbedding(
+      jax.random.normal(jax.random.key(1), (n, badge_classes)) * 0.1,
+      jax.random.normal(jax.random.key(2), (n, badge_dim)),
+    )
+    bd_first, bd = _time(
+      lambda: selection.kmeans_pp(jax.random.key(0), emb, badge_k, labeled_mask=mask)
+    )
+    mc_first, mc = _time(
+      lambda: selection.kmeans_pp(jax.random.key(0), emb, badge_k, labeled_mask=mask, method="mcmc")
+    )
+    rows.append(
+      dict(
+        n=n,
+        kcenter_s=kc,
+        kcenter_first_s=kc_first,
+        badge_s=bd,
+        badge_first_s=bd_first,
+        mcmc_s=mc,
+        mcmc_first_s=mc_first,
+      )
+    )
     print(rows[-1], flush=True)
   logn = np.log([r["n"] for r in rows])
-  exps = {name: float(np.polyfit(logn, np.log([r[name] for r in rows]), 1)[0])
-          for name in ("kcenter_s", "badge_s", "mcmc_s")}
+  exps = {
+    name: float(np.polyfit(logn, np.log([r[name] for r in rows]), 1)[0])
+    for name in ("kcenter_s", "badge_s", "mcmc_s")
+  }
   return rows, exps
 
 
@@ -77,12 +93,21 @@ def sharded(n, d, k):
   xs, us, ms = put(x), put(u), put(mask)
   out = {}
   for name, one, many in [
-      ("k_center_greedy", lambda: selection.k_center_greedy(None, x, k, labeled_mask=mask),
-       lambda: selection.k_center_greedy(None, xs, k, labeled_mask=ms)),
-      ("kmeans_pp", lambda: selection.kmeans_pp(jax.random.key(0), x, k, labeled_mask=mask),
-       lambda: selection.kmeans_pp(jax.random.key(0), xs, k, labeled_mask=ms)),
-      ("top_k", lambda: selection.top_k(u, k, labeled_mask=mask),
-       lambda: selection.top_k(us, k, labeled_mask=ms)),
+    (
+      "k_center_greedy",
+      lambda: selection.k_center_greedy(None, x, k, labeled_mask=mask),
+      lambda: selection.k_center_greedy(None, xs, k, labeled_mask=ms),
+    ),
+    (
+      "kmeans_pp",
+      lambda: selection.kmeans_pp(jax.random.key(0), x, k, labeled_mask=mask),
+      lambda: selection.kmeans_pp(jax.random.key(0), xs, k, labeled_mask=ms),
+    ),
+    (
+      "top_k",
+      lambda: selection.top_k(u, k, labeled_mask=mask),
+      lambda: selection.top_k(us, k, labeled_mask=ms),
+    ),
   ]:
     a, b = one(), many()
     same = bool(np.array_equal(np.asarray(a), np.asarray(b)))
@@ -117,30 +142,39 @@ def main():
     n = 200_000
     res = sharded(n, args.d, args.k)
     md = _common.header(f"Sharded selection: {jax.device_count()} devices against one", info) + [
-          f"Pool N = {n:,}, d = {args.d}, k = {args.k}; simulated CPU devices share the same 2 cores, so "
-          "this measures the overhead of running sharded, not a speed-up.\n",
-          "| function | one device first / best (s) | sharded first / best (s) | same indices |",
-          "|---|---:|---:|---|"]
+      f"Pool N = {n:,}, d = {args.d}, k = {args.k}; simulated CPU devices share the same 2 cores, so "
+      "this measures the overhead of running sharded, not a speed-up.\n",
+      "| function | one device first / best (s) | sharded first / best (s) | same indices |",
+      "|---|---:|---:|---|",
+    ]
     for name, r in res.items():
-      md.append(f"| {name} | {r['one_device'][0]:.3f} / {r['one_device'][1]:.3f} | "
-                f"{r['sharded'][0]:.3f} / {r['sharded'][1]:.3f} | {r['same_indices']} |")
+      md.append(
+        f"| {name} | {r['one_device'][0]:.3f} / {r['one_device'][1]:.3f} | "
+        f"{r['sharded'][0]:.3f} / {r['sharded'][1]:.3f} | {r['same_indices']} |"
+      )
     _common.write("sharded", dict(info, results=res), "\n".join(md) + "\n")
     return
 
   sizes = [int(s) for s in args.sizes.split(",")]
   rows, exps = scaling(sizes, args.d, args.k, badge_k=args.k, badge_classes=10, badge_dim=args.d)
   md = _common.header("Scaling with the pool size N", info) + [
-        f"k-center greedy on dense [N, {args.d}] (100 labeled), k = {args.k}; BADGE-style k-means++ on a "
-        f"factorised GradEmbedding (K = 10, d = {args.d}), k = {args.k}, exact and AFK-MC² "
-        "(`method=\"mcmc\"`, chain 200). Best of 3 compiled calls; first call includes compilation.\n",
-        "| N | k-center (s) | k-means++ exact (s) | k-means++ AFK-MC² (s) | AFK-MC² speed-up |",
-        "|---:|---:|---:|---:|---:|"]
+    f"k-center greedy on dense [N, {args.d}] (100 labeled), k = {args.k}; BADGE-style k-means++ on a "
+    f"factorised GradEmbedding (K = 10, d = {args.d}), k = {args.k}, exact and AFK-MC² "
+    '(`method="mcmc"`, chain 200). Best of 3 compiled calls; first call includes compilation.\n',
+    "| N | k-center (s) | k-means++ exact (s) | k-means++ AFK-MC² (s) | AFK-MC² speed-up |",
+    "|---:|---:|---:|---:|---:|",
+  ]
   for r in rows:
-    md.append(f"| {r['n']:,} | {r['kcenter_s']:.3f} | {r['badge_s']:.3f} | {r['mcmc_s']:.3f} | "
-              f"{r['badge_s'] / r['mcmc_s']:.1f}× |")
+    md.append(
+      f"| {r['n']:,} | {r['kcenter_s']:.3f} | {r['badge_s']:.3f} | {r['mcmc_s']:.3f} | "
+      f"{r['badge_s'] / r['mcmc_s']:.1f}× |"
+    )
   md.append("")
-  md.append("Scaling exponents (slope of log time against log N): " + ", ".join(
-      f"{name.replace('_s', '')} {e:.2f}" for name, e in exps.items()) + ".")
+  md.append(
+    "Scaling exponents (slope of log time against log N): "
+    + ", ".join(f"{name.replace('_s', '')} {e:.2f}" for name, e in exps.items())
+    + "."
+  )
   _common.write("scaling", dict(info, rows=rows, exponents=exps), "\n".join(md) + "\n")
 
 

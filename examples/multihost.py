@@ -68,10 +68,12 @@ def main(argv=None):
 
   mesh = jax.make_mesh((jax.device_count(),), ("pool",))
   n, d, k = args.n, args.d, args.k
-  x = jax.make_array_from_callback((n, d), NamedSharding(mesh, P("pool", None)),
-                                   lambda idx: pool_rows(n, d, idx[0]))
-  labeled = jax.make_array_from_callback((n,), NamedSharding(mesh, P("pool")),
-                                         lambda idx: np.arange(n)[idx[0]] < 8)
+  x = jax.make_array_from_callback(
+    (n, d), NamedSharding(mesh, P("pool", None)), lambda idx: pool_rows(n, d, idx[0])
+  )
+  labeled = jax.make_array_from_callback(
+    (n,), NamedSharding(mesh, P("pool")), lambda idx: np.arange(n)[idx[0]] < 8
+  )
   logits = x[:, :10]  # stand-in logits, sharded like the pool
 
   t = time.perf_counter()
@@ -80,11 +82,20 @@ def main(argv=None):
   rand = selection.random(jax.random.key(0), n, k, labeled_mask=labeled)
   out = jax.block_until_ready((top, kcenter, rand))
   seconds = time.perf_counter() - t
-  print(json.dumps({
-      "process": jax.process_index(), "processes": jax.process_count(), "devices": jax.device_count(),
-      "entropy_top_k": np.asarray(out[0]).tolist(), "k_center_greedy": np.asarray(out[1]).tolist(),
-      "random": np.asarray(out[2]).tolist(), "seconds": round(seconds, 3),
-  }), flush=True)
+  print(
+    json.dumps(
+      {
+        "process": jax.process_index(),
+        "processes": jax.process_count(),
+        "devices": jax.device_count(),
+        "entropy_top_k": np.asarray(out[0]).tolist(),
+        "k_center_greedy": np.asarray(out[1]).tolist(),
+        "random": np.asarray(out[2]).tolist(),
+        "seconds": round(seconds, 3),
+      }
+    ),
+    flush=True,
+  )
 
 
 if __name__ == "__main__":

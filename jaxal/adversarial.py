@@ -5,7 +5,7 @@ from jaxal._src.adversarial import bim
 from jaxal._src.adversarial import deepfool
 
 __all__ = (
-    "Attack",
-    "bim",
-    "deepfool",
+  "Attack",
+  "bim",
+  "deepfool",
 )

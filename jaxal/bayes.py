@@ -5,7 +5,7 @@ from jaxal._src.bayes import batchbald
 from jaxal._src.bayes import stochastic_batch
 
 __all__ = (
-    "MODES",
-    "batchbald",
-    "stochastic_batch",
+  "MODES",
+  "batchbald",
+  "stochastic_batch",
 )

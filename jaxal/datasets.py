@@ -8,10 +8,10 @@ from jaxal._src.data import load_digits
 from jaxal._src.data import names
 
 __all__ = (
-    "Dataset",
-    "DatasetUnavailableError",
-    "load",
-    "load_dataset",
-    "load_digits",
-    "names",
+  "Dataset",
+  "DatasetUnavailableError",
+  "load",
+  "load_dataset",
+  "load_digits",
+  "names",
 )

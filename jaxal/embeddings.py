@@ -6,8 +6,8 @@ from jaxal._src.embeddings.gradients import gradient_embedding
 from jaxal._src.embeddings.gradients import resolve_head
 
 __all__ = (
-    "GradEmbedding",
-    "closed_form_gradient_embedding",
-    "gradient_embedding",
-    "resolve_head",
+  "GradEmbedding",
+  "closed_form_gradient_embedding",
+  "gradient_embedding",
+  "resolve_head",
 )

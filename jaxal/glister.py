@@ -5,7 +5,7 @@ from jaxal._src.glister import Validation
 from jaxal._src.glister import glister
 
 __all__ = (
-    "REGULARIZERS",
-    "Validation",
-    "glister",
+  "REGULARIZERS",
+  "Validation",
+  "glister",
 )

@@ -17,16 +17,16 @@ from jaxal._src.networks import CNN
 from jaxal._src.networks import MLP
 
 __all__ = (
-    "CNN",
-    "MLP",
-    "Model",
-    "Predictions",
-    "apply",
-    "from_apply_fn",
-    "from_linen",
-    "from_nnx",
-    "from_train_state",
-    "init_params",
-    "predict",
-    "predict_mc",
+  "CNN",
+  "MLP",
+  "Model",
+  "Predictions",
+  "apply",
+  "from_apply_fn",
+  "from_linen",
+  "from_nnx",
+  "from_train_state",
+  "init_params",
+  "predict",
+  "predict_mc",
 )

@@ -10,6 +10,6 @@ from jaxal._src.networks import CNN
 from jaxal._src.networks import MLP
 
 __all__ = (
-    "CNN",
-    "MLP",
+  "CNN",
+  "MLP",
 )

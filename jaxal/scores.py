@@ -12,14 +12,14 @@ from jaxal._src.scores import ratio
 from jaxal._src.scores import variation_ratio
 
 __all__ = (
-    "bald",
-    "entropy",
-    "least_confidence",
-    "log_probs",
-    "margin",
-    "mc_mean",
-    "mean_log_probs",
-    "mean_std",
-    "ratio",
-    "variation_ratio",
+  "bald",
+  "entropy",
+  "least_confidence",
+  "log_probs",
+  "margin",
+  "mc_mean",
+  "mean_log_probs",
+  "mean_std",
+  "ratio",
+  "variation_ratio",
 )

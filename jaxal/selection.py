@@ -9,11 +9,11 @@ from jaxal._src.selection.random import random
 from jaxal._src.selection.top_k import top_k
 
 __all__ = (
-    "KMeansResult",
-    "k_center_greedy",
-    "kmeans",
-    "kmeans_pp",
-    "kmeans_sampling",
-    "random",
-    "top_k",
+  "KMeansResult",
+  "k_center_greedy",
+  "kmeans",
+  "kmeans_pp",
+  "kmeans_sampling",
+  "random",
+  "top_k",
 )

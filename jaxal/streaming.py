@@ -7,9 +7,9 @@ from jaxal._src.streaming import kmeans_pp
 from jaxal._src.streaming import top_k
 
 __all__ = (
-    "check_pool",
-    "chunks",
-    "k_center_greedy",
-    "kmeans_pp",
-    "top_k",
+  "check_pool",
+  "chunks",
+  "k_center_greedy",
+  "kmeans_pp",
+  "top_k",
 )

@@ -62,6 +62,7 @@ def check_invariants(idx, n, k, labeled, msg=None):
 
 class Trained(NamedTuple):
   """A small MLP trained on 15 labels of a 90-digit pool (the ``trained_digits`` fixture)."""
+
   state: Any  # loop.ALState: 15 labeled, round 0
   model: Any
   params: Any
@@ -114,7 +115,6 @@ def count_traces():
   pattern = re.compile(r"Compiling jit\(([\w.<>]+)\)")
 
   class Handler(logging.Handler):
-
     def emit(self, record):
       m = pattern.search(record.getMessage())
       if m:

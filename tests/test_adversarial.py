@@ -21,8 +21,10 @@ def linear_apply(params, x, dropout_key=None):
 
 def constant_apply(params, x, dropout_key=None):
   del dropout_key
-  return jnp.broadcast_to(params["b"][None, :], (x.shape[0], params["b"].shape[0])) + 0.0 * x.reshape(
-      x.shape[0], -1)[:, :1]
+  return (
+    jnp.broadcast_to(params["b"][None, :], (x.shape[0], params["b"].shape[0]))
+    + 0.0 * x.reshape(x.shape[0], -1)[:, :1]
+  )
 
 
 LINEAR = models.from_apply_fn(linear_apply)
@@ -31,7 +33,10 @@ LINEAR = models.from_apply_fn(linear_apply)
 def linear_problem(seed, shape, num_classes=4, n=11):
   k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
   dim = int(np.prod(shape))
-  params = {"w": jax.random.normal(k1, (dim, num_classes)), "b": jax.random.normal(k2, (num_classes,))}
+  params = {
+    "w": jax.random.normal(k1, (dim, num_classes)),
+    "b": jax.random.normal(k2, (num_classes,)),
+  }
   return params, jax.random.normal(k3, (n, *shape))
 
 
@@ -51,9 +56,12 @@ def ref_linear_distance(params, x, overshoot):
   out = []
   for i in range(len(x)):
     y = f[i].argmax()
-    d = min(abs(f[i, k] - f[i, y]) / np.linalg.norm(w[:, k] - w[:, y])
-            for k in range(w.shape[1]) if k != y)
-    out.append(((1 + overshoot) * (d + 1e-4))**2)
+    d = min(
+      abs(f[i, k] - f[i, y]) / np.linalg.norm(w[:, k] - w[:, y])
+      for k in range(w.shape[1])
+      if k != y
+    )
+    out.append(((1 + overshoot) * (d + 1e-4)) ** 2)
   return np.array(out)
 
 
@@ -61,7 +69,9 @@ def ref_linear_distance(params, x, overshoot):
 def test_deepfool_linear_closed_form(shape, overshoot):
   params, x = linear_problem(0, shape)
   res = adversarial.deepfool(LINEAR, params, x, overshoot=overshoot, batch_size=4)
-  np.testing.assert_allclose(res.distance, ref_linear_distance(params, x, overshoot), rtol=1e-4, atol=1e-7)
+  np.testing.assert_allclose(
+    res.distance, ref_linear_distance(params, x, overshoot), rtol=1e-4, atol=1e-7
+  )
   assert res.flipped.all() and (res.num_iter == 1).all()
   assert res.perturbation.shape == x.shape
   before = linear_apply(params, x).argmax(1)
@@ -85,7 +95,9 @@ def test_deepfool_flips_an_mlp_and_batching_does_not_matter(mlp):
   assert a.flipped.all()
   logits = lambda z: models.apply(model, params, z)[0]
   assert (logits(x).argmax(1) != logits(x + a.perturbation).argmax(1)).all()
-  np.testing.assert_allclose(a.distance, jnp.sum(a.perturbation.reshape(13, -1)**2, -1), rtol=1e-5)
+  np.testing.assert_allclose(
+    a.distance, jnp.sum(a.perturbation.reshape(13, -1) ** 2, -1), rtol=1e-5
+  )
 
 
 def test_bim_flips_the_prediction(mlp):
@@ -117,8 +129,10 @@ def test_never_flipped_points_get_infinite_distance():
   params = {"b": jnp.array([0.0, 1.0, -1.0])}
   model = models.from_apply_fn(constant_apply)  # zero gradient: nothing can flip it
   x = jnp.ones((4, 3))
-  for res in (adversarial.deepfool(model, params, x, max_iter=5),
-              adversarial.bim(model, params, x, max_iter=5)):
+  for res in (
+    adversarial.deepfool(model, params, x, max_iter=5),
+    adversarial.bim(model, params, x, max_iter=5),
+  ):
     assert np.isinf(np.asarray(res.distance)).all() and not res.flipped.any()
     assert np.isfinite(np.asarray(res.perturbation)).all()
   params, x = linear_problem(2, (6,))
@@ -155,12 +169,14 @@ def test_bad_input():
 def test_numpy_numbers_accepted_bools_refused():
   params, x = linear_problem(5, (6,), n=9)
   want = adversarial.deepfool(LINEAR, params, x, max_iter=5, batch_size=4)
-  got = adversarial.deepfool(LINEAR, params, x, max_iter=np.int64(5), batch_size=np.int32(4),
-                             overshoot=np.float32(0.02))
+  got = adversarial.deepfool(
+    LINEAR, params, x, max_iter=np.int64(5), batch_size=np.int32(4), overshoot=np.float32(0.02)
+  )
   np.testing.assert_array_equal(got.distance, want.distance)
   want = adversarial.bim(LINEAR, params, x, max_iter=7, batch_size=4)
-  got = adversarial.bim(LINEAR, params, x, max_iter=np.int16(7), batch_size=np.int64(4),
-                        step=np.float64(0.05))
+  got = adversarial.bim(
+    LINEAR, params, x, max_iter=np.int16(7), batch_size=np.int64(4), step=np.float64(0.05)
+  )
   np.testing.assert_array_equal(got.distance, want.distance)
   with pytest.raises(TypeError, match="batch_size must be a positive int, got True of type bool"):
     adversarial.deepfool(LINEAR, params, x, batch_size=True)

@@ -78,8 +78,11 @@ def test_batchbald_exact_matches_brute_force_greedy(seed):
   np.testing.assert_array_equal(idx, ref_idx)
   np.testing.assert_allclose(mi, ref_mi, rtol=1e-5, atol=1e-5)
   np.testing.assert_array_equal(
-      bayes.batchbald(jax.random.key(0), lp, 4, labeled_mask=jnp.asarray(labeled),
-                      num_joint_samples=64), ref_idx)
+    bayes.batchbald(
+      jax.random.key(0), lp, 4, labeled_mask=jnp.asarray(labeled), num_joint_samples=64
+    ),
+    ref_idx,
+  )
 
 
 def test_batchbald_sampled_estimate_is_close_to_brute_force():
@@ -88,7 +91,7 @@ def test_batchbald_sampled_estimate_is_close_to_brute_force():
   # max_exact_configs=1: only the first pick is exact; later ones use 6000 sampled configurations.
   idx, mi = bayes_lib._batchbald(jax.random.key(1), lp, jnp.zeros(8, bool), 5, 6000, 1)
   assert len(set(np.asarray(idx).tolist())) == 5
-  ref = [ref_joint_mi(p, list(np.asarray(idx[:t + 1]))) for t in range(5)]
+  ref = [ref_joint_mi(p, list(np.asarray(idx[: t + 1]))) for t in range(5)]
   # Monte Carlo error of the entropy estimate ~ std / sqrt(6000) ≈ 0.01-0.02 nats.
   np.testing.assert_allclose(mi, ref, rtol=0, atol=0.05)
   np.testing.assert_allclose(mi[0], ref[0], rtol=1e-5, atol=1e-5)  # first pick is exact
@@ -125,8 +128,9 @@ def test_batchbald_conditional_entropy_blocks_do_not_change_the_result():
   rho = jnp.full((9,), 1 / 9, jnp.float32)
   full = bayes_lib._expected_conditional_entropy(log_q, rho, probs, 13)
   for chunk in (1, 4, 5):
-    np.testing.assert_allclose(bayes_lib._expected_conditional_entropy(log_q, rho, probs, chunk),
-                               full, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+      bayes_lib._expected_conditional_entropy(log_q, rho, probs, chunk), full, rtol=1e-6, atol=1e-6
+    )
 
 
 def test_batchbald_same_key_same_result_and_one_compile():
@@ -134,8 +138,14 @@ def test_batchbald_same_key_same_result_and_one_compile():
   with count_traces() as c:
     a = bayes.batchbald(jax.random.key(0), lp, 5, num_joint_samples=16, max_exact_configs=4)
     b = bayes.batchbald(jax.random.key(0), lp, 5, num_joint_samples=16, max_exact_configs=4)
-    bayes.batchbald(jax.random.key(1), lp, 5, labeled_mask=jnp.arange(17) < 3,
-                    num_joint_samples=16, max_exact_configs=4)
+    bayes.batchbald(
+      jax.random.key(1),
+      lp,
+      5,
+      labeled_mask=jnp.arange(17) < 3,
+      num_joint_samples=16,
+      max_exact_configs=4,
+    )
   np.testing.assert_array_equal(a, b)
   assert c["_batchbald"] == 1
 
@@ -157,8 +167,9 @@ def test_batchbald_bad_input():
 def test_batchbald_takes_numpy_integers_and_refuses_bools():
   lp, key = mc_problem(3, s=3, n=9), jax.random.key(0)
   want = bayes.batchbald(key, lp, 4, num_joint_samples=16, max_exact_configs=4)
-  got = bayes.batchbald(key, lp, np.int32(4), num_joint_samples=np.int64(16),
-                        max_exact_configs=np.int64(4))
+  got = bayes.batchbald(
+    key, lp, np.int32(4), num_joint_samples=np.int64(16), max_exact_configs=np.int64(4)
+  )
   np.testing.assert_array_equal(got, want)
   with pytest.raises(TypeError, match="k must be a positive int .* got True of type bool"):
     bayes.batchbald(key, lp, True)
@@ -185,7 +196,9 @@ def test_predict_mc_consistent_masks_are_shared_across_examples():
   indep = models.predict_mc(key, model, params, x, num_samples=4, batch_size=4)
   np.testing.assert_array_equal(cons, jnp.broadcast_to(cons[:, :1], cons.shape))
   assert not np.allclose(indep, indep[:, :1])  # per-example masks differ
-  assert all(not np.allclose(cons[i], cons[j]) for i in range(4) for j in range(i))  # samples differ
+  assert all(
+    not np.allclose(cons[i], cons[j]) for i in range(4) for j in range(i)
+  )  # samples differ
   # Sample s is the network with dropout key fold_in(split(key, S)[s], 0).
   keys = jax.random.split(key, 4)
   for s in range(4):
@@ -219,14 +232,18 @@ def ref_law(mode, s, temperature):
 def chi2(counts, p):
   keep = p > 0
   expected = NUM_DRAWS * p[keep]
-  return float(np.sum((counts[keep] - expected)**2 / expected)), int(keep.sum()) - 1
+  return float(np.sum((counts[keep] - expected) ** 2 / expected)), int(keep.sum()) - 1
 
 
-@pytest.mark.parametrize("mode,temperature", [("power", 0.5), ("power", 1.0), ("softmax", 0.7),
-                                              ("softrank", 1.0), ("softrank", 0.4)])
+@pytest.mark.parametrize(
+  "mode,temperature",
+  [("power", 0.5), ("power", 1.0), ("softmax", 0.7), ("softrank", 1.0), ("softrank", 0.4)],
+)
 def test_stochastic_batch_first_pick_law(mode, temperature):
   keys = jax.random.split(jax.random.key(123), NUM_DRAWS)
-  draw = jax.vmap(lambda k: bayes.stochastic_batch(k, S_SMALL, 3, mode=mode, temperature=temperature))
+  draw = jax.vmap(
+    lambda k: bayes.stochastic_batch(k, S_SMALL, 3, mode=mode, temperature=temperature)
+  )
   idx = np.asarray(draw(keys))
   p = ref_law(mode, S_SMALL, temperature)
   counts = np.bincount(idx[:, 0], minlength=6)
@@ -252,8 +269,9 @@ def test_stochastic_batch_invariants_and_one_compile():
   mask = jnp.arange(23) % 3 == 0
   with count_traces() as c:
     for t in (0.1, 1.0, 5.0):  # the temperature is not static
-      idx = bayes.stochastic_batch(jax.random.key(1), s, 15, mode="softrank", temperature=t,
-                                   labeled_mask=mask)
+      idx = bayes.stochastic_batch(
+        jax.random.key(1), s, 15, mode="softrank", temperature=t, labeled_mask=mask
+      )
       assert idx.dtype == jnp.int32 and len(set(np.asarray(idx).tolist())) == 15
       assert not np.asarray(mask)[np.asarray(idx)].any()
   assert c["_stochastic_batch"] == 1
@@ -261,7 +279,12 @@ def test_stochastic_batch_invariants_and_one_compile():
   np.testing.assert_array_equal(a, bayes.stochastic_batch(jax.random.key(5), s, 4))
   # Zero-probability points fill the batch last when nothing else is left.
   z = jnp.array([0.0, 1.0, 0.0, 2.0])
-  assert sorted(np.asarray(bayes.stochastic_batch(jax.random.key(0), z, 4)).tolist()) == [0, 1, 2, 3]
+  assert sorted(np.asarray(bayes.stochastic_batch(jax.random.key(0), z, 4)).tolist()) == [
+    0,
+    1,
+    2,
+    3,
+  ]
   assert set(np.asarray(bayes.stochastic_batch(jax.random.key(0), z, 2)).tolist()) == {1, 3}
 
 

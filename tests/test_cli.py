@@ -18,8 +18,26 @@ from jaxal._src import cli
 
 def test_jaxal_run_end_to_end(tmp_path, capsys):
   out = tmp_path / "res"
-  rc = cli.main(["run", "--strategies", "random,entropy,bald", "--rounds", "2", "--budget", "5",
-                 "--initial", "10", "--seeds", "2", "--steps", "20", "--out", str(out), "--no-progress"])
+  rc = cli.main(
+    [
+      "run",
+      "--strategies",
+      "random,entropy,bald",
+      "--rounds",
+      "2",
+      "--budget",
+      "5",
+      "--initial",
+      "10",
+      "--seeds",
+      "2",
+      "--steps",
+      "20",
+      "--out",
+      str(out),
+      "--no-progress",
+    ]
+  )
   assert rc == 0
   printed = capsys.readouterr().out
   assert "| labels | random | entropy | bald |" in printed
@@ -40,17 +58,24 @@ def test_jaxal_run_end_to_end(tmp_path, capsys):
 
 
 def test_console_script_help():
-  proc = subprocess.run([sys.executable, "-m", "jaxal._src.cli", "run", "--help"],
-                        capture_output=True, text=True, check=True)
+  proc = subprocess.run(
+    [sys.executable, "-m", "jaxal._src.cli", "run", "--help"],
+    capture_output=True,
+    text=True,
+    check=True,
+  )
   assert "--strategies" in proc.stdout and "--seeds" in proc.stdout
 
 
-@pytest.mark.parametrize("args, msg", [
+@pytest.mark.parametrize(
+  "args, msg",
+  [
     (["--strategies", "random,nope"], "unknown strategy 'nope'; valid names are"),
     (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
     (["--budget", "0"], "budget must be a positive int"),
     (["--seeds", "0"], "seeds must be a positive int"),
-])
+  ],
+)
 def test_bad_arguments_give_clear_errors(args, msg, tmp_path, capsys):
   with pytest.raises(SystemExit) as e:
     cli.main(["run", *args, "--out", str(tmp_path)])
@@ -59,8 +84,20 @@ def test_bad_arguments_give_clear_errors(args, msg, tmp_path, capsys):
 
 
 def test_pool_too_small_is_refused(tmp_path, capsys):
-  rc = cli.main(["run", "--rounds", "100", "--budget", "100", "--seeds", "1", "--out", str(tmp_path),
-                 "--no-progress"])
+  rc = cli.main(
+    [
+      "run",
+      "--rounds",
+      "100",
+      "--budget",
+      "100",
+      "--seeds",
+      "1",
+      "--out",
+      str(tmp_path),
+      "--no-progress",
+    ]
+  )
   assert rc == 1
   assert "larger than the pool of 1347 points" in capsys.readouterr().err
   assert not os.path.exists(tmp_path / "results.json")
@@ -68,8 +105,18 @@ def test_pool_too_small_is_refused(tmp_path, capsys):
 
 def test_unwritable_output_folder(tmp_path, capsys):
   (tmp_path / "file").write_text("x")
-  rc = cli.main(["run", "--seeds", "1", "--rounds", "1", "--out", str(tmp_path / "file" / "out"),
-                 "--no-progress"])
+  rc = cli.main(
+    [
+      "run",
+      "--seeds",
+      "1",
+      "--rounds",
+      "1",
+      "--out",
+      str(tmp_path / "file" / "out"),
+      "--no-progress",
+    ]
+  )
   assert rc == 1
   assert "cannot be created or written" in capsys.readouterr().err
 
@@ -79,10 +126,32 @@ def test_tfds_dataset_end_to_end_with_mock_data(tmp_path, capsys):
 
   out = tmp_path / "res"
   with tfds.testing.mock_data(num_examples=40):
-    rc = cli.main(["run", "--dataset", "mnist", "--strategies", "random",
-                   "--rounds", "1", "--budget", "5", "--initial", "10", "--seeds", "1", "--steps", "20",
-                   "--hidden", "16", "--data-dir", str(tmp_path / "tfds"), "--out", str(out),
-                   "--no-progress"])
+    rc = cli.main(
+      [
+        "run",
+        "--dataset",
+        "mnist",
+        "--strategies",
+        "random",
+        "--rounds",
+        "1",
+        "--budget",
+        "5",
+        "--initial",
+        "10",
+        "--seeds",
+        "1",
+        "--steps",
+        "20",
+        "--hidden",
+        "16",
+        "--data-dir",
+        str(tmp_path / "tfds"),
+        "--out",
+        str(out),
+        "--no-progress",
+      ]
+    )
   assert rc == 0
   res = json.loads((out / "results.json").read_text())
   assert res["config"]["dataset"] == "mnist" and res["config"]["hidden"] == 16
@@ -95,7 +164,9 @@ def test_pool_subsample_is_one_fixed_subset():
   ds = experiment.load_data(cfg)
   full = datasets.load_digits()
   assert ds.x_train.shape == (300, 8, 8) and ds.x_test.shape == full.x_test.shape
-  again = experiment.load_data(experiment.Config(pool_subsample=300, seeds=1, strategies=("random",)))
+  again = experiment.load_data(
+    experiment.Config(pool_subsample=300, seeds=1, strategies=("random",))
+  )
   np.testing.assert_array_equal(ds.x_train, again.x_train)  # the same for every strategy and seed
   rows = {r.tobytes() for r in full.x_train}
   assert all(r.tobytes() in rows for r in ds.x_train)
@@ -105,8 +176,19 @@ def test_pool_subsample_is_one_fixed_subset():
 
 
 def test_unprepared_dataset_without_download(tmp_path, capsys):
-  rc = cli.main(["run", "--dataset", "fashion_mnist", "--no-download", "--data-dir", str(tmp_path / "tfds"),
-                 "--out", str(tmp_path / "res"), "--no-progress"])
+  rc = cli.main(
+    [
+      "run",
+      "--dataset",
+      "fashion_mnist",
+      "--no-download",
+      "--data-dir",
+      str(tmp_path / "tfds"),
+      "--out",
+      str(tmp_path / "res"),
+      "--no-progress",
+    ]
+  )
   assert rc == 1
   err = capsys.readouterr().err
   assert "'fashion_mnist' is not prepared" in err and "--manual-dir FOLDER" in err
@@ -114,9 +196,29 @@ def test_unprepared_dataset_without_download(tmp_path, capsys):
 
 def test_report_command(tmp_path, capsys):
   out = tmp_path / "res"
-  assert cli.main(["run", "--strategies", "random,entropy", "--rounds", "1", "--budget", "5",
-                   "--initial", "10", "--seeds", "1", "--steps", "20", "--out", str(out),
-                   "--no-progress"]) == 0
+  assert (
+    cli.main(
+      [
+        "run",
+        "--strategies",
+        "random,entropy",
+        "--rounds",
+        "1",
+        "--budget",
+        "5",
+        "--initial",
+        "10",
+        "--seeds",
+        "1",
+        "--steps",
+        "20",
+        "--out",
+        str(out),
+        "--no-progress",
+      ]
+    )
+    == 0
+  )
   capsys.readouterr()
   assert cli.main(["report", str(out), "--target", "0.2"]) == 0
   printed = capsys.readouterr().out

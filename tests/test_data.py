@@ -22,7 +22,9 @@ def test_digits_file_content_and_checksum():
   assert images.shape == (1797, 8, 8) and images.dtype == np.uint8
   assert images.min() == 0 and images.max() == 16
   assert labels.shape == (1797,)
-  np.testing.assert_array_equal(np.bincount(labels), [178, 182, 177, 183, 181, 182, 181, 179, 174, 180])
+  np.testing.assert_array_equal(
+    np.bincount(labels), [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
+  )
   digest = hashlib.sha256(images.tobytes() + labels.tobytes() + is_test.tobytes()).hexdigest()
   assert digest == data_lib.DIGITS_SHA256
 
@@ -35,11 +37,15 @@ def test_load_digits_split():
   assert ds.x_train.min() >= 0.0 and ds.x_train.max() <= 1.0
   # Stratified: every class has a quarter (rounded) of its images in test.
   counts = np.bincount(ds.y_test, minlength=10)
-  np.testing.assert_array_equal(counts, np.round(0.25 * np.array([178, 182, 177, 183, 181, 182, 181, 179, 174, 180])))
+  np.testing.assert_array_equal(
+    counts, np.round(0.25 * np.array([178, 182, 177, 183, 181, 182, 181, 179, 174, 180]))
+  )
 
 
 def test_unknown_dataset_lists_valid_names():
-  with pytest.raises(ValueError, match="unknown dataset 'imagenet'; valid names are: cifar10, cifar100, digits"):
+  with pytest.raises(
+    ValueError, match="unknown dataset 'imagenet'; valid names are: cifar10, cifar100, digits"
+  ):
     datasets.load_dataset("imagenet")
 
 
@@ -72,16 +78,23 @@ def test_download_takes_numpy_bools_and_refuses_ints():
 
 
 def test_unknown_name_lists_tfds_names_too():
-  with pytest.raises(ValueError, match=r"unknown dataset 'mnsit'; valid names are: .*cifar10.*digits.*mnist"):
+  with pytest.raises(
+    ValueError, match=r"unknown dataset 'mnsit'; valid names are: .*cifar10.*digits.*mnist"
+  ):
     datasets.load("mnsit", "train")
   with pytest.raises(ValueError, match="names no TFDS builder"):
     datasets.load("tfds:", "train")
 
 
-@pytest.mark.parametrize("name, shape", [
-    ("mnist", (28, 28, 1)), ("fashion_mnist", (28, 28, 1)),
-    ("cifar10", (32, 32, 3)), ("svhn_cropped", (32, 32, 3)),
-])
+@pytest.mark.parametrize(
+  "name, shape",
+  [
+    ("mnist", (28, 28, 1)),
+    ("fashion_mnist", (28, 28, 1)),
+    ("cifar10", (32, 32, 3)),
+    ("svhn_cropped", (32, 32, 3)),
+  ],
+)
 def test_tfds_builders_with_mock_data(name, shape, tmp_path):
   import tensorflow_datasets as tfds
 
@@ -92,7 +105,9 @@ def test_tfds_builders_with_mock_data(name, shape, tmp_path):
   assert x.min() >= 0.0 and x.max() <= 1.0
   assert y.shape == (12,) and y.dtype == np.int32 and y.min() >= 0 and y.max() < 10
   assert ds.name == name and ds.num_classes == 10
-  assert ds.x_train.shape[1:] == shape and ds.x_test.dtype == np.float32 and ds.y_test.dtype == np.int32
+  assert (
+    ds.x_train.shape[1:] == shape and ds.x_test.dtype == np.float32 and ds.y_test.dtype == np.int32
+  )
 
 
 def test_uint8_images_scale_exactly():
@@ -105,8 +120,10 @@ def test_uint8_images_scale_exactly():
 
 
 def test_unprepared_without_download_says_how_to_use_manual_dir(tmp_path):
-  with pytest.raises(datasets.DatasetUnavailableError,
-                     match=r"not prepared .* downloading is off; .*manual_dir=FOLDER.*train-images-idx3-ubyte.gz"):
+  with pytest.raises(
+    datasets.DatasetUnavailableError,
+    match=r"not prepared .* downloading is off; .*manual_dir=FOLDER.*train-images-idx3-ubyte.gz",
+  ):
     datasets.load("mnist", "train", data_dir=str(tmp_path), download=False)
 
 
@@ -114,11 +131,15 @@ def test_manual_dir_missing_files_are_listed(tmp_path):
   manual = tmp_path / "manual"
   manual.mkdir()
   (manual / "train-images-idx3-ubyte.gz").write_bytes(b"")
-  with pytest.raises(datasets.DatasetUnavailableError,
-                     match=r"lacks t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz, train-labels"):
+  with pytest.raises(
+    datasets.DatasetUnavailableError,
+    match=r"lacks t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz, train-labels",
+  ):
     datasets.load("mnist", "test", data_dir=str(tmp_path / "data"), manual_dir=str(manual))
   with pytest.raises(datasets.DatasetUnavailableError, match="is not a folder"):
-    datasets.load("mnist", "test", data_dir=str(tmp_path / "data"), manual_dir=str(tmp_path / "nope"))
+    datasets.load(
+      "mnist", "test", data_dir=str(tmp_path / "data"), manual_dir=str(tmp_path / "nope")
+    )
 
 
 def test_failed_download_says_how_to_use_manual_dir(tmp_path, monkeypatch):
@@ -128,8 +149,10 @@ def test_failed_download_says_how_to_use_manual_dir(tmp_path, monkeypatch):
     raise ConnectionError("Failed to resolve 'storage.googleapis.com'")
 
   monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", offline)
-  with pytest.raises(datasets.DatasetUnavailableError,
-                     match=r"could not prepare dataset 'cifar10' .*ConnectionError.*manual_dir=FOLDER"):
+  with pytest.raises(
+    datasets.DatasetUnavailableError,
+    match=r"could not prepare dataset 'cifar10' .*ConnectionError.*manual_dir=FOLDER",
+  ):
     datasets.load("cifar10", "train", data_dir=str(tmp_path))
 
 
@@ -142,8 +165,10 @@ def test_missing_tfds_gives_install_hint(monkeypatch):
 
 def test_tfds_is_not_a_runtime_dependency():
   # Importing jaxal and loading digits imports neither tensorflow-datasets nor TensorFlow.
-  code = ("import sys, jaxal; jaxal.datasets.load_digits(); "
-          "print(sorted(m for m in ('tensorflow', 'tensorflow_datasets') if m in sys.modules))")
+  code = (
+    "import sys, jaxal; jaxal.datasets.load_digits(); "
+    "print(sorted(m for m in ('tensorflow', 'tensorflow_datasets') if m in sys.modules))"
+  )
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
   assert out.stdout.strip() == "[]"
   import tomllib
@@ -198,9 +223,11 @@ def _sorted_rows(labels: np.ndarray, images: np.ndarray) -> np.ndarray:
 def test_prepared_dataset_reads_without_tensorflow(shared_data, tmp_path_factory):
   data_dir = tfds_cache.prepared_data_dir(tmp_path_factory, shared_data, "mnist")
   # Reading a prepared dataset never imports TensorFlow (so it runs where it is not installed).
-  code = ("import sys, jaxal\n"
-          f"x, y = jaxal.datasets.load('mnist', 'test[:500]', data_dir={data_dir!r}, download=False)\n"
-          "print(x.shape, y.shape, 'tensorflow' in sys.modules)")
+  code = (
+    "import sys, jaxal\n"
+    f"x, y = jaxal.datasets.load('mnist', 'test[:500]', data_dir={data_dir!r}, download=False)\n"
+    "print(x.shape, y.shape, 'tensorflow' in sys.modules)"
+  )
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
   assert out.returncode == 0, out.stderr[-3000:]
   assert out.stdout.strip().splitlines()[-1] == "(500, 28, 28, 1) (500,) False"

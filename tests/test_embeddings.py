@@ -64,6 +64,7 @@ def test_exact_equals_closed_form(name, bias):
 
 class TwoLayerHead(nn.Module):
   """Not a Dense head: a hidden layer, then a Dense scaled by a learned temperature."""
+
   num_classes: int
 
   @nn.compact
@@ -74,7 +75,6 @@ class TwoLayerHead(nn.Module):
 
 
 class Net(nn.Module):
-
   @nn.compact
   def __call__(self, x, train: bool = False):
     f = nn.relu(nn.Dense(8, name="body")(x))
@@ -97,15 +97,16 @@ def test_exact_matches_per_example_grad_loop_on_non_dense_head():
   rows = [ravel_pytree(grad_one(params["head"], x[i]))[0] for i in range(len(x))]
   assert_close(got, np.stack(rows))
   # bias=False drops the parameters named "bias" (hidden/bias [6] and out/bias [3]).
-  assert embeddings.gradient_embedding(model, params, x, head="head",
-                                       bias=False).shape == (6, got.shape[1] - 9)
+  assert embeddings.gradient_embedding(model, params, x, head="head", bias=False).shape == (
+    6,
+    got.shape[1] - 9,
+  )
   # The closed form does not apply to this head: it must differ.
   logits, features = models.predict(model, params, x)
   assert embeddings.closed_form_gradient_embedding(logits, features).dense().shape != got.shape
 
 
 class NNXNet(nnx.Module):
-
   def __init__(self, rngs):
     self.body = nnx.Linear(5, 7, rngs=rngs)
     self.drop = nnx.Dropout(0.3, rngs=rngs)
@@ -142,8 +143,10 @@ def test_default_head_is_the_last_dense_in_definition_order():
   model = models.from_linen(Deep())
   assert embeddings.resolve_head(model, params, x) == ("Dense_11",)
   logits, features = models.predict(model, params, x)
-  assert_close(embeddings.gradient_embedding(model, params, x),
-               embeddings.closed_form_gradient_embedding(logits, features).dense())
+  assert_close(
+    embeddings.gradient_embedding(model, params, x),
+    embeddings.closed_form_gradient_embedding(logits, features).dense(),
+  )
 
 
 def test_closed_form_saturated_logits_are_finite_and_accurate():
@@ -167,12 +170,16 @@ def test_one_compile_per_batch_shape():
 
 def test_bad_input():
   model, params, x = linen_case("mlp")
-  with pytest.raises(ValueError, match=r"'nope/kernel' is not a parameter path.*dense_0, dense_1, head"):
+  with pytest.raises(
+    ValueError, match=r"'nope/kernel' is not a parameter path.*dense_0, dense_1, head"
+  ):
     embeddings.gradient_embedding(model, params, x, head="nope/kernel")
   with pytest.raises(TypeError, match="jaxal.models.Model"):
     embeddings.gradient_embedding(lambda p, x: x, params, x)
   logits, features = models.predict(model, params, x)
-  with pytest.raises(ValueError, match=r"logits of shape \(11, 4\) and features of shape \(10, 8\)"):
+  with pytest.raises(
+    ValueError, match=r"logits of shape \(11, 4\) and features of shape \(10, 8\)"
+  ):
     embeddings.closed_form_gradient_embedding(logits, features[:10])
   with pytest.raises(ValueError, match="features of shape .* NaN or inf"):
     embeddings.closed_form_gradient_embedding(logits, features.at[3, 2].set(jnp.inf))

@@ -17,14 +17,30 @@ from jaxal import experiment
 from jaxal._src.experiment import checkpoint
 
 # Every test uses the same pool, budget and step count, so one compile serves them all.
-SMALL = experiment.Config(strategies=("random", "margin"), rounds=3, budget=5, initial=10, seeds=2,
-                          num_steps=20)
+SMALL = experiment.Config(
+  strategies=("random", "margin"), rounds=3, budget=5, initial=10, seeds=2, num_steps=20
+)
 
 
 def _args(cfg: experiment.Config) -> list[str]:
-  return ["run", "--strategies", ",".join(cfg.strategies), "--rounds", str(cfg.rounds), "--budget",
-          str(cfg.budget), "--initial", str(cfg.initial), "--seeds", str(cfg.seeds), "--steps",
-          str(cfg.num_steps), "--retrain", cfg.retrain, "--no-progress"]
+  return [
+    "run",
+    "--strategies",
+    ",".join(cfg.strategies),
+    "--rounds",
+    str(cfg.rounds),
+    "--budget",
+    str(cfg.budget),
+    "--initial",
+    str(cfg.initial),
+    "--seeds",
+    str(cfg.seeds),
+    "--steps",
+    str(cfg.num_steps),
+    "--retrain",
+    cfg.retrain,
+    "--no-progress",
+  ]
 
 
 def _quiet(*_):
@@ -63,11 +79,22 @@ def test_results_hold_per_round_metrics(reference):
       flat = [i for h in hist for i in h]
       assert len(set(flat)) == 25 and all(0 <= i < 1347 for i in flat)
   # Same seed, same initial set and first model, whatever the strategy.
-  assert payload["results"]["random"]["labeled_indices"][0][0] == payload["results"]["margin"]["labeled_indices"][0][0]
-  assert payload["results"]["random"]["accuracy"][1][0] == payload["results"]["margin"]["accuracy"][1][0]
-  files = sorted(os.path.relpath(p, out) for p in glob.glob(str(out / "checkpoints" / "*" / "*.npz")))
-  assert files == ["checkpoints/margin/seed_0.npz", "checkpoints/margin/seed_1.npz",
-                   "checkpoints/random/seed_0.npz", "checkpoints/random/seed_1.npz"]
+  assert (
+    payload["results"]["random"]["labeled_indices"][0][0]
+    == payload["results"]["margin"]["labeled_indices"][0][0]
+  )
+  assert (
+    payload["results"]["random"]["accuracy"][1][0] == payload["results"]["margin"]["accuracy"][1][0]
+  )
+  files = sorted(
+    os.path.relpath(p, out) for p in glob.glob(str(out / "checkpoints" / "*" / "*.npz"))
+  )
+  assert files == [
+    "checkpoints/margin/seed_0.npz",
+    "checkpoints/margin/seed_1.npz",
+    "checkpoints/random/seed_0.npz",
+    "checkpoints/random/seed_1.npz",
+  ]
   assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(payload))
 
 
@@ -88,7 +115,9 @@ def test_kill_minus_9_then_rerun_equals_uninterrupted(reference, tmp_path):
     finally:
       proc.wait()
   assert proc.returncode == -9, "the run finished before it could be killed"
-  before = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else None
+  before = (
+    json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else None
+  )
   assert before is None or not before["complete"]
   rerun = subprocess.run(cmd, capture_output=True, text=True)
   assert rerun.returncode == 0, rerun.stderr[-3000:]
@@ -115,8 +144,13 @@ def test_interrupted_warm_start_resumes_identically(tmp_path):
     experiment.run(cfg, out, progress=False, log=_quiet, on_round=crash)
   messages = []
   rounds_run = []
-  resumed = experiment.run(cfg, out, progress=False, log=messages.append,
-                           on_round=lambda name, seed, r: rounds_run.append((name, r)))
+  resumed = experiment.run(
+    cfg,
+    out,
+    progress=False,
+    log=messages.append,
+    on_round=lambda name, seed, r: rounds_run.append((name, r)),
+  )
   assert any("resuming margin seed 0 at round 2 of 3" in m for m in messages)
   assert rounds_run == [("margin", 2), ("margin", 3)]  # nothing recomputed
   _same_results(resumed, ref)
@@ -125,8 +159,9 @@ def test_interrupted_warm_start_resumes_identically(tmp_path):
 def test_rerun_of_finished_experiment_recomputes_nothing(reference):
   out, ref = reference
   rounds_run = []
-  again = experiment.run(SMALL, str(out), progress=False, log=_quiet,
-                         on_round=lambda *a: rounds_run.append(a))
+  again = experiment.run(
+    SMALL, str(out), progress=False, log=_quiet, on_round=lambda *a: rounds_run.append(a)
+  )
   assert rounds_run == []
   _same_results(again, ref)
 
@@ -134,9 +169,13 @@ def test_rerun_of_finished_experiment_recomputes_nothing(reference):
 def test_changed_configuration_is_refused(reference):
   out, _ = reference
   before = (out / "results.json").read_bytes()
-  with pytest.raises(experiment.ConfigMismatchError,
-                     match=r"another configuration \(budget: 5 in the folder, 7 now; seeds: 2 in the folder, 3 now\)"):
-    experiment.run(dataclasses.replace(SMALL, budget=7, seeds=3), str(out), progress=False, log=_quiet)
+  with pytest.raises(
+    experiment.ConfigMismatchError,
+    match=r"another configuration \(budget: 5 in the folder, 7 now; seeds: 2 in the folder, 3 now\)",
+  ):
+    experiment.run(
+      dataclasses.replace(SMALL, budget=7, seeds=3), str(out), progress=False, log=_quiet
+    )
   assert (out / "results.json").read_bytes() == before
 
 
@@ -151,11 +190,14 @@ def test_other_data_is_refused(tmp_path):
     experiment.run(cfg, str(out), progress=False, log=_quiet)
 
 
-@pytest.mark.parametrize("damage, message", [
+@pytest.mark.parametrize(
+  "damage, message",
+  [
     ("flip", r"(fails its sha256 checksum|is unreadable)"),
     ("truncate", "is unreadable"),
     ("empty", "is unreadable"),
-])
+  ],
+)
 def test_corrupt_checkpoint_is_refused_never_restarted(damage, message, tmp_path):
   cfg = dataclasses.replace(SMALL, strategies=("random",), seeds=1, rounds=1)
   out = tmp_path / "run"
@@ -186,7 +228,11 @@ def test_checkpoint_of_another_run_is_refused(tmp_path):
 
 def test_checkpoint_store(tmp_path):
   path = str(tmp_path / "c.npz")
-  arrays = {"a": np.arange(5, dtype=np.int32), "b": np.zeros((2, 3), np.float64), "e": np.zeros((0,))}
+  arrays = {
+    "a": np.arange(5, dtype=np.int32),
+    "b": np.zeros((2, 3), np.float64),
+    "e": np.zeros((0,)),
+  }
   checkpoint.save(path, arrays, {"round": 3})
   got, meta = checkpoint.load(path)
   assert meta == {"format": checkpoint.FORMAT, "round": 3}

@@ -41,23 +41,29 @@ def ref_glister(logits, feats, k, labeled, labels, val, lr, reg=None, lam=0.0):
   if val is None:
     v_logits, v_feats, v_y = logits, feats, train_y
   else:
-    v_logits, v_feats, v_y = np.asarray(val[0], np.float64), np.asarray(val[1], np.float64), np.asarray(val[2])
+    v_logits, v_feats, v_y = (
+      np.asarray(val[0], np.float64),
+      np.asarray(val[1], np.float64),
+      np.asarray(val[2]),
+    )
   out = v_logits.copy()
   for j in range(num_classes):
-    out[:, j] -= lr * (v_feats @ prev[num_classes + j * d:num_classes + (j + 1) * d] + prev[j])
+    out[:, j] -= lr * (v_feats @ prev[num_classes + j * d : num_classes + (j + 1) * d] + prev[j])
   unl = np.flatnonzero(~labeled)
   if reg == "facility_location":
-    sim = ((grads[:, None, :] - grads[None, :, :])**2).sum(-1)
+    sim = ((grads[:, None, :] - grads[None, :, :]) ** 2).sum(-1)
     min_dist = np.full(n, sim[np.ix_(unl, unl)].max())
   if reg == "diversity":
-    sim = np.exp(-((grads[:, None, :] - grads[None, :, :])**2).sum(-1) / 2)
+    sim = np.exp(-((grads[:, None, :] - grads[None, :, :]) ** 2).sum(-1) / 2)
   num_greedy = k - int(np.floor(lam * k + 1e-9)) if reg == "random" else k
   chosen = []
   for _ in range(num_greedy):
     g_val = dense_grads(out, v_feats, v_y).mean(0)
     gains = grads @ g_val
     if reg == "facility_location":
-      gains = gains + lam * (min_dist[unl][None, :] - np.minimum(min_dist[unl][None, :], sim[:, unl])).sum(1)
+      gains = gains + lam * (
+        min_dist[unl][None, :] - np.minimum(min_dist[unl][None, :], sim[:, unl])
+      ).sum(1)
     elif reg == "diversity" and chosen:
       gains = gains - lam * sim[:, chosen].sum(1)
     gains[labeled] = -np.inf
@@ -66,7 +72,7 @@ def ref_glister(logits, feats, k, labeled, labels, val, lr, reg=None, lam=0.0):
     chosen.append(best)
     g = grads[best]
     for j in range(num_classes):
-      out[:, j] -= lr * (v_feats @ g[num_classes + j * d:num_classes + (j + 1) * d] + g[j])
+      out[:, j] -= lr * (v_feats @ g[num_classes + j * d : num_classes + (j + 1) * d] + g[j])
     if reg == "facility_location":
       min_dist = np.minimum(min_dist, sim[best])
   return np.array(chosen, np.int64)
@@ -81,14 +87,24 @@ def problem(seed, n=24, num_classes=4, d=5):
   return logits, feats, labels, labeled
 
 
-@pytest.mark.parametrize("reg,lam,lr", [(None, None, 0.5), (None, None, 0.0),
-                                        ("facility_location", 0.05, 0.3),
-                                        ("diversity", 0.4, 0.3)])
+@pytest.mark.parametrize(
+  "reg,lam,lr",
+  [(None, None, 0.5), (None, None, 0.0), ("facility_location", 0.05, 0.3), ("diversity", 0.4, 0.3)],
+)
 def test_glister_matches_reference(reg, lam, lr):
   logits, feats, labels, labeled = problem(0)
   ref = ref_glister(logits, feats, 8, labeled, np.asarray(labels), None, lr, reg, lam or 0.0)
-  idx = glister.glister(jax.random.key(0), logits, feats, 8, labeled_mask=jnp.asarray(labeled),
-                        labels=labels, learning_rate=lr, regularizer=reg, lam=lam)
+  idx = glister.glister(
+    jax.random.key(0),
+    logits,
+    feats,
+    8,
+    labeled_mask=jnp.asarray(labeled),
+    labels=labels,
+    learning_rate=lr,
+    regularizer=reg,
+    lam=lam,
+  )
   np.testing.assert_array_equal(idx, ref)
   assert idx.dtype == jnp.int32
 
@@ -99,8 +115,15 @@ def test_glister_with_validation_set_and_hypothesised_labels():
   val = glister.Validation(vl, vf, vy)
   hyp = np.asarray(logits).argmax(1)  # no labels given: labeled points at their predictions
   ref = ref_glister(logits, feats, 6, labeled, hyp, (vl, vf, vy), 0.7)
-  idx = glister.glister(jax.random.key(0), logits, feats, 6, labeled_mask=jnp.asarray(labeled),
-                        validation=val, learning_rate=0.7)
+  idx = glister.glister(
+    jax.random.key(0),
+    logits,
+    feats,
+    6,
+    labeled_mask=jnp.asarray(labeled),
+    validation=val,
+    learning_rate=0.7,
+  )
   np.testing.assert_array_equal(idx, ref)
 
 
@@ -111,21 +134,32 @@ def test_glister_step_changes_the_picks():
   static = glister.glister(jax.random.key(0), logits, feats, 10, learning_rate=0.0, **kw)
   moving = glister.glister(jax.random.key(0), logits, feats, 10, learning_rate=2.0, **kw)
   assert not np.array_equal(static, moving)
-  np.testing.assert_array_equal(moving, ref_glister(logits, feats, 10, labeled, np.asarray(labels),
-                                                    None, 2.0))
+  np.testing.assert_array_equal(
+    moving, ref_glister(logits, feats, 10, labeled, np.asarray(labels), None, 2.0)
+  )
 
 
 def test_glister_random_regularizer():
   logits, feats, labels, labeled = problem(4)
   mask = jnp.asarray(labeled)
-  idx = glister.glister(jax.random.key(3), logits, feats, 7, labeled_mask=mask, labels=labels,
-                        regularizer="random", lam=0.3, learning_rate=0.5)
+  idx = glister.glister(
+    jax.random.key(3),
+    logits,
+    feats,
+    7,
+    labeled_mask=mask,
+    labels=labels,
+    regularizer="random",
+    lam=0.3,
+    learning_rate=0.5,
+  )
   greedy = ref_glister(logits, feats, 7, labeled, np.asarray(labels), None, 0.5, "random", 0.3)
   assert len(greedy) == 5  # 7 - floor(0.3 * 7)
   np.testing.assert_array_equal(idx[:5], greedy)
   assert len(set(np.asarray(idx).tolist())) == 7 and not labeled[np.asarray(idx)].any()
-  all_random = glister.glister(jax.random.key(3), logits, feats, 19, labeled_mask=mask,
-                               regularizer="random", lam=1.0)
+  all_random = glister.glister(
+    jax.random.key(3), logits, feats, 19, labeled_mask=mask, regularizer="random", lam=1.0
+  )
   assert sorted(np.asarray(all_random).tolist()) == np.flatnonzero(~labeled).tolist()
 
 
@@ -134,8 +168,15 @@ def test_glister_invariants_one_compile_and_saturated_logits():
   with count_traces() as c:
     for r in range(3):
       mask = jnp.arange(31) < 4 * r
-      idx = glister.glister(jax.random.key(r), 1e4 * logits, feats, 31 - 4 * r if r == 2 else 5,
-                            labeled_mask=mask, regularizer="diversity", lam=0.1)
+      idx = glister.glister(
+        jax.random.key(r),
+        1e4 * logits,
+        feats,
+        31 - 4 * r if r == 2 else 5,
+        labeled_mask=mask,
+        regularizer="diversity",
+        lam=0.1,
+      )
       assert len(set(np.asarray(idx).tolist())) == idx.shape[0]
       assert not np.asarray(mask)[np.asarray(idx)].any()
   assert c["_glister"] == 2  # k = 5 twice, then k = 23 (budget == unlabeled count)
@@ -164,16 +205,26 @@ def test_glister_bad_input():
   with pytest.raises(ValueError, match="learning_rate"):
     glister.glister(key, logits, feats, 2, learning_rate=-1.0)
   with pytest.raises(ValueError, match=r"labels must lie in \[0, 4\)"):
-    glister.glister(key, logits, feats, 2, labeled_mask=jnp.arange(10) < 2,
-                    labels=jnp.full(10, 7, jnp.int32))
+    glister.glister(
+      key, logits, feats, 2, labeled_mask=jnp.arange(10) < 2, labels=jnp.full(10, 7, jnp.int32)
+    )
 
 
 def test_glister_takes_numpy_numbers_and_refuses_bools():
   logits, feats, _, labeled = problem(7, n=12)
   key, mask = jax.random.key(0), jnp.asarray(labeled)
   want = glister.glister(key, logits, feats, 3, labeled_mask=mask, regularizer="random", lam=0.5)
-  got = glister.glister(key, logits, feats, np.int64(3), labeled_mask=mask, regularizer="random",
-                        lam=np.float32(0.5), learning_rate=np.float64(1e-3), bias=np.bool_(True))
+  got = glister.glister(
+    key,
+    logits,
+    feats,
+    np.int64(3),
+    labeled_mask=mask,
+    regularizer="random",
+    lam=np.float32(0.5),
+    learning_rate=np.float64(1e-3),
+    bias=np.bool_(True),
+  )
   np.testing.assert_array_equal(got, want)
   with pytest.raises(TypeError, match="k must be a positive int .* got True of type bool"):
     glister.glister(key, logits, feats, True)
@@ -190,6 +241,9 @@ def test_glister_refuses_non_finite_pool_arrays():
   key = jax.random.key(0)
   with pytest.raises(ValueError, match=r"logits of shape \(10, 4\) holds 1 NaN or \+inf"):
     glister.glister(key, logits.at[3, 1].set(jnp.nan), feats, 2)
-  with pytest.raises(ValueError, match=r"features of shape \(10, 5\) holds NaN or inf values "
-                     r"\(first at index \(2, 0\)\); gradient embeddings need finite values"):
+  with pytest.raises(
+    ValueError,
+    match=r"features of shape \(10, 5\) holds NaN or inf values "
+    r"\(first at index \(2, 0\)\); gradient embeddings need finite values",
+  ):
     glister.glister(key, logits, feats.at[2, 0].set(jnp.inf), 2)

@@ -29,7 +29,9 @@ def test_label_never_loses_or_duplicates(n, initial, data):
     unlabeled = [i for i in range(n) if i not in seen]
     if not unlabeled:
       break
-    batch = data.draw(st.lists(st.sampled_from(unlabeled), min_size=1, max_size=len(unlabeled), unique=True))
+    batch = data.draw(
+      st.lists(st.sampled_from(unlabeled), min_size=1, max_size=len(unlabeled), unique=True)
+    )
     # A bad batch (duplicate / labeled / out of range) is refused and changes nothing.
     bad = data.draw(st.sampled_from(["dup", "labeled", "range", "none"]))
     before = state
@@ -80,8 +82,9 @@ def test_init_takes_numpy_integers_and_refuses_bools():
   assert b.labeled_mask.shape == (50,)
   with pytest.raises(TypeError, match="num_points must be a positive int .* got True of type bool"):
     loop.init(jax.random.key(0), True)
-  with pytest.raises(ValueError,
-                     match=r"num_points must be a positive int \(the pool size\), got 0"):
+  with pytest.raises(
+    ValueError, match=r"num_points must be a positive int \(the pool size\), got 0"
+  ):
     loop.init(jax.random.key(0), 0)
   with pytest.raises(TypeError, match="num_initial must be a non-negative int, got True"):
     loop.init(jax.random.key(0), 10, num_initial=True)
@@ -104,7 +107,9 @@ def test_fit_learns_and_one_compile_across_rounds(digits_small):
   strategy = strategies.entropy()
   with count_traces() as c:
     for _ in range(3):
-      state, ts, idx = loop.run_round(state, ts, strategy=strategy, x=x, y=y, budget=10, num_steps=150)
+      state, ts, idx = loop.run_round(
+        state, ts, strategy=strategy, x=x, y=y, budget=10, num_steps=150
+      )
       assert idx.shape == (10,)
   assert c["_fit"] == 1
   assert c["_forward_batch"] == 1
@@ -124,8 +129,9 @@ def test_run_round_is_reproducible_and_acquires_unlabeled(digits_small):
     state = loop.init(key, len(x), num_initial=20)
     ts = loop.create_train_state(key, module, x)
     mask0 = np.asarray(state.labeled_mask)
-    state, ts, idx = loop.run_round(state, ts, strategy=strategies.bald(num_samples=4), x=x, y=y,
-                                    budget=15, num_steps=20)
+    state, ts, idx = loop.run_round(
+      state, ts, strategy=strategies.bald(num_samples=4), x=x, y=y, budget=15, num_steps=20
+    )
     assert not mask0[np.asarray(idx)].any()
     outs.append(np.asarray(idx))
   np.testing.assert_array_equal(outs[0], outs[1])
@@ -150,9 +156,11 @@ def test_acquire_bad_input_changes_nothing(digits_small):
   state = loop.init(key, len(x), num_initial=290)
   ts = loop.create_train_state(key, module, x)
   model, params = models.from_train_state(ts)
-  for budget, err, msg in [(0, ValueError, "budget must be a positive int"),
-                           (11, ValueError, "budget=11 is larger than the 10 unlabeled"),
-                           (2.0, TypeError, "budget must be a positive int")]:
+  for budget, err, msg in [
+    (0, ValueError, "budget must be a positive int"),
+    (11, ValueError, "budget=11 is larger than the 10 unlabeled"),
+    (2.0, TypeError, "budget must be a positive int"),
+  ]:
     with pytest.raises(err, match=msg):
       loop.acquire(state, strategies.entropy(), model, params, x, budget)
   with pytest.raises(ValueError, match="same number of points"):
@@ -171,8 +179,9 @@ def test_fit_takes_numpy_integers_and_refuses_bools(digits_small):
   ts = loop.create_train_state(key, models.MLP(num_classes=10, hidden=(8,)), x)
   mask = jnp.zeros(len(x), bool).at[:10].set(True)
   want = loop.fit(key, ts, x, y, mask, num_steps=2, batch_size=8)
-  got = loop.fit(key, ts, x, y, mask, num_steps=np.int64(2), batch_size=np.int32(8),
-                 reinitialize=np.bool_(True))
+  got = loop.fit(
+    key, ts, x, y, mask, num_steps=np.int64(2), batch_size=np.int32(8), reinitialize=np.bool_(True)
+  )
   jax.tree.map(np.testing.assert_array_equal, got.params, want.params)
   with pytest.raises(TypeError, match="batch_size must be a positive int, got True of type bool"):
     loop.fit(key, ts, x, y, mask, batch_size=True)
@@ -200,16 +209,23 @@ def test_acquire_leaves_the_budget_to_the_strategy():
     return jnp.array([3, 5], jnp.int32)
 
   state = loop.init(jax.random.key(0), 10)
-  new, idx = loop.acquire(state, strategies.Strategy("fixed", acquire_fn), None, None,
-                          jnp.zeros((10, 2)), np.int64(2))
+  new, idx = loop.acquire(
+    state, strategies.Strategy("fixed", acquire_fn), None, None, jnp.zeros((10, 2)), np.int64(2)
+  )
   assert len(seen) == 1 and type(seen[0]) is np.int64 and seen[0] == 2
   np.testing.assert_array_equal(idx, [3, 5])
   np.testing.assert_array_equal(new.labeled_indices, [3, 5])
   with pytest.raises(ValueError, match="pool and state.labeled_mask must have the same number"):
     loop.acquire(state, strategies.Strategy("fixed", acquire_fn), None, None, jnp.zeros((9, 2)), 2)
   with pytest.raises(TypeError, match="state must be an ALState"):
-    loop.acquire(state.labeled_mask, strategies.Strategy("fixed", acquire_fn), None, None,
-                 jnp.zeros((10, 2)), 2)
+    loop.acquire(
+      state.labeled_mask,
+      strategies.Strategy("fixed", acquire_fn),
+      None,
+      None,
+      jnp.zeros((10, 2)),
+      2,
+    )
   assert len(seen) == 1
   budget = np.int64(3)  # a NumPy budget through a real strategy
   _, idx = loop.acquire(state, strategies.random(), None, None, jnp.zeros((10, 2)), budget)
@@ -236,13 +252,17 @@ def test_every_registered_strategy_respects_invariants(digits_small):
   module = models.MLP(num_classes=10, hidden=(16,))
   key = jax.random.key(4)
   state = loop.init(key, len(x), num_initial=30)
-  ts = loop.fit(key, loop.create_train_state(key, module, x), x, y, state.labeled_mask, num_steps=30)
+  ts = loop.fit(
+    key, loop.create_train_state(key, module, x), x, y, state.labeled_mask, num_steps=30
+  )
   model, params = models.from_train_state(ts)
   mask = np.asarray(state.labeled_mask)
   for name in strategies.names():
     strategy = strategies.get(name)
     for budget in (5, int((~mask).sum())):  # budget equal to the whole unlabeled pool too
-      idx = np.asarray(strategy.acquire(jax.random.key(9), model, params, x, state.labeled_mask, budget))
+      idx = np.asarray(
+        strategy.acquire(jax.random.key(9), model, params, x, state.labeled_mask, budget)
+      )
       check_invariants(idx, len(x), budget, mask, name)
 
 

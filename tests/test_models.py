@@ -17,14 +17,12 @@ from jaxal import networks
 
 
 class LogitsOnly(nn.Module):
-
   @nn.compact
   def __call__(self, x):
     return nn.Dense(3)(x.reshape(x.shape[0], -1))
 
 
 class NNXNet(nnx.Module):
-
   def __init__(self, din, dhidden, k, *, rngs: nnx.Rngs):
     self.body = nnx.Linear(din, dhidden, rngs=rngs)
     self.drop = nnx.Dropout(0.5, rngs=rngs)
@@ -77,7 +75,8 @@ def test_predict_one_compile_for_every_pool_size_and_round(mlp):
     for n in (5, 17, 37):
       for _ in range(2):
         model, p = models.from_train_state(
-            train_state.TrainState.create(apply_fn=module.apply, params=params, tx=optax.sgd(0.1)))
+          train_state.TrainState.create(apply_fn=module.apply, params=params, tx=optax.sgd(0.1))
+        )
         models.predict(model, p, x[:n], batch_size=16)
   assert c["_forward_batch"] == 1
 
@@ -87,8 +86,9 @@ def test_from_train_state_equals_from_linen(mlp):
   state = train_state.TrainState.create(apply_fn=module.apply, params=params, tx=optax.adam(1e-3))
   model, p = models.from_train_state(state)
   assert model == models.from_linen(module)
-  np.testing.assert_allclose(models.predict(model, p, x).logits,
-                             models.predict(models.from_linen(module), params, x).logits)
+  np.testing.assert_allclose(
+    models.predict(model, p, x).logits, models.predict(models.from_linen(module), params, x).logits
+  )
 
 
 def test_from_train_state_rejects_foreign_apply_fn():
@@ -133,8 +133,9 @@ def test_mc_dropout_passes_are_stochastic_and_batch_size_invariant(mlp):
   assert not np.allclose(a[0], det)
   # Sample s is the forward with dropout key fold_in(split(key)[s], i) for example i.
   k0 = jax.random.split(key, 4)[2]
-  direct = module.apply({"params": params}, x[5:6], train=True,
-                        rngs={"dropout": jax.random.fold_in(k0, 5)})[0]
+  direct = module.apply(
+    {"params": params}, x[5:6], train=True, rngs={"dropout": jax.random.fold_in(k0, 5)}
+  )[0]
   np.testing.assert_allclose(a[2, 5], direct[0], rtol=1e-5, atol=1e-6)
 
 

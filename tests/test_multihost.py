@@ -31,10 +31,28 @@ def test_two_processes_match_one():
   n, d, k = 256, 12, 6
   port = _free_port()
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-  args = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--n", str(n), "--d", str(d),
-          "--k", str(k)]
-  procs = [subprocess.Popen([sys.executable, SCRIPT, *args, "--process-id", str(i)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+  args = [
+    "--coordinator",
+    f"127.0.0.1:{port}",
+    "--num-processes",
+    "2",
+    "--n",
+    str(n),
+    "--d",
+    str(d),
+    "--k",
+    str(k),
+  ]
+  procs = [
+    subprocess.Popen(
+      [sys.executable, SCRIPT, *args, "--process-id", str(i)],
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
   outs = []
   for p in procs:
     stdout, stderr = p.communicate(timeout=300)
@@ -44,9 +62,9 @@ def test_two_processes_match_one():
   x = multihost.pool_rows(n, d, slice(0, n))
   labeled = np.arange(n) < 8
   want = {
-      "entropy_top_k": selection.top_k(scores.entropy(x[:, :10]), k, labeled_mask=labeled),
-      "k_center_greedy": selection.k_center_greedy(None, x, k, labeled_mask=labeled),
-      "random": selection.random(jax.random.key(0), n, k, labeled_mask=labeled),
+    "entropy_top_k": selection.top_k(scores.entropy(x[:, :10]), k, labeled_mask=labeled),
+    "k_center_greedy": selection.k_center_greedy(None, x, k, labeled_mask=labeled),
+    "random": selection.random(jax.random.key(0), n, k, labeled_mask=labeled),
   }
   for o in outs:
     for name, idx in want.items():

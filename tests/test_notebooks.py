@@ -30,8 +30,9 @@ def _execute(name: str, tmp_path, monkeypatch, **env: str) -> nbformat.NotebookN
   nb = _read(name)
   for k, v in {"JAXAL_NOTEBOOK_SMALL": "1", "MPLBACKEND": "Agg", **env}.items():
     monkeypatch.setenv(k, v)
-  NotebookClient(nb, timeout=600, kernel_name="python3",
-                 resources={"metadata": {"path": str(tmp_path)}}).execute()
+  NotebookClient(
+    nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+  ).execute()
   return nb
 
 
@@ -42,7 +43,11 @@ def test_notebook_is_stripped_and_colab_ready(name):
   code = [c for c in nb.cells if c.cell_type == "code"]
   assert all(c.outputs == [] and c.execution_count is None for c in code), "outputs not stripped"
   first = code[0].source
-  assert 'find_spec("jaxal") is None' in first and "pip" in first and "git+https://github.com/jaxal/jaxal" in first
+  assert (
+    'find_spec("jaxal") is None' in first
+    and "pip" in first
+    and "git+https://github.com/jaxal/jaxal" in first
+  )
   assert "JAXAL_NOTEBOOK_SMALL" in code[1].source
   assert "colab.research.google.com" in nb.cells[0].source
 

@@ -59,15 +59,15 @@ def ref_bald(mc):
 
 
 SINGLE = {
-    "least_confidence": (scores.least_confidence, ref_least_confidence),
-    "margin": (scores.margin, ref_margin),
-    "ratio": (scores.ratio, ref_ratio),
-    "entropy": (scores.entropy, ref_entropy),
+  "least_confidence": (scores.least_confidence, ref_least_confidence),
+  "margin": (scores.margin, ref_margin),
+  "ratio": (scores.ratio, ref_ratio),
+  "entropy": (scores.entropy, ref_entropy),
 }
 MC = {
-    "variation_ratio": (scores.variation_ratio, ref_variation_ratio),
-    "mean_std": (scores.mean_std, ref_mean_std),
-    "bald": (scores.bald, ref_bald),
+  "variation_ratio": (scores.variation_ratio, ref_variation_ratio),
+  "mean_std": (scores.mean_std, ref_mean_std),
+  "bald": (scores.bald, ref_bald),
 }
 
 
@@ -110,7 +110,9 @@ def test_scores_accept_log_probabilities():
 
 
 def test_saturated_logits_give_no_nan():
-  big = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, 1e4], [1e4, 1e4, -1e4], [0.0, 0.0, 0.0]], np.float32)
+  big = np.array(
+    [[1e4, -1e4, 0.0], [-1e4, -1e4, 1e4], [1e4, 1e4, -1e4], [0.0, 0.0, 0.0]], np.float32
+  )
   for name, (fn, ref) in SINGLE.items():
     got = np.asarray(fn(big))
     assert np.all(np.isfinite(got)), name
@@ -167,7 +169,9 @@ def test_ranges_and_extremes():
 
 @pytest.mark.parametrize("fn", [f for f, _ in SINGLE.values()])
 def test_single_pass_rejects_bad_rank(fn):
-  with pytest.raises(ValueError, match=r"logits must have shape \[num_points, num_classes\], got shape \(3,\)"):
+  with pytest.raises(
+    ValueError, match=r"logits must have shape \[num_points, num_classes\], got shape \(3,\)"
+  ):
     fn(np.zeros((3,), np.float32))
   with pytest.raises(ValueError, match=r"shape \(2, 3, 4\)"):
     fn(np.zeros((2, 3, 4), np.float32))
@@ -179,7 +183,9 @@ def test_single_pass_rejects_bad_rank(fn):
 
 @pytest.mark.parametrize("fn", [f for f, _ in MC.values()])
 def test_mc_scores_reject_bad_rank_and_single_sample(fn):
-  with pytest.raises(ValueError, match=r"mc_logits must have shape \[num_samples, num_points, num_classes\]"):
+  with pytest.raises(
+    ValueError, match=r"mc_logits must have shape \[num_samples, num_points, num_classes\]"
+  ):
     fn(np.zeros((3, 4), np.float32))
   with pytest.raises(ValueError, match="at least 2 Monte Carlo samples"):
     fn(np.zeros((1, 3, 4), np.float32))

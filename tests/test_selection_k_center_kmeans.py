@@ -106,8 +106,13 @@ def test_min_sq_dist_masked_matches_brute_force(chunk_size, row_chunk_size):
   y[11] = y[4]
   mask = rng.random(30) < 0.5
   mask[[4, 11]] = True
-  d, i = distances.min_sq_dist_masked(jnp.asarray(x), jnp.asarray(y), jnp.asarray(mask),
-                                      chunk_size=chunk_size, row_chunk_size=row_chunk_size)
+  d, i = distances.min_sq_dist_masked(
+    jnp.asarray(x),
+    jnp.asarray(y),
+    jnp.asarray(mask),
+    chunk_size=chunk_size,
+    row_chunk_size=row_chunk_size,
+  )
   ref = np.where(mask[None, :], ref_sq_dist(x, y), np.inf)
   np.testing.assert_array_equal(i, ref.argmin(1))
   np.testing.assert_allclose(d, ref.min(1), rtol=1e-5, atol=1e-5)
@@ -148,8 +153,9 @@ def test_k_center_chunking_does_not_change_the_order():
   labeled = np.zeros(len(x), bool)
   labeled[::9] = True
   a = selection.k_center_greedy(None, jnp.asarray(x), 30, labeled_mask=jnp.asarray(labeled))
-  b = selection.k_center_greedy(None, jnp.asarray(x), 30, labeled_mask=jnp.asarray(labeled),
-                                chunk_size=4, row_chunk_size=32)
+  b = selection.k_center_greedy(
+    None, jnp.asarray(x), 30, labeled_mask=jnp.asarray(labeled), chunk_size=4, row_chunk_size=32
+  )
   np.testing.assert_array_equal(a, b)
 
 
@@ -175,8 +181,10 @@ def test_k_center_budget_equal_to_unlabeled_count_and_all_duplicates():
 
 def test_k_center_factorised_equals_dense():
   rng = np.random.default_rng(5)
-  g = GradEmbedding(jnp.asarray(rng.normal(size=(60, 3)), jnp.float32),
-                    jnp.asarray(rng.normal(size=(60, 4)), jnp.float32))
+  g = GradEmbedding(
+    jnp.asarray(rng.normal(size=(60, 3)), jnp.float32),
+    jnp.asarray(rng.normal(size=(60, 4)), jnp.float32),
+  )
   labeled = jnp.asarray(rng.random(60) < 0.2)
   a = selection.k_center_greedy(None, g, 15, labeled_mask=labeled)
   b = selection.k_center_greedy(None, g.dense(), 15, labeled_mask=labeled)
@@ -194,10 +202,16 @@ def test_k_center_one_compile_for_every_round():
 
 def test_k_center_memory_is_linear_in_n():
   """N = 10^6 must fit: the compiled loop's scratch memory grows O(N), not O(N * chunk)."""
+
   def temp_bytes(n):
     lowered = k_center.k_center_greedy_core.lower(
-        jax.random.key(0), jax.ShapeDtypeStruct((n, 16), jnp.float32), k=10,
-        labeled_mask=jax.ShapeDtypeStruct((n,), jnp.bool_), chunk_size=256, row_chunk_size=1024)
+      jax.random.key(0),
+      jax.ShapeDtypeStruct((n, 16), jnp.float32),
+      k=10,
+      labeled_mask=jax.ShapeDtypeStruct((n,), jnp.bool_),
+      chunk_size=256,
+      row_chunk_size=1024,
+    )
     return lowered.compile().memory_analysis().temp_size_in_bytes
 
   small, big = temp_bytes(20_000), temp_bytes(80_000)
@@ -238,8 +252,9 @@ def test_selectors_accept_numpy_integers(getkey):
   x = jnp.asarray(_points(0, n=10))
   labeled = jnp.arange(10) < 3
   np.testing.assert_array_equal(
-      selection.k_center_greedy(None, x, np.int64(4), labeled_mask=labeled, chunk_size=np.int32(2)),
-      selection.k_center_greedy(None, x, 4, labeled_mask=labeled))
+    selection.k_center_greedy(None, x, np.int64(4), labeled_mask=labeled, chunk_size=np.int32(2)),
+    selection.k_center_greedy(None, x, 4, labeled_mask=labeled),
+  )
   key = getkey()
   res = selection.kmeans(key, x, np.int32(3), n_init=np.int64(2), max_iter=np.int64(5))
   assert res.centres.shape == (3, x.shape[1])
@@ -262,7 +277,8 @@ def test_lloyd_matches_reference(case):
   if case == "masked":
     active[::3] = False
   c, a, inertia, it = jax.jit(kmeans.lloyd, static_argnums=(3, 5, 6))(
-      jnp.asarray(x), jnp.asarray(active), jnp.asarray(init), 50, jnp.float32(0.0), 1024, 8192)
+    jnp.asarray(x), jnp.asarray(active), jnp.asarray(init), 50, jnp.float32(0.0), 1024, 8192
+  )
   rc, ra, rinertia, rit = ref_lloyd(x, active, init, 50, 0.0)
   np.testing.assert_array_equal(a, ra)
   np.testing.assert_allclose(c, rc, rtol=1e-4, atol=1e-4)
@@ -295,13 +311,13 @@ def test_kmeans_returns_the_best_of_its_vmapped_runs(getkey):
   again = selection.kmeans(key, x, 6, n_init=4)
   np.testing.assert_array_equal(best.assignments, again.assignments)
   runs = jax.jit(kmeans.kmeans_runs, static_argnums=(3, 4, 6, 7))(
-      jax.random.split(key, 4), x, jnp.ones(80, bool), 6, 100, jnp.float32(1e-4), 1024, 8192)
+    jax.random.split(key, 4), x, jnp.ones(80, bool), 6, 100, jnp.float32(1e-4), 1024, 8192
+  )
   i = int(np.argmin(np.asarray(runs.inertia)))
   np.testing.assert_allclose(best.inertia, runs.inertia[i], rtol=1e-6)
   np.testing.assert_array_equal(best.assignments, runs.assignments[i])
   for r in range(4):  # every run is a local optimum: assignments = nearest centre
-    np.testing.assert_array_equal(runs.assignments[r],
-                                  ref_sq_dist(x, runs.centres[r]).argmin(1))
+    np.testing.assert_array_equal(runs.assignments[r], ref_sq_dist(x, runs.centres[r]).argmin(1))
 
 
 def test_kmeans_bad_input(getkey):
@@ -325,11 +341,13 @@ def test_match_centres_resolves_collisions_like_reference():
   x = rng.normal(size=(40, 2)).astype(np.float32)
   available = rng.random(40) < 0.7
   # Several centres share a nearest point: the greedy resolution matters.
-  centres = np.concatenate([x[[5, 5, 5]] + 0.01 * rng.normal(size=(3, 2)),
-                            rng.normal(size=(4, 2))]).astype(np.float32)
+  centres = np.concatenate(
+    [x[[5, 5, 5]] + 0.01 * rng.normal(size=(3, 2)), rng.normal(size=(4, 2))]
+  ).astype(np.float32)
   available[5] = True
   got = jax.jit(kmeans.match_centres, static_argnums=(3, 4))(
-      jnp.asarray(x), jnp.asarray(available), jnp.asarray(centres), 1024, 8192)
+    jnp.asarray(x), jnp.asarray(available), jnp.asarray(centres), 1024, 8192
+  )
   np.testing.assert_array_equal(got, ref_match(x, available, centres))
   check_invariants(got, 40, 7, ~available)
 
@@ -344,12 +362,14 @@ def test_kmeans_sampling_picks_the_nearest_unlabeled_point_of_each_centre(getkey
   key = getkey()
   got = selection.kmeans_sampling(key, jnp.asarray(x), 6, labeled_mask=jnp.asarray(labeled))
   check_invariants(got, 90, 6, labeled)
-  res = kmeans.kmeans_core(key, jnp.asarray(x), 6, jnp.asarray(~labeled), 3, 100,
-                           jnp.float32(1e-4), 1024, 8192)
+  res = kmeans.kmeans_core(
+    key, jnp.asarray(x), 6, jnp.asarray(~labeled), 3, 100, jnp.float32(1e-4), 1024, 8192
+  )
   assert np.asarray(res.centres).max() < 25.0
   np.testing.assert_array_equal(got, ref_match(x, ~labeled, np.asarray(res.centres)))
   np.testing.assert_array_equal(
-      got, selection.kmeans_sampling(key, jnp.asarray(x), 6, labeled_mask=jnp.asarray(labeled)))
+    got, selection.kmeans_sampling(key, jnp.asarray(x), 6, labeled_mask=jnp.asarray(labeled))
+  )
 
 
 def test_kmeans_sampling_budget_equal_to_unlabeled_count(getkey):

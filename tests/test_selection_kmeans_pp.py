@@ -14,9 +14,23 @@ from jaxal.embeddings import GradEmbedding
 
 # Upper 0.1% points of the chi-square distribution (significance level 0.001),
 # from the standard tables (checked against the regularised incomplete gamma).
-CHI2_999 = {1: 10.828, 2: 13.816, 3: 16.266, 4: 18.467, 5: 20.515, 6: 22.458, 7: 24.322,
-            8: 26.124, 9: 27.877, 10: 29.588, 11: 31.264, 15: 37.697, 19: 43.820, 20: 45.315,
-            29: 58.301}
+CHI2_999 = {
+  1: 10.828,
+  2: 13.816,
+  3: 16.266,
+  4: 18.467,
+  5: 20.515,
+  6: 22.458,
+  7: 24.322,
+  8: 26.124,
+  9: 27.877,
+  10: 29.588,
+  11: 31.264,
+  15: 37.697,
+  19: 43.820,
+  20: 45.315,
+  29: 58.301,
+}
 NUM_KEYS = 20_000
 
 
@@ -60,8 +74,10 @@ def small_points(seed, n=8, dim=3):
 
 def small_grad_embedding(seed, n=8, num_classes=3, feat_dim=4):
   rng = np.random.default_rng(seed)
-  return GradEmbedding(jnp.asarray(rng.normal(size=(n, num_classes)).astype(np.float32)),
-                       jnp.asarray(rng.normal(size=(n, feat_dim)).astype(np.float32)))
+  return GradEmbedding(
+    jnp.asarray(rng.normal(size=(n, num_classes)).astype(np.float32)),
+    jnp.asarray(rng.normal(size=(n, feat_dim)).astype(np.float32)),
+  )
 
 
 @pytest.mark.parametrize("kind", ["dense", "factorised"])
@@ -146,8 +162,9 @@ def test_chunk_size_does_not_change_the_result():
   x = small_grad_embedding(6, n=n, num_classes=4, feat_dim=5)
   labeled = jnp.asarray(np.random.default_rng(1).random(n) < 0.2)
   key = jax.random.key(7)
-  results = [selection.kmeans_pp(key, x, 80, labeled_mask=labeled, chunk_size=c)
-             for c in (7, 64, 1000)]
+  results = [
+    selection.kmeans_pp(key, x, 80, labeled_mask=labeled, chunk_size=c) for c in (7, 64, 1000)
+  ]
   for r in results[1:]:
     np.testing.assert_array_equal(r, results[0])
   check_invariants(results[0], n, 80, np.asarray(labeled))
@@ -164,7 +181,9 @@ def test_same_key_same_result_and_dense_matches_factorised_first_centre():
 
 def test_max_norm_first_centre_skips_labeled():
   x = jnp.array([[10.0, 0.0], [0.0, 1.0], [3.0, 0.0], [0.5, 0.5]])
-  idx = selection.kmeans_pp(jax.random.key(0), x, 2, labeled_mask=jnp.array([True, False, False, False]))
+  idx = selection.kmeans_pp(
+    jax.random.key(0), x, 2, labeled_mask=jnp.array([True, False, False, False])
+  )
   assert int(idx[0]) == 2
 
 
@@ -223,5 +242,7 @@ def test_bad_input():
 def test_numpy_integers_are_accepted():
   x = small_points(11)
   key = jax.random.key(0)
-  np.testing.assert_array_equal(selection.kmeans_pp(key, x, np.int64(3), chunk_size=np.int32(4)),
-                                selection.kmeans_pp(key, x, 3, chunk_size=4))
+  np.testing.assert_array_equal(
+    selection.kmeans_pp(key, x, np.int64(3), chunk_size=np.int32(4)),
+    selection.kmeans_pp(key, x, 3, chunk_size=4),
+  )

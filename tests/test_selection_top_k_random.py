@@ -49,8 +49,9 @@ def test_top_k_budget_equal_to_unlabeled_pool():
 def test_top_k_one_compile_per_shape():
   with count_traces() as c:
     for seed in range(3):
-      selection.top_k(jax.random.normal(jax.random.key(seed), (32,)), 4,
-                      labeled_mask=jnp.arange(32) < seed)
+      selection.top_k(
+        jax.random.normal(jax.random.key(seed), (32,)), 4, labeled_mask=jnp.arange(32) < seed
+      )
   assert c["top_k_core"] == 1
 
 
@@ -77,8 +78,9 @@ def test_top_k_old_spelling_names_the_new_one():
 
 def test_top_k_and_random_accept_numpy_integers(getkey):
   mask = jnp.array([True, False, False, False])
-  np.testing.assert_array_equal(selection.top_k(jnp.arange(4.0), np.int64(2), labeled_mask=mask),
-                                [3, 2])
+  np.testing.assert_array_equal(
+    selection.top_k(jnp.arange(4.0), np.int64(2), labeled_mask=mask), [3, 2]
+  )
   got = selection.random(getkey(), np.int32(4), np.int64(3), labeled_mask=mask)
   np.testing.assert_array_equal(np.sort(got), [1, 2, 3])
 

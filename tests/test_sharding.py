@@ -15,11 +15,31 @@ import sys
 def test_sharded_equals_unsharded():
   here = os.path.dirname(os.path.abspath(__file__))
   env = dict(os.environ)
-  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+  env["XLA_FLAGS"] = (
+    env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+  ).strip()
   env["JAX_PLATFORMS"] = "cpu"
   proc = subprocess.run(
-      [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "python_files=check_*.py",
-       "-o", "addopts=", "-W", "error", os.path.join(here, "sharded")],
-      env=env, capture_output=True, text=True, cwd=here, timeout=900)
+    [
+      sys.executable,
+      "-m",
+      "pytest",
+      "-q",
+      "-p",
+      "no:cacheprovider",
+      "-o",
+      "python_files=check_*.py",
+      "-o",
+      "addopts=",
+      "-W",
+      "error",
+      os.path.join(here, "sharded"),
+    ],
+    env=env,
+    capture_output=True,
+    text=True,
+    cwd=here,
+    timeout=900,
+  )
   assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
   assert " passed" in proc.stdout and "failed" not in proc.stdout

@@ -26,7 +26,7 @@ def ref_embedding_sq_norms(logits, features):
   p = np.exp(logits - logits.max(1, keepdims=True))
   p /= p.sum(1, keepdims=True)
   a = p - np.eye(p.shape[1])[p.argmax(1)]
-  return (a**2).sum(1) * ((np.asarray(features, np.float64)**2).sum(1) + 1.0)
+  return (a**2).sum(1) * ((np.asarray(features, np.float64) ** 2).sum(1) + 1.0)
 
 
 @pytest.mark.parametrize("exact", [False, True])
@@ -46,7 +46,6 @@ def test_badge_invariants_and_max_norm_first(exact, getkey):
 
 
 class TempHead(nn.Module):
-
   @nn.compact
   def __call__(self, x, train: bool = False):
     f = nn.relu(nn.Dense(6, name="body")(x))

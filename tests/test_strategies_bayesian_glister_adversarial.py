@@ -16,13 +16,13 @@ NEW = ("batchbald", "power", "softmax", "softrank", "glister", "deepfool", "bim"
 
 
 SMALL = {
-    "batchbald": dict(num_samples=4, num_joint_samples=32),
-    "power": dict(num_samples=4),
-    "softmax": dict(score="entropy"),
-    "softrank": dict(score="margin"),
-    "glister": dict(regularizer="facility_location", lam=0.01),
-    "deepfool": dict(max_iter=10),
-    "bim": dict(max_iter=20),
+  "batchbald": dict(num_samples=4, num_joint_samples=32),
+  "power": dict(num_samples=4),
+  "softmax": dict(score="entropy"),
+  "softrank": dict(score="margin"),
+  "glister": dict(regularizer="facility_location", lam=0.01),
+  "deepfool": dict(max_iter=10),
+  "bim": dict(max_iter=20),
 }
 
 
@@ -42,9 +42,12 @@ def test_budget_equals_unlabeled_count(trained_digits):
   state, model, params, x, _ = trained_digits
   left = x.shape[0] - state.num_labeled
   for name in ("batchbald", "glister", "deepfool"):
-    idx = strategies.get(name, **SMALL[name]).acquire(jax.random.key(1), model, params, x,
-                                                      state.labeled_mask, left)
-    assert sorted(np.asarray(idx).tolist()) == np.flatnonzero(~np.asarray(state.labeled_mask)).tolist()
+    idx = strategies.get(name, **SMALL[name]).acquire(
+      jax.random.key(1), model, params, x, state.labeled_mask, left
+    )
+    assert (
+      sorted(np.asarray(idx).tolist()) == np.flatnonzero(~np.asarray(state.labeled_mask)).tolist()
+    )
 
 
 def test_glister_strategy_with_a_validation_set_and_labels(trained_digits):

@@ -35,13 +35,13 @@ def test_coreset_is_k_center_greedy_on_penultimate_features(trained_digits):
   feats = models.predict(model, params, x).features
   got = strategies.coreset().acquire(jax.random.key(1), model, params, x, state.labeled_mask, 10)
   np.testing.assert_array_equal(
-      got, selection.k_center_greedy(None, feats, 10, labeled_mask=state.labeled_mask))
+    got, selection.k_center_greedy(None, feats, 10, labeled_mask=state.labeled_mask)
+  )
   # An empty labeled set: the first pick comes from the key.
   empty = jnp.zeros(len(x), bool)
   a = strategies.coreset().acquire(jax.random.key(2), model, params, x, empty, 6)
   check_invariants(a, len(x), 6, empty)
-  np.testing.assert_array_equal(
-      a, selection.k_center_greedy(jax.random.key(2), feats, 6))
+  np.testing.assert_array_equal(a, selection.k_center_greedy(jax.random.key(2), feats, 6))
 
 
 @pytest.mark.parametrize("function", sm.FUNCTIONS)
@@ -50,7 +50,8 @@ def test_fass_filters_by_uncertainty_then_maximises(trained_digits, function):
   mask = state.labeled_mask
   budget, top_n = 5, 3
   got = strategies.fass(uncertainty="margin", function=function, top_n=top_n).acquire(
-      jax.random.key(3), model, params, x, mask, budget)
+    jax.random.key(3), model, params, x, mask, budget
+  )
   check_invariants(got, len(x), budget, mask)
   preds = models.predict(model, params, x)
   filtered = selection.top_k(scores.margin(preds.logits), top_n * budget, labeled_mask=mask)
@@ -66,31 +67,39 @@ def test_fass_filters_by_uncertainty_then_maximises(trained_digits, function):
 def test_fass_when_the_filter_holds_every_unlabeled_point(trained_digits):
   state, model, params, x, _ = trained_digits
   left = x.shape[0] - state.num_labeled
-  got = strategies.fass(optimizer="lazy").acquire(jax.random.key(4), model, params, x,
-                                                  state.labeled_mask, left)
-  assert sorted(np.asarray(got).tolist()) == np.flatnonzero(~np.asarray(state.labeled_mask)).tolist()
+  got = strategies.fass(optimizer="lazy").acquire(
+    jax.random.key(4), model, params, x, state.labeled_mask, left
+  )
+  assert (
+    sorted(np.asarray(got).tolist()) == np.flatnonzero(~np.asarray(state.labeled_mask)).tolist()
+  )
 
 
-@pytest.mark.parametrize("optimizer,num_neighbors", [("greedy", None), ("lazy", 10),
-                                                     ("stochastic", None)])
+@pytest.mark.parametrize(
+  "optimizer,num_neighbors", [("greedy", None), ("lazy", 10), ("stochastic", None)]
+)
 def test_submodular_strategy_over_the_unlabeled_pool(trained_digits, optimizer, num_neighbors):
   state, model, params, x, _ = trained_digits
   mask = state.labeled_mask
-  strategy = strategies.submodular("graph_cut", optimizer=optimizer, lam=0.4,
-                                   num_neighbors=num_neighbors)
+  strategy = strategies.submodular(
+    "graph_cut", optimizer=optimizer, lam=0.4, num_neighbors=num_neighbors
+  )
   key = jax.random.key(5)
   got = strategy.acquire(key, model, params, x, mask, 7)
   check_invariants(got, len(x), 7, mask)
   feats = models.predict(model, params, x).features
-  kernel = (sm.similarity_kernel(feats) if num_neighbors is None
-            else sm.knn_kernel(feats, num_neighbors))
+  kernel = (
+    sm.similarity_kernel(feats) if num_neighbors is None else sm.knn_kernel(feats, num_neighbors)
+  )
   fn = sm.graph_cut(kernel, lam=0.4, ground_mask=~mask)
   np.testing.assert_array_equal(got, sm.maximize(fn, 7, optimizer=optimizer, key=key).indices)
 
 
 def test_bad_options_are_clear():
-  with pytest.raises(ValueError, match="unknown uncertainty 'bald'; valid names are: entropy, "
-                     "least_confidence, margin, ratio"):
+  with pytest.raises(
+    ValueError,
+    match="unknown uncertainty 'bald'; valid names are: entropy, least_confidence, margin, ratio",
+  ):
     strategies.fass(uncertainty="bald")
   with pytest.raises(ValueError, match="valid names are: facility_location, feature_based"):
     strategies.fass(function="log_det")

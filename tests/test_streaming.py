@@ -110,8 +110,12 @@ def test_streaming_memory_is_bounded(tmp_path):
   import subprocess
   import sys
 
-  proc = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(tmp_path / "pool.f32"), "1000000"],
-                        capture_output=True, text=True, timeout=600)
+  proc = subprocess.run(
+    [sys.executable, "-c", MEMORY_SCRIPT, str(tmp_path / "pool.f32"), "1000000"],
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   line = [l for l in proc.stdout.splitlines() if l.startswith("GROWTH_MB")][0]
   growth, file_mb = float(line.split()[1]), float(line.split()[3])
@@ -126,8 +130,9 @@ def test_streaming_k_center_equals_in_memory(pool):
   for labeled in (mask, None):
     want = selection.k_center_greedy(jax.random.key(3), data, 12, labeled_mask=labeled)
     for chunk_size in (128, 1000):
-      got = streaming.k_center_greedy(jax.random.key(3), mm, 12, labeled_mask=labeled,
-                                      chunk_size=chunk_size)
+      got = streaming.k_center_greedy(
+        jax.random.key(3), mm, 12, labeled_mask=labeled, chunk_size=chunk_size
+      )
       np.testing.assert_array_equal(got, want)
 
 
@@ -136,8 +141,12 @@ def test_streaming_kmeans_pp_chunk_invariant_and_valid(pool):
   mask = np.zeros(len(data), bool)
   mask[::9] = True
   for first in ("max_norm", "random"):
-    a = streaming.kmeans_pp(jax.random.key(1), mm, 15, labeled_mask=mask, first=first, chunk_size=100)
-    b = streaming.kmeans_pp(jax.random.key(1), mm, 15, labeled_mask=mask, first=first, chunk_size=1000)
+    a = streaming.kmeans_pp(
+      jax.random.key(1), mm, 15, labeled_mask=mask, first=first, chunk_size=100
+    )
+    b = streaming.kmeans_pp(
+      jax.random.key(1), mm, 15, labeled_mask=mask, first=first, chunk_size=1000
+    )
     np.testing.assert_array_equal(a, b)
     a = np.asarray(a)
     assert len(set(a.tolist())) == 15 and not mask[a].any()
@@ -148,13 +157,17 @@ def test_streaming_kmeans_pp_chunk_invariant_and_valid(pool):
 
 def test_streaming_kmeans_pp_second_centre_follows_d2_law(tmp_path):
   """Second centre over many keys vs D²(x) / sum D² (chi-square, p = 0.001)."""
-  pts = np.array([[0, 0], [1, 0], [0, 2], [3, 0], [0, 0], [2, 2]], np.float32)  # point 4 duplicates 0
+  pts = np.array(
+    [[0, 0], [1, 0], [0, 2], [3, 0], [0, 0], [2, 2]], np.float32
+  )  # point 4 duplicates 0
   path = tmp_path / "tiny.f32"
   pts.tofile(path)
   mm = np.memmap(path, dtype=np.float32, mode="r", shape=pts.shape)
   trials = 1500
-  seconds = [int(streaming.kmeans_pp(jax.random.key(s), mm, 2, chunk_size=4)[1]) for s in range(trials)]
-  first = int(np.argmax((pts ** 2).sum(1)))  # max norm: point 3 (norm² 9) vs point 5 (8)
+  seconds = [
+    int(streaming.kmeans_pp(jax.random.key(s), mm, 2, chunk_size=4)[1]) for s in range(trials)
+  ]
+  first = int(np.argmax((pts**2).sum(1)))  # max norm: point 3 (norm² 9) vs point 5 (8)
   d2 = ((pts - pts[first]) ** 2).sum(1)
   d2[first] = 0
   p = d2 / d2.sum()
@@ -188,11 +201,14 @@ def test_streaming_selectors_accept_numpy_integers(pool):
   mm, data = pool
   mask = np.arange(len(data)) < 5
   np.testing.assert_array_equal(
-      streaming.top_k(_neg_norm, mm, np.int64(4), chunk_size=np.int32(256)),
-      streaming.top_k(_neg_norm, mm, 4, chunk_size=256))
+    streaming.top_k(_neg_norm, mm, np.int64(4), chunk_size=np.int32(256)),
+    streaming.top_k(_neg_norm, mm, 4, chunk_size=256),
+  )
   np.testing.assert_array_equal(
-      streaming.k_center_greedy(None, mm, np.int64(3), labeled_mask=mask, chunk_size=np.int32(256)),
-      streaming.k_center_greedy(None, mm, 3, labeled_mask=mask, chunk_size=256))
+    streaming.k_center_greedy(None, mm, np.int64(3), labeled_mask=mask, chunk_size=np.int32(256)),
+    streaming.k_center_greedy(None, mm, 3, labeled_mask=mask, chunk_size=256),
+  )
   np.testing.assert_array_equal(
-      streaming.kmeans_pp(jax.random.key(0), mm, np.int64(3), chunk_size=np.int32(256)),
-      streaming.kmeans_pp(jax.random.key(0), mm, 3, chunk_size=256))
+    streaming.kmeans_pp(jax.random.key(0), mm, np.int64(3), chunk_size=np.int32(256)),
+    streaming.kmeans_pp(jax.random.key(0), mm, 3, chunk_size=256),
+  )

@@ -72,9 +72,13 @@ def _fn(name, seed=0, *, sparse=None, ground_mask=None, **kw):
 
 
 def _kw(name, **kw):
-  return {k: v for k, v in kw.items()
-          if (k == "lam" and name == "graph_cut") or (k == "alpha" and name == "saturated_coverage")
-          or (k == "concave" and name == "feature_based")}
+  return {
+    k: v
+    for k, v in kw.items()
+    if (k == "lam" and name == "graph_cut")
+    or (k == "alpha" and name == "saturated_coverage")
+    or (k == "concave" and name == "feature_based")
+  }
 
 
 # ---------------------------------------------------------------------------
@@ -87,14 +91,23 @@ def test_similarity_kernel_matches_reference():
   xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
   ref = (1 + np.clip(xn @ xn.T, -1, 1)) / 2
   np.fill_diagonal(ref, 1.0)
-  np.testing.assert_allclose(sm.similarity_kernel(jnp.asarray(x), chunk_size=6), ref,
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    sm.similarity_kernel(jnp.asarray(x), chunk_size=6), ref, rtol=1e-5, atol=1e-6
+  )
   d2 = ((x[:, None] - x[None]) ** 2).sum(-1)
   gamma = 1.0 / d2.mean()
-  np.testing.assert_allclose(sm.similarity_kernel(jnp.asarray(x), metric="rbf", chunk_size=7),
-                             np.exp(-gamma * d2), rtol=1e-4, atol=1e-5)
-  np.testing.assert_allclose(sm.similarity_kernel(jnp.asarray(x), metric="rbf", gamma=0.3),
-                             np.exp(-0.3 * d2), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(
+    sm.similarity_kernel(jnp.asarray(x), metric="rbf", chunk_size=7),
+    np.exp(-gamma * d2),
+    rtol=1e-4,
+    atol=1e-5,
+  )
+  np.testing.assert_allclose(
+    sm.similarity_kernel(jnp.asarray(x), metric="rbf", gamma=0.3),
+    np.exp(-0.3 * d2),
+    rtol=1e-4,
+    atol=1e-5,
+  )
 
 
 def test_knn_kernel_keeps_each_rows_largest_entries():
@@ -111,14 +124,22 @@ def test_knn_kernel_keeps_each_rows_largest_entries():
 # Values and marginal gains against the definitions.
 
 
-@pytest.mark.parametrize("name,kernel", [(f, k) for f in sm.FUNCTIONS for k in ("dense", "sparse")
-                                         if not (f == "feature_based" and k == "sparse")])
+@pytest.mark.parametrize(
+  "name,kernel",
+  [
+    (f, k)
+    for f in sm.FUNCTIONS
+    for k in ("dense", "sparse")
+    if not (f == "feature_based" and k == "sparse")
+  ],
+)
 def test_value_and_gains_match_reference(name, kernel):
   rng = np.random.default_rng(3)
   ground = rng.random(N) < 0.75
   kw = _kw(name, lam=0.7, alpha=0.3, concave="log1p")
-  fn, S, x = _fn(name, sparse=None if kernel == "dense" else 5,
-                 ground_mask=jnp.asarray(ground), **kw)
+  fn, S, x = _fn(
+    name, sparse=None if kernel == "dense" else 5, ground_mask=jnp.asarray(ground), **kw
+  )
   V = np.nonzero(ground)[0]
   for size in (0, 1, 4):
     A = [int(a) for a in rng.choice(V, size, replace=False)]
@@ -137,8 +158,9 @@ def test_sparse_kernel_with_every_neighbour_equals_dense():
     dense = sm.make(name, kernel=sm.similarity_kernel(x))
     sparse = sm.make(name, kernel=sm.knn_kernel(x, N))
     np.testing.assert_array_equal(sm.greedy(dense, 5).indices, sm.greedy(sparse, 5).indices)
-    np.testing.assert_allclose(sm.value(dense, jnp.arange(4)), sm.value(sparse, jnp.arange(4)),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+      sm.value(dense, jnp.arange(4)), sm.value(sparse, jnp.arange(4)), rtol=1e-5
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -147,15 +169,18 @@ def test_sparse_kernel_with_every_neighbour_equals_dense():
 
 @pytest.mark.parametrize("name", sm.FUNCTIONS)
 def test_greedy_matches_numpy_greedy(name):
-  for concave in (("sqrt", "log1p", "inverse") if name == "feature_based" else ("sqrt",)):
+  for concave in ("sqrt", "log1p", "inverse") if name == "feature_based" else ("sqrt",):
     kw = _kw(name, lam=0.4, alpha=0.2, concave=concave)
     fn, S, x = _fn(name, seed=5, **kw)
     got = sm.greedy(fn, 6)
     np.testing.assert_array_equal(got.indices, ref_greedy(name, S, 6, range(N), X=x, **kw))
     # The reported gains add up to the value of the set.
-    np.testing.assert_allclose(np.sum(got.gains),
-                               float(sm.value(fn, got.indices)) - float(sm.value(fn, jnp.zeros(0, jnp.int32))),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+      np.sum(got.gains),
+      float(sm.value(fn, got.indices)) - float(sm.value(fn, jnp.zeros(0, jnp.int32))),
+      rtol=1e-4,
+      atol=1e-4,
+    )
 
 
 @pytest.mark.parametrize("name", KERNEL_FUNCTIONS)
@@ -219,10 +244,16 @@ def test_stochastic_greedy(getkey):
   np.testing.assert_array_equal(np.sort(b.indices), np.arange(0, N, 2))
 
 
-MONOTONE = [("facility_location", {}), ("graph_cut", {"lam": 0.5}), ("graph_cut", {"lam": 0.2}),
-            ("saturated_coverage", {"alpha": 0.1}), ("saturated_coverage", {"alpha": 0.5}),
-            ("feature_based", {"concave": "sqrt"}), ("feature_based", {"concave": "log1p"}),
-            ("feature_based", {"concave": "inverse"})]
+MONOTONE = [
+  ("facility_location", {}),
+  ("graph_cut", {"lam": 0.5}),
+  ("graph_cut", {"lam": 0.2}),
+  ("saturated_coverage", {"alpha": 0.1}),
+  ("saturated_coverage", {"alpha": 0.5}),
+  ("feature_based", {"concave": "sqrt"}),
+  ("feature_based", {"concave": "log1p"}),
+  ("feature_based", {"concave": "inverse"}),
+]
 
 
 @pytest.mark.parametrize("name,kw", MONOTONE)
@@ -235,8 +266,9 @@ def test_greedy_within_one_minus_one_over_e_of_brute_force(name, kw):
       fn = sm.feature_based(jnp.asarray(x), **kw)
     else:
       fn = sm.make(name, kernel=sm.similarity_kernel(jnp.asarray(x), metric="rbf"), **kw)
-    best = max(float(sm.value(fn, jnp.asarray(s, jnp.int32)))
-               for s in itertools.combinations(range(n), k))
+    best = max(
+      float(sm.value(fn, jnp.asarray(s, jnp.int32))) for s in itertools.combinations(range(n), k)
+    )
     got = float(sm.value(fn, sm.greedy(fn, k).indices))
     assert got >= (1 - 1 / math.e) * best - 1e-5
     assert got <= best + 1e-5

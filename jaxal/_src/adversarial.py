@@ -48,6 +48,7 @@ class Attack(NamedTuple):
 def _logits_fn(model, params):
   def f(x1):  # one example [...] -> logits [K]
     return models_lib.apply(model, params, x1[None])[0][0]
+
   return f
 
 
@@ -67,7 +68,9 @@ def _deepfool_one(model, params, x0, valid, max_iter, overshoot):
     norm = jnp.sqrt(jnp.sum(w * w, axis=-1))
     pert = jnp.where(others & (norm > 0), jnp.abs(fk) / jnp.where(norm > 0, norm, 1.0), jnp.inf)
     j = jnp.argmin(pert)
-    step = jnp.where(jnp.isfinite(pert[j]), (pert[j] + 1e-4) / jnp.where(norm[j] > 0, norm[j], 1.0), 0.0)
+    step = jnp.where(
+      jnp.isfinite(pert[j]), (pert[j] + 1e-4) / jnp.where(norm[j] > 0, norm[j], 1.0), 0.0
+    )
     r_tot = r_tot + (step * w[j]).reshape(x0.shape)
     return r_tot, jnp.argmax(f(x0 + (1.0 + overshoot) * r_tot)) != label
 
@@ -137,7 +140,7 @@ def _run(batch_fn, x, batch_size) -> Attack:
   n = x.shape[0]
   perts, iters, flips = [], [], []
   for start in range(0, n, batch_size):
-    xb = x[start:start + batch_size]
+    xb = x[start : start + batch_size]
     b = xb.shape[0]
     if b < batch_size:
       xb = jnp.concatenate([xb, jnp.zeros((batch_size - b, *x.shape[1:]), x.dtype)])
@@ -161,8 +164,9 @@ def check_attack_args(model: Any, params: Any, x: Any) -> None:
   checks.check_model_input(lambda xb: models_lib.apply(model, params, xb)[0], x, "x")
 
 
-def check_deepfool_options(max_iter: Any, overshoot: Any,
-                           batch_size: Any) -> tuple[int, float, int]:
+def check_deepfool_options(
+  max_iter: Any, overshoot: Any, batch_size: Any
+) -> tuple[int, float, int]:
   """:func:`deepfool`'s options validated: ``(max_iter, overshoot, batch_size)``.
 
   Internal API (a strategy validates them here when it is built).
@@ -171,13 +175,16 @@ def check_deepfool_options(max_iter: Any, overshoot: Any,
     TypeError: a non-number (a bool, a float ``max_iter``).
     ValueError: ``max_iter < 0``, ``overshoot`` negative or not finite, ``batch_size < 1``.
   """
-  return (checks.check_nonnegative_int(max_iter, "max_iter"),
-          checks.check_float(overshoot, "overshoot", low=0),
-          checks.check_positive_int(batch_size, "batch_size"))
+  return (
+    checks.check_nonnegative_int(max_iter, "max_iter"),
+    checks.check_float(overshoot, "overshoot", low=0),
+    checks.check_positive_int(batch_size, "batch_size"),
+  )
 
 
-def check_bim_options(step: Any, eps: Any, max_iter: Any,
-                      batch_size: Any) -> tuple[float, float, int, int]:
+def check_bim_options(
+  step: Any, eps: Any, max_iter: Any, batch_size: Any
+) -> tuple[float, float, int, int]:
   """:func:`bim`'s options validated: ``(step, eps, max_iter, batch_size)``.
 
   Internal API (a strategy validates them here when it is built).
@@ -187,30 +194,52 @@ def check_bim_options(step: Any, eps: Any, max_iter: Any,
     ValueError: ``step`` not positive and finite, ``eps`` not positive (``inf``
       allowed), ``max_iter < 0``, ``batch_size < 1``.
   """
-  return (checks.check_float(step, "step", low=0, low_open=True),
-          checks.check_float(eps, "eps", low=0, low_open=True, allow_inf=True),
-          checks.check_nonnegative_int(max_iter, "max_iter"),
-          checks.check_positive_int(batch_size, "batch_size"))
+  return (
+    checks.check_float(step, "step", low=0, low_open=True),
+    checks.check_float(eps, "eps", low=0, low_open=True, allow_inf=True),
+    checks.check_nonnegative_int(max_iter, "max_iter"),
+    checks.check_positive_int(batch_size, "batch_size"),
+  )
 
 
-def deepfool_core(model: models_lib.Model, params: Any, x: ArrayLike, max_iter: int,
-                  overshoot: float, batch_size: int) -> Attack:
+def deepfool_core(
+  model: models_lib.Model,
+  params: Any,
+  x: ArrayLike,
+  max_iter: int,
+  overshoot: float,
+  batch_size: int,
+) -> Attack:
   """:func:`deepfool` on arguments already validated (:func:`check_attack_args`,
   :func:`check_deepfool_options`): no checks, same result. Internal API."""
   fn = lambda xb, v: _deepfool_batch(model, params, xb, v, jnp.float32(overshoot), max_iter)
   return _run(fn, x, batch_size)
 
 
-def bim_core(model: models_lib.Model, params: Any, x: ArrayLike, step: float, eps: float,
-             max_iter: int, batch_size: int) -> Attack:
+def bim_core(
+  model: models_lib.Model,
+  params: Any,
+  x: ArrayLike,
+  step: float,
+  eps: float,
+  max_iter: int,
+  batch_size: int,
+) -> Attack:
   """:func:`bim` on arguments already validated (:func:`check_attack_args`,
   :func:`check_bim_options`): no checks, same result. Internal API."""
   fn = lambda xb, v: _bim_batch(model, params, xb, v, jnp.float32(step), jnp.float32(eps), max_iter)
   return _run(fn, x, batch_size)
 
 
-def deepfool(model: models_lib.Model, params: Any, x: ArrayLike, *, max_iter: int = 50,
-             overshoot: float = 0.02, batch_size: int = 256) -> Attack:
+def deepfool(
+  model: models_lib.Model,
+  params: Any,
+  x: ArrayLike,
+  *,
+  max_iter: int = 50,
+  overshoot: float = 0.02,
+  batch_size: int = 256,
+) -> Attack:
   r"""DeepFool's smallest L2 perturbation that flips each prediction.
 
   From :math:`x_0 = x` with prediction :math:`\hat k`, each iteration
@@ -250,8 +279,16 @@ def deepfool(model: models_lib.Model, params: Any, x: ArrayLike, *, max_iter: in
   return deepfool_core(model, params, x, max_iter, overshoot, batch_size)
 
 
-def bim(model: models_lib.Model, params: Any, x: ArrayLike, *, step: float = 0.05,
-        eps: float = math.inf, max_iter: int = 100, batch_size: int = 256) -> Attack:
+def bim(
+  model: models_lib.Model,
+  params: Any,
+  x: ArrayLike,
+  *,
+  step: float = 0.05,
+  eps: float = math.inf,
+  max_iter: int = 100,
+  batch_size: int = 256,
+) -> Attack:
   r"""The Basic Iterative Method's perturbation that flips each prediction.
 
   .. math::

@@ -52,8 +52,9 @@ def _log_marginal(log_q: jax.Array) -> jax.Array:
   return jax.nn.logsumexp(log_q, axis=0) - jnp.log(jnp.float32(log_q.shape[0]))
 
 
-def _expected_conditional_entropy(log_q: jax.Array, rho: jax.Array, probs: jax.Array,
-                                  chunk: int) -> jax.Array:
+def _expected_conditional_entropy(
+  log_q: jax.Array, rho: jax.Array, probs: jax.Array, chunk: int
+) -> jax.Array:
   r"""For every candidate ``c``: :math:`\sum_j \rho_j H[\sum_s w_{sj}\, p_s(y_c)]`.
 
   ``w[:, j]`` is the posterior over the ``S`` samples given configuration ``j``
@@ -92,9 +93,12 @@ def _expected_conditional_entropy_sharded(log_q, rho, probs, chunk, ps):
   if ps is None:
     return _expected_conditional_entropy(log_q, rho, probs, chunk)
   local = functools.partial(_expected_conditional_entropy, chunk=chunk)
-  return jax.shard_map(lambda lq, r, pb: local(lq, r, pb), mesh=ps.mesh,
-                       in_specs=(P(), P(), P(None, ps.axis, None)), out_specs=P(ps.axis))(
-                           log_q, rho, probs)
+  return jax.shard_map(
+    lambda lq, r, pb: local(lq, r, pb),
+    mesh=ps.mesh,
+    in_specs=(P(), P(), P(None, ps.axis, None)),
+    out_specs=P(ps.axis),
+  )(log_q, rho, probs)
 
 
 def _exact_steps(num_classes: int, max_exact_configs: int) -> int:
@@ -106,8 +110,7 @@ def _exact_steps(num_classes: int, max_exact_configs: int) -> int:
   return steps
 
 
-@functools.partial(jax.jit,
-                   static_argnames=("k", "num_joint_samples", "max_exact_configs", "ps"))
+@functools.partial(jax.jit, static_argnames=("k", "num_joint_samples", "max_exact_configs", "ps"))
 def _batchbald(key, log_probs, labeled_mask, k, num_joint_samples, max_exact_configs, ps=None):
   """Greedy BatchBALD: ``(indices [k] int32, joint mutual information [k] float32)``.
 
@@ -142,8 +145,14 @@ def _batchbald(key, log_probs, labeled_mask, k, num_joint_samples, max_exact_con
     # which keeps them exact draws from the joint predictive of the batch.
     draw = jax.random.categorical(jax.random.fold_in(key, t), logp_best[theta_of_sample])
     log_samp = log_samp + logp_best[:, draw]
-    return (idx.at[t].set(best), taken.at[best].set(True), sum_cond + cond_best,
-            out_scores.at[t].set(mi), log_table, log_samp), (best, logp_best)
+    return (
+      idx.at[t].set(best),
+      taken.at[best].set(True),
+      sum_cond + cond_best,
+      out_scores.at[t].set(mi),
+      log_table,
+      log_samp,
+    ), (best, logp_best)
 
   def exact_step(t, carry):
     log_table = carry[4]
@@ -167,16 +176,21 @@ def _batchbald(key, log_probs, labeled_mask, k, num_joint_samples, max_exact_con
     return carry
 
   log_table = jnp.full((s, table), -jnp.inf, jnp.float32).at[:, 0].set(0.0)
-  carry = (jnp.zeros((k,), jnp.int32), jnp.zeros((n,), bool), jnp.float32(0.0),
-           jnp.zeros((k,), jnp.float32), log_table, jnp.zeros((s, m), jnp.float32))
+  carry = (
+    jnp.zeros((k,), jnp.int32),
+    jnp.zeros((n,), bool),
+    jnp.float32(0.0),
+    jnp.zeros((k,), jnp.float32),
+    log_table,
+    jnp.zeros((s, m), jnp.float32),
+  )
   num_exact = min(k, _exact_steps(c, table))
   carry = jax.lax.fori_loop(0, num_exact, exact_step, carry)
   carry = jax.lax.fori_loop(num_exact, k, sampled_step, carry)
   return carry[0], carry[3]
 
 
-def check_joint_samples(num_joint_samples: Any,
-                        max_exact_configs: Any = None) -> tuple[int, int]:
+def check_joint_samples(num_joint_samples: Any, max_exact_configs: Any = None) -> tuple[int, int]:
   """BatchBALD's estimator sizes, validated: ``(num_joint_samples, max_exact_configs)``.
 
   Internal API (a strategy validates its hyperparameters here when it is built).
@@ -193,17 +207,25 @@ def check_joint_samples(num_joint_samples: Any,
     TypeError: not an integer (a float, a bool).
     ValueError: out of range.
   """
-  num_joint_samples = checks.check_positive_int(num_joint_samples, "num_joint_samples",
-                                                high=MAX_CONFIGS)
+  num_joint_samples = checks.check_positive_int(
+    num_joint_samples, "num_joint_samples", high=MAX_CONFIGS
+  )
   if max_exact_configs is None:
     return num_joint_samples, num_joint_samples
-  return num_joint_samples, checks.check_positive_int(max_exact_configs, "max_exact_configs",
-                                                      high=MAX_CONFIGS)
+  return num_joint_samples, checks.check_positive_int(
+    max_exact_configs, "max_exact_configs", high=MAX_CONFIGS
+  )
 
 
-def batchbald(key: jax.Array, log_probs: ArrayLike, k: int, *,
-              labeled_mask: ArrayLike | None = None, num_joint_samples: int = 1000,
-              max_exact_configs: int | None = None) -> jax.Array:
+def batchbald(
+  key: jax.Array,
+  log_probs: ArrayLike,
+  k: int,
+  *,
+  labeled_mask: ArrayLike | None = None,
+  num_joint_samples: int = 1000,
+  max_exact_configs: int | None = None,
+) -> jax.Array:
   r"""BatchBALD: greedily maximise the joint mutual information of a batch.
 
   .. math::
@@ -257,8 +279,14 @@ def batchbald(key: jax.Array, log_probs: ArrayLike, k: int, *,
   return batchbald_core(key, log_probs, k, labeled_mask, num_joint_samples, max_exact_configs)
 
 
-def batchbald_core(key: jax.Array, log_probs: jax.Array, k: int, labeled_mask: jax.Array,
-                   num_joint_samples: int, max_exact_configs: int) -> jax.Array:
+def batchbald_core(
+  key: jax.Array,
+  log_probs: jax.Array,
+  k: int,
+  labeled_mask: jax.Array,
+  num_joint_samples: int,
+  max_exact_configs: int,
+) -> jax.Array:
   """:func:`batchbald` on arguments already validated: no checks, same result.
 
   Internal API for callers that validated ``key``, ``labeled_mask`` and ``k``
@@ -277,8 +305,7 @@ def batchbald_core(key: jax.Array, log_probs: jax.Array, k: int, labeled_mask: j
   """
   ps = _mc_pool_sharding(log_probs, labeled_mask)
   log_probs, labeled_mask = sharding.place(log_probs, ps, 1), sharding.replicate(labeled_mask, ps)
-  return _batchbald(key, log_probs, labeled_mask, k, num_joint_samples, max_exact_configs,
-                    ps=ps)[0]
+  return _batchbald(key, log_probs, labeled_mask, k, num_joint_samples, max_exact_configs, ps=ps)[0]
 
 
 def _mc_pool_sharding(log_probs, labeled_mask) -> sharding.PoolSharding | None:
@@ -318,9 +345,15 @@ def _stochastic_batch(key, scores, labeled_mask, temperature, k, mode):
   return jax.lax.top_k(perturbed, k)[1].astype(jnp.int32)
 
 
-def stochastic_batch(key: jax.Array, scores: ArrayLike, k: int, *, mode: str = "power",
-                     temperature: float = 1.0,
-                     labeled_mask: ArrayLike | None = None) -> jax.Array:
+def stochastic_batch(
+  key: jax.Array,
+  scores: ArrayLike,
+  k: int,
+  *,
+  mode: str = "power",
+  temperature: float = 1.0,
+  labeled_mask: ArrayLike | None = None,
+) -> jax.Array:
   r"""A random batch drawn with probabilities that grow with a score.
 
   With :math:`\beta = 1 / \text{temperature}` (Kirsch et al.'s "coldness"),
@@ -392,8 +425,14 @@ def check_temperature(temperature: Any) -> jax.Array:
   return jnp.float32(checks.check_float(temperature, "temperature", low=0, low_open=True))
 
 
-def stochastic_batch_core(key: jax.Array, scores: jax.Array, k: int, labeled_mask: jax.Array,
-                          mode: str, temperature: jax.Array) -> jax.Array:
+def stochastic_batch_core(
+  key: jax.Array,
+  scores: jax.Array,
+  k: int,
+  labeled_mask: jax.Array,
+  mode: str,
+  temperature: jax.Array,
+) -> jax.Array:
   """:func:`stochastic_batch` on arguments already validated.
 
   Internal API for callers that validated ``key``, ``labeled_mask`` and ``k``
@@ -415,7 +454,8 @@ def stochastic_batch_core(key: jax.Array, scores: jax.Array, k: int, labeled_mas
     neg = np.asarray(jax.device_get((scores < 0) & ~labeled_mask))
     if neg.any():
       raise ValueError(
-          f"mode='power' needs non-negative scores (p ∝ s^β); scores of shape {scores.shape} hold "
-          f"{int(neg.sum())} negative unlabeled values (first at index {int(np.argmax(neg))}); "
-          "use mode='softmax' or 'softrank' for signed scores")
+        f"mode='power' needs non-negative scores (p ∝ s^β); scores of shape {scores.shape} hold "
+        f"{int(neg.sum())} negative unlabeled values (first at index {int(np.argmax(neg))}); "
+        "use mode='softmax' or 'softrank' for signed scores"
+      )
   return _stochastic_batch(key, scores, labeled_mask, temperature, k, mode)

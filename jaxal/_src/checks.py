@@ -51,11 +51,13 @@ def _is_int(value: Any) -> bool:
 
 def _is_real(value: Any) -> bool:
   return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-      value, (bool, np.bool_))
+    value, (bool, np.bool_)
+  )
 
 
-def check_int(value: Any, name: str, *, low: int | None = None, high: int | None = None,
-              what: str = "") -> int:
+def check_int(
+  value: Any, name: str, *, low: int | None = None, high: int | None = None, what: str = ""
+) -> int:
   """A Python or NumPy integer (not a bool) in ``[low, high]``; returns a Python int.
 
   Args:
@@ -90,14 +92,21 @@ def check_positive_int(value: Any, name: str, *, high: int | None = None, what: 
   return check_int(value, name, low=1, high=high, what=what)
 
 
-def check_nonnegative_int(value: Any, name: str, *, high: int | None = None,
-                          what: str = "") -> int:
+def check_nonnegative_int(value: Any, name: str, *, high: int | None = None, what: str = "") -> int:
   """:func:`check_int` with ``low=0``."""
   return check_int(value, name, low=0, high=high, what=what)
 
 
-def check_float(value: Any, name: str, *, low: float | None = None, high: float | None = None,
-                low_open: bool = False, high_open: bool = False, allow_inf: bool = False) -> float:
+def check_float(
+  value: Any,
+  name: str,
+  *,
+  low: float | None = None,
+  high: float | None = None,
+  low_open: bool = False,
+  high_open: bool = False,
+  allow_inf: bool = False,
+) -> float:
   """A real Python or NumPy scalar (not a bool) in a range; returns a Python float.
 
   The range is written ``[low, high]`` with ``low_open`` / ``high_open`` making
@@ -184,8 +193,9 @@ def spelled_as(usage: str) -> Callable[[F], F]:
         key = bound.arguments["key"]
         if not is_key(key) and not (key is None and key_optional):
           raise TypeError(
-              f"{fn.__name__} takes a jax.random.key as its first argument, got "
-              f"{_typed(key)}; the call is {usage}")
+            f"{fn.__name__} takes a jax.random.key as its first argument, got "
+            f"{_typed(key)}; the call is {usage}"
+          )
       return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
@@ -198,10 +208,10 @@ def check_key(key: Any, name: str = "key") -> jax.Array:
   dtype = getattr(key, "dtype", None)
   if not is_key(key):
     raise TypeError(
-        f"{name} must be a typed key from jax.random.key(seed), got "
-        f"{type(key).__name__} with dtype {dtype} and shape {shape_of(key)}. "
-        "Legacy uint32 keys (jax.random.PRNGKey) and integer seeds are not "
-        "accepted: wrap them with jax.random.wrap_key_data or use jax.random.key."
+      f"{name} must be a typed key from jax.random.key(seed), got "
+      f"{type(key).__name__} with dtype {dtype} and shape {shape_of(key)}. "
+      "Legacy uint32 keys (jax.random.PRNGKey) and integer seeds are not "
+      "accepted: wrap them with jax.random.wrap_key_data or use jax.random.key."
     )
   if key.shape != ():
     raise ValueError(f"{name} must be a single key of shape (), got shape {key.shape}")
@@ -236,8 +246,8 @@ def check_mc_logits(logits: Any, name: str = "mc_logits", min_samples: int = 1) 
     raise ValueError(f"{name} must have at least 2 classes, got shape {x.shape}")
   if x.shape[0] < min_samples:
     raise ValueError(
-        f"{name} must hold at least {min_samples} Monte Carlo samples along axis 0 "
-        f"for this score, got shape {x.shape}"
+      f"{name} must hold at least {min_samples} Monte Carlo samples along axis 0 "
+      f"for this score, got shape {x.shape}"
     )
   return x
 
@@ -263,15 +273,15 @@ def check_finite_logits(logits: Any, name: str = "logits") -> None:
   if bad.any():
     where = np.argwhere(bad)[0]
     raise ValueError(
-        f"{name} of shape {x.shape} holds {int(bad.sum())} NaN or +inf values "
-        f"(first at index {tuple(int(i) for i in where)}); -inf is allowed for masked classes"
+      f"{name} of shape {x.shape} holds {int(bad.sum())} NaN or +inf values "
+      f"(first at index {tuple(int(i) for i in where)}); -inf is allowed for masked classes"
     )
   empty = ~np.isfinite(x).any(axis=-1)
   if empty.any():
     where = np.argwhere(empty)[0]
     raise ValueError(
-        f"{name} of shape {x.shape} has a row where every class is -inf "
-        f"(first at index {tuple(int(i) for i in where)})"
+      f"{name} of shape {x.shape} has a row where every class is -inf "
+      f"(first at index {tuple(int(i) for i in where)})"
     )
 
 
@@ -302,9 +312,10 @@ def check_finite(x: Any, name: str, *, purpose: str = "") -> None:
       bad = np.argwhere(~np.isfinite(np.asarray(jax.device_get(t))))[0]
       leaf = jax.tree_util.keystr(path, simple=True, separator=".")
       raise ValueError(
-          f"{name}{'.' + leaf if leaf else ''} of shape {t.shape} holds NaN "
-          f"or inf values (first at index {tuple(int(i) for i in bad)})"
-          + (f"; {purpose}" if purpose else ""))
+        f"{name}{'.' + leaf if leaf else ''} of shape {t.shape} holds NaN "
+        f"or inf values (first at index {tuple(int(i) for i in bad)})"
+        + (f"; {purpose}" if purpose else "")
+      )
 
 
 def check_labeled_mask(labeled_mask: Any, num_points: int, name: str = "labeled_mask") -> jax.Array:
@@ -313,18 +324,18 @@ def check_labeled_mask(labeled_mask: Any, num_points: int, name: str = "labeled_
     return jnp.zeros((num_points,), bool)
   if not hasattr(labeled_mask, "dtype"):
     raise TypeError(
-        f"{name} must be a boolean array of shape ({num_points},), got {type(labeled_mask).__name__}"
+      f"{name} must be a boolean array of shape ({num_points},), got {type(labeled_mask).__name__}"
     )
   if labeled_mask.dtype != jnp.bool_:
     raise TypeError(
-        f"{name} must have dtype bool and shape ({num_points},), got dtype {labeled_mask.dtype} "
-        f"and shape {shape_of(labeled_mask)}; build it with `mask.astype(bool)` or "
-        "`jnp.zeros(n, bool).at[idx].set(True)`"
+      f"{name} must have dtype bool and shape ({num_points},), got dtype {labeled_mask.dtype} "
+      f"and shape {shape_of(labeled_mask)}; build it with `mask.astype(bool)` or "
+      "`jnp.zeros(n, bool).at[idx].set(True)`"
     )
   if shape_of(labeled_mask) != (num_points,):
     raise ValueError(
-        f"{name} must have shape ({num_points},) to match the pool of {num_points} points, "
-        f"got shape {shape_of(labeled_mask)}"
+      f"{name} must have shape ({num_points},) to match the pool of {num_points} points, "
+      f"got shape {shape_of(labeled_mask)}"
     )
   return jnp.asarray(labeled_mask)
 
@@ -340,18 +351,20 @@ def check_budget(k: Any, num_points: int, labeled_mask: Any = None, name: str = 
     unlabeled = num_points - int(jnp.sum(labeled_mask, dtype=jnp.int32))
     if k > unlabeled:
       raise ValueError(
-          f"{name}={k} is larger than the {unlabeled} unlabeled points left "
-          f"in the pool of {num_points} (labeled_mask has {num_points - unlabeled} True)"
+        f"{name}={k} is larger than the {unlabeled} unlabeled points left "
+        f"in the pool of {num_points} (labeled_mask has {num_points - unlabeled} True)"
       )
   return k
 
 
-def check_same_n(name_a: str, a: Any, name_b: str, b: Any, axis_a: int = 0, axis_b: int = 0) -> None:
+def check_same_n(
+  name_a: str, a: Any, name_b: str, b: Any, axis_a: int = 0, axis_b: int = 0
+) -> None:
   na, nb = shape_of(a)[axis_a], shape_of(b)[axis_b]
   if na != nb:
     raise ValueError(
-        f"{name_a} and {name_b} must have the same number of points, got {name_a} of shape "
-        f"{shape_of(a)} and {name_b} of shape {shape_of(b)}"
+      f"{name_a} and {name_b} must have the same number of points, got {name_a} of shape "
+      f"{shape_of(a)} and {name_b} of shape {shape_of(b)}"
     )
 
 
@@ -377,13 +390,15 @@ def check_model_input(forward: Any, x: Any, name: str = "pool") -> None:
     out = jax.eval_shape(forward, example)
   except Exception as e:  # the model's own error, whatever its type
     raise ValueError(
-        f"the model rejects {name} inputs of shape {shape[1:]} (a batch of shape "
-        f"{(1, *shape[1:])} failed with {type(e).__name__}: {e})") from e
+      f"the model rejects {name} inputs of shape {shape[1:]} (a batch of shape "
+      f"{(1, *shape[1:])} failed with {type(e).__name__}: {e})"
+    ) from e
   out_shape = tuple(getattr(out, "shape", ()))
   if len(out_shape) != 2 or out_shape[0] != 1:
     raise ValueError(
-        f"the model must map {name} inputs of shape [batch, *{shape[1:]}] to logits "
-        f"[batch, num_classes], got logits of shape {out_shape} for a batch of 1")
+      f"the model must map {name} inputs of shape [batch, *{shape[1:]}] to logits "
+      f"[batch, num_classes], got logits of shape {out_shape} for a batch of 1"
+    )
 
 
 # --- added for selection: a leading key that may be None

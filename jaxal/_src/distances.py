@@ -79,8 +79,9 @@ def inner(x: Points, y: Points) -> jax.Array:
   return jnp.matmul(x, y.T)
 
 
-def sq_dist(x: Points, y: Points, x_sq_norms: jax.Array | None = None,
-            y_sq_norms: jax.Array | None = None) -> jax.Array:
+def sq_dist(
+  x: Points, y: Points, x_sq_norms: jax.Array | None = None, y_sq_norms: jax.Array | None = None
+) -> jax.Array:
   """Squared distances, ``[N, M]`` (or ``[N]`` for a single point ``y``), clamped at 0."""
   xn = sq_norms(x) if x_sq_norms is None else x_sq_norms
   yn = sq_norms(y) if y_sq_norms is None else y_sq_norms
@@ -99,8 +100,9 @@ def _pad_rows(y: Points, multiple: int) -> tuple[Points, int]:
   return jnp.pad(y, ((0, pad), (0, 0))), m
 
 
-def min_sq_dist(x: Points, y: Points, *, chunk_size: int = 1024,
-                x_sq_norms: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+def min_sq_dist(
+  x: Points, y: Points, *, chunk_size: int = 1024, x_sq_norms: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array]:
   """For each row of ``x``, the squared distance to, and index of, its nearest row of ``y``.
 
   Chunked over ``y`` with ``jax.lax.scan``: memory ``O(N * chunk_size)``.
@@ -145,11 +147,17 @@ def _row_block(x: Points, start: jax.Array, size: int) -> Points:
   return jax.tree.map(lambda t: jax.lax.dynamic_slice_in_dim(t, start, size, axis=0), x)
 
 
-def min_sq_dist_masked(x: Points, y: Points, y_mask: jax.Array | None = None, *,
-                       chunk_size: int = 1024, row_chunk_size: int = 8192,
-                       x_sq_norms: jax.Array | None = None,
-                       y_sq_norms: jax.Array | None = None,
-                       ps: sharding.PoolSharding | None = None) -> tuple[jax.Array, jax.Array]:
+def min_sq_dist_masked(
+  x: Points,
+  y: Points,
+  y_mask: jax.Array | None = None,
+  *,
+  chunk_size: int = 1024,
+  row_chunk_size: int = 8192,
+  x_sq_norms: jax.Array | None = None,
+  y_sq_norms: jax.Array | None = None,
+  ps: sharding.PoolSharding | None = None,
+) -> tuple[jax.Array, jax.Array]:
   """For each row of ``x``, the nearest row of ``y`` among those where ``y_mask`` is True.
 
   Chunked over both sides, so memory stays ``O(row_chunk_size * chunk_size)``
@@ -216,8 +224,10 @@ def min_sq_dist_masked(x: Points, y: Points, y_mask: jax.Array | None = None, *,
 
     init = (jnp.int32(0), jnp.full((rows,), jnp.inf, jnp.float32), jnp.zeros((rows,), jnp.int32))
     _, best, arg = jax.lax.while_loop(cond, body, init)
-    return (jax.lax.dynamic_update_slice_in_dim(best_all, best, start, axis=0),
-            jax.lax.dynamic_update_slice_in_dim(arg_all, arg, start, axis=0))
+    return (
+      jax.lax.dynamic_update_slice_in_dim(best_all, best, start, axis=0),
+      jax.lax.dynamic_update_slice_in_dim(arg_all, arg, start, axis=0),
+    )
 
   init = (jnp.full((n,), jnp.inf, jnp.float32), jnp.zeros((n,), jnp.int32))
   return jax.lax.fori_loop(0, num_blocks, block, init)

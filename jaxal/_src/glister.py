@@ -53,12 +53,28 @@ def _augment(features: jax.Array, bias: bool) -> jax.Array:
 
 def _hypothesised(logits: jax.Array) -> jax.Array:
   """``argmax`` of the log-softmax, as :func:`jaxal.embeddings.closed_form_gradient_embedding`."""
-  return jnp.argmax(jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1), axis=-1).astype(jnp.int32)
+  return jnp.argmax(jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1), axis=-1).astype(
+    jnp.int32
+  )
 
 
 @functools.partial(jax.jit, static_argnames=("k", "num_greedy", "regularizer", "bias"))
-def _glister(key, logits, features, labeled_mask, train_labels, val_logits, val_features,
-             val_labels, learning_rate, lam, k, num_greedy, regularizer, bias):
+def _glister(
+  key,
+  logits,
+  features,
+  labeled_mask,
+  train_labels,
+  val_logits,
+  val_features,
+  val_labels,
+  learning_rate,
+  lam,
+  k,
+  num_greedy,
+  regularizer,
+  bias,
+):
   n, num_classes = logits.shape
   lr = learning_rate.astype(jnp.float32)
   lam = lam.astype(jnp.float32)
@@ -114,8 +130,9 @@ def _glister(key, logits, features, labeled_mask, train_labels, val_logits, val_
   return idx
 
 
-def _check_labels(labels: Any, n: int, num_classes: int, name: str,
-                  only: jax.Array | None = None) -> jax.Array:
+def _check_labels(
+  labels: Any, n: int, num_classes: int, name: str, only: jax.Array | None = None
+) -> jax.Array:
   if not hasattr(labels, "shape") and not isinstance(labels, (list, tuple)):
     raise TypeError(f"{name} must be an integer array of shape ({n},), got {type(labels).__name__}")
   labels = jnp.asarray(labels)
@@ -130,8 +147,9 @@ def _check_labels(labels: Any, n: int, num_classes: int, name: str,
     bad = (host < 0) | (host >= num_classes)
     if bad.any():
       raise ValueError(
-          f"{name} must lie in [0, {num_classes}) to match the {num_classes} classes of the "
-          f"logits, got {host[bad][:5].tolist()}")
+        f"{name} must lie in [0, {num_classes}) to match the {num_classes} classes of the "
+        f"logits, got {host[bad][:5].tolist()}"
+      )
   return labels.astype(jnp.int32)
 
 
@@ -139,19 +157,22 @@ def check_validation(validation: Any, num_classes: int, feat_dim: int) -> Valida
   """A :class:`Validation` (or a 3-tuple) consistent with the pool's classes and features."""
   if not isinstance(validation, tuple) or len(validation) != 3:
     raise TypeError(
-        "validation must be a jaxal.glister.Validation(logits, features, labels) or a 3-tuple, "
-        f"got {type(validation).__name__}")
+      "validation must be a jaxal.glister.Validation(logits, features, labels) or a 3-tuple, "
+      f"got {type(validation).__name__}"
+    )
   logits = checks.check_logits(validation[0], "validation.logits")
   feats = checks.check_float_array(validation[1], "validation.features", 2, "[num_val, feat_dim]")
   checks.check_same_n("validation.logits", logits, "validation.features", feats)
   if logits.shape[1] != num_classes:
     raise ValueError(
-        f"validation.logits has {logits.shape[1]} classes (shape {logits.shape}) but the pool's "
-        f"logits have {num_classes}: the validation set must be scored by the same model")
+      f"validation.logits has {logits.shape[1]} classes (shape {logits.shape}) but the pool's "
+      f"logits have {num_classes}: the validation set must be scored by the same model"
+    )
   if feats.shape[1] != feat_dim:
     raise ValueError(
-        f"validation.features has dimension {feats.shape[1]} (shape {feats.shape}) but the "
-        f"pool's features have dimension {feat_dim}")
+      f"validation.features has dimension {feats.shape[1]} (shape {feats.shape}) but the "
+      f"pool's features have dimension {feat_dim}"
+    )
   if logits.shape[0] == 0:
     raise ValueError("validation must hold at least one point")
   labels = _check_labels(validation[2], logits.shape[0], num_classes, "validation.labels")
@@ -185,15 +206,25 @@ def check_hyper(learning_rate: Any, regularizer: str | None, lam: Any) -> tuple[
     raise ValueError(f"regularizer={regularizer!r} needs a finite number lam, got None")
   if regularizer == "random":
     return learning_rate, checks.check_float(
-        lam, "lam (the fraction of random picks of regularizer='random')", low=0, high=1)
+      lam, "lam (the fraction of random picks of regularizer='random')", low=0, high=1
+    )
   return learning_rate, checks.check_float(lam, "lam", low=0)
 
 
-def glister(key: jax.Array, logits: ArrayLike, features: ArrayLike, k: int, *,
-            labeled_mask: ArrayLike | None = None, labels: ArrayLike | None = None,
-            validation: Validation | tuple | None = None, learning_rate: float = 1e-3,
-            regularizer: str | None = None, lam: float | None = None,
-            bias: bool = True) -> jax.Array:
+def glister(
+  key: jax.Array,
+  logits: ArrayLike,
+  features: ArrayLike,
+  k: int,
+  *,
+  labeled_mask: ArrayLike | None = None,
+  labels: ArrayLike | None = None,
+  validation: Validation | tuple | None = None,
+  learning_rate: float = 1e-3,
+  regularizer: str | None = None,
+  lam: float | None = None,
+  bias: bool = True,
+) -> jax.Array:
   r"""GLISTER-active with the one-step last-layer approximation.
 
   GLISTER solves
@@ -257,15 +288,35 @@ def glister(key: jax.Array, logits: ArrayLike, features: ArrayLike, k: int, *,
   # Gradient embeddings need finite values (the candidates' are formed in _glister).
   checks.check_finite_logits(logits)
   checks.check_finite(features, "features", purpose="gradient embeddings need finite values")
-  return glister_core(key, logits, features, k, labeled_mask, labels=labels,
-                      validation=validation, learning_rate=learning_rate,
-                      regularizer=regularizer, lam=lam, bias=bias)
+  return glister_core(
+    key,
+    logits,
+    features,
+    k,
+    labeled_mask,
+    labels=labels,
+    validation=validation,
+    learning_rate=learning_rate,
+    regularizer=regularizer,
+    lam=lam,
+    bias=bias,
+  )
 
 
-def glister_core(key: jax.Array, logits: jax.Array, features: jax.Array, k: int,
-                 labeled_mask: jax.Array, *, labels: ArrayLike | None,
-                 validation: Validation | tuple | None, learning_rate: float,
-                 regularizer: str | None, lam: float, bias: bool) -> jax.Array:
+def glister_core(
+  key: jax.Array,
+  logits: jax.Array,
+  features: jax.Array,
+  k: int,
+  labeled_mask: jax.Array,
+  *,
+  labels: ArrayLike | None,
+  validation: Validation | tuple | None,
+  learning_rate: float,
+  regularizer: str | None,
+  lam: float,
+  bias: bool,
+) -> jax.Array:
   """:func:`glister` on validated pool arguments; ``labels`` and ``validation`` are checked here.
 
   Internal API for callers that validated ``key``, ``labeled_mask`` and ``k``
@@ -300,8 +351,19 @@ def glister_core(key: jax.Array, logits: jax.Array, features: jax.Array, k: int,
     validation = Validation(logits, features, train_labels)
   else:
     validation = check_validation(validation, num_classes, features.shape[1])
-  return _glister(key, logits.astype(jnp.float32), features.astype(jnp.float32), labeled_mask,
-                  train_labels, validation.logits.astype(jnp.float32),
-                  validation.features.astype(jnp.float32), validation.labels,
-                  jnp.float32(learning_rate), jnp.float32(lam), k,
-                  num_greedy_picks(k, regularizer, lam), regularizer, bias)
+  return _glister(
+    key,
+    logits.astype(jnp.float32),
+    features.astype(jnp.float32),
+    labeled_mask,
+    train_labels,
+    validation.logits.astype(jnp.float32),
+    validation.features.astype(jnp.float32),
+    validation.labels,
+    jnp.float32(learning_rate),
+    jnp.float32(lam),
+    k,
+    num_greedy_picks(k, regularizer, lam),
+    regularizer,
+    bias,
+  )

@@ -60,8 +60,9 @@ class ALState(NamedTuple):
     return jnp.concatenate(self.history)
 
 
-def init(key: jax.Array, num_points: int, *, num_initial: int = 0,
-         initial_indices: ArrayLike | None = None) -> ALState:
+def init(
+  key: jax.Array, num_points: int, *, num_initial: int = 0, initial_indices: ArrayLike | None = None
+) -> ALState:
   """A fresh state over a pool of ``num_points``.
 
   Args:
@@ -87,6 +88,7 @@ def init(key: jax.Array, num_points: int, *, num_initial: int = 0,
   if num_initial == 0:
     return empty
   from jaxal._src.selection import random as random_selection
+
   idx = random_selection.random(jax.random.fold_in(key, 2**31 - 1), num_points, int(num_initial))
   return _label(empty, idx, advance=False)
 
@@ -122,10 +124,10 @@ def _label(state: ALState, idx: ArrayLike, *, advance: bool) -> ALState:
     raise ValueError(f"idx holds already-labeled indices: {host[mask[host]][:10].tolist()}")
   idx32 = jnp.asarray(host, jnp.int32)
   return ALState(
-      labeled_mask=state.labeled_mask.at[idx32].set(True),
-      round=state.round + (1 if advance else 0),
-      key=state.key,
-      history=state.history + (idx32,),
+    labeled_mask=state.labeled_mask.at[idx32].set(True),
+    round=state.round + (1 if advance else 0),
+    key=state.key,
+    history=state.history + (idx32,),
   )
 
 
@@ -155,8 +157,14 @@ def round_keys(state: ALState) -> tuple[jax.Array, jax.Array]:
   return tuple(jax.random.split(jax.random.fold_in(state.key, state.round)))  # type: ignore[return-value]
 
 
-def acquire(state: ALState, strategy: Strategy, model: models_lib.Model, params: Any,
-            pool: ArrayLike, budget: int) -> tuple[ALState, jax.Array]:
+def acquire(
+  state: ALState,
+  strategy: Strategy,
+  model: models_lib.Model,
+  params: Any,
+  pool: ArrayLike,
+  budget: int,
+) -> tuple[ALState, jax.Array]:
   """One acquisition round: select ``budget`` points with ``strategy``, then label them.
 
   The strategy's ``acquire`` validates ``budget`` (and the key, pool and
@@ -182,8 +190,14 @@ def acquire(state: ALState, strategy: Strategy, model: models_lib.Model, params:
   return _acquire(state, strategy, model, params, pool, budget)
 
 
-def _acquire(state: ALState, strategy: Strategy, model: models_lib.Model, params: Any,
-             pool: ArrayLike, budget: int) -> tuple[ALState, jax.Array]:
+def _acquire(
+  state: ALState,
+  strategy: Strategy,
+  model: models_lib.Model,
+  params: Any,
+  pool: ArrayLike,
+  budget: int,
+) -> tuple[ALState, jax.Array]:
   """:func:`acquire` once ``state``, ``strategy`` and the pool's size are checked."""
   _, key = round_keys(state)
   idx = strategy.acquire(key, model, params, pool, state.labeled_mask, budget)
@@ -194,9 +208,14 @@ def _acquire(state: ALState, strategy: Strategy, model: models_lib.Model, params
 # Default training: cross-entropy, Adam, minibatches sampled from the labeled set.
 
 
-def create_train_state(key: jax.Array, module: nn.Module, example_x: ArrayLike, *,
-                       tx: optax.GradientTransformation | None = None,
-                       learning_rate: float = 1e-3) -> TrainState:
+def create_train_state(
+  key: jax.Array,
+  module: nn.Module,
+  example_x: ArrayLike,
+  *,
+  tx: optax.GradientTransformation | None = None,
+  learning_rate: float = 1e-3,
+) -> TrainState:
   """A linen ``TrainState`` with freshly initialised params and Adam (or ``tx``).
 
   Args:
@@ -211,9 +230,9 @@ def create_train_state(key: jax.Array, module: nn.Module, example_x: ArrayLike, 
     A ``TrainState`` at step 0.
   """
   params = models_lib.init_params(key, module, example_x)
-  return TrainState.create(apply_fn=module.apply,
-                           params=params,
-                           tx=optax.adam(learning_rate) if tx is None else tx)
+  return TrainState.create(
+    apply_fn=module.apply, params=params, tx=optax.adam(learning_rate) if tx is None else tx
+  )
 
 
 def reinit(key: jax.Array, state: TrainState, example_x: ArrayLike) -> TrainState:
@@ -232,8 +251,14 @@ def reinit(key: jax.Array, state: TrainState, example_x: ArrayLike) -> TrainStat
   return TrainState.create(apply_fn=state.apply_fn, params=params, tx=state.tx)
 
 
-def loss_fn(params: Any, model: models_lib.Model, x: jax.Array, y: jax.Array,
-            weights: jax.Array, dropout_key: jax.Array | None) -> jax.Array:
+def loss_fn(
+  params: Any,
+  model: models_lib.Model,
+  x: jax.Array,
+  y: jax.Array,
+  weights: jax.Array,
+  dropout_key: jax.Array | None,
+) -> jax.Array:
   """Weighted mean softmax cross-entropy.
 
   Args:
@@ -252,8 +277,11 @@ def loss_fn(params: Any, model: models_lib.Model, x: jax.Array, y: jax.Array,
   return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
-def train_step(state: TrainState, batch: tuple[jax.Array, jax.Array, jax.Array],
-               dropout_key: jax.Array | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
+def train_step(
+  state: TrainState,
+  batch: tuple[jax.Array, jax.Array, jax.Array],
+  dropout_key: jax.Array | None = None,
+) -> tuple[TrainState, dict[str, jax.Array]]:
   """One Adam step on ``batch = (x [B, ...], y [B] int, weights [B])``.
 
   Args:
@@ -287,8 +315,17 @@ def _fit(key, state, x, y, labeled_mask, num_steps, batch_size):
   return jax.lax.fori_loop(0, num_steps, body, state)
 
 
-def fit(key: jax.Array, state: TrainState, x: ArrayLike, y: ArrayLike, labeled_mask: ArrayLike, *,
-        num_steps: int = 300, batch_size: int = 32, reinitialize: bool = True) -> TrainState:
+def fit(
+  key: jax.Array,
+  state: TrainState,
+  x: ArrayLike,
+  y: ArrayLike,
+  labeled_mask: ArrayLike,
+  *,
+  num_steps: int = 300,
+  batch_size: int = 32,
+  reinitialize: bool = True,
+) -> TrainState:
   """Trains on the labeled points of the pool.
 
   Each of ``num_steps`` Adam steps uses a minibatch drawn uniformly (with
@@ -325,13 +362,23 @@ def _check_xy(x: Any, y: Any) -> tuple[jax.Array, jax.Array]:
 
 
 def _check_fit_options(num_steps: Any, batch_size: Any, reinitialize: Any) -> tuple[int, int, bool]:
-  return (checks.check_nonnegative_int(num_steps, "num_steps"),
-          checks.check_positive_int(batch_size, "batch_size"),
-          checks.check_bool(reinitialize, "reinitialize"))
+  return (
+    checks.check_nonnegative_int(num_steps, "num_steps"),
+    checks.check_positive_int(batch_size, "batch_size"),
+    checks.check_bool(reinitialize, "reinitialize"),
+  )
 
 
-def _fit_checked(key: jax.Array, state: TrainState, x: jax.Array, y: jax.Array, mask: jax.Array,
-                 num_steps: int, batch_size: int, reinitialize: bool) -> TrainState:
+def _fit_checked(
+  key: jax.Array,
+  state: TrainState,
+  x: jax.Array,
+  y: jax.Array,
+  mask: jax.Array,
+  num_steps: int,
+  batch_size: int,
+  reinitialize: bool,
+) -> TrainState:
   """:func:`fit` on validated arguments (``mask`` a ``[num_points]`` bool array)."""
   if not bool(jnp.any(mask)):
     raise ValueError("fit needs at least one labeled point; labeled_mask is all False")
@@ -344,8 +391,9 @@ def _fit_checked(key: jax.Array, state: TrainState, x: jax.Array, y: jax.Array, 
     return _fit(k_fit, state, x, y.astype(jnp.int32), mask, num_steps, batch_size)
 
 
-def accuracy(model: models_lib.Model, params: Any, x: ArrayLike, y: ArrayLike, *,
-             batch_size: int = 512) -> float:
+def accuracy(
+  model: models_lib.Model, params: Any, x: ArrayLike, y: ArrayLike, *, batch_size: int = 512
+) -> float:
   """Top-1 accuracy of the deterministic forward on ``(x, y)``.
 
   Args:
@@ -362,9 +410,18 @@ def accuracy(model: models_lib.Model, params: Any, x: ArrayLike, y: ArrayLike, *
   return float(jnp.mean(jnp.argmax(logits, -1) == jnp.asarray(y)))
 
 
-def run_round(state: ALState, train_state: TrainState, *, strategy: Strategy, x: ArrayLike,
-              y: ArrayLike, budget: int, num_steps: int = 300, batch_size: int = 32,
-              reinitialize: bool = True) -> tuple[ALState, TrainState, jax.Array]:
+def run_round(
+  state: ALState,
+  train_state: TrainState,
+  *,
+  strategy: Strategy,
+  x: ArrayLike,
+  y: ArrayLike,
+  budget: int,
+  num_steps: int = 300,
+  batch_size: int = 32,
+  reinitialize: bool = True,
+) -> tuple[ALState, TrainState, jax.Array]:
   """Train on the labeled set, acquire ``budget`` points, label them.
 
   ``y`` holds the oracle's labels; only labeled entries are ever read. Each
@@ -394,8 +451,9 @@ def run_round(state: ALState, train_state: TrainState, *, strategy: Strategy, x:
   # The state's key and mask are the loop's own (valid by construction); the
   # strategy validates budget at its entry.
   k_train, _ = round_keys(state)
-  train_state = _fit_checked(k_train, train_state, x, y, state.labeled_mask, num_steps, batch_size,
-                             reinitialize)
+  train_state = _fit_checked(
+    k_train, train_state, x, y, state.labeled_mask, num_steps, batch_size, reinitialize
+  )
   model, params = models_lib.from_train_state(train_state)
   new_state, idx = _acquire(state, strategy, model, params, x, budget)
   return new_state, train_state, idx

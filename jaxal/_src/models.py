@@ -94,9 +94,10 @@ class _NNXApply:
       # fail under vmap, whose trace differs from the state's.
       leaves, treedef = jax.tree.flatten(state)
       leaves = [
-          jax.random.fold_in(dropout_key, i)
-          if jax.dtypes.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key) else leaf
-          for i, leaf in enumerate(leaves)
+        jax.random.fold_in(dropout_key, i)
+        if jax.dtypes.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key)
+        else leaf
+        for i, leaf in enumerate(leaves)
       ]
       state = jax.tree.unflatten(treedef, leaves)
     model = nnx.merge(self.graphdef, state)
@@ -139,9 +140,13 @@ def from_apply_fn(apply_fn: ApplyFn, *, head: str | Sequence[str] | None = None)
   return Model(apply_fn, head_path(head))
 
 
-def from_linen(module: nn.Module, *, train_kwarg: str | None = "train",
-               dropout_collection: str = "dropout",
-               head: str | Sequence[str] | None = None) -> Model:
+def from_linen(
+  module: nn.Module,
+  *,
+  train_kwarg: str | None = "train",
+  dropout_collection: str = "dropout",
+  head: str | Sequence[str] | None = None,
+) -> Model:
   """A model from a linen module; ``params`` is then its ``"params"`` collection.
 
   Args:
@@ -175,9 +180,9 @@ def from_train_state(state: Any, **kwargs) -> tuple[Model, Any]:
   module = getattr(apply_fn, "__self__", None)
   if not isinstance(module, nn.Module):
     raise TypeError(
-        "state.apply_fn must be a linen module's bound `apply` (TrainState.create("
-        "apply_fn=module.apply, ...)); for any other function use "
-        "jaxal.models.from_apply_fn(fn) with state.params"
+      "state.apply_fn must be a linen module's bound `apply` (TrainState.create("
+      "apply_fn=module.apply, ...)); for any other function use "
+      "jaxal.models.from_apply_fn(fn) with state.params"
     )
   return from_linen(module, **kwargs), state.params
 
@@ -205,14 +210,15 @@ def _split_output(out: Any) -> tuple[jax.Array, jax.Array | None]:
   if isinstance(out, (tuple, list)):
     if len(out) != 2:
       raise ValueError(
-          f"a model must return logits or (logits, features), got a sequence of {len(out)} items"
+        f"a model must return logits or (logits, features), got a sequence of {len(out)} items"
       )
     return out[0], out[1]
   return out, None
 
 
-def apply(model: Model, params: Any, x: jax.Array,
-          dropout_key: jax.Array | None = None) -> tuple[jax.Array, jax.Array | None]:
+def apply(
+  model: Model, params: Any, x: jax.Array, dropout_key: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array | None]:
   """One forward pass on a batch: ``(logits [B, K] float32, features [B, d] | None)``.
 
   Args:
@@ -228,7 +234,8 @@ def apply(model: Model, params: Any, x: jax.Array,
   logits, features = _split_output(model.apply(params, x, dropout_key))
   if logits.ndim != 2:
     raise ValueError(
-        f"the model must return logits of shape [batch, num_classes], got {logits.shape}")
+      f"the model must return logits of shape [batch, num_classes], got {logits.shape}"
+    )
   logits = logits.astype(jnp.float32)
   if features is not None:
     features = features.reshape(features.shape[0], -1).astype(jnp.float32)
@@ -244,8 +251,8 @@ def _forward_batch(model, params, xb, with_features):
   logits, features = apply(model, params, xb)
   if with_features and features is None:
     raise ValueError(
-        "features were requested, but the model returns only logits; return "
-        "(logits, features) from the model, features being the last layer's input"
+      "features were requested, but the model returns only logits; return "
+      "(logits, features) from the model, features being the last layer's input"
     )
   return logits, (features if with_features else None)
 
@@ -271,7 +278,7 @@ def batches(x: jax.Array, batch_size: int):
   """
   n = x.shape[0]
   for start in range(0, n, batch_size):
-    xb = x[start:start + batch_size]
+    xb = x[start : start + batch_size]
     b = xb.shape[0]
     if b < batch_size:
       xb = jnp.concatenate([xb, jnp.zeros((batch_size - b, *x.shape[1:]), x.dtype)])
@@ -304,8 +311,9 @@ def check_pool(x: ArrayLike, batch_size: Any) -> tuple[jax.Array, int]:
   return sharding.place(x, sharding.pool_sharding(x, "x")), batch_size
 
 
-def predict(model: Model, params: Any, x: ArrayLike, *, batch_size: int = 256,
-            features: bool = True) -> Predictions:
+def predict(
+  model: Model, params: Any, x: ArrayLike, *, batch_size: int = 256, features: bool = True
+) -> Predictions:
   """Deterministic forward over a pool in fixed-size padded batches.
 
   Args:
@@ -331,8 +339,16 @@ def predict(model: Model, params: Any, x: ArrayLike, *, batch_size: int = 256,
   return Predictions(logits, jnp.concatenate(outs_f) if features else None)
 
 
-def predict_mc(key: jax.Array, model: Model, params: Any, x: ArrayLike, *, num_samples: int,
-               batch_size: int = 256, consistent: bool = False) -> jax.Array:
+def predict_mc(
+  key: jax.Array,
+  model: Model,
+  params: Any,
+  x: ArrayLike,
+  *,
+  num_samples: int,
+  batch_size: int = 256,
+  consistent: bool = False,
+) -> jax.Array:
   """MC-dropout forward passes over a pool: ``[num_samples, num_points, K]`` logits.
 
   Sample ``s`` uses ``jax.random.split(key, num_samples)[s]``; example ``i``

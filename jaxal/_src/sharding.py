@@ -59,15 +59,15 @@ def pool_sharding(x: Any, name: str = "x", pool_axis: int = 0) -> PoolSharding |
     if sharded_dims != [pool_axis]:
       where = "its first axis" if pool_axis == 0 else f"axis {pool_axis}"
       raise ValueError(
-          f"{name} must be sharded along {where} (the pool axis) only, got shape "
-          f"{leaf.shape} with PartitionSpec {sharding.spec}"
+        f"{name} must be sharded along {where} (the pool axis) only, got shape "
+        f"{leaf.shape} with PartitionSpec {sharding.spec}"
       )
     axis = spec[pool_axis]
     if isinstance(axis, tuple):
       if len(axis) != 1:
         raise ValueError(
-            f"{name} must be sharded over one mesh axis (a 1-D device mesh), got PartitionSpec "
-            f"{sharding.spec}"
+          f"{name} must be sharded over one mesh axis (a 1-D device mesh), got PartitionSpec "
+          f"{sharding.spec}"
         )
       axis = axis[0]
     # Selection runs under GSPMD: an Explicit-typed mesh becomes the same
@@ -78,9 +78,9 @@ def pool_sharding(x: Any, name: str = "x", pool_axis: int = 0) -> PoolSharding |
     ps = PoolSharding(mesh, axis)
     if leaf.shape[pool_axis] % ps.num_shards:
       raise ValueError(
-          f"{name} has {leaf.shape[pool_axis]} points, which the {ps.num_shards} devices of mesh axis "
-          f"{axis!r} do not divide; pad the pool to a multiple of {ps.num_shards} (mask the "
-          "padding as labeled)"
+        f"{name} has {leaf.shape[pool_axis]} points, which the {ps.num_shards} devices of mesh axis "
+        f"{axis!r} do not divide; pad the pool to a multiple of {ps.num_shards} (mask the "
+        "padding as labeled)"
       )
     if found is not None and found != ps:
       raise ValueError(f"the arrays of {name} are sharded over different meshes or axes")
@@ -156,7 +156,8 @@ def take_range(x: jax.Array, start: jax.Array, size: int, ps: PoolSharding | Non
     return jax.lax.psum(jnp.where(inside, vals, jnp.zeros_like(vals)), ps.axis)
 
   return jax.shard_map(local, mesh=ps.mesh, in_specs=(P(ps.axis), P()), out_specs=P())(
-      x, jnp.asarray(start))
+    x, jnp.asarray(start)
+  )
 
 
 def top_k(values: jax.Array, k: int, ps: PoolSharding | None) -> tuple[jax.Array, jax.Array]:
@@ -181,8 +182,9 @@ def top_k(values: jax.Array, k: int, ps: PoolSharding | None) -> tuple[jax.Array
     best, pos = jax.lax.top_k(v, k)
     return best, j[pos]
 
-  return jax.shard_map(local, mesh=ps.mesh, in_specs=P(ps.axis), out_specs=(P(), P()),
-                       check_vma=False)(values)
+  return jax.shard_map(
+    local, mesh=ps.mesh, in_specs=P(ps.axis), out_specs=(P(), P()), check_vma=False
+  )(values)
 
 
 def replicate(x: jax.Array, ps: PoolSharding | None) -> jax.Array:

@@ -42,15 +42,17 @@ def check_pool(x: np.ndarray, name: str = "x", dtype=np.float32) -> np.ndarray:
   """
   if not isinstance(x, np.ndarray):
     raise TypeError(
-        f"{name} must be a NumPy array or np.memmap kept on disk, got {type(x).__name__}; "
-        "for arrays already on the device use the in-memory functions"
+      f"{name} must be a NumPy array or np.memmap kept on disk, got {type(x).__name__}; "
+      "for arrays already on the device use the in-memory functions"
     )
   if x.ndim < 1 or x.shape[0] == 0:
-    raise ValueError(f"{name} must have shape [num_points, ...] with num_points >= 1, got {x.shape}")
+    raise ValueError(
+      f"{name} must have shape [num_points, ...] with num_points >= 1, got {x.shape}"
+    )
   if x.dtype != np.dtype(dtype):
     raise TypeError(
-        f"{name} must have dtype {np.dtype(dtype).name}, got {x.dtype} (shape {x.shape}); open the "
-        f"memmap with dtype=np.{np.dtype(dtype).name} or convert the file"
+      f"{name} must have dtype {np.dtype(dtype).name}, got {x.dtype} (shape {x.shape}); open the "
+      f"memmap with dtype=np.{np.dtype(dtype).name} or convert the file"
     )
   return x
 
@@ -72,7 +74,7 @@ def chunks(x: np.ndarray, chunk_size: int) -> Iterator[tuple[int, int, jax.Array
   """
   n = x.shape[0]
   for start in range(0, n, chunk_size):
-    block = np.asarray(x[start:start + chunk_size])
+    block = np.asarray(x[start : start + chunk_size])
     valid = block.shape[0]
     if valid < chunk_size:
       block = np.concatenate([block, np.zeros((chunk_size - valid, *x.shape[1:]), x.dtype)])
@@ -93,8 +95,14 @@ def _merge_step(score_fn, k, best_v, best_i, chunk, start, valid, labeled_chunk)
   return top_v, i[top_pos]
 
 
-def top_k(score_fn: Callable[[jax.Array], jax.Array], x: np.ndarray, k: int, *,
-          labeled_mask: np.ndarray | None = None, chunk_size: int = 65536) -> jax.Array:
+def top_k(
+  score_fn: Callable[[jax.Array], jax.Array],
+  x: np.ndarray,
+  k: int,
+  *,
+  labeled_mask: np.ndarray | None = None,
+  chunk_size: int = 65536,
+) -> jax.Array:
   """The ``k`` highest-scoring unlabeled points of a pool on disk.
 
   Each chunk is scored and merged into a running top ``k``: memory is
@@ -123,9 +131,10 @@ def top_k(score_fn: Callable[[jax.Array], jax.Array], x: np.ndarray, k: int, *,
   best_i = jnp.full((k,), n, jnp.int32)
   for start, valid, chunk in chunks(x, chunk_size):
     lab = np.ones(chunk_size, bool)
-    lab[:valid] = mask[start:start + valid]
-    best_v, best_i = _merge_step(score_fn, k, best_v, best_i, chunk, jnp.int32(start),
-                                 jnp.int32(valid), jnp.asarray(lab))
+    lab[:valid] = mask[start : start + valid]
+    best_v, best_i = _merge_step(
+      score_fn, k, best_v, best_i, chunk, jnp.int32(start), jnp.int32(valid), jnp.asarray(lab)
+    )
   return best_i
 
 
@@ -151,8 +160,11 @@ def _merge_best(best: _Best, score: jax.Array, chunk: jax.Array, start: jax.Arra
   j = jnp.argmax(score)  # first maximum: ties to the lower index
   v = score[j]
   better = v > best.value  # strict: earlier chunks (lower indices) keep ties
-  return _Best(jnp.where(better, v, best.value), jnp.where(better, start + j.astype(jnp.int32), best.index),
-               jnp.where(better, chunk[j], best.row))
+  return _Best(
+    jnp.where(better, v, best.value),
+    jnp.where(better, start + j.astype(jnp.int32), best.index),
+    jnp.where(better, chunk[j], best.row),
+  )
 
 
 @functools.partial(jax.jit, donate_argnums=(0,))
@@ -185,14 +197,21 @@ def _mark(taken, index):
 
 def _taken_grid(mask: np.ndarray, num_chunks: int, chunk_size: int) -> jax.Array:
   grid = np.ones(num_chunks * chunk_size, bool)  # padding rows count as taken
-  grid[:mask.shape[0]] = mask
+  grid[: mask.shape[0]] = mask
   return jnp.asarray(grid.reshape(num_chunks, chunk_size))
 
 
 @checks.spelled_as_key_or_none(
-    "streaming.k_center_greedy(key, x, k, *, labeled_mask=None, chunk_size=65536)")
-def k_center_greedy(key: jax.Array | None, x: np.ndarray, k: int, *,
-                    labeled_mask: np.ndarray | None = None, chunk_size: int = 65536) -> jax.Array:
+  "streaming.k_center_greedy(key, x, k, *, labeled_mask=None, chunk_size=65536)"
+)
+def k_center_greedy(
+  key: jax.Array | None,
+  x: np.ndarray,
+  k: int,
+  *,
+  labeled_mask: np.ndarray | None = None,
+  chunk_size: int = 65536,
+) -> jax.Array:
   """Coreset's farthest-first traversal over a pool on disk, chunk by chunk.
 
   The same picks, in the same order, as :func:`jaxal.selection.k_center_greedy`
@@ -223,7 +242,8 @@ def k_center_greedy(key: jax.Array | None, x: np.ndarray, k: int, *,
   if labeled.size == 0:
     if key is None:
       raise ValueError(
-          "key is required when the labeled set is empty: pass jax.random.key(seed) first")
+        "key is required when the labeled set is empty: pass jax.random.key(seed) first"
+      )
     checks.check_key(key)
   num_chunks = -(-n // chunk_size)
   taken = _taken_grid(mask, num_chunks, chunk_size)
@@ -235,8 +255,9 @@ def k_center_greedy(key: jax.Array | None, x: np.ndarray, k: int, *,
     labeled_valid = jnp.arange(labeled_rows.shape[0]) < labeled.size
     best = _no_best(dim)
     for start, _, chunk in chunks(x, chunk_size):
-      min_d, best = _kc_init_chunk(min_d, taken, jnp.int32(start // chunk_size), chunk, labeled_rows,
-                                   labeled_valid, best)
+      min_d, best = _kc_init_chunk(
+        min_d, taken, jnp.int32(start // chunk_size), chunk, labeled_rows, labeled_valid, best
+      )
   else:
     # As the in-memory function: a uniformly random first point.
     first = int(jax.random.randint(key, (), 0, n, dtype=jnp.int32))
@@ -271,11 +292,22 @@ def _pp_chunk(min_d, taken, c, chunk, centre, key_t, best, uniform_best, first_p
   with_mass = free & (m > 0) & jnp.isfinite(m)
   score = jnp.where(with_mass, jnp.log(jnp.where(with_mass, m, 1.0)) + g, -jnp.inf)
   uniform = jnp.where(free, g, -jnp.inf)
-  return min_d, _merge_best(best, score, chunk, c * size), _merge_best(uniform_best, uniform, chunk, c * size)
+  return (
+    min_d,
+    _merge_best(best, score, chunk, c * size),
+    _merge_best(uniform_best, uniform, chunk, c * size),
+  )
 
 
-def kmeans_pp(key: jax.Array, x: np.ndarray, k: int, *, labeled_mask: np.ndarray | None = None,
-              first: str = "max_norm", chunk_size: int = 65536) -> jax.Array:
+def kmeans_pp(
+  key: jax.Array,
+  x: np.ndarray,
+  k: int,
+  *,
+  labeled_mask: np.ndarray | None = None,
+  first: str = "max_norm",
+  chunk_size: int = 65536,
+) -> jax.Array:
   """k-means++ (exact D² law) over a pool on disk, one pass per centre.
 
   Each pass folds the newest centre into the running ``[num_points]`` D² and
@@ -325,8 +357,17 @@ def kmeans_pp(key: jax.Array, x: np.ndarray, k: int, *, labeled_mask: np.ndarray
       pick = best
     else:
       for start, _, chunk in chunks(x, chunk_size):
-        min_d, best, uniform_best = _pp_chunk(min_d, taken, jnp.int32(start // chunk_size), chunk, centre,
-                                              key_t, best, uniform_best, first_pass=(t == 0))
+        min_d, best, uniform_best = _pp_chunk(
+          min_d,
+          taken,
+          jnp.int32(start // chunk_size),
+          chunk,
+          centre,
+          key_t,
+          best,
+          uniform_best,
+          first_pass=(t == 0),
+        )
       pick = jax.tree.map(lambda a, b: jnp.where(best.index >= 0, a, b), best, uniform_best)
     picks.append(pick.index)
     taken = _mark(taken, pick.index)

@@ -43,7 +43,9 @@ def assert_moves_at_most(fn, *args, max_elements, **kwargs):
     head = re.split(r"\b(all-gather|all-reduce|all-to-all|collective-permute)\(", head)[0]
     for dims in re.findall(r"\[([\d,]*)\]", head):
       size = int(np.prod([int(d) for d in dims.split(",") if d]))
-      assert size <= max_elements, f"a collective moves {size} > {max_elements} values: {line[:200]}"
+      assert size <= max_elements, (
+        f"a collective moves {size} > {max_elements} values: {line[:200]}"
+      )
   return lines
 
 
@@ -68,13 +70,26 @@ def test_batchbald_same_indices(mesh, exact):
   mask = jnp.zeros(N, bool).at[::7].set(True)
   for seed in range(2):
     key = jax.random.key(seed)
-    want = bayes.batchbald(key, mc, 6, labeled_mask=mask, num_joint_samples=40,
-                           max_exact_configs=exact)
-    got = bayes.batchbald(key, put(mesh, mc, axis=1), 6, labeled_mask=put(mesh, mask),
-                          num_joint_samples=40, max_exact_configs=exact)
+    want = bayes.batchbald(
+      key, mc, 6, labeled_mask=mask, num_joint_samples=40, max_exact_configs=exact
+    )
+    got = bayes.batchbald(
+      key,
+      put(mesh, mc, axis=1),
+      6,
+      labeled_mask=put(mesh, mask),
+      num_joint_samples=40,
+      max_exact_configs=exact,
+    )
     np.testing.assert_array_equal(got, want)
-    got = bayes.batchbald(key, put(mesh, mc, axis=1), 6, labeled_mask=mask,
-                          num_joint_samples=40, max_exact_configs=exact)
+    got = bayes.batchbald(
+      key,
+      put(mesh, mc, axis=1),
+      6,
+      labeled_mask=mask,
+      num_joint_samples=40,
+      max_exact_configs=exact,
+    )
     np.testing.assert_array_equal(got, want)
 
 
@@ -100,10 +115,14 @@ def test_batchbald_gathers_no_pool(mesh):
 
 def test_batchbald_bad_sharding(mesh):
   with pytest.raises(ValueError, match=r"log_probs must be sharded along axis 1 \(the pool axis\)"):
-    sharding.pool_sharding(jax.ShapeDtypeStruct((8, N, 3), jnp.float32, sharding=NamedSharding(
-        mesh, P("pool"))), "log_probs", pool_axis=1)
-  uneven = jax.ShapeDtypeStruct((5, N + 4, 3), jnp.float32,
-                                sharding=NamedSharding(mesh, P(None, "pool")))
+    sharding.pool_sharding(
+      jax.ShapeDtypeStruct((8, N, 3), jnp.float32, sharding=NamedSharding(mesh, P("pool"))),
+      "log_probs",
+      pool_axis=1,
+    )
+  uneven = jax.ShapeDtypeStruct(
+    (5, N + 4, 3), jnp.float32, sharding=NamedSharding(mesh, P(None, "pool"))
+  )
   with pytest.raises(ValueError, match="68 points, which the 8 devices"):
     sharding.pool_sharding(uneven, "log_probs", pool_axis=1)
 
@@ -150,12 +169,14 @@ def test_facility_location_greedy_same_indices(mesh, metric):
   x = _features(2)
   ground = jnp.ones(N, bool).at[5:9].set(False)
   cand = jnp.ones(N, bool).at[::6].set(False)
-  fn = submodular.facility_location(submodular.similarity_kernel(x, metric=metric),
-                                    ground_mask=ground)
+  fn = submodular.facility_location(
+    submodular.similarity_kernel(x, metric=metric), ground_mask=ground
+  )
   want = submodular.greedy(fn, 10, candidates=cand)
   fns = submodular.facility_location(
-      submodular.similarity_kernel(put(mesh, x), metric=metric, chunk_size=4),
-      ground_mask=put(mesh, ground))
+    submodular.similarity_kernel(put(mesh, x), metric=metric, chunk_size=4),
+    ground_mask=put(mesh, ground),
+  )
   got = submodular.greedy(fns, 10, candidates=put(mesh, cand))
   np.testing.assert_array_equal(got.indices, want.indices)
   np.testing.assert_allclose(got.gains, want.gains, rtol=1e-5, atol=1e-5)
@@ -176,18 +197,22 @@ def test_facility_location_greedy_gathers_no_kernel(mesh):
   cand = sharding.replicate(jnp.ones(N, bool), ps)
   # One kernel row (N values) per pick, argmax partials; the kernel holds N².
   core = lambda init, gains, update, c: submodular_maximizers.greedy_core(
-      init, gains, update, c, 6, ps=ps)
+    init, gains, update, c, 6, ps=ps
+  )
   assert_moves_at_most(core, fn.init, fn.gains, fn.update, cand, max_elements=N)
 
 
-@pytest.mark.parametrize("name", ["sparse_facility_location", "feature_based", "saturated_coverage"])
+@pytest.mark.parametrize(
+  "name", ["sparse_facility_location", "feature_based", "saturated_coverage"]
+)
 def test_other_functions_greedy_same_indices(mesh, name):
   x = _features(4)
   if name == "sparse_facility_location":
     kernel = submodular.knn_kernel(x, 6)
     fn = submodular.facility_location(kernel)
-    fns = submodular.facility_location(sharding.place(kernel, sharding.pool_sharding(
-        put(mesh, kernel.values))))
+    fns = submodular.facility_location(
+      sharding.place(kernel, sharding.pool_sharding(put(mesh, kernel.values)))
+    )
     max_elements = 2 * N
   elif name == "feature_based":
     feats = jax.nn.relu(x)
@@ -206,6 +231,13 @@ def test_other_functions_greedy_same_indices(mesh, name):
   ps = sharding.pool_sharding(fns)
   fnp = submodular_maximizers.place(fns, ps)
   core = lambda init, gains, update, c: submodular_maximizers.greedy_core(
-      init, gains, update, c, 4, ps=ps)
-  assert_moves_at_most(core, fnp.init, fnp.gains, fnp.update,
-                       sharding.replicate(jnp.ones(N, bool), ps), max_elements=max_elements)
+    init, gains, update, c, 4, ps=ps
+  )
+  assert_moves_at_most(
+    core,
+    fnp.init,
+    fnp.gains,
+    fnp.update,
+    sharding.replicate(jnp.ones(N, bool), ps),
+    max_elements=max_elements,
+  )

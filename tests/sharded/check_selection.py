@@ -25,19 +25,23 @@ def test_k_center_greedy(shard):
   mask = jnp.zeros(N, bool).at[jnp.array([2, 17, 40])].set(True)
   for labeled in (mask, None):
     want = selection.k_center_greedy(jax.random.key(1), x, 10, labeled_mask=labeled)
-    got = selection.k_center_greedy(jax.random.key(1), shard(x), 10,
-                                    labeled_mask=None if labeled is None else shard(labeled))
+    got = selection.k_center_greedy(
+      jax.random.key(1), shard(x), 10, labeled_mask=None if labeled is None else shard(labeled)
+    )
     np.testing.assert_array_equal(got, want)
 
 
 def test_k_center_greedy_factorised(shard):
   rng = np.random.default_rng(0)
-  emb = GradEmbedding(jnp.asarray(rng.normal(size=(N, 3)), jnp.float32),
-                                jnp.asarray(rng.normal(size=(N, 4)), jnp.float32))
+  emb = GradEmbedding(
+    jnp.asarray(rng.normal(size=(N, 3)), jnp.float32),
+    jnp.asarray(rng.normal(size=(N, 4)), jnp.float32),
+  )
   mask = jnp.zeros(N, bool).at[5].set(True)
   want = selection.k_center_greedy(None, emb, 8, labeled_mask=mask)
-  got = selection.k_center_greedy(None, GradEmbedding(shard(emb.a), shard(emb.z)), 8,
-                                  labeled_mask=shard(mask))
+  got = selection.k_center_greedy(
+    None, GradEmbedding(shard(emb.a), shard(emb.z)), 8, labeled_mask=shard(mask)
+  )
   np.testing.assert_array_equal(got, want)
 
 
@@ -46,16 +50,22 @@ def test_k_center_greedy_does_not_gather_the_pool(shard):
   ps = sharding.pool_sharding(x)
   x, mask = sharding.place(x, ps), sharding.replicate(mask, ps)  # as the public wrapper does
   assert_no_pool_gather(
-      lambda key, x, m: k_center.k_center_greedy_core(key, x, 6, m, 4, 16, ps),
-      jax.random.key(0), x, mask, num_points=N)
+    lambda key, x, m: k_center.k_center_greedy_core(key, x, 6, m, 4, 16, ps),
+    jax.random.key(0),
+    x,
+    mask,
+    num_points=N,
+  )
 
 
 def test_kmeans_pp_dense_and_factorised(shard):
   x = _points(3)
   mask = jnp.zeros(N, bool).at[jnp.array([1, 30])].set(True)
   rng = np.random.default_rng(1)
-  emb = GradEmbedding(jnp.asarray(rng.normal(size=(N, 3)), jnp.float32),
-                                jnp.asarray(rng.normal(size=(N, 4)), jnp.float32))
+  emb = GradEmbedding(
+    jnp.asarray(rng.normal(size=(N, 3)), jnp.float32),
+    jnp.asarray(rng.normal(size=(N, 4)), jnp.float32),
+  )
   for first in ("max_norm", "random"):
     for seed in range(3):
       key = jax.random.key(seed)
@@ -63,8 +73,9 @@ def test_kmeans_pp_dense_and_factorised(shard):
       got = selection.kmeans_pp(key, shard(x), 12, labeled_mask=shard(mask), first=first)
       np.testing.assert_array_equal(got, want)
       want = selection.kmeans_pp(key, emb, 12, labeled_mask=mask, first=first)
-      got = selection.kmeans_pp(key, GradEmbedding(shard(emb.a), shard(emb.z)), 12,
-                                labeled_mask=shard(mask), first=first)
+      got = selection.kmeans_pp(
+        key, GradEmbedding(shard(emb.a), shard(emb.z)), 12, labeled_mask=shard(mask), first=first
+      )
       np.testing.assert_array_equal(got, want)
 
 
@@ -74,5 +85,9 @@ def test_kmeans_pp_does_not_gather_the_pool(shard):
   ps = sharding.pool_sharding(x)
   x, mask = sharding.place(x, ps), sharding.place(mask, ps)
   assert_no_pool_gather(
-      lambda key, x, m: kmeans_pp.kmeans_pp_exact(key, x, 10, m, "max_norm", 16, ps),
-      jax.random.key(0), x, mask, num_points=n)
+    lambda key, x, m: kmeans_pp.kmeans_pp_exact(key, x, 10, m, "max_norm", 16, ps),
+    jax.random.key(0),
+    x,
+    mask,
+    num_points=n,
+  )

@@ -13,8 +13,8 @@ def pytest_configure(config):
   del config
   if jax.device_count() != 8:
     raise RuntimeError(
-        "tests/sharded needs 8 devices: run with XLA_FLAGS=--xla_force_host_platform_device_count=8 "
-        "(tests/test_sharding.py does)"
+      "tests/sharded needs 8 devices: run with XLA_FLAGS=--xla_force_host_platform_device_count=8 "
+      "(tests/test_sharding.py does)"
     )
 
 
@@ -33,8 +33,13 @@ def shard(request):
 def collectives(fn, *args, **kwargs):
   """The collective ops in the compiled HLO of ``jax.jit(fn)(*args)``, with their shapes."""
   text = jax.jit(fn, **kwargs).lower(*args).compile().as_text()
-  return [line.strip() for line in text.splitlines()
-          if any(op in line for op in ("all-gather(", "all-reduce(", "all-to-all(", "collective-permute("))]
+  return [
+    line.strip()
+    for line in text.splitlines()
+    if any(
+      op in line for op in ("all-gather(", "all-reduce(", "all-to-all(", "collective-permute(")
+    )
+  ]
 
 
 def assert_no_pool_gather(fn, *args, num_points, **kwargs):

@@ -103,8 +103,14 @@ def _digits_split(split: str) -> tuple[np.ndarray, np.ndarray]:
   return (ds.x_train, ds.y_train) if split == "train" else (ds.x_test, ds.y_test)
 
 
-def load(name: str, split: str, *, data_dir: str | None = None, manual_dir: str | None = None,
-         download: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def load(
+  name: str,
+  split: str,
+  *,
+  data_dir: str | None = None,
+  manual_dir: str | None = None,
+  download: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
   """One split of a dataset as NumPy arrays ready for the loop.
 
   Real datasets go through tensorflow-datasets' own registered builders. The
@@ -141,8 +147,9 @@ def load(name: str, split: str, *, data_dir: str | None = None, manual_dir: str 
   """
   check_name(name)
   if not isinstance(split, str):
-    raise TypeError(f"split must be a str such as 'train' or 'test', got {split!r} of type "
-                    f"{type(split).__name__}")
+    raise TypeError(
+      f"split must be a str such as 'train' or 'test', got {split!r} of type {type(split).__name__}"
+    )
   download = checks.check_bool(download, "download")
   if name == "digits":
     return _digits_split(split)
@@ -151,8 +158,9 @@ def load(name: str, split: str, *, data_dir: str | None = None, manual_dir: str 
   return tfds_loader.to_float_images(images), labels
 
 
-def load_dataset(name: str, *, data_dir: str | None = None, manual_dir: str | None = None,
-                 download: bool = True) -> Dataset:
+def load_dataset(
+  name: str, *, data_dir: str | None = None, manual_dir: str | None = None, download: bool = True
+) -> Dataset:
   """A dataset by name with its train (pool) and test splits; see :func:`load`.
 
   Args:
@@ -177,8 +185,14 @@ def load_dataset(name: str, *, data_dir: str | None = None, manual_dir: str | No
   builder = tfds_loader.prepare(name, data_dir=data_dir, manual_dir=manual_dir, download=download)
   x_train, y_train = tfds_loader.read(builder, "train")
   x_test, y_test = tfds_loader.read(builder, "test")
-  return Dataset(name, tfds_loader.to_float_images(x_train), y_train,
-                 tfds_loader.to_float_images(x_test), y_test, tfds_loader.num_classes(builder))
+  return Dataset(
+    name,
+    tfds_loader.to_float_images(x_train),
+    y_train,
+    tfds_loader.to_float_images(x_test),
+    y_test,
+    tfds_loader.num_classes(builder),
+  )
 
 
 def fingerprint(ds: Dataset) -> str:

@@ -21,12 +21,12 @@ INSTALL_HINT = "pip install 'jaxal[datasets]'"
 # jaxal name -> TFDS builder name. Any other registered image-classification
 # builder is reachable as "tfds:<builder name>" (e.g. "tfds:emnist/letters").
 TFDS_NAMES = {
-    "mnist": "mnist",
-    "fashion_mnist": "fashion_mnist",
-    "kmnist": "kmnist",
-    "cifar10": "cifar10",
-    "cifar100": "cifar100",
-    "svhn_cropped": "svhn_cropped",
+  "mnist": "mnist",
+  "fashion_mnist": "fashion_mnist",
+  "kmnist": "kmnist",
+  "cifar10": "cifar10",
+  "cifar100": "cifar100",
+  "svhn_cropped": "svhn_cropped",
 }
 PREFIX = "tfds:"
 
@@ -41,7 +41,7 @@ class DatasetUnavailableError(RuntimeError):
 def builder_name(name: str) -> str:
   """The TFDS builder name behind a jaxal dataset name."""
   if name.startswith(PREFIX):
-    tail = name[len(PREFIX):]
+    tail = name[len(PREFIX) :]
     if not tail:
       raise ValueError(f"dataset {name!r} names no TFDS builder; write e.g. 'tfds:emnist/letters'")
     return tail
@@ -54,9 +54,10 @@ def import_tfds() -> Any:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     raise ImportError(
-        f"real datasets (mnist, fashion_mnist, cifar10, ...) are read through "
-        f"tensorflow-datasets, which is not installed: {INSTALL_HINT} "
-        f"(the bundled 'digits' needs nothing). Original error: {e}") from e
+      f"real datasets (mnist, fashion_mnist, cifar10, ...) are read through "
+      f"tensorflow-datasets, which is not installed: {INSTALL_HINT} "
+      f"(the bundled 'digits' needs nothing). Original error: {e}"
+    ) from e
   return tfds
 
 
@@ -67,15 +68,21 @@ def _expected_files(builder: Any) -> list[str]:
 
 def _manual_help(name: str, builder: Any) -> str:
   files = _expected_files(builder)
-  listing = (f" holding the original files ({', '.join(files)})" if files else
-             " holding the dataset's original files (see the TFDS catalog page of "
-             f"{builder.name!r} for their names)")
-  return (f"to prepare {name!r} offline, pass manual_dir=FOLDER (jaxal run --manual-dir FOLDER){listing}; "
-          "TFDS uses them instead of downloading")
+  listing = (
+    f" holding the original files ({', '.join(files)})"
+    if files
+    else " holding the dataset's original files (see the TFDS catalog page of "
+    f"{builder.name!r} for their names)"
+  )
+  return (
+    f"to prepare {name!r} offline, pass manual_dir=FOLDER (jaxal run --manual-dir FOLDER){listing}; "
+    "TFDS uses them instead of downloading"
+  )
 
 
-def prepare(name: str, *, data_dir: str | None = None, manual_dir: str | None = None,
-            download: bool = True) -> Any:
+def prepare(
+  name: str, *, data_dir: str | None = None, manual_dir: str | None = None, download: bool = True
+) -> Any:
   """The prepared TFDS builder of ``name``, preparing it first if needed.
 
   Args:
@@ -111,28 +118,36 @@ def prepare(name: str, *, data_dir: str | None = None, manual_dir: str | None = 
     manual_dir = os.path.abspath(os.path.expanduser(os.fspath(manual_dir)))
     if not os.path.isdir(manual_dir):
       raise DatasetUnavailableError(
-          f"manual_dir {manual_dir!r} for dataset {name!r} is not a folder; "
-          + _manual_help(name, builder))
-    missing = [f for f in _expected_files(builder) if not os.path.exists(os.path.join(manual_dir, f))]
+        f"manual_dir {manual_dir!r} for dataset {name!r} is not a folder; "
+        + _manual_help(name, builder)
+      )
+    missing = [
+      f for f in _expected_files(builder) if not os.path.exists(os.path.join(manual_dir, f))
+    ]
     if missing:
       raise DatasetUnavailableError(
-          f"manual_dir {manual_dir!r} lacks {', '.join(missing)} for dataset {name!r}; "
-          + _manual_help(name, builder))
+        f"manual_dir {manual_dir!r} lacks {', '.join(missing)} for dataset {name!r}; "
+        + _manual_help(name, builder)
+      )
   elif not download:
     raise DatasetUnavailableError(
-        f"dataset {name!r} is not prepared in {str(builder.data_dir)!r} and downloading is "
-        f"off; {_manual_help(name, builder)}, or pass data_dir=FOLDER where it is prepared")
+      f"dataset {name!r} is not prepared in {str(builder.data_dir)!r} and downloading is "
+      f"off; {_manual_help(name, builder)}, or pass data_dir=FOLDER where it is prepared"
+    )
   try:
     builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+      download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
+    )
   except ImportError as e:
     raise ImportError(
-        f"preparing {name!r} runs TFDS's builder, which needs TensorFlow: {INSTALL_HINT} "
-        f"(reading a prepared dataset afterwards does not). Original error: {e}") from e
+      f"preparing {name!r} runs TFDS's builder, which needs TensorFlow: {INSTALL_HINT} "
+      f"(reading a prepared dataset afterwards does not). Original error: {e}"
+    ) from e
   except Exception as e:  # network errors come from requests, urllib, OSError, ...
     raise DatasetUnavailableError(
-        f"could not prepare dataset {name!r} in {str(builder.data_dir)!r} "
-        f"({type(e).__name__}: {str(e)[:300]}); {_manual_help(name, builder)}") from e
+      f"could not prepare dataset {name!r} in {str(builder.data_dir)!r} "
+      f"({type(e).__name__}: {str(e)[:300]}); {_manual_help(name, builder)}"
+    ) from e
   return builder
 
 
@@ -140,8 +155,9 @@ def _keys(builder: Any) -> tuple[str, str]:
   keys = builder.info.supervised_keys
   if not keys or len(keys) != 2 or not all(isinstance(k, str) for k in keys):
     raise ValueError(
-        f"TFDS dataset {builder.name!r} has no (image, label) supervised keys "
-        f"(got {keys!r}); jaxal reads image classification datasets")
+      f"TFDS dataset {builder.name!r} has no (image, label) supervised keys "
+      f"(got {keys!r}); jaxal reads image classification datasets"
+    )
   return keys[0], keys[1]
 
 
@@ -164,12 +180,14 @@ def read(builder: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
   except NotImplementedError:
     # Prepared as tfrecord by someone else: random access is not possible.
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
     try:
       batch = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
     except ImportError as e:
       raise ImportError(
-          f"{builder.name!r} in {str(builder.data_dir)!r} was prepared as tfrecord, which needs "
-          f"TensorFlow to read: {INSTALL_HINT}, or prepare it again in another data_dir") from e
+        f"{builder.name!r} in {str(builder.data_dir)!r} was prepared as tfrecord, which needs "
+        f"TensorFlow to read: {INSTALL_HINT}, or prepare it again in another data_dir"
+      ) from e
     return np.asarray(batch[image_key]), np.asarray(batch[label_key]).astype(np.int32)
   n = len(source)
   if n == 0:
@@ -200,5 +218,7 @@ def to_float_images(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32) / np.float32(255.0)
   out = images.astype(np.float32)
   if out.size and (out.min() < 0.0 or out.max() > 1.0):
-    raise ValueError(f"images of dtype {images.dtype} are not in [0, 1] (range {out.min()}..{out.max()})")
+    raise ValueError(
+      f"images of dtype {images.dtype} are not in [0, 1] (range {out.min()}..{out.max()})"
+    )
   return out

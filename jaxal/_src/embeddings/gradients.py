@@ -61,8 +61,9 @@ def _closed_form(logits, features, bias):
   return closed_form_at(logits, features, y, bias)
 
 
-def closed_form_at(logits: jax.Array, features: jax.Array, labels: jax.Array,
-                   bias: bool) -> GradEmbedding:
+def closed_form_at(
+  logits: jax.Array, features: jax.Array, labels: jax.Array, bias: bool
+) -> GradEmbedding:
   """``(p − onehot(y)) ⊗ [z, 1]`` at given labels ``y [N]`` (traceable, no checks).
 
   The gradient of the cross-entropy at ``y`` w.r.t. a Dense head;
@@ -79,8 +80,9 @@ def closed_form_at(logits: jax.Array, features: jax.Array, labels: jax.Array,
   return GradEmbedding(a, z)
 
 
-def closed_form_gradient_embedding(logits: ArrayLike, features: ArrayLike, *,
-                                   bias: bool = True) -> GradEmbedding:
+def closed_form_gradient_embedding(
+  logits: ArrayLike, features: ArrayLike, *, bias: bool = True
+) -> GradEmbedding:
   r"""BADGE's gradient embedding of a Dense head, factorised: ``(p − onehot(ŷ)) ⊗ z``.
 
   For a final Dense layer ``logits = z W + b``, the gradient of
@@ -152,7 +154,7 @@ def _fmt(path: Sequence[str]) -> str:
 
 
 def _under(path: tuple[str, ...], head: tuple[str, ...]) -> bool:
-  return path[:len(head)] == head
+  return path[: len(head)] == head
 
 
 def _is_float(leaf: Any) -> bool:
@@ -200,8 +202,12 @@ def _module_paths(params: Any) -> list[str]:
   return list(seen)
 
 
-def resolve_head(model: models_lib.Model, params: Any, example_x: jax.Array,
-                 head: str | Sequence[str] | None = None) -> tuple[str, ...]:
+def resolve_head(
+  model: models_lib.Model,
+  params: Any,
+  example_x: jax.Array,
+  head: str | Sequence[str] | None = None,
+) -> tuple[str, ...]:
   """The parameter path of the layer to differentiate, checked against ``params``.
 
   ``head`` (or else ``model.head``) must be a prefix of at least one float
@@ -233,33 +239,38 @@ def resolve_head(model: models_lib.Model, params: Any, example_x: jax.Array,
   if path is not None:
     if not any(_under(p, path) and _is_float(l) for p, l in zip(paths, leaves)):
       raise ValueError(
-          f"head {_fmt(path)!r} is not a parameter path of this model (no floating-point "
-          f"parameter lies under it); available paths: {available}"
+        f"head {_fmt(path)!r} is not a parameter path of this model (no floating-point "
+        f"parameter lies under it); available paths: {available}"
       )
     return path
-  logits, features = jax.eval_shape(lambda p, x: models_lib.apply(model, p, x), params,
-                                    example_x[:1])
+  logits, features = jax.eval_shape(
+    lambda p, x: models_lib.apply(model, p, x), params, example_x[:1]
+  )
   num_classes = logits.shape[-1]
   feat_dim = None if features is None else features.shape[-1]
-  candidates = [p for p, shape in _dense_like(params)
-                if shape[1] == num_classes and (feat_dim is None or shape[0] == feat_dim)]
+  candidates = [
+    p
+    for p, shape in _dense_like(params)
+    if shape[1] == num_classes and (feat_dim is None or shape[0] == feat_dim)
+  ]
   if not candidates:
     raise ValueError(
-        f"could not find the final Dense layer (a kernel of shape [{feat_dim or 'd'}, "
-        f"{num_classes}] with its bias); pass head= one of the available paths: {available}"
+      f"could not find the final Dense layer (a kernel of shape [{feat_dim or 'd'}, "
+      f"{num_classes}] with its bias); pass head= one of the available paths: {available}"
     )
   if len(candidates) > 1 and isinstance(params, nnx.State):
     raise ValueError(
-        f"several Dense layers could be the head ({', '.join(map(_fmt, candidates))}) and "
-        f"this parameter tree does not keep definition order; pass head= explicitly"
+      f"several Dense layers could be the head ({', '.join(map(_fmt, candidates))}) and "
+      f"this parameter tree does not keep definition order; pass head= explicitly"
     )
   return candidates[-1]
 
 
-def _layout(grads: list[tuple[tuple[str, ...], jax.Array]], head: tuple[str, ...],
-            bias: bool) -> jax.Array:
+def _layout(
+  grads: list[tuple[tuple[str, ...], jax.Array]], head: tuple[str, ...], bias: bool
+) -> jax.Array:
   """``[B, D]`` embedding from per-example gradients ``[(path, [B, ...])]`` under ``head``."""
-  rel = {p[len(head):]: g for p, g in grads}
+  rel = {p[len(head) :]: g for p, g in grads}
   if set(rel) <= {("kernel",), ("bias",)} and ("kernel",) in rel and rel[("kernel",)].ndim == 3:
     gk = jnp.swapaxes(rel[("kernel",)], 1, 2)  # [B, K, d]: class-major
     if bias and ("bias",) in rel:
@@ -296,9 +307,15 @@ def _write_rows(out, rows, start):
   return jax.lax.dynamic_update_slice_in_dim(out, rows, start, axis=0)
 
 
-def gradient_embedding(model: models_lib.Model, params: Any, x: ArrayLike, *,
-                       head: str | Sequence[str] | None = None, bias: bool = True,
-                       batch_size: int = 256) -> jax.Array:
+def gradient_embedding(
+  model: models_lib.Model,
+  params: Any,
+  x: ArrayLike,
+  *,
+  head: str | Sequence[str] | None = None,
+  bias: bool = True,
+  batch_size: int = 256,
+) -> jax.Array:
   r"""The exact per-example gradient embedding of BADGE, by ``vmap(grad)``.
 
   Row ``n`` is :math:`\nabla_\theta\, [-\log p_{\hat y_n}(x_n; \theta)]`, the

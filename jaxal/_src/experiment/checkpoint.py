@@ -82,7 +82,11 @@ def atomic_write_json(path: str, obj: Any) -> None:
 def remove_stale_temporaries(folder: str, *, recursive: bool = True) -> list[str]:
   """Deletes temporary files a killed writer left in ``folder`` (and below); returns them."""
   removed = []
-  walk = os.walk(folder) if recursive else [(folder, [], os.listdir(folder) if os.path.isdir(folder) else [])]
+  walk = (
+    os.walk(folder)
+    if recursive
+    else [(folder, [], os.listdir(folder) if os.path.isdir(folder) else [])]
+  )
   for root, _, files in walk:
     for name in files:
       if name.endswith(TMP_SUFFIX):
@@ -108,8 +112,11 @@ def save(path: str, arrays: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
   meta_bytes = json.dumps({"format": FORMAT, **meta}, sort_keys=True).encode()
   digest = _digest(arrays, meta_bytes)
   buf = io.BytesIO()
-  np.savez(buf, **arrays, **{_META: np.frombuffer(meta_bytes, np.uint8),
-                             _SHA: np.frombuffer(digest.encode(), np.uint8)})
+  np.savez(
+    buf,
+    **arrays,
+    **{_META: np.frombuffer(meta_bytes, np.uint8), _SHA: np.frombuffer(digest.encode(), np.uint8)},
+  )
   atomic_write_bytes(path, buf.getvalue())
 
 
@@ -123,16 +130,20 @@ def load(path: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     CheckpointError: the file is unreadable, truncated, not a jaxal
       checkpoint, or its checksum does not match its content.
   """
-  hint = ("it was not written by this jaxal version or was damaged after writing (jaxal "
-          "writes checkpoints atomically). Delete it to recompute that run from its first "
-          "round, or restore it from a backup")
+  hint = (
+    "it was not written by this jaxal version or was damaged after writing (jaxal "
+    "writes checkpoints atomically). Delete it to recompute that run from its first "
+    "round, or restore it from a backup"
+  )
   try:
     with open(path, "rb") as f:
       data = f.read()
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
       arrays = {k: z[k] for k in z.files}
   except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
-    raise CheckpointError(f"checkpoint {path!r} is unreadable ({type(e).__name__}: {e}); {hint}") from e
+    raise CheckpointError(
+      f"checkpoint {path!r} is unreadable ({type(e).__name__}: {e}); {hint}"
+    ) from e
   if _META not in arrays or _SHA not in arrays:
     raise CheckpointError(f"checkpoint {path!r} lacks its metadata or checksum; {hint}")
   meta_bytes = arrays.pop(_META).tobytes()
@@ -144,5 +155,7 @@ def load(path: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
   except ValueError as e:  # pragma: no cover - the checksum covers the metadata
     raise CheckpointError(f"checkpoint {path!r} has unreadable metadata; {hint}") from e
   if meta.get("format") != FORMAT:
-    raise CheckpointError(f"checkpoint {path!r} has format {meta.get('format')!r}, not {FORMAT!r}; {hint}")
+    raise CheckpointError(
+      f"checkpoint {path!r} has format {meta.get('format')!r}, not {FORMAT!r}; {hint}"
+    )
   return arrays, meta

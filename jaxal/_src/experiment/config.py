@@ -87,8 +87,9 @@ class Config:
       fixed[field] = checks.check_nonnegative_int(getattr(self, field), field)
     for field in ("budget", "initial", "seeds", "num_steps", "batch_size", "hidden"):
       fixed[field] = checks.check_positive_int(getattr(self, field), field)
-    fixed["learning_rate"] = checks.check_float(self.learning_rate, "learning_rate", low=0.0,
-                                                low_open=True)
+    fixed["learning_rate"] = checks.check_float(
+      self.learning_rate, "learning_rate", low=0.0, low_open=True
+    )
     return dataclasses.replace(self, **fixed)
 
   @classmethod
@@ -105,8 +106,8 @@ class Config:
 
 
 MODELS: dict[str, Callable[[Config, int], Any]] = {
-    "mlp": lambda cfg, k: networks.MLP(num_classes=k, hidden=(cfg.hidden,)),
-    "cnn": lambda cfg, k: networks.CNN(num_classes=k, dense=cfg.hidden),
+  "mlp": lambda cfg, k: networks.MLP(num_classes=k, hidden=(cfg.hidden,)),
+  "cnn": lambda cfg, k: networks.CNN(num_classes=k, dense=cfg.hidden),
 }
 
 
@@ -135,13 +136,14 @@ def check_fits(cfg: Config, ds: data_lib.Dataset) -> None:
   n = ds.x_train.shape[0]
   if cfg.initial + cfg.rounds * cfg.budget > n:
     raise ExperimentError(
-        f"initial + rounds * budget = {cfg.initial + cfg.rounds * cfg.budget} is larger than "
-        f"the pool of {n} points of {cfg.dataset}"
+      f"initial + rounds * budget = {cfg.initial + cfg.rounds * cfg.budget} is larger than "
+      f"the pool of {n} points of {cfg.dataset}"
     )
 
 
-def load_data(cfg: Config, *, data_dir: str | None = None, manual_dir: str | None = None,
-              download: bool = True) -> data_lib.Dataset:
+def load_data(
+  cfg: Config, *, data_dir: str | None = None, manual_dir: str | None = None, download: bool = True
+) -> data_lib.Dataset:
   """The experiment's dataset, its pool subsampled when ``cfg.pool_subsample`` asks.
 
   The subsample (``pool_subsample`` points of the training split, without
@@ -158,8 +160,9 @@ def load_data(cfg: Config, *, data_dir: str | None = None, manual_dir: str | Non
   Returns:
     The :class:`~jaxal.datasets.Dataset`, its training split (the pool) subsampled.
   """
-  ds = data_lib.load_dataset(cfg.dataset, data_dir=data_dir, manual_dir=manual_dir,
-                             download=download)
+  ds = data_lib.load_dataset(
+    cfg.dataset, data_dir=data_dir, manual_dir=manual_dir, download=download
+  )
   n = ds.x_train.shape[0]
   if cfg.pool_subsample and cfg.pool_subsample < n:
     rng = np.random.default_rng(POOL_SUBSAMPLE_SEED)

@@ -51,8 +51,9 @@ def labels_to_reach(labels: Sequence[int], acc: Sequence[float], target: float) 
   return None
 
 
-def summarize(cfg: config_lib.Config,
-              results: dict[str, dict[str, list[list[float]]]]) -> dict[str, Any]:
+def summarize(
+  cfg: config_lib.Config, results: dict[str, dict[str, list[list[float]]]]
+) -> dict[str, Any]:
   """Mean and std over seeds per round, AUC and mean seconds, per strategy.
 
   Strategies with no finished seed are left out.
@@ -74,13 +75,13 @@ def summarize(cfg: config_lib.Config,
     acc = np.asarray(res["accuracy"])  # [seeds, rounds + 1]
     aucs = [area_under_curve(labels, a) for a in acc]
     summary[name] = {
-        "seeds": int(acc.shape[0]),
-        "mean": acc.mean(0).tolist(),
-        "std": acc.std(0).tolist(),
-        "auc_mean": float(np.mean(aucs)),
-        "auc_std": float(np.std(aucs)),
-        "acquire_seconds_mean": float(np.mean(res["acquire_seconds"])) if cfg.rounds else 0.0,
-        "train_seconds_mean": float(np.mean(res["train_seconds"])),
+      "seeds": int(acc.shape[0]),
+      "mean": acc.mean(0).tolist(),
+      "std": acc.std(0).tolist(),
+      "auc_mean": float(np.mean(aucs)),
+      "auc_std": float(np.std(aucs)),
+      "acquire_seconds_mean": float(np.mean(res["acquire_seconds"])) if cfg.rounds else 0.0,
+      "train_seconds_mean": float(np.mean(res["train_seconds"])),
     }
   return summary
 
@@ -103,8 +104,11 @@ def format_table(cfg: config_lib.Config, summary: dict[str, Any]) -> str:
   for r, n_lab in enumerate(labels):
     cells = [f"{summary[s]['mean'][r]:.3f} ± {summary[s]['std'][r]:.3f}" for s in names]
     rows.append(f"| {n_lab} | " + " | ".join(cells) + " |")
-  rows.append("| **AUC** | " + " | ".join(
-      f"**{summary[s]['auc_mean']:.3f} ± {summary[s]['auc_std']:.3f}**" for s in names) + " |")
+  rows.append(
+    "| **AUC** | "
+    + " | ".join(f"**{summary[s]['auc_mean']:.3f} ± {summary[s]['auc_std']:.3f}**" for s in names)
+    + " |"
+  )
   return "\n".join(rows)
 
 
@@ -119,8 +123,9 @@ def default_target(summary: dict[str, Any]) -> float | None:
   return None
 
 
-def format_summary(cfg: config_lib.Config, summary: dict[str, Any],
-                   target: float | None = None) -> str:
+def format_summary(
+  cfg: config_lib.Config, summary: dict[str, Any], target: float | None = None
+) -> str:
   """Markdown table per strategy: AUC, final accuracy, labels needed to reach ``target``, seconds.
 
   "labels to reach" is the first labeled-set size at which the mean curve
@@ -136,8 +141,10 @@ def format_summary(cfg: config_lib.Config, summary: dict[str, Any],
     The Markdown table.
   """
   labels = config_lib.labels_per_round(cfg)
-  reach = {s: (labels_to_reach(labels, summary[s]["mean"], target) if target is not None else None)
-           for s in summary}
+  reach = {
+    s: (labels_to_reach(labels, summary[s]["mean"], target) if target is not None else None)
+    for s in summary
+  }
   rnd = reach.get("random")
   head = ["strategy", "seeds", "AUC", f"accuracy at {labels[-1]}"]
   if target is not None:
@@ -145,8 +152,12 @@ def format_summary(cfg: config_lib.Config, summary: dict[str, Any],
   head += ["acquire s/round", "train s/round"]
   rows = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
   for s, v in summary.items():
-    cells = [s, str(v["seeds"]), f"{v['auc_mean']:.3f} ± {v['auc_std']:.3f}",
-             f"{v['mean'][-1]:.3f} ± {v['std'][-1]:.3f}"]
+    cells = [
+      s,
+      str(v["seeds"]),
+      f"{v['auc_mean']:.3f} ± {v['auc_std']:.3f}",
+      f"{v['mean'][-1]:.3f} ± {v['std'][-1]:.3f}",
+    ]
     if target is not None:
       n = reach[s]
       cells.append("not reached" if n is None else str(n))
@@ -166,6 +177,7 @@ def format_summary(cfg: config_lib.Config, summary: dict[str, Any],
 def _pyplot():
   try:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
   except ImportError as e:  # pragma: no cover - depends on the install
@@ -173,8 +185,14 @@ def _pyplot():
   return plt
 
 
-def plot_curves(cfg: config_lib.Config, summary: dict[str, Any], path: str, *,
-                relative_to: str | None = None, target: float | None = None) -> None:
+def plot_curves(
+  cfg: config_lib.Config,
+  summary: dict[str, Any],
+  path: str,
+  *,
+  relative_to: str | None = None,
+  target: float | None = None,
+) -> None:
   """Learning curves with a shaded ±1 std band, saved as PNG.
 
   Args:
@@ -196,8 +214,9 @@ def plot_curves(cfg: config_lib.Config, summary: dict[str, Any], path: str, *,
     mean, std = np.asarray(s["mean"]) - base, np.asarray(s["std"])
     color = colors[i % len(colors)]
     ls = ("-", "--", ":")[(i // len(colors)) % 3]
-    ax.plot(labels, mean, marker="o", ms=3, color=color, ls=ls,
-            label=f"{name} (AUC {s['auc_mean']:.3f})")
+    ax.plot(
+      labels, mean, marker="o", ms=3, color=color, ls=ls, label=f"{name} (AUC {s['auc_mean']:.3f})"
+    )
     ax.fill_between(labels, mean - std, mean + std, color=color, alpha=0.08 if many else 0.2)
   if target is not None and not relative_to:
     ax.axhline(target, color="grey", lw=0.8, ls="--")
@@ -227,8 +246,9 @@ def load_results(results_dir: str) -> tuple[config_lib.Config, dict[str, Any]]:
   path = os.path.join(results_dir, store.RESULTS_FILE)
   if not os.path.exists(path):
     raise FileNotFoundError(
-        f"no {store.RESULTS_FILE} in {results_dir!r}: run `jaxal run --out {results_dir}` first "
-        "(it is written as soon as the first (strategy, seed) run completes)")
+      f"no {store.RESULTS_FILE} in {results_dir!r}: run `jaxal run --out {results_dir}` first "
+      "(it is written as soon as the first (strategy, seed) run completes)"
+    )
   try:
     with open(path) as f:
       payload = json.load(f)
@@ -236,12 +256,14 @@ def load_results(results_dir: str) -> tuple[config_lib.Config, dict[str, Any]]:
     payload["results"]  # pylint: disable=pointless-statement
   except (OSError, ValueError, KeyError, TypeError) as e:
     raise config_lib.ExperimentError(
-        f"{path!r} is not a jaxal results file ({type(e).__name__}: {e})") from e
+      f"{path!r} is not a jaxal results file ({type(e).__name__}: {e})"
+    ) from e
   return cfg, payload
 
 
-def report(results_dir: str, *, target: float | None = None,
-           log: Callable[[str], None] = print) -> str:
+def report(
+  results_dir: str, *, target: float | None = None, log: Callable[[str], None] = print
+) -> str:
   """Markdown report and plots of an experiment folder (finished or still running).
 
   Writes ``report.md``, ``curves.png`` and (when random ran)
@@ -272,31 +294,35 @@ def report(results_dir: str, *, target: float | None = None,
     target, how = default_target(summary), "random's final mean accuracy"
   status = "complete" if payload.get("complete") else "in progress (finished runs only)"
   lines = [
-      f"# {cfg.dataset}: {', '.join(summary)}",
-      "",
-      f"{cfg.model} (hidden {cfg.hidden}), {cfg.initial} initial labels, {cfg.budget} per round, "
-      f"{cfg.rounds} rounds, {cfg.seeds} seeds, {cfg.num_steps} training steps per round "
-      f"(retrain: {cfg.retrain}), pool of {payload.get('pool_size', '?')} points; "
-      f"status: {status}.",
-      "",
-      "## Test accuracy per round (mean ± std over seeds)",
-      "",
-      format_table(cfg, summary),
-      "",
-      "## Summary",
-      "",
+    f"# {cfg.dataset}: {', '.join(summary)}",
+    "",
+    f"{cfg.model} (hidden {cfg.hidden}), {cfg.initial} initial labels, {cfg.budget} per round, "
+    f"{cfg.rounds} rounds, {cfg.seeds} seeds, {cfg.num_steps} training steps per round "
+    f"(retrain: {cfg.retrain}), pool of {payload.get('pool_size', '?')} points; "
+    f"status: {status}.",
+    "",
+    "## Test accuracy per round (mean ± std over seeds)",
+    "",
+    format_table(cfg, summary),
+    "",
+    "## Summary",
+    "",
   ]
   if target is not None:
-    lines += [f"Target accuracy {target:.3f} ({how}). Labels to reach it are read on the mean "
-              "curve at measured rounds only.", ""]
+    lines += [
+      f"Target accuracy {target:.3f} ({how}). Labels to reach it are read on the mean "
+      "curve at measured rounds only.",
+      "",
+    ]
   lines += [format_summary(cfg, summary, target), ""]
   md = "\n".join(lines)
   store.save_report(results_dir, md)
   plot_curves(cfg, summary, os.path.join(results_dir, "curves.png"), target=target)
   pngs = ["curves.png"]
   if "random" in summary and len(summary) > 1:
-    plot_curves(cfg, summary, os.path.join(results_dir, "curves_vs_random.png"),
-                relative_to="random")
+    plot_curves(
+      cfg, summary, os.path.join(results_dir, "curves_vs_random.png"), relative_to="random"
+    )
     pngs.append("curves_vs_random.png")
   log(md)
   log(f"Wrote {', '.join(os.path.join(results_dir, p) for p in [store.REPORT_FILE, *pngs])}")

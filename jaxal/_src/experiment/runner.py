@@ -21,10 +21,17 @@ from jaxal._src.experiment import store
 from jaxal._src.strategies import registry as strategies_lib
 
 
-def run_one(cfg: config_lib.Config, ds: data_lib.Dataset, strategy_name: str, seed: int, *,
-            checkpoint: str | None = None, config_id: str = "",
-            on_round: Callable[[int], None] = lambda r: None,
-            log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+def run_one(
+  cfg: config_lib.Config,
+  ds: data_lib.Dataset,
+  strategy_name: str,
+  seed: int,
+  *,
+  checkpoint: str | None = None,
+  config_id: str = "",
+  on_round: Callable[[int], None] = lambda r: None,
+  log: Callable[[str], None] = lambda s: None,
+) -> dict[str, Any]:
   """One strategy on one seed, resuming from ``checkpoint`` when it exists.
 
   Each round trains (from scratch or warm), measures test accuracy, then
@@ -61,22 +68,31 @@ def run_one(cfg: config_lib.Config, ds: data_lib.Dataset, strategy_name: str, se
   module = config_lib.MODELS[cfg.model](cfg, ds.num_classes)
   x, y = ds.x_train, ds.y_train
   key = jax.random.key(seed)
-  train_state = loop.create_train_state(jax.random.fold_in(key, 1), module, x,
-                                        learning_rate=cfg.learning_rate)
+  train_state = loop.create_train_state(
+    jax.random.fold_in(key, 1), module, x, learning_rate=cfg.learning_rate
+  )
   if arrays is None:
     state = loop.init(key, x.shape[0], num_initial=cfg.initial)
     metrics = store.empty_metrics()
   else:
     state, train_state = store.restore_run(checkpoint, arrays, key, x.shape[0], start, train_state)
     metrics = store.metrics_from(arrays)
-    log(f"resuming {strategy_name} seed {seed} at round {start} of {cfg.rounds} "
-        f"(from {checkpoint})")
+    log(
+      f"resuming {strategy_name} seed {seed} at round {start} of {cfg.rounds} (from {checkpoint})"
+    )
   for r in range(start, cfg.rounds + 1):
     k_train, _ = loop.round_keys(state)
     t0 = time.perf_counter()
-    train_state = loop.fit(k_train, train_state, x, y, state.labeled_mask,
-                           num_steps=cfg.num_steps, batch_size=cfg.batch_size,
-                           reinitialize=(cfg.retrain == "scratch" or r == 0))
+    train_state = loop.fit(
+      k_train,
+      train_state,
+      x,
+      y,
+      state.labeled_mask,
+      num_steps=cfg.num_steps,
+      batch_size=cfg.batch_size,
+      reinitialize=(cfg.retrain == "scratch" or r == 0),
+    )
     jax.block_until_ready(train_state.params)
     metrics["train_seconds"].append(time.perf_counter() - t0)
     model, params = models_lib.from_train_state(train_state)
@@ -108,26 +124,38 @@ class _NoBar:
     pass
 
 
-def _payload(cfg: config_lib.Config, record: dict[str, Any], results: dict[str, Any],
-             complete: bool, seconds: float) -> dict[str, Any]:
+def _payload(
+  cfg: config_lib.Config,
+  record: dict[str, Any],
+  results: dict[str, Any],
+  complete: bool,
+  seconds: float,
+) -> dict[str, Any]:
   return {
-      "config": dataclasses.asdict(cfg),
-      "complete": complete,
-      "labels": config_lib.labels_per_round(cfg),
-      "results": results,
-      "summary": report_lib.summarize(cfg, results),
-      "dataset_sha256": record["dataset_sha256"],
-      "pool_size": record["pool_size"],
-      "seconds": seconds,
-      "jax_version": jax.__version__,
-      "backend": jax.default_backend(),
+    "config": dataclasses.asdict(cfg),
+    "complete": complete,
+    "labels": config_lib.labels_per_round(cfg),
+    "results": results,
+    "summary": report_lib.summarize(cfg, results),
+    "dataset_sha256": record["dataset_sha256"],
+    "pool_size": record["pool_size"],
+    "seconds": seconds,
+    "jax_version": jax.__version__,
+    "backend": jax.default_backend(),
   }
 
 
-def run(cfg: config_lib.Config, out_dir: str, *, data_dir: str | None = None,
-        manual_dir: str | None = None, download: bool = True, progress: bool = True,
-        log: Callable[[str], None] = print,
-        on_round: Callable[[str, int, int], None] = lambda name, seed, r: None) -> dict[str, Any]:
+def run(
+  cfg: config_lib.Config,
+  out_dir: str,
+  *,
+  data_dir: str | None = None,
+  manual_dir: str | None = None,
+  download: bool = True,
+  progress: bool = True,
+  log: Callable[[str], None] = print,
+  on_round: Callable[[str, int, int], None] = lambda name, seed, r: None,
+) -> dict[str, Any]:
   """Runs (or resumes) the experiment in ``out_dir``; writes ``results.json`` and ``curves.png``.
 
   Args:
@@ -172,7 +200,8 @@ def run(cfg: config_lib.Config, out_dir: str, *, data_dir: str | None = None,
   else:
     bar, say = _NoBar(), log
   results: dict[str, dict[str, list]] = {
-      name: {**store.empty_metrics(), "labeled_indices": []} for name in cfg.strategies}
+    name: {**store.empty_metrics(), "labeled_indices": []} for name in cfg.strategies
+  }
   t_start = time.perf_counter()
   try:
     for name in cfg.strategies:
@@ -185,13 +214,15 @@ def run(cfg: config_lib.Config, out_dir: str, *, data_dir: str | None = None,
           bar.update(1)
           on_round(name, seed, r)
 
-        out = run_one(cfg, ds, name, seed, checkpoint=path, config_id=cfg_id, on_round=tick,
-                      log=say)
+        out = run_one(
+          cfg, ds, name, seed, checkpoint=path, config_id=cfg_id, on_round=tick, log=say
+        )
         bar.update(done_before + cfg.rounds + 1 - bar.n)  # rounds restored from the checkpoint
         for k, v in out.items():
           results[name][k].append(v)
-        store.save_results(out_dir, _payload(cfg, record, results, False,
-                                             time.perf_counter() - t_start))
+        store.save_results(
+          out_dir, _payload(cfg, record, results, False, time.perf_counter() - t_start)
+        )
   finally:
     bar.close()
   payload = _payload(cfg, record, results, True, time.perf_counter() - t_start)
@@ -201,6 +232,7 @@ def run(cfg: config_lib.Config, out_dir: str, *, data_dir: str | None = None,
   log(f"\nTest accuracy on {cfg.dataset} (mean ± std over {cfg.seeds} seeds):\n")
   log(report_lib.format_table(cfg, summary))
   log(f"\nAUC = normalised area under the learning curve. Total {payload['seconds']:.1f} s.")
-  log(f"Wrote {os.path.join(out_dir, store.RESULTS_FILE)} and "
-      f"{os.path.join(out_dir, 'curves.png')}")
+  log(
+    f"Wrote {os.path.join(out_dir, store.RESULTS_FILE)} and {os.path.join(out_dir, 'curves.png')}"
+  )
   return payload

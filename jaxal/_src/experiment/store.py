@@ -57,14 +57,18 @@ def config_record(cfg: config_lib.Config, ds: data_lib.Dataset) -> dict[str, Any
     ds: the dataset it runs on.
   """
   # Through JSON, so that it compares equal to a record read back from config.json.
-  return json.loads(json.dumps({
-      "config": dataclasses.asdict(cfg),
-      "dataset_sha256": data_lib.fingerprint(ds),
-      "pool_size": int(ds.x_train.shape[0]),
-      "test_size": int(ds.x_test.shape[0]),
-      "num_classes": int(ds.num_classes),
-      "jaxal_version": version.__version__,
-  }))
+  return json.loads(
+    json.dumps(
+      {
+        "config": dataclasses.asdict(cfg),
+        "dataset_sha256": data_lib.fingerprint(ds),
+        "pool_size": int(ds.x_train.shape[0]),
+        "test_size": int(ds.x_test.shape[0]),
+        "num_classes": int(ds.num_classes),
+        "jaxal_version": version.__version__,
+      }
+    )
+  )
 
 
 def config_id(record: dict[str, Any]) -> str:
@@ -96,8 +100,9 @@ def ensure_writable(out_dir: str) -> None:
     os.remove(os.path.join(out_dir, ".jaxal-write-test"))
   except OSError as e:
     raise PermissionError(
-        f"output folder {out_dir!r} cannot be created or written ({type(e).__name__}: {e}); "
-        "choose another --out") from e
+      f"output folder {out_dir!r} cannot be created or written ({type(e).__name__}: {e}); "
+      "choose another --out"
+    ) from e
 
 
 def open_experiment(out_dir: str, record: dict[str, Any]) -> None:
@@ -118,30 +123,37 @@ def open_experiment(out_dir: str, record: dict[str, Any]) -> None:
         old = json.load(f)
     except (OSError, ValueError) as e:
       raise config_lib.ConfigMismatchError(
-          f"{path!r} is unreadable ({e}); it describes the experiment in {out_dir!r}. "
-          "Restore it, or choose another --out") from e
+        f"{path!r} is unreadable ({e}); it describes the experiment in {out_dir!r}. "
+        "Restore it, or choose another --out"
+      ) from e
   elif os.path.exists(os.path.join(out_dir, CHECKPOINT_DIR)):
     raise config_lib.ConfigMismatchError(
-        f"{out_dir!r} holds checkpoints but no {CONFIG_FILE}, so they cannot be matched to "
-        "this configuration; choose another --out or delete the folder")
+      f"{out_dir!r} holds checkpoints but no {CONFIG_FILE}, so they cannot be matched to "
+      "this configuration; choose another --out or delete the folder"
+    )
   if old is None:
     ckpt_lib.atomic_write_json(path, record)
     return
   old_cfg = old.get("config", {})
   new_cfg = record["config"]
-  diffs = [f"{k}: {old_cfg.get(k)!r} in the folder, {new_cfg.get(k)!r} now"
-           for k in sorted(set(old_cfg) | set(new_cfg)) if old_cfg.get(k) != new_cfg.get(k)]
+  diffs = [
+    f"{k}: {old_cfg.get(k)!r} in the folder, {new_cfg.get(k)!r} now"
+    for k in sorted(set(old_cfg) | set(new_cfg))
+    if old_cfg.get(k) != new_cfg.get(k)
+  ]
   if diffs:
     raise config_lib.ConfigMismatchError(
-        f"{out_dir!r} holds an experiment with another configuration ({'; '.join(diffs)}). "
-        "Results of different configurations are never mixed: run the same command as "
-        "before to resume it, or choose another --out (or delete the folder) to start anew")
+      f"{out_dir!r} holds an experiment with another configuration ({'; '.join(diffs)}). "
+      "Results of different configurations are never mixed: run the same command as "
+      "before to resume it, or choose another --out (or delete the folder) to start anew"
+    )
   if old.get("dataset_sha256") != record["dataset_sha256"]:
     raise config_lib.ConfigMismatchError(
-        f"{out_dir!r} holds an experiment that ran on other data: the "
-        f"{record['config']['dataset']!r} arrays now have sha256 "
-        f"{record['dataset_sha256'][:16]}..., the folder's had "
-        f"{str(old.get('dataset_sha256'))[:16]}...; choose another --out")
+      f"{out_dir!r} holds an experiment that ran on other data: the "
+      f"{record['config']['dataset']!r} arrays now have sha256 "
+      f"{record['dataset_sha256'][:16]}..., the folder's had "
+      f"{str(old.get('dataset_sha256'))[:16]}...; choose another --out"
+    )
 
 
 def remove_partial_writes(out_dir: str) -> None:
@@ -194,8 +206,16 @@ def empty_metrics() -> dict[str, list]:
   return {k: [] for k in METRICS}
 
 
-def save_run(path: str, cfg_id: str, strategy: str, seed: int, next_round: int,
-             state: loop.ALState, train_state: Any, metrics: dict[str, list]) -> None:
+def save_run(
+  path: str,
+  cfg_id: str,
+  strategy: str,
+  seed: int,
+  next_round: int,
+  state: loop.ALState,
+  train_state: Any,
+  metrics: dict[str, list],
+) -> None:
   """Saves a run after a round: labeled indices, round, key, metrics, train state.
 
   Args:
@@ -210,11 +230,11 @@ def save_run(path: str, cfg_id: str, strategy: str, seed: int, next_round: int,
   """
   history = [np.asarray(jax.device_get(h), np.int32) for h in state.history]
   arrays = {
-      "labeled": np.concatenate(history) if history else np.zeros((0,), np.int32),
-      "history_lengths": np.asarray([len(h) for h in history], np.int64),
-      "key_data": np.asarray(jax.device_get(jax.random.key_data(state.key))),
-      "round": np.asarray(int(state.round), np.int64),
-      "train_state": np.frombuffer(flax.serialization.to_bytes(train_state), np.uint8),
+    "labeled": np.concatenate(history) if history else np.zeros((0,), np.int32),
+    "history_lengths": np.asarray([len(h) for h in history], np.int64),
+    "key_data": np.asarray(jax.device_get(jax.random.key_data(state.key))),
+    "round": np.asarray(int(state.round), np.int64),
+    "train_state": np.frombuffer(flax.serialization.to_bytes(train_state), np.uint8),
   }
   for k in METRICS:
     arrays[f"metric_{k}"] = np.asarray(metrics[k], np.float64)
@@ -223,8 +243,13 @@ def save_run(path: str, cfg_id: str, strategy: str, seed: int, next_round: int,
   ckpt_lib.save(path, arrays, meta)
 
 
-def load_run(path: str, cfg: config_lib.Config, cfg_id: str, strategy: str, seed: int,
-             ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def load_run(
+  path: str,
+  cfg: config_lib.Config,
+  cfg_id: str,
+  strategy: str,
+  seed: int,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
   """Loads a run saved by :func:`save_run`, checking it belongs to this run and is whole.
 
   Args:
@@ -245,21 +270,34 @@ def load_run(path: str, cfg: config_lib.Config, cfg_id: str, strategy: str, seed
   got = {k: meta.get(k) for k in expect}
   if got != expect:
     raise ckpt_lib.CheckpointError(
-        f"checkpoint {path!r} belongs to another run ({got}, expected {expect}); "
-        "delete it to recompute that run, or choose another --out")
+      f"checkpoint {path!r} belongs to another run ({got}, expected {expect}); "
+      "delete it to recompute that run, or choose another --out"
+    )
   nr = meta.get("next_round")
-  needed = {"labeled", "history_lengths", "key_data", "round", "train_state",
-            *(f"metric_{k}" for k in METRICS)}
+  needed = {
+    "labeled",
+    "history_lengths",
+    "key_data",
+    "round",
+    "train_state",
+    *(f"metric_{k}" for k in METRICS),
+  }
   lengths = arrays.get("history_lengths")
-  ok = (isinstance(nr, int) and 1 <= nr <= cfg.rounds + 1 and needed <= set(arrays)
-        and len(arrays["metric_accuracy"]) == nr
-        and len(arrays["metric_acquire_seconds"]) == min(nr, cfg.rounds)
-        and lengths is not None and len(lengths) == min(nr, cfg.rounds) + 1
-        and int(lengths.sum()) == len(arrays["labeled"]))
+  ok = (
+    isinstance(nr, int)
+    and 1 <= nr <= cfg.rounds + 1
+    and needed <= set(arrays)
+    and len(arrays["metric_accuracy"]) == nr
+    and len(arrays["metric_acquire_seconds"]) == min(nr, cfg.rounds)
+    and lengths is not None
+    and len(lengths) == min(nr, cfg.rounds) + 1
+    and int(lengths.sum()) == len(arrays["labeled"])
+  )
   if not ok:
     raise ckpt_lib.CheckpointError(
-        f"checkpoint {path!r} is inconsistent (round {nr!r} of {cfg.rounds}, arrays "
-        f"{sorted(arrays)}); delete it to recompute that run")
+      f"checkpoint {path!r} is inconsistent (round {nr!r} of {cfg.rounds}, arrays "
+      f"{sorted(arrays)}); delete it to recompute that run"
+    )
   return arrays, meta
 
 
@@ -293,14 +331,22 @@ def restore_train_state(template: Any, data: np.ndarray) -> Any:
   """
   restored = flax.serialization.from_bytes(template, data.tobytes())
   params, opt_state = jax.tree.map(
-      lambda t, r: jnp.asarray(r, dtype=jnp.asarray(t).dtype),
-      (template.params, template.opt_state), (restored.params, restored.opt_state))
+    lambda t, r: jnp.asarray(r, dtype=jnp.asarray(t).dtype),
+    (template.params, template.opt_state),
+    (restored.params, restored.opt_state),
+  )
   # The step is a (weakly typed) Python int, as TrainState.create makes it.
   return restored.replace(params=params, opt_state=opt_state, step=int(restored.step))
 
 
-def restore_run(path: str, arrays: dict[str, np.ndarray], key: jax.Array, num_points: int,
-                next_round: int, train_state: Any) -> tuple[loop.ALState, Any]:
+def restore_run(
+  path: str,
+  arrays: dict[str, np.ndarray],
+  key: jax.Array,
+  num_points: int,
+  next_round: int,
+  train_state: Any,
+) -> tuple[loop.ALState, Any]:
   """The loop state and train state of a run loaded by :func:`load_run`.
 
   The loop state is rebuilt by labeling the saved history again, so its
@@ -336,5 +382,6 @@ def restore_run(path: str, arrays: dict[str, np.ndarray], key: jax.Array, num_po
     train_state = restore_train_state(train_state, arrays["train_state"])
   except Exception as e:  # flax raises ValueError/KeyError/msgpack errors
     raise ckpt_lib.CheckpointError(
-        f"checkpoint {path!r} holds a train state that does not fit the model: {e}") from e
+      f"checkpoint {path!r} holds a train state that does not fit the model: {e}"
+    ) from e
   return state, train_state

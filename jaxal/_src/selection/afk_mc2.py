@@ -78,16 +78,24 @@ def afk_mc2(key, x, k, labeled_mask, chain_length, first):
 
     def chain(state, j):
       cur, cur_logw = state
-      accept = (logw[j] - cur_logw > log_acc_u[t - 1, j]) | (jnp.isneginf(cur_logw) & (logw[j] > -jnp.inf))
+      accept = (logw[j] - cur_logw > log_acc_u[t - 1, j]) | (
+        jnp.isneginf(cur_logw) & (logw[j] > -jnp.inf)
+      )
       return (jnp.where(accept, idx[j], cur), jnp.where(accept, logw[j], cur_logw)), None
 
     (pick, pick_logw), _ = jax.lax.scan(chain, (idx[0], logw[0]), jnp.arange(1, m))
-    fallback = jnp.argmax(jnp.where(unl & ~chosen, jax.random.gumbel(jax.random.fold_in(k_fallback, t), (n,)),
-                                    -jnp.inf)).astype(jnp.int32)
+    fallback = jnp.argmax(
+      jnp.where(unl & ~chosen, jax.random.gumbel(jax.random.fold_in(k_fallback, t), (n,)), -jnp.inf)
+    ).astype(jnp.int32)
     pick = jnp.where(jnp.isneginf(pick_logw), fallback, pick)
     row = distances.take(x, pick)
     centre_pts = jax.tree.map(lambda b, r: b.at[t].set(r), centre_pts, row)
-    return centres.at[t].set(pick), centre_pts, centre_sqn.at[t].set(sqn[pick]), chosen.at[pick].set(True)
+    return (
+      centres.at[t].set(pick),
+      centre_pts,
+      centre_sqn.at[t].set(sqn[pick]),
+      chosen.at[pick].set(True),
+    )
 
   centres, *_ = jax.lax.fori_loop(1, k, step, (centres, centre_pts, centre_sqn, chosen))
   return centres

@@ -28,9 +28,16 @@ def k_center_greedy_core(key, x, k, labeled_mask, chunk_size, row_chunk_size, ps
   xn = distances.sq_norms(x)
   # Nearest-labeled-centre distances: one chunked pass, O(N * num_labeled * dim);
   # +inf everywhere when nothing is labeled (the while loop then does no work).
-  min_d, _ = distances.min_sq_dist_masked(x, x, labeled_mask, chunk_size=chunk_size,
-                                          row_chunk_size=row_chunk_size, x_sq_norms=xn,
-                                          y_sq_norms=xn, ps=ps)
+  min_d, _ = distances.min_sq_dist_masked(
+    x,
+    x,
+    labeled_mask,
+    chunk_size=chunk_size,
+    row_chunk_size=row_chunk_size,
+    x_sq_norms=xn,
+    y_sq_norms=xn,
+    ps=ps,
+  )
   any_labeled = jnp.any(labeled_mask)
   first = jax.random.randint(key, (), 0, n, dtype=jnp.int32)
 
@@ -48,10 +55,17 @@ def k_center_greedy_core(key, x, k, labeled_mask, chunk_size, row_chunk_size, ps
 
 
 @checks.spelled_as_key_or_none(
-    "k_center_greedy(key, x, k, *, labeled_mask=None, chunk_size=1024, row_chunk_size=8192)")
-def k_center_greedy(key: jax.Array | None, x: distances.Points | ArrayLike, k: int, *,
-                    labeled_mask: ArrayLike | None = None, chunk_size: int = 1024,
-                    row_chunk_size: int = 8192) -> jax.Array:
+  "k_center_greedy(key, x, k, *, labeled_mask=None, chunk_size=1024, row_chunk_size=8192)"
+)
+def k_center_greedy(
+  key: jax.Array | None,
+  x: distances.Points | ArrayLike,
+  k: int,
+  *,
+  labeled_mask: ArrayLike | None = None,
+  chunk_size: int = 1024,
+  row_chunk_size: int = 8192,
+) -> jax.Array:
   r"""Coreset's farthest-first traversal: ``k`` unlabeled points, each the farthest from the rest.
 
   With :math:`C` the labeled points plus the points picked so far, each step
@@ -108,8 +122,8 @@ def k_center_greedy(key: jax.Array | None, x: distances.Points | ArrayLike, k: i
   if key is None:
     if not checks.is_concrete(labeled_mask) or not bool(jnp.any(labeled_mask)):
       raise ValueError(
-          "key is required when the labeled set is empty (or labeled_mask is traced): "
-          "k-center greedy then starts from a random point; pass jax.random.key(seed) first"
+        "key is required when the labeled set is empty (or labeled_mask is traced): "
+        "k-center greedy then starts from a random point; pass jax.random.key(seed) first"
       )
     key = jax.random.key(0)  # unused: the labeled set fixes the first pick
   else:
@@ -117,8 +131,14 @@ def k_center_greedy(key: jax.Array | None, x: distances.Points | ArrayLike, k: i
   return select_k_center(key, x, k, labeled_mask, chunk_size, row_chunk_size)
 
 
-def select_k_center(key: jax.Array, x: distances.Points, k: int, labeled_mask: jax.Array,
-                    chunk_size: int = 1024, row_chunk_size: int = 8192) -> jax.Array:
+def select_k_center(
+  key: jax.Array,
+  x: distances.Points,
+  k: int,
+  labeled_mask: jax.Array,
+  chunk_size: int = 1024,
+  row_chunk_size: int = 8192,
+) -> jax.Array:
   """:func:`k_center_greedy` on arguments a caller has validated, except ``x``'s values.
 
   The caller (a strategy, once, at its entry) has checked ``key`` (a typed key;

@@ -57,8 +57,9 @@ def lloyd(x, active, centres, max_iter, tol, chunk_size, row_chunk_size):
   xn = jnp.sum(x * x, axis=1)
 
   def assign(c):
-    return distances.min_sq_dist_masked(x, c, chunk_size=chunk_size,
-                                        row_chunk_size=row_chunk_size, x_sq_norms=xn)
+    return distances.min_sq_dist_masked(
+      x, c, chunk_size=chunk_size, row_chunk_size=row_chunk_size, x_sq_norms=xn
+    )
 
   def cond(s):
     it, _, shift = s
@@ -92,19 +93,22 @@ def kmeans_runs(keys, x, active, k, max_iter, tol, chunk_size, row_chunk_size):
   tol_abs = tol * jnp.mean(variance)  # scikit-learn's relative tolerance
 
   def one(key_i):
-    seeds = kmeans_pp_lib.kmeans_pp_core(key_i, x, k, ~active, first="random",
-                                         chunk_size=min(2048, x.shape[0]))
+    seeds = kmeans_pp_lib.kmeans_pp_core(
+      key_i, x, k, ~active, first="random", chunk_size=min(2048, x.shape[0])
+    )
     return lloyd(x, active, x[seeds], max_iter, tol_abs, chunk_size, row_chunk_size)
 
   return KMeansResult(*jax.vmap(one)(keys))
 
 
-@functools.partial(jax.jit, static_argnames=("k", "n_init", "max_iter", "chunk_size",
-                                             "row_chunk_size"))
+@functools.partial(
+  jax.jit, static_argnames=("k", "n_init", "max_iter", "chunk_size", "row_chunk_size")
+)
 def kmeans_core(key, x, k, active, n_init, max_iter, tol, chunk_size, row_chunk_size):
   """:func:`kmeans` on validated, finite points ``x``, over the points where ``active`` is True."""
-  runs = kmeans_runs(jax.random.split(key, n_init), x, active, k, max_iter, tol, chunk_size,
-                      row_chunk_size)
+  runs = kmeans_runs(
+    jax.random.split(key, n_init), x, active, k, max_iter, tol, chunk_size, row_chunk_size
+  )
   best = jnp.argmin(runs.inertia)  # ties: the first init
   return jax.tree.map(lambda t: t[best], runs)
 
@@ -121,15 +125,26 @@ def check_dense_selection(x: Any, k: Any, labeled_mask: Any) -> tuple[jax.Array,
 
 def check_kmeans_args(n_init, max_iter, tol, chunk_size, row_chunk_size):
   """The options of :func:`kmeans`, validated, in the order of the arguments."""
-  return (checks.check_positive_int(n_init, "n_init"),
-          checks.check_positive_int(max_iter, "max_iter"),
-          checks.check_float(tol, "tol", low=0.0),
-          checks.check_positive_int(chunk_size, "chunk_size"),
-          checks.check_positive_int(row_chunk_size, "row_chunk_size"))
+  return (
+    checks.check_positive_int(n_init, "n_init"),
+    checks.check_positive_int(max_iter, "max_iter"),
+    checks.check_float(tol, "tol", low=0.0),
+    checks.check_positive_int(chunk_size, "chunk_size"),
+    checks.check_positive_int(row_chunk_size, "row_chunk_size"),
+  )
 
 
-def kmeans(key: jax.Array, x: ArrayLike, k: int, *, n_init: int = 3, max_iter: int = 100,
-           tol: float = 1e-4, chunk_size: int = 1024, row_chunk_size: int = 8192) -> KMeansResult:
+def kmeans(
+  key: jax.Array,
+  x: ArrayLike,
+  k: int,
+  *,
+  n_init: int = 3,
+  max_iter: int = 100,
+  tol: float = 1e-4,
+  chunk_size: int = 1024,
+  row_chunk_size: int = 8192,
+) -> KMeansResult:
   r"""k-means clustering: Lloyd's iterations from k-means++ seeds, best of ``n_init`` runs.
 
   Minimises the inertia :math:`\sum_i \min_j \|x_i - c_j\|^2`. Each run seeds
@@ -164,8 +179,17 @@ def kmeans(key: jax.Array, x: ArrayLike, k: int, *, n_init: int = 3, max_iter: i
   args = check_kmeans_args(n_init, max_iter, tol, chunk_size, row_chunk_size)
   checks.check_finite(x, "x", purpose="selection needs finite points")
   n_init, max_iter, tol, chunk_size, row_chunk_size = args
-  return kmeans_core(key, x, k, jnp.ones((x.shape[0],), bool), n_init, max_iter, jnp.float32(tol),
-                     chunk_size, row_chunk_size)
+  return kmeans_core(
+    key,
+    x,
+    k,
+    jnp.ones((x.shape[0],), bool),
+    n_init,
+    max_iter,
+    jnp.float32(tol),
+    chunk_size,
+    row_chunk_size,
+  )
 
 
 # ---------------------------------------------------------------------------
@@ -185,8 +209,9 @@ def match_centres(x, available, centres, chunk_size, row_chunk_size):
   xn = jnp.sum(x * x, axis=1)
 
   def nearest(avail):
-    return distances.min_sq_dist_masked(centres, x, avail, chunk_size=chunk_size,
-                                        row_chunk_size=row_chunk_size, y_sq_norms=xn)
+    return distances.min_sq_dist_masked(
+      centres, x, avail, chunk_size=chunk_size, row_chunk_size=row_chunk_size, y_sq_norms=xn
+    )
 
   d, p = nearest(available)
 
@@ -205,10 +230,12 @@ def match_centres(x, available, centres, chunk_size, row_chunk_size):
   return jax.lax.fori_loop(0, k, body, init)[4]
 
 
-@functools.partial(jax.jit, static_argnames=("k", "n_init", "max_iter", "chunk_size",
-                                             "row_chunk_size"))
-def kmeans_sampling_core(key, x, k, labeled_mask, n_init, max_iter, tol, chunk_size,
-                         row_chunk_size):
+@functools.partial(
+  jax.jit, static_argnames=("k", "n_init", "max_iter", "chunk_size", "row_chunk_size")
+)
+def kmeans_sampling_core(
+  key, x, k, labeled_mask, n_init, max_iter, tol, chunk_size, row_chunk_size
+):
   """:func:`kmeans_sampling` on validated, finite points ``x`` and a float32 ``tol``."""
   x = x.astype(jnp.float32)
   active = ~labeled_mask
@@ -216,10 +243,18 @@ def kmeans_sampling_core(key, x, k, labeled_mask, n_init, max_iter, tol, chunk_s
   return match_centres(x, active, res.centres, chunk_size, row_chunk_size)
 
 
-def kmeans_sampling(key: jax.Array, x: ArrayLike, k: int, *,
-                    labeled_mask: ArrayLike | None = None, n_init: int = 3,
-                    max_iter: int = 100, tol: float = 1e-4, chunk_size: int = 1024,
-                    row_chunk_size: int = 8192) -> jax.Array:
+def kmeans_sampling(
+  key: jax.Array,
+  x: ArrayLike,
+  k: int,
+  *,
+  labeled_mask: ArrayLike | None = None,
+  n_init: int = 3,
+  max_iter: int = 100,
+  tol: float = 1e-4,
+  chunk_size: int = 1024,
+  row_chunk_size: int = 8192,
+) -> jax.Array:
   """k-means sampling: cluster the unlabeled points into ``k``, take the point nearest each centre.
 
   Runs :func:`kmeans` on the unlabeled points only (labeled points neither
@@ -249,9 +284,17 @@ def kmeans_sampling(key: jax.Array, x: ArrayLike, k: int, *,
   return select_kmeans_sampling(key, x, k, labeled_mask, *args)
 
 
-def select_kmeans_sampling(key: jax.Array, x: jax.Array, k: int, labeled_mask: jax.Array,
-                           n_init: int = 3, max_iter: int = 100, tol: float = 1e-4,
-                           chunk_size: int = 1024, row_chunk_size: int = 8192) -> jax.Array:
+def select_kmeans_sampling(
+  key: jax.Array,
+  x: jax.Array,
+  k: int,
+  labeled_mask: jax.Array,
+  n_init: int = 3,
+  max_iter: int = 100,
+  tol: float = 1e-4,
+  chunk_size: int = 1024,
+  row_chunk_size: int = 8192,
+) -> jax.Array:
   """:func:`kmeans_sampling` on arguments a caller has validated, except ``x``'s values.
 
   The caller (a strategy, once, at its entry) has checked ``key``,
@@ -273,5 +316,6 @@ def select_kmeans_sampling(key: jax.Array, x: jax.Array, k: int, labeled_mask: j
     ``[k]`` int32 indices, entry ``j`` for centre ``j``.
   """
   checks.check_finite(x, "x", purpose="selection needs finite points")
-  return kmeans_sampling_core(key, x, k, labeled_mask, n_init, max_iter, jnp.float32(tol),
-                              chunk_size, row_chunk_size)
+  return kmeans_sampling_core(
+    key, x, k, labeled_mask, n_init, max_iter, jnp.float32(tol), chunk_size, row_chunk_size
+  )

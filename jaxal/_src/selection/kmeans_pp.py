@@ -139,8 +139,9 @@ def kmeans_pp_exact(key, x, k, labeled_mask, first, chunk_size, ps=None):
       # The last chunk is shifted back to stay in bounds (no padded copy of the
       # pool); rows it revisits get the same minimum again.
       start = jnp.minimum(c * chunk, n - chunk)
-      d = distances.sq_dist(_rows(x, start, chunk), pend,
-                            jax.lax.dynamic_slice_in_dim(sqn, start, chunk), pend_sqn)
+      d = distances.sq_dist(
+        _rows(x, start, chunk), pend, jax.lax.dynamic_slice_in_dim(sqn, start, chunk), pend_sqn
+      )
       dmin = jnp.min(jnp.where(valid[None, :], d, jnp.inf), axis=1)
       m = jax.lax.dynamic_slice_in_dim(mind2, start, chunk)
       m = jnp.where(m < 0, m, jnp.minimum(m, dmin))
@@ -180,8 +181,16 @@ def kmeans_pp_exact(key, x, k, labeled_mask, first, chunk_size, ps=None):
       pend = _set_row(pend, xi, num_pend)
       pend_sqn = pend_sqn.at[num_pend].set(sqn_i)
       step = accept.astype(jnp.int32)
-      return (t + step, num_pend + step, jnp.where(accept, 0, rejects + 1), p + 1,
-              centres, pend_idx, pend, pend_sqn)
+      return (
+        t + step,
+        num_pend + step,
+        jnp.where(accept, 0, rejects + 1),
+        p + 1,
+        centres,
+        pend_idx,
+        pend,
+        pend_sqn,
+      )
 
     return cond, body
 
@@ -206,8 +215,16 @@ def kmeans_pp_exact(key, x, k, labeled_mask, first, chunk_size, ps=None):
     log_block_sums = jnp.log(block_sums)
     t_limit = jnp.where(t == 0, 1, k)  # a uniform first centre comes alone
     cond, body = make_inner(w, log_block_sums, uniform, t_limit)
-    inner = (t, jnp.int32(0), jnp.int32(0), p, centres, jnp.full((_PENDING,), n, jnp.int32),
-             pend, pend_sqn)
+    inner = (
+      t,
+      jnp.int32(0),
+      jnp.int32(0),
+      p,
+      centres,
+      jnp.full((_PENDING,), n, jnp.int32),
+      pend,
+      pend_sqn,
+    )
     t, num_pend, _, p, centres, pend_idx, pend, pend_sqn = jax.lax.while_loop(cond, body, inner)
     # The first proposal after a pass is always accepted while points remain, so
     # no acceptance means nothing is left (k above the unlabeled count under a
@@ -216,16 +233,33 @@ def kmeans_pp_exact(key, x, k, labeled_mask, first, chunk_size, ps=None):
     passes = passes + 1
     return t, num_pend, p, passes, stuck, mind2, centres, pend_idx, pend, pend_sqn
 
-  init = (jnp.int32(t0), jnp.int32(t0), jnp.uint32(0), jnp.int32(0), jnp.bool_(False), mind2,
-          centres, pend_idx, pend, pend_sqn)
+  init = (
+    jnp.int32(t0),
+    jnp.int32(t0),
+    jnp.uint32(0),
+    jnp.int32(0),
+    jnp.bool_(False),
+    mind2,
+    centres,
+    pend_idx,
+    pend,
+    pend_sqn,
+  )
   out = jax.lax.while_loop(outer_cond, outer_body, init)
   return out[6], out[3], out[2]
 
 
-def kmeans_pp(key: jax.Array, x: distances.Points | ArrayLike, k: int, *,
-              labeled_mask: ArrayLike | None = None, first: str = "max_norm",
-              chunk_size: int = 2048, method: str = "exact",
-              chain_length: int = 200) -> jax.Array:
+def kmeans_pp(
+  key: jax.Array,
+  x: distances.Points | ArrayLike,
+  k: int,
+  *,
+  labeled_mask: ArrayLike | None = None,
+  first: str = "max_norm",
+  chunk_size: int = 2048,
+  method: str = "exact",
+  chain_length: int = 200,
+) -> jax.Array:
   r"""k-means++ seeding: ``k`` distinct unlabeled points drawn by D² sampling.
 
   The first centre is the unlabeled point of largest norm (``first="max_norm"``,
@@ -297,13 +331,29 @@ def kmeans_pp(key: jax.Array, x: distances.Points | ArrayLike, k: int, *,
   chunk_size = min(checks.check_positive_int(chunk_size, "chunk_size"), distances.num_points(x))
   checks.check_one_of(method, METHODS, "method")
   chain_length = checks.check_positive_int(chain_length, "chain_length")
-  return select_kmeans_pp(key, x, k, labeled_mask, first=first, chunk_size=chunk_size,
-                          method=method, chain_length=chain_length)
+  return select_kmeans_pp(
+    key,
+    x,
+    k,
+    labeled_mask,
+    first=first,
+    chunk_size=chunk_size,
+    method=method,
+    chain_length=chain_length,
+  )
 
 
-def select_kmeans_pp(key: jax.Array, x: distances.Points, k: int, labeled_mask: jax.Array, *,
-                     first: str = "max_norm", chunk_size: int = 2048, method: str = "exact",
-                     chain_length: int = 200) -> jax.Array:
+def select_kmeans_pp(
+  key: jax.Array,
+  x: distances.Points,
+  k: int,
+  labeled_mask: jax.Array,
+  *,
+  first: str = "max_norm",
+  chunk_size: int = 2048,
+  method: str = "exact",
+  chain_length: int = 200,
+) -> jax.Array:
   """:func:`kmeans_pp` on arguments a caller has validated, except ``x``'s values.
 
   The caller (a strategy, once, at its entry) has checked ``key``,
@@ -330,12 +380,21 @@ def select_kmeans_pp(key: jax.Array, x: distances.Points, k: int, labeled_mask: 
   return kmeans_pp_core(key, x, k, labeled_mask, first, chunk_size, method, chain_length, ps)
 
 
-@functools.partial(jax.jit, static_argnames=("k", "first", "chunk_size", "method", "chain_length",
-                                             "ps"))
-def kmeans_pp_core(key, x, k, labeled_mask, first="max_norm", chunk_size=2048, method="exact",
-                   chain_length=200, ps=None):
+@functools.partial(
+  jax.jit, static_argnames=("k", "first", "chunk_size", "method", "chain_length", "ps")
+)
+def kmeans_pp_core(
+  key,
+  x,
+  k,
+  labeled_mask,
+  first="max_norm",
+  chunk_size=2048,
+  method="exact",
+  chain_length=200,
+  ps=None,
+):
   """:func:`kmeans_pp` on validated, finite, placed points: the ``[k]`` int32 centres."""
   if method == "mcmc":
     return afk_mc2.afk_mc2(key, x, k, labeled_mask, chain_length, first)
   return kmeans_pp_exact(key, x, k, labeled_mask, first, chunk_size, ps)[0]
-

@@ -28,8 +28,9 @@ def _closest(attack_fn, name: str) -> Strategy:
     # (BIM's sign steps quantise the distance; +inf points) are broken at
     # random: top_k prefers the lower index, so rank a random permutation.
     perm = jax.random.permutation(key, unlabeled.shape[0]).astype(jnp.int32)
-    picked = perm[top_k.select_top_k(-attack.distance[perm], budget,
-                                     jnp.zeros(unlabeled.shape[0], bool))]
+    picked = perm[
+      top_k.select_top_k(-attack.distance[perm], budget, jnp.zeros(unlabeled.shape[0], bool))
+    ]
     return jnp.asarray(unlabeled, jnp.int32)[picked]
 
   return Strategy(name, acquire)
@@ -56,15 +57,18 @@ def deepfool(*, max_iter: int = 50, overshoot: float = 0.02, batch_size: int = 2
     Margin Based Approach, 2018; DISTIL's ``AdversarialDeepFool``.
   """
   # Validate the hyperparameters now, not in the first round.
-  max_iter, overshoot, batch_size = adversarial.check_deepfool_options(max_iter, overshoot,
-                                                                      batch_size)
-  fn = lambda model, params, x: adversarial.deepfool_core(model, params, x, max_iter, overshoot,
-                                                          batch_size)
+  max_iter, overshoot, batch_size = adversarial.check_deepfool_options(
+    max_iter, overshoot, batch_size
+  )
+  fn = lambda model, params, x: adversarial.deepfool_core(
+    model, params, x, max_iter, overshoot, batch_size
+  )
   return _closest(fn, "deepfool")
 
 
-def bim(*, step: float = 0.05, eps: float = math.inf, max_iter: int = 100,
-        batch_size: int = 256) -> Strategy:
+def bim(
+  *, step: float = 0.05, eps: float = math.inf, max_iter: int = 100, batch_size: int = 256
+) -> Strategy:
   """The ``budget`` unlabeled points with the smallest BIM perturbation.
 
   The perturbation is that of :func:`jaxal.adversarial.bim`. With sign steps
@@ -87,6 +91,7 @@ def bim(*, step: float = 0.05, eps: float = math.inf, max_iter: int = 100,
     Kurakin, Goodfellow & Bengio 2017; DISTIL's ``AdversarialBIM``.
   """
   step, eps, max_iter, batch_size = adversarial.check_bim_options(step, eps, max_iter, batch_size)
-  fn = lambda model, params, x: adversarial.bim_core(model, params, x, step, eps, max_iter,
-                                                     batch_size)
+  fn = lambda model, params, x: adversarial.bim_core(
+    model, params, x, step, eps, max_iter, batch_size
+  )
   return _closest(fn, "bim")

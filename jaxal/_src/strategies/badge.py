@@ -12,8 +12,14 @@ from jaxal._src.strategies.base import Strategy
 from jaxal._src.strategies.base import check_acquire_args
 
 
-def badge(*, bias: bool = True, batch_size: int = 256, exact: bool = False,
-          head: str | Sequence[str] | None = None, first: str = "max_norm") -> Strategy:
+def badge(
+  *,
+  bias: bool = True,
+  batch_size: int = 256,
+  exact: bool = False,
+  head: str | Sequence[str] | None = None,
+  first: str = "max_norm",
+) -> Strategy:
   """BADGE: uncertain (large) and diverse (spread-out) gradient embeddings.
 
   Each unlabeled point is embedded as the gradient of the loss at the model's
@@ -48,8 +54,9 @@ def badge(*, bias: bool = True, batch_size: int = 256, exact: bool = False,
   def acquire(key, model, params, pool, labeled_mask, budget):
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
     if exact:
-      emb = gradients.gradient_embedding(model, params, pool, head=head, bias=bias,
-                                         batch_size=batch_size)
+      emb = gradients.gradient_embedding(
+        model, params, pool, head=head, bias=bias, batch_size=batch_size
+      )
     else:
       logits, features = models_lib.predict(model, params, pool, batch_size=batch_size)
       checks.check_finite_logits(logits, "logits of the model on the pool")

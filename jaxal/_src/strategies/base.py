@@ -15,10 +15,15 @@ from jaxal._src import models as models_lib
 
 
 class AcquireFn(Protocol):
-
-  def __call__(self, key: jax.Array, model: models_lib.Model, params: Any, pool: ArrayLike,
-               labeled_mask: ArrayLike, budget: int) -> jax.Array:
-    ...
+  def __call__(
+    self,
+    key: jax.Array,
+    model: models_lib.Model,
+    params: Any,
+    pool: ArrayLike,
+    labeled_mask: ArrayLike,
+    budget: int,
+  ) -> jax.Array: ...
 
 
 class Strategy(NamedTuple):
@@ -39,8 +44,9 @@ class Strategy(NamedTuple):
   acquire: AcquireFn
 
 
-def check_acquire_args(key: Any, pool: Any, labeled_mask: Any,
-                       budget: Any) -> tuple[jax.Array, int]:
+def check_acquire_args(
+  key: Any, pool: Any, labeled_mask: Any, budget: Any
+) -> tuple[jax.Array, int]:
   """Validates the arguments every ``acquire`` takes.
 
   Args:
@@ -66,8 +72,13 @@ def check_acquire_args(key: Any, pool: Any, labeled_mask: Any,
   return mask, budget
 
 
-def score_strategy(name: str, score_fn: Callable[[jax.Array], jax.Array], *,
-                   num_samples: int | None = None, batch_size: int = 256) -> Strategy:
+def score_strategy(
+  name: str,
+  score_fn: Callable[[jax.Array], jax.Array],
+  *,
+  num_samples: int | None = None,
+  batch_size: int = 256,
+) -> Strategy:
   """A strategy that scores the pool and takes the top ``budget`` unlabeled points.
 
   Args:
@@ -88,8 +99,9 @@ def score_strategy(name: str, score_fn: Callable[[jax.Array], jax.Array], *,
   from jaxal._src.selection import top_k  # local: selection is a lower layer, no cycle
 
   if num_samples is not None:
-    num_samples = checks.check_int(num_samples, "num_samples", low=2,
-                                   what="MC-dropout scores compare samples")
+    num_samples = checks.check_int(
+      num_samples, "num_samples", low=2, what="MC-dropout scores compare samples"
+    )
 
   def acquire(key, model, params, pool, labeled_mask, budget):
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
@@ -97,10 +109,12 @@ def score_strategy(name: str, score_fn: Callable[[jax.Array], jax.Array], *,
       logits = models_lib.predict(model, params, pool, batch_size=batch_size, features=False).logits
       checks.check_finite_logits(logits, "logits of the model on the pool")
     else:
-      logits = models_lib.predict_mc(key, model, params, pool, num_samples=num_samples,
-                                     batch_size=batch_size)
-      checks.check_finite_logits(logits.reshape(-1, logits.shape[-1]), "MC logits of the model on the pool")
+      logits = models_lib.predict_mc(
+        key, model, params, pool, num_samples=num_samples, batch_size=batch_size
+      )
+      checks.check_finite_logits(
+        logits.reshape(-1, logits.shape[-1]), "MC logits of the model on the pool"
+      )
     return top_k.select_top_k(score_fn(logits), budget, mask)
 
   return Strategy(name, acquire)
-

@@ -16,19 +16,19 @@ from jaxal._src.strategies.base import score_strategy
 
 # Scores of one deterministic pass ([N, K] -> [N]) and of MC-dropout passes ([S, N, K] -> [N]).
 LOGIT_SCORES: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "least_confidence": scores.least_confidence,
-    "margin": scores.margin,
-    "entropy": scores.entropy,
-    "ratio": scores.ratio,
+  "least_confidence": scores.least_confidence,
+  "margin": scores.margin,
+  "entropy": scores.entropy,
+  "ratio": scores.ratio,
 }
 MC_SCORES: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "bald": scores.bald,
-    "mc_least_confidence": scores.mc_mean(scores.least_confidence),
-    "mc_margin": scores.mc_mean(scores.margin),
-    "mc_entropy": scores.mc_mean(scores.entropy),
-    "mc_ratio": scores.mc_mean(scores.ratio),
-    "variation_ratio": scores.variation_ratio,
-    "mean_std": scores.mean_std,
+  "bald": scores.bald,
+  "mc_least_confidence": scores.mc_mean(scores.least_confidence),
+  "mc_margin": scores.mc_mean(scores.margin),
+  "mc_entropy": scores.mc_mean(scores.entropy),
+  "mc_ratio": scores.mc_mean(scores.ratio),
+  "variation_ratio": scores.variation_ratio,
+  "mean_std": scores.mean_std,
 }
 
 _MC_SAMPLES = "BALD-type scores compare MC-dropout samples"
@@ -51,8 +51,13 @@ def bald(*, num_samples: int = 20, batch_size: int = 256) -> Strategy:
   return score_strategy("bald", scores.bald, num_samples=num_samples, batch_size=batch_size)
 
 
-def batchbald(*, num_samples: int = 20, num_joint_samples: int = 512,
-              max_exact_configs: int | None = None, batch_size: int = 256) -> Strategy:
+def batchbald(
+  *,
+  num_samples: int = 20,
+  num_joint_samples: int = 512,
+  max_exact_configs: int | None = None,
+  batch_size: int = 256,
+) -> Strategy:
   """BatchBALD (:func:`jaxal.bayes.batchbald`) on MC-dropout passes with consistent masks.
 
   Each of the ``num_samples`` passes uses one dropout mask for the whole pool
@@ -71,23 +76,28 @@ def batchbald(*, num_samples: int = 20, num_joint_samples: int = 512,
     Kirsch, van Amersfoort & Gal, BatchBALD, NeurIPS 2019.
   """
   num_samples = checks.check_int(num_samples, "num_samples", low=2, what=_MC_SAMPLES)
-  num_joint_samples, max_exact_configs = bayes.check_joint_samples(num_joint_samples,
-                                                                   max_exact_configs)
+  num_joint_samples, max_exact_configs = bayes.check_joint_samples(
+    num_joint_samples, max_exact_configs
+  )
 
   def acquire(key, model, params, pool, labeled_mask, budget):
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
     _forward_check(model, params, pool)
     k_mc, k_sel = jax.random.split(key)
-    logits = models_lib.predict_mc(k_mc, model, params, pool, num_samples=num_samples,
-                                   batch_size=batch_size, consistent=True)
-    checks.check_finite_logits(logits.reshape(-1, logits.shape[-1]), "MC logits of the model on the pool")
+    logits = models_lib.predict_mc(
+      k_mc, model, params, pool, num_samples=num_samples, batch_size=batch_size, consistent=True
+    )
+    checks.check_finite_logits(
+      logits.reshape(-1, logits.shape[-1]), "MC logits of the model on the pool"
+    )
     return bayes.batchbald_core(k_sel, logits, budget, mask, num_joint_samples, max_exact_configs)
 
   return Strategy("batchbald", acquire)
 
 
-def _stochastic(mode: str, score: str, temperature: float, num_samples: int,
-                batch_size: int) -> Strategy:
+def _stochastic(
+  mode: str, score: str, temperature: float, num_samples: int, batch_size: int
+) -> Strategy:
   checks.check_one_of(score, {**LOGIT_SCORES, **MC_SCORES}, "score")
   temperature = bayes.check_temperature(temperature)
   mc = score in MC_SCORES
@@ -100,9 +110,12 @@ def _stochastic(mode: str, score: str, temperature: float, num_samples: int,
     _forward_check(model, params, pool)
     k_mc, k_sel = jax.random.split(key)
     if mc:
-      logits = models_lib.predict_mc(k_mc, model, params, pool, num_samples=num_samples,
-                                     batch_size=batch_size)
-      checks.check_finite_logits(logits.reshape(-1, logits.shape[-1]), "MC logits of the model on the pool")
+      logits = models_lib.predict_mc(
+        k_mc, model, params, pool, num_samples=num_samples, batch_size=batch_size
+      )
+      checks.check_finite_logits(
+        logits.reshape(-1, logits.shape[-1]), "MC logits of the model on the pool"
+      )
     else:
       logits = models_lib.predict(model, params, pool, batch_size=batch_size, features=False).logits
       checks.check_finite_logits(logits, "logits of the model on the pool")
@@ -111,8 +124,9 @@ def _stochastic(mode: str, score: str, temperature: float, num_samples: int,
   return Strategy(mode if score == "bald" else f"{mode}_{score}", acquire)
 
 
-def power(*, score: str = "bald", temperature: float = 1.0, num_samples: int = 20,
-          batch_size: int = 256) -> Strategy:
+def power(
+  *, score: str = "bald", temperature: float = 1.0, num_samples: int = 20, batch_size: int = 256
+) -> Strategy:
   """Power acquisition: draws ∝ ``score ** (1 / temperature)``.
 
   The draw is :func:`jaxal.bayes.stochastic_batch` with ``mode="power"``.
@@ -131,8 +145,9 @@ def power(*, score: str = "bald", temperature: float = 1.0, num_samples: int = 2
   return _stochastic("power", score, temperature, num_samples, batch_size)
 
 
-def softmax(*, score: str = "bald", temperature: float = 1.0, num_samples: int = 20,
-            batch_size: int = 256) -> Strategy:
+def softmax(
+  *, score: str = "bald", temperature: float = 1.0, num_samples: int = 20, batch_size: int = 256
+) -> Strategy:
   """Softmax acquisition: draws ∝ ``exp(score / temperature)``.
 
   The draw is :func:`jaxal.bayes.stochastic_batch` with ``mode="softmax"``.
@@ -147,8 +162,9 @@ def softmax(*, score: str = "bald", temperature: float = 1.0, num_samples: int =
   return _stochastic("softmax", score, temperature, num_samples, batch_size)
 
 
-def softrank(*, score: str = "bald", temperature: float = 1.0, num_samples: int = 20,
-             batch_size: int = 256) -> Strategy:
+def softrank(
+  *, score: str = "bald", temperature: float = 1.0, num_samples: int = 20, batch_size: int = 256
+) -> Strategy:
   """Soft-rank acquisition: draws ∝ ``rank ** (-1 / temperature)``.
 
   The draw is :func:`jaxal.bayes.stochastic_batch` with ``mode="softrank"``.

@@ -25,10 +25,10 @@ from jaxal._src.submodular import kernels as submodular_kernels
 from jaxal._src.submodular import maximizers as submodular_maximizers
 
 UNCERTAINTY: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "entropy": scores.entropy,
-    "least_confidence": scores.least_confidence,
-    "margin": scores.margin,
-    "ratio": scores.ratio,
+  "entropy": scores.entropy,
+  "least_confidence": scores.least_confidence,
+  "margin": scores.margin,
+  "ratio": scores.ratio,
 }
 
 
@@ -61,8 +61,9 @@ def coreset(*, batch_size: int = 256, chunk_size: int = 1024) -> Strategy:
   return Strategy("coreset", acquire)
 
 
-def kmeans_sampling(*, n_init: int = 3, max_iter: int = 100, tol: float = 1e-4,
-                    batch_size: int = 256) -> Strategy:
+def kmeans_sampling(
+  *, n_init: int = 3, max_iter: int = 100, tol: float = 1e-4, batch_size: int = 256
+) -> Strategy:
   """k-means sampling: ``budget`` clusters of the unlabeled features, the point nearest each centre.
 
   See :func:`jaxal.selection.kmeans_sampling`; as DISTIL's ``KMeansSampling``.
@@ -78,14 +79,16 @@ def kmeans_sampling(*, n_init: int = 3, max_iter: int = 100, tol: float = 1e-4,
   def acquire(key, model, params, pool, labeled_mask, budget):
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
     feats = _predict(model, params, pool, batch_size).features
-    return kmeans.select_kmeans_sampling(key, feats, budget, mask, n_init=n_init,
-                                         max_iter=max_iter, tol=tol)
+    return kmeans.select_kmeans_sampling(
+      key, feats, budget, mask, n_init=n_init, max_iter=max_iter, tol=tol
+    )
 
   return Strategy("kmeans_sampling", acquire)
 
 
-def _check_submodular_options(function, metric, gamma, optimizer, lam, alpha, concave,
-                              num_neighbors, epsilon):
+def _check_submodular_options(
+  function, metric, gamma, optimizer, lam, alpha, concave, num_neighbors, epsilon
+):
   checks.check_one_of(function, submodular_lib.FUNCTIONS, "submodular function")
   submodular_kernels.check_metric(metric, gamma)
   checks.check_one_of(optimizer, submodular_maximizers.OPTIMIZERS, "optimizer")
@@ -97,8 +100,22 @@ def _check_submodular_options(function, metric, gamma, optimizer, lam, alpha, co
   checks.check_float(epsilon, "epsilon", low=0.0, high=1.0, low_open=True, high_open=True)
 
 
-def _select_submodular(key, feats, ground_mask, budget, *, function, metric, gamma, optimizer,
-                       lam, alpha, concave, num_neighbors, epsilon):
+def _select_submodular(
+  key,
+  feats,
+  ground_mask,
+  budget,
+  *,
+  function,
+  metric,
+  gamma,
+  optimizer,
+  lam,
+  alpha,
+  concave,
+  num_neighbors,
+  epsilon,
+):
   """Maximise ``function`` over the points of ``feats`` where ``ground_mask`` holds."""
   if function == "feature_based":
     fn = submodular_lib.feature_based(feats, concave=concave, ground_mask=ground_mask)
@@ -106,18 +123,28 @@ def _select_submodular(key, feats, ground_mask, budget, *, function, metric, gam
     if num_neighbors is None:
       kernel = submodular_kernels.similarity_kernel(feats, metric=metric, gamma=gamma)
     else:
-      kernel = submodular_kernels.knn_kernel(feats, min(num_neighbors, feats.shape[0]),
-                                             metric=metric, gamma=gamma)
-    fn = submodular_lib.make(function, kernel=kernel, ground_mask=ground_mask, lam=lam,
-                             alpha=alpha)
-  return submodular_maximizers.maximize(fn, budget, optimizer=optimizer, key=key,
-                                       epsilon=epsilon).indices
+      kernel = submodular_kernels.knn_kernel(
+        feats, min(num_neighbors, feats.shape[0]), metric=metric, gamma=gamma
+      )
+    fn = submodular_lib.make(function, kernel=kernel, ground_mask=ground_mask, lam=lam, alpha=alpha)
+  return submodular_maximizers.maximize(
+    fn, budget, optimizer=optimizer, key=key, epsilon=epsilon
+  ).indices
 
 
-def submodular(function: str = "facility_location", *, metric: str = "cosine",
-               gamma: float | None = None, optimizer: str = "greedy", lam: float = 1.0,
-               alpha: float = 0.1, concave: str = "sqrt", num_neighbors: int | None = None,
-               epsilon: float = 0.01, batch_size: int = 256) -> Strategy:
+def submodular(
+  function: str = "facility_location",
+  *,
+  metric: str = "cosine",
+  gamma: float | None = None,
+  optimizer: str = "greedy",
+  lam: float = 1.0,
+  alpha: float = 0.1,
+  concave: str = "sqrt",
+  num_neighbors: int | None = None,
+  epsilon: float = 0.01,
+  batch_size: int = 256,
+) -> Strategy:
   """Submodular selection over the whole unlabeled pool, on the penultimate features.
 
   The ground set is the unlabeled pool; the kernel is built over the pool's
@@ -143,8 +170,17 @@ def submodular(function: str = "facility_location", *, metric: str = "cosine",
     Wei, Iyer & Bilmes, Submodularity in Data Subset Selection and Active
     Learning, ICML 2015; DISTIL's SubmodularSampling.
   """
-  opts = dict(function=function, metric=metric, gamma=gamma, optimizer=optimizer, lam=lam,
-              alpha=alpha, concave=concave, num_neighbors=num_neighbors, epsilon=epsilon)
+  opts = dict(
+    function=function,
+    metric=metric,
+    gamma=gamma,
+    optimizer=optimizer,
+    lam=lam,
+    alpha=alpha,
+    concave=concave,
+    num_neighbors=num_neighbors,
+    epsilon=epsilon,
+  )
   _check_submodular_options(**opts)
 
   def acquire(key, model, params, pool, labeled_mask, budget):
@@ -155,11 +191,21 @@ def submodular(function: str = "facility_location", *, metric: str = "cosine",
   return Strategy("submodular", acquire)
 
 
-def fass(uncertainty: str = "entropy", function: str = "facility_location", top_n: int = 5, *,
-         metric: str = "cosine", gamma: float | None = None, optimizer: str = "greedy",
-         lam: float = 1.0, alpha: float = 0.1, concave: str = "sqrt",
-         num_neighbors: int | None = None, epsilon: float = 0.01,
-         batch_size: int = 256) -> Strategy:
+def fass(
+  uncertainty: str = "entropy",
+  function: str = "facility_location",
+  top_n: int = 5,
+  *,
+  metric: str = "cosine",
+  gamma: float | None = None,
+  optimizer: str = "greedy",
+  lam: float = 1.0,
+  alpha: float = 0.1,
+  concave: str = "sqrt",
+  num_neighbors: int | None = None,
+  epsilon: float = 0.01,
+  batch_size: int = 256,
+) -> Strategy:
   """FASS: filter the ``top_n × budget`` most uncertain points, then select ``budget`` submodularly.
 
   One forward pass gives logits and penultimate features. The
@@ -188,8 +234,17 @@ def fass(uncertainty: str = "entropy", function: str = "facility_location", top_
   """
   checks.check_one_of(uncertainty, UNCERTAINTY, "uncertainty")
   top_n = checks.check_positive_int(top_n, "top_n")
-  opts = dict(function=function, metric=metric, gamma=gamma, optimizer=optimizer, lam=lam,
-              alpha=alpha, concave=concave, num_neighbors=num_neighbors, epsilon=epsilon)
+  opts = dict(
+    function=function,
+    metric=metric,
+    gamma=gamma,
+    optimizer=optimizer,
+    lam=lam,
+    alpha=alpha,
+    concave=concave,
+    num_neighbors=num_neighbors,
+    epsilon=epsilon,
+  )
   _check_submodular_options(**opts)
   score_fn = UNCERTAINTY[uncertainty]
 

@@ -13,9 +13,16 @@ from jaxal._src.strategies.base import Strategy
 from jaxal._src.strategies.base import check_acquire_args
 
 
-def glister(*, learning_rate: float = 1e-3, regularizer: str | None = None,
-            lam: float | None = None, validation: tuple[Any, Any] | None = None,
-            labels: Any = None, bias: bool = True, batch_size: int = 256) -> Strategy:
+def glister(
+  *,
+  learning_rate: float = 1e-3,
+  regularizer: str | None = None,
+  lam: float | None = None,
+  validation: tuple[Any, Any] | None = None,
+  labels: Any = None,
+  bias: bool = True,
+  batch_size: int = 256,
+) -> Strategy:
   """GLISTER-active (:func:`jaxal.glister.glister`) on the model's last layer.
 
   Args:
@@ -48,8 +55,10 @@ def glister(*, learning_rate: float = 1e-3, regularizer: str | None = None,
       raise TypeError("validation must be a pair of arrays (x_val [M, ...], y_val [M])")
     checks.check_same_n("validation x_val", x_val, "validation y_val", y_val)
     if len(y_val.shape) != 1 or not jnp.issubdtype(y_val.dtype, jnp.integer):
-      raise ValueError(f"validation y_val must be integer labels of shape [M], got dtype "
-                       f"{y_val.dtype} and shape {tuple(y_val.shape)}")
+      raise ValueError(
+        f"validation y_val must be integer labels of shape [M], got dtype "
+        f"{y_val.dtype} and shape {tuple(y_val.shape)}"
+      )
 
   def acquire(key, model, params, pool, labeled_mask, budget):
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
@@ -63,10 +72,23 @@ def glister(*, learning_rate: float = 1e-3, regularizer: str | None = None,
       val = glister_lib.Validation(pv.logits, pv.features, jnp.asarray(validation[1]))
     pred = models_lib.predict(model, params, pool, batch_size=batch_size, features=True)
     checks.check_finite_logits(pred.logits, "logits of the model on the pool")
-    checks.check_finite(pred.features, "features of the model on the pool",
-                        purpose="gradient embeddings need finite values")
-    return glister_lib.glister_core(key, pred.logits, pred.features, budget, mask, labels=labels,
-                                    validation=val, learning_rate=learning_rate,
-                                    regularizer=regularizer, lam=lam, bias=bias)
+    checks.check_finite(
+      pred.features,
+      "features of the model on the pool",
+      purpose="gradient embeddings need finite values",
+    )
+    return glister_lib.glister_core(
+      key,
+      pred.logits,
+      pred.features,
+      budget,
+      mask,
+      labels=labels,
+      validation=val,
+      learning_rate=learning_rate,
+      regularizer=regularizer,
+      lam=lam,
+      bias=bias,
+    )
 
   return Strategy("glister", acquire)

@@ -50,8 +50,12 @@ def mc_least_confidence(*, num_samples: int = 20, batch_size: int = 256) -> Stra
     num_samples: MC-dropout passes ``S >= 2``.
     batch_size: forward batch size.
   """
-  return score_strategy("mc_least_confidence", scores.mc_mean(scores.least_confidence),
-                        num_samples=num_samples, batch_size=batch_size)
+  return score_strategy(
+    "mc_least_confidence",
+    scores.mc_mean(scores.least_confidence),
+    num_samples=num_samples,
+    batch_size=batch_size,
+  )
 
 
 def mc_margin(*, num_samples: int = 20, batch_size: int = 256) -> Strategy:
@@ -61,8 +65,9 @@ def mc_margin(*, num_samples: int = 20, batch_size: int = 256) -> Strategy:
     num_samples: MC-dropout passes ``S >= 2``.
     batch_size: forward batch size.
   """
-  return score_strategy("mc_margin", scores.mc_mean(scores.margin),
-                        num_samples=num_samples, batch_size=batch_size)
+  return score_strategy(
+    "mc_margin", scores.mc_mean(scores.margin), num_samples=num_samples, batch_size=batch_size
+  )
 
 
 def mc_entropy(*, num_samples: int = 20, batch_size: int = 256) -> Strategy:
@@ -72,8 +77,9 @@ def mc_entropy(*, num_samples: int = 20, batch_size: int = 256) -> Strategy:
     num_samples: MC-dropout passes ``S >= 2``.
     batch_size: forward batch size.
   """
-  return score_strategy("mc_entropy", scores.mc_mean(scores.entropy),
-                        num_samples=num_samples, batch_size=batch_size)
+  return score_strategy(
+    "mc_entropy", scores.mc_mean(scores.entropy), num_samples=num_samples, batch_size=batch_size
+  )
 
 
 def mc_ratio(*, num_samples: int = 20, batch_size: int = 256) -> Strategy:
@@ -83,8 +89,9 @@ def mc_ratio(*, num_samples: int = 20, batch_size: int = 256) -> Strategy:
     num_samples: MC-dropout passes ``S >= 2``.
     batch_size: forward batch size.
   """
-  return score_strategy("mc_ratio", scores.mc_mean(scores.ratio),
-                        num_samples=num_samples, batch_size=batch_size)
+  return score_strategy(
+    "mc_ratio", scores.mc_mean(scores.ratio), num_samples=num_samples, batch_size=batch_size
+  )
 
 
 def variation_ratio(*, num_samples: int = 20, batch_size: int = 256) -> Strategy:
@@ -94,8 +101,9 @@ def variation_ratio(*, num_samples: int = 20, batch_size: int = 256) -> Strategy
     num_samples: MC-dropout passes ``S >= 2``.
     batch_size: forward batch size.
   """
-  return score_strategy("variation_ratio", scores.variation_ratio,
-                        num_samples=num_samples, batch_size=batch_size)
+  return score_strategy(
+    "variation_ratio", scores.variation_ratio, num_samples=num_samples, batch_size=batch_size
+  )
 
 
 def mean_std(*, num_samples: int = 20, batch_size: int = 256) -> Strategy:

@@ -46,8 +46,13 @@ from jaxal._src import sharding
 from jaxal._src.submodular import kernels
 from jaxal._src.submodular.kernels import Kernel
 
-FUNCTIONS = ("facility_location", "feature_based", "graph_cut", "saturated_coverage",
-             "sum_redundancy")
+FUNCTIONS = (
+  "facility_location",
+  "feature_based",
+  "graph_cut",
+  "saturated_coverage",
+  "sum_redundancy",
+)
 CONCAVE = ("inverse", "log1p", "sqrt")
 
 State = Any  # a pytree of arrays; one [N] (or [F]) float32 vector for the functions here
@@ -151,7 +156,8 @@ def _sc_from_mask(kernel, mask):
 def _sc_gains(kernel, w, cap, c, idx=None):
   base = jnp.minimum(c, cap)
   return kernels.row_reduce(
-      kernel, lambda s, i: w[i] * (jnp.minimum(c[i] + s, cap[i]) - base[i]), idx)
+    kernel, lambda s, i: w[i] * (jnp.minimum(c[i] + s, cap[i]) - base[i]), idx
+  )
 
 
 def _sc_update(kernel, c, j, ps=None):
@@ -256,13 +262,20 @@ def facility_location(kernel: Kernel, *, ground_mask: ArrayLike | None = None) -
   kernel, n = kernels.check_kernel(kernel)
   ground = _ground(ground_mask, n)
   w = ground.astype(jnp.float32)
-  return SetFunction("facility_location", ground, init=Partial(_zeros_like, w),
-                     gains=Partial(_fl_gains, kernel, w), update=Partial(_fl_update, kernel),
-                     from_mask=Partial(_fl_from_mask, kernel), value=Partial(_fl_value, kernel, w))
+  return SetFunction(
+    "facility_location",
+    ground,
+    init=Partial(_zeros_like, w),
+    gains=Partial(_fl_gains, kernel, w),
+    update=Partial(_fl_update, kernel),
+    from_mask=Partial(_fl_from_mask, kernel),
+    value=Partial(_fl_value, kernel, w),
+  )
 
 
-def graph_cut(kernel: Kernel, *, lam: float = 1.0,
-              ground_mask: ArrayLike | None = None) -> SetFunction:
+def graph_cut(
+  kernel: Kernel, *, lam: float = 1.0, ground_mask: ArrayLike | None = None
+) -> SetFunction:
   r"""Graph cut, :math:`f(A) = \sum_{j \in A, i \in V} S_{ji} - \lambda \sum_{i, j \in A} S_{ji}`.
 
   Submodular for a non-negative kernel; monotone when ``lam <= 0.5``.
@@ -281,15 +294,20 @@ def graph_cut(kernel: Kernel, *, lam: float = 1.0,
   ground = _ground(ground_mask, n)
   w = ground.astype(jnp.float32)
   modular = kernels.matvec(kernel, w)  # Σ_{i in V} S_ji
-  return SetFunction("graph_cut", ground, init=Partial(_zeros_like, w),
-                     gains=Partial(_gc_gains, modular, kernels.diag(kernel), lam),
-                     update=Partial(_pair_update, kernel),
-                     from_mask=Partial(_pair_from_mask, kernel),
-                     value=Partial(_gc_value, kernel, modular, lam))
+  return SetFunction(
+    "graph_cut",
+    ground,
+    init=Partial(_zeros_like, w),
+    gains=Partial(_gc_gains, modular, kernels.diag(kernel), lam),
+    update=Partial(_pair_update, kernel),
+    from_mask=Partial(_pair_from_mask, kernel),
+    value=Partial(_gc_value, kernel, modular, lam),
+  )
 
 
-def saturated_coverage(kernel: Kernel, *, alpha: float = 0.1,
-                       ground_mask: ArrayLike | None = None) -> SetFunction:
+def saturated_coverage(
+  kernel: Kernel, *, alpha: float = 0.1, ground_mask: ArrayLike | None = None
+) -> SetFunction:
   r"""Saturated coverage, :math:`f(A) = \sum_{i \in V} \min(\sum_{j \in A} S_{ji}, \alpha \sum_{j \in V} S_{ji})`.
 
   Monotone submodular for a non-negative kernel. Each element stops counting
@@ -308,10 +326,15 @@ def saturated_coverage(kernel: Kernel, *, alpha: float = 0.1,
   ground = _ground(ground_mask, n)
   w = ground.astype(jnp.float32)
   cap = alpha * kernels.vecmat(kernel, w)  # α Σ_{j in V} S_ji
-  return SetFunction("saturated_coverage", ground, init=Partial(_zeros_like, w),
-                     gains=Partial(_sc_gains, kernel, w, cap), update=Partial(_sc_update, kernel),
-                     from_mask=Partial(_sc_from_mask, kernel),
-                     value=Partial(_sc_value, kernel, w, cap))
+  return SetFunction(
+    "saturated_coverage",
+    ground,
+    init=Partial(_zeros_like, w),
+    gains=Partial(_sc_gains, kernel, w, cap),
+    update=Partial(_sc_update, kernel),
+    from_mask=Partial(_sc_from_mask, kernel),
+    value=Partial(_sc_value, kernel, w, cap),
+  )
 
 
 def sum_redundancy(kernel: Kernel, *, ground_mask: ArrayLike | None = None) -> SetFunction:
@@ -329,16 +352,24 @@ def sum_redundancy(kernel: Kernel, *, ground_mask: ArrayLike | None = None) -> S
   ground = _ground(ground_mask, n)
   w = ground.astype(jnp.float32)
   total = jnp.sum(w * kernels.matvec(kernel, w))  # Σ_{i, j in V} S_ji
-  return SetFunction("sum_redundancy", ground, init=Partial(_zeros_like, w),
-                     gains=Partial(_sr_gains, kernels.diag(kernel)),
-                     update=Partial(_pair_update, kernel),
-                     from_mask=Partial(_pair_from_mask, kernel),
-                     value=Partial(_sr_value, kernel, total))
+  return SetFunction(
+    "sum_redundancy",
+    ground,
+    init=Partial(_zeros_like, w),
+    gains=Partial(_sr_gains, kernels.diag(kernel)),
+    update=Partial(_pair_update, kernel),
+    from_mask=Partial(_pair_from_mask, kernel),
+    value=Partial(_sr_value, kernel, total),
+  )
 
 
-def feature_based(features: ArrayLike, *, concave: str = "sqrt",
-                  weights: ArrayLike | None = None,
-                  ground_mask: ArrayLike | None = None) -> SetFunction:
+def feature_based(
+  features: ArrayLike,
+  *,
+  concave: str = "sqrt",
+  weights: ArrayLike | None = None,
+  ground_mask: ArrayLike | None = None,
+) -> SetFunction:
   r"""Feature based, :math:`f(A) = \sum_d w_d \, g(\sum_{j \in A} X_{jd})` with a concave ``g``.
 
   ``concave`` is ``"sqrt"``, ``"log1p"`` (:math:`\log(1 + x)`) or
@@ -359,28 +390,45 @@ def feature_based(features: ArrayLike, *, concave: str = "sqrt",
   checks.check_one_of(concave, CONCAVE, "concave function")
   checks.check_finite(x, "features")
   if checks.is_concrete(x) and not bool(jnp.all(x >= 0)):
-    raise ValueError(f"features of shape {x.shape} must be non-negative (min "
-                     f"{float(jnp.min(x))}); feature-based functions need f(A) to grow with A")
+    raise ValueError(
+      f"features of shape {x.shape} must be non-negative (min "
+      f"{float(jnp.min(x))}); feature-based functions need f(A) to grow with A"
+    )
   if weights is None:
     w = jnp.ones((x.shape[1],), jnp.float32)
   else:
     w = checks.check_float_array(weights, "weights", 1, "[num_features]")
     if w.shape[0] != x.shape[1]:
-      raise ValueError(f"weights must have shape ({x.shape[1]},) to match features of shape "
-                       f"{x.shape}, got {w.shape}")
+      raise ValueError(
+        f"weights must have shape ({x.shape[1]},) to match features of shape "
+        f"{x.shape}, got {w.shape}"
+      )
     checks.check_finite(w, "weights")
     if checks.is_concrete(w) and not bool(jnp.all(w >= 0)):
       raise ValueError("weights must be non-negative")
   x, w = x.astype(jnp.float32), w.astype(jnp.float32)
   g = Partial(_CONCAVE_FN[concave])
-  return SetFunction("feature_based", _ground(ground_mask, x.shape[0]),
-                     init=Partial(_zeros_like, w), gains=Partial(_fb_gains, x, w, g), update=Partial(_fb_update, x),
-                     from_mask=Partial(_fb_from_mask, x), value=Partial(_fb_value, x, w, g))
+  return SetFunction(
+    "feature_based",
+    _ground(ground_mask, x.shape[0]),
+    init=Partial(_zeros_like, w),
+    gains=Partial(_fb_gains, x, w, g),
+    update=Partial(_fb_update, x),
+    from_mask=Partial(_fb_from_mask, x),
+    value=Partial(_fb_value, x, w, g),
+  )
 
 
-def make(name: str, *, kernel: Kernel | None = None, features: ArrayLike | None = None,
-         ground_mask: ArrayLike | None = None, lam: float = 1.0, alpha: float = 0.1,
-         concave: str = "sqrt") -> SetFunction:
+def make(
+  name: str,
+  *,
+  kernel: Kernel | None = None,
+  features: ArrayLike | None = None,
+  ground_mask: ArrayLike | None = None,
+  lam: float = 1.0,
+  alpha: float = 0.1,
+  concave: str = "sqrt",
+) -> SetFunction:
   """The function registered as ``name`` (one of :data:`FUNCTIONS`), from its factory.
 
   Kernel functions take ``kernel``; ``"feature_based"`` takes ``features``.
@@ -409,5 +457,9 @@ def make(name: str, *, kernel: Kernel | None = None, features: ArrayLike | None 
   return _KERNEL_FACTORIES[name](kernel, ground_mask=ground_mask, **options)
 
 
-_KERNEL_FACTORIES = {"facility_location": facility_location, "graph_cut": graph_cut,
-                     "saturated_coverage": saturated_coverage, "sum_redundancy": sum_redundancy}
+_KERNEL_FACTORIES = {
+  "facility_location": facility_location,
+  "graph_cut": graph_cut,
+  "saturated_coverage": saturated_coverage,
+  "sum_redundancy": sum_redundancy,
+}

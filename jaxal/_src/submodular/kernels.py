@@ -111,15 +111,17 @@ def _similarity_kernel(x, metric, gamma, chunk_size):
   def body(b, out):
     start = jnp.minimum(b * rows, n - rows)
     xb = jax.lax.dynamic_slice_in_dim(x, start, rows)
-    return jax.lax.dynamic_update_slice_in_dim(out, _similarity_rows(xb, x, start, metric, g),
-                                               start, axis=0)
+    return jax.lax.dynamic_update_slice_in_dim(
+      out, _similarity_rows(xb, x, start, metric, g), start, axis=0
+    )
 
   return jax.lax.fori_loop(0, -(-n // rows), body, jnp.zeros((n, n), jnp.float32))
 
 
 @functools.partial(jax.jit, static_argnames=("metric", "chunk_size", "ps"))
-def similarity_kernel_sharded(x: jax.Array, metric: str, gamma: float | None, chunk_size: int,
-                              ps: sharding.PoolSharding) -> jax.Array:
+def similarity_kernel_sharded(
+  x: jax.Array, metric: str, gamma: float | None, chunk_size: int, ps: sharding.PoolSharding
+) -> jax.Array:
   """The kernel of ``x`` sharded along N: rows sharded the same way, ``x`` never gathered.
 
   Each device fills its ``[N / devices, N]`` rows one column block at a time:
@@ -170,12 +172,18 @@ def similarity_kernel_sharded(x: jax.Array, metric: str, gamma: float | None, ch
 
     return jax.lax.fori_loop(0, d, step, (jnp.zeros((nl, n), jnp.float32), xl))[0]
 
-  return jax.shard_map(local, mesh=ps.mesh, in_specs=(P(ps.axis, None), P()),
-                       out_specs=P(ps.axis, None), check_vma=False)(x, g)
+  return jax.shard_map(
+    local,
+    mesh=ps.mesh,
+    in_specs=(P(ps.axis, None), P()),
+    out_specs=P(ps.axis, None),
+    check_vma=False,
+  )(x, g)
 
 
-def similarity_kernel(x: ArrayLike, *, metric: str = "cosine", gamma: float | None = None,
-                      chunk_size: int = 1024) -> jax.Array:
+def similarity_kernel(
+  x: ArrayLike, *, metric: str = "cosine", gamma: float | None = None, chunk_size: int = 1024
+) -> jax.Array:
   r"""Dense ``[N, N]`` similarity kernel of ``x``, computed in row chunks.
 
   * ``"cosine"``: :math:`S_{ij} = (1 + \cos(x_i, x_j)) / 2 \in [0, 1]` (shifted so
@@ -219,15 +227,23 @@ def _knn_kernel(x, num_neighbors, metric, gamma, chunk_size):
     start = jnp.minimum(b * rows, n - rows)
     xb = jax.lax.dynamic_slice_in_dim(x, start, rows)
     v, i = jax.lax.top_k(_similarity_rows(xb, x, start, metric, g), num_neighbors)
-    return (jax.lax.dynamic_update_slice_in_dim(vals, v, start, axis=0),
-            jax.lax.dynamic_update_slice_in_dim(idx, i.astype(jnp.int32), start, axis=0))
+    return (
+      jax.lax.dynamic_update_slice_in_dim(vals, v, start, axis=0),
+      jax.lax.dynamic_update_slice_in_dim(idx, i.astype(jnp.int32), start, axis=0),
+    )
 
   init = (jnp.zeros((n, num_neighbors), jnp.float32), jnp.zeros((n, num_neighbors), jnp.int32))
   return SparseKernel(*jax.lax.fori_loop(0, -(-n // rows), body, init))
 
 
-def knn_kernel(x: ArrayLike, num_neighbors: int, *, metric: str = "cosine",
-               gamma: float | None = None, chunk_size: int = 512) -> SparseKernel:
+def knn_kernel(
+  x: ArrayLike,
+  num_neighbors: int,
+  *,
+  metric: str = "cosine",
+  gamma: float | None = None,
+  chunk_size: int = 512,
+) -> SparseKernel:
   """Sparsified kernel: each row keeps its ``num_neighbors`` largest similarities.
 
   Same similarities as :func:`similarity_kernel` (each row's own point, of
@@ -245,8 +261,9 @@ def knn_kernel(x: ArrayLike, num_neighbors: int, *, metric: str = "cosine",
   """
   x = checks.check_float_array(x, "x", 2, "[num_points, dim]")
   gamma = check_metric(metric, gamma)
-  num_neighbors = checks.check_positive_int(num_neighbors, "num_neighbors", high=x.shape[0],
-                                            what=f"the points of x, shape {x.shape}")
+  num_neighbors = checks.check_positive_int(
+    num_neighbors, "num_neighbors", high=x.shape[0], what=f"the points of x, shape {x.shape}"
+  )
   chunk_size = checks.check_positive_int(chunk_size, "chunk_size")
   return _knn_kernel(x, num_neighbors, metric, gamma, chunk_size)
 
@@ -303,8 +320,9 @@ def vecmat(kernel: Kernel, v: jax.Array) -> jax.Array:
   """``v @ S`` (``Σ_j v_j S_ji`` for every column ``i``)."""
   if is_sparse(kernel):
     n = kernel.values.shape[0]
-    return jax.ops.segment_sum((kernel.values * v[:, None]).ravel(), kernel.indices.ravel(),
-                               num_segments=n)
+    return jax.ops.segment_sum(
+      (kernel.values * v[:, None]).ravel(), kernel.indices.ravel(), num_segments=n
+    )
   return v @ kernel
 
 
@@ -323,8 +341,6 @@ def row_reduce(kernel: Kernel, fn: Any, idx: jax.Array | None = None) -> jax.Arr
   return jnp.sum(fn(rows, jnp.arange(n)[None, :]), axis=1)
 
 
-
-
 def check_kernel(kernel: Any, name: str = "kernel") -> tuple[Kernel, int]:
   """A dense ``[N, N]`` float kernel or a :class:`SparseKernel`, finite; as float32.
 
@@ -341,19 +357,21 @@ def check_kernel(kernel: Any, name: str = "kernel") -> tuple[Kernel, int]:
     TypeError: a non-float kernel or non-integer indices.
   """
   if isinstance(kernel, SparseKernel):
-    v = checks.check_float_array(kernel.values, f"{name}.values", 2,
-                                 "[num_points, num_neighbors]")
+    v = checks.check_float_array(kernel.values, f"{name}.values", 2, "[num_points, num_neighbors]")
     i = jnp.asarray(kernel.indices)
     if i.shape != v.shape:
-      raise ValueError(f"{name}.indices must have the shape of {name}.values {v.shape}, "
-                       f"got {i.shape}")
+      raise ValueError(
+        f"{name}.indices must have the shape of {name}.values {v.shape}, got {i.shape}"
+      )
     if not jnp.issubdtype(i.dtype, jnp.integer):
       raise TypeError(f"{name}.indices must be integers, got dtype {i.dtype}")
     n = v.shape[0]
     if checks.is_concrete(i) and i.size:
       if int(jnp.min(i)) < 0 or int(jnp.max(i)) >= n:
-        raise ValueError(f"{name}.indices must lie in [0, {n}), got values in "
-                         f"[{int(jnp.min(i))}, {int(jnp.max(i))}]")
+        raise ValueError(
+          f"{name}.indices must lie in [0, {n}), got values in "
+          f"[{int(jnp.min(i))}, {int(jnp.max(i))}]"
+        )
       srt = jnp.sort(i, axis=1)
       if bool(jnp.any(srt[:, 1:] == srt[:, :-1])):
         raise ValueError(f"{name}.indices must be distinct within each row")
@@ -361,8 +379,8 @@ def check_kernel(kernel: Any, name: str = "kernel") -> tuple[Kernel, int]:
     return SparseKernel(v.astype(jnp.float32), i.astype(jnp.int32)), n
   s = checks.check_float_array(kernel, name, 2, "[num_points, num_points]")
   if s.shape[0] != s.shape[1]:
-    raise ValueError(f"{name} must be a square [num_points, num_points] similarity matrix, "
-                     f"got shape {s.shape}")
+    raise ValueError(
+      f"{name} must be a square [num_points, num_points] similarity matrix, got shape {s.shape}"
+    )
   checks.check_finite(s, name)
   return s.astype(jnp.float32), s.shape[0]
-

@@ -53,8 +53,10 @@ class Selection(NamedTuple):
 
 def _check_fn(fn: Any) -> SetFunction:
   if not isinstance(fn, SetFunction):
-    raise TypeError(f"fn must be a SetFunction (from jaxal.submodular.facility_location, ...), "
-                    f"got {type(fn).__name__}")
+    raise TypeError(
+      f"fn must be a SetFunction (from jaxal.submodular.facility_location, ...), "
+      f"got {type(fn).__name__}"
+    )
   return fn
 
 
@@ -100,8 +102,10 @@ def _as_mask(fn: SetFunction, selected, name: str = "selected") -> jax.Array:
     return checks.check_labeled_mask(selected, n, name=name)
   idx = jnp.asarray(selected)
   if idx.ndim != 1 or not jnp.issubdtype(idx.dtype, jnp.integer):
-    raise ValueError(f"{name} must be a [{n}] bool mask or a 1-D array of int indices, got "
-                     f"shape {idx.shape} and dtype {idx.dtype}")
+    raise ValueError(
+      f"{name} must be a [{n}] bool mask or a 1-D array of int indices, got "
+      f"shape {idx.shape} and dtype {idx.dtype}"
+    )
   if checks.is_concrete(idx) and idx.size and (int(jnp.min(idx)) < 0 or int(jnp.max(idx)) >= n):
     raise ValueError(f"{name} indices must lie in [0, {n})")
   return jnp.zeros((n,), bool).at[idx].set(True)
@@ -150,8 +154,14 @@ def marginal_gains(fn: SetFunction, selected: ArrayLike) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("k", "ps"))
-def greedy_core(init: Any, gains: Any, update: Any, candidates: jax.Array, k: int,
-                ps: sharding.PoolSharding | None = None) -> Selection:
+def greedy_core(
+  init: Any,
+  gains: Any,
+  update: Any,
+  candidates: jax.Array,
+  k: int,
+  ps: sharding.PoolSharding | None = None,
+) -> Selection:
   """The jitted loop of :func:`greedy` (arguments checked and placed).
 
   Args:
@@ -169,8 +179,7 @@ def greedy_core(init: Any, gains: Any, update: Any, candidates: jax.Array, k: in
     g = jnp.where(avail, gains(state), -jnp.inf)
     j = jnp.argmax(g).astype(jnp.int32)  # ties: the lower index
     gj = g[j] if ps is None else sharding.take(g, j, ps)
-    return (update(state, j, ps), avail.at[j].set(False), out.at[t].set(j),
-            picked.at[t].set(gj))
+    return (update(state, j, ps), avail.at[j].set(False), out.at[t].set(j), picked.at[t].set(gj))
 
   carry = (init(), candidates, jnp.zeros((k,), jnp.int32), jnp.zeros((k,), jnp.float32))
   _, _, out, picked = jax.lax.fori_loop(0, k, body, carry)
@@ -212,8 +221,14 @@ def _lazy_greedy(init, gains_fn, update, candidates, k, batch_size):
     return update(state, j), bound, fresh, out, gains, evals
 
   fresh0 = jnp.ones_like(candidates)
-  init = (state0, bound, fresh0, jnp.zeros((k,), jnp.int32), jnp.zeros((k,), jnp.float32),
-          jnp.sum(candidates, dtype=jnp.int32))
+  init = (
+    state0,
+    bound,
+    fresh0,
+    jnp.zeros((k,), jnp.int32),
+    jnp.zeros((k,), jnp.float32),
+    jnp.sum(candidates, dtype=jnp.int32),
+  )
   _, _, _, out, gains, evals = jax.lax.fori_loop(0, k, step, init)
   return Selection(out, gains, evals)
 
@@ -247,8 +262,9 @@ def _check_candidates(fn: SetFunction, k, candidates) -> tuple[jax.Array, int]:
   if checks.is_concrete(cand):
     m = int(jnp.sum(cand, dtype=jnp.int32))  # a device reduction: cand may span hosts
     if k > m:
-      raise ValueError(f"k={k} is larger than the {m} candidates ({which} selects {m} of the "
-                       f"{n} points)")
+      raise ValueError(
+        f"k={k} is larger than the {m} candidates ({which} selects {m} of the {n} points)"
+      )
   return cand, k
 
 
@@ -284,13 +300,16 @@ def greedy(fn: SetFunction, k: int, *, candidates: ArrayLike | None = None) -> S
   """
   fn = _check_fn(fn)
   cand, k = _check_candidates(fn, k, candidates)
-  ps = sharding.pool_sharding((fn, cand), "fn (kernel rows or features), ground_mask and candidates")
+  ps = sharding.pool_sharding(
+    (fn, cand), "fn (kernel rows or features), ground_mask and candidates"
+  )
   fn, cand = place(fn, ps), sharding.replicate(cand, ps)
   return greedy_core(fn.init, fn.gains, fn.update, cand, k=k, ps=ps)
 
 
-def lazy_greedy(fn: SetFunction, k: int, *, candidates: ArrayLike | None = None,
-                batch_size: int = 32) -> Selection:
+def lazy_greedy(
+  fn: SetFunction, k: int, *, candidates: ArrayLike | None = None, batch_size: int = 32
+) -> Selection:
   """Lazy (accelerated) greedy: the same picks as :func:`greedy`, far fewer gain evaluations.
 
   Keeps a priority array of upper bounds on every candidate's gain (by
@@ -338,8 +357,14 @@ def lazy_greedy(fn: SetFunction, k: int, *, candidates: ArrayLike | None = None,
   return _lazy_greedy(fn.init, fn.gains, fn.update, cand, k=k, batch_size=batch_size)
 
 
-def stochastic_greedy(key: jax.Array, fn: SetFunction, k: int, *, epsilon: float = 0.01,
-                      candidates: ArrayLike | None = None) -> Selection:
+def stochastic_greedy(
+  key: jax.Array,
+  fn: SetFunction,
+  k: int,
+  *,
+  epsilon: float = 0.01,
+  candidates: ArrayLike | None = None,
+) -> Selection:
   r"""Stochastic greedy: each step takes the best of a random sample of candidates.
 
   The sample holds :math:`s = \lceil (n / k) \log(1/\epsilon) \rceil` distinct
@@ -369,12 +394,18 @@ def stochastic_greedy(key: jax.Array, fn: SetFunction, k: int, *, epsilon: float
   cand, k = _check_candidates(fn, k, candidates)
   n = int(jnp.sum(cand)) if checks.is_concrete(cand) else fn.num_points
   sample_size = max(1, min(n, math.ceil(n / k * math.log(1.0 / eps))))
-  return _stochastic_greedy(key, fn.init, fn.gains, fn.update, cand, k=k,
-                            sample_size=sample_size)
+  return _stochastic_greedy(key, fn.init, fn.gains, fn.update, cand, k=k, sample_size=sample_size)
 
 
-def maximize(fn: SetFunction, k: int, *, optimizer: str = "greedy", key: jax.Array | None = None,
-             epsilon: float = 0.01, candidates: ArrayLike | None = None) -> Selection:
+def maximize(
+  fn: SetFunction,
+  k: int,
+  *,
+  optimizer: str = "greedy",
+  key: jax.Array | None = None,
+  epsilon: float = 0.01,
+  candidates: ArrayLike | None = None,
+) -> Selection:
   """Dispatch to :func:`greedy`, :func:`lazy_greedy` or :func:`stochastic_greedy` by name.
 
   Args:
