@@ -86,6 +86,18 @@ def kmeans_sampling(
   return Strategy("kmeans_sampling", acquire)
 
 
+def _submodular_options(
+  function, metric, gamma, optimizer, lam, alpha, concave, num_neighbors, epsilon
+) -> dict:
+  """The submodular options of :func:`submodular` / :func:`fass`, validated, as a dict."""
+  opts = dict(
+    function=function, metric=metric, gamma=gamma, optimizer=optimizer, lam=lam, alpha=alpha,
+    concave=concave, num_neighbors=num_neighbors, epsilon=epsilon,
+  )  # fmt: skip
+  _check_submodular_options(**opts)
+  return opts
+
+
 def _check_submodular_options(
   function, metric, gamma, optimizer, lam, alpha, concave, num_neighbors, epsilon
 ):
@@ -170,18 +182,9 @@ def submodular(
     Wei, Iyer & Bilmes, Submodularity in Data Subset Selection and Active
     Learning, ICML 2015; DISTIL's SubmodularSampling.
   """
-  opts = dict(
-    function=function,
-    metric=metric,
-    gamma=gamma,
-    optimizer=optimizer,
-    lam=lam,
-    alpha=alpha,
-    concave=concave,
-    num_neighbors=num_neighbors,
-    epsilon=epsilon,
+  opts = _submodular_options(
+    function, metric, gamma, optimizer, lam, alpha, concave, num_neighbors, epsilon
   )
-  _check_submodular_options(**opts)
 
   def acquire(key, model, params, pool, labeled_mask, budget):
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
@@ -234,18 +237,9 @@ def fass(
   """
   checks.check_one_of(uncertainty, UNCERTAINTY, "uncertainty")
   top_n = checks.check_positive_int(top_n, "top_n")
-  opts = dict(
-    function=function,
-    metric=metric,
-    gamma=gamma,
-    optimizer=optimizer,
-    lam=lam,
-    alpha=alpha,
-    concave=concave,
-    num_neighbors=num_neighbors,
-    epsilon=epsilon,
+  opts = _submodular_options(
+    function, metric, gamma, optimizer, lam, alpha, concave, num_neighbors, epsilon
   )
-  _check_submodular_options(**opts)
   score_fn = UNCERTAINTY[uncertainty]
 
   def acquire(key, model, params, pool, labeled_mask, budget):
