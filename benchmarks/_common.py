@@ -70,9 +70,9 @@ def versions() -> dict[str, str | None]:
 
 
 def accelerator() -> str:
-  """``"no GPU in this session"`` on the CPU backend, else ``"<count> x <device kind>"``."""
+  """``"no GPU"`` on the CPU backend, else ``"<count> x <device kind>"``."""
   if jax.default_backend() == "cpu":
-    return "no GPU in this session"
+    return "no GPU"
   devs = jax.devices()
   return f"{len(devs)} x {devs[0].device_kind}"
 

@@ -154,7 +154,7 @@ def main():
       "does); `labeled_distances_s` is the first pass alone (nearest labeled point of every "
       "point, a chunked matrix product, compute-bound), and the `loop_*` columns (rows with no "
       "labeled point, where `best_s` is the pick loop alone) compare it with the floors. NumPy: the same algorithm "
-      "vectorised over N (float32 BLAS), also the order reference. Target (issue 4): N=20,000, d=512, k=500 under 1 s compiled and under 2 s "
+      "vectorised over N (float32 BLAS), also the order reference. Target: N=20,000, d=512, k=500 under 1 s compiled and under 2 s "
       "with compilation; DISTIL's loop takes 26-60 s on this machine (figure from the issue, "
       "not re-measured: no PyTorch here).",
       "",
