@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
+import subprocess
+import sys
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -387,3 +391,61 @@ def test_partitioned_bad_input(small_model):
     strategies.partitioned("margin", 2).acquire(
       jax.random.key(0), model, params, x, jnp.asarray(labeled), 33
     )
+
+
+MESH_CHECK = """
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+from jaxal import strategies
+
+x = np.random.default_rng(0).normal(size=(40, 5)).astype(np.float32)
+labeled = np.arange(40) % 5 == 0
+mesh = jax.make_mesh((4,), ("pool",))
+xs = jax.device_put(x, NamedSharding(mesh, P("pool", None)))
+ms = jax.device_put(labeled, NamedSharding(mesh, P("pool")))
+calls = []
+
+def acquire(key, model, params, pool, labeled_mask, budget):
+  calls.append((np.asarray(pool), pool.devices(), params["w"].devices()))
+  return strategies.random().acquire(key, model, params, pool, labeled_mask, budget)
+
+s = strategies.partitioned(strategies.Strategy("spy", acquire), 4)
+params = {"w": jnp.ones(3)}
+idx = np.asarray(s.acquire(jax.random.key(2), None, params, xs, ms, 9))
+assert idx.shape == (9,) and len(set(idx.tolist())) == 9 and not labeled[idx].any(), idx
+assert len(calls) == 4
+for d, (pool, devs, pdevs) in enumerate(calls):
+  rows = ((pool[:, None, :] == x[None]).all(-1)).argmax(1)
+  np.testing.assert_array_equal(rows[:8], np.flatnonzero(labeled))  # the labeled points first
+  assert set((rows[8:] // 10).tolist()) == {d}, rows  # part d: unlabeled rows of device d
+  assert devs == pdevs == {mesh.devices.flat[d]}, (devs, pdevs)  # selected on device d
+  assert set(idx[idx // 10 == d].tolist()) <= set(rows[8:].tolist())
+np.testing.assert_array_equal(idx, s.acquire(jax.random.key(2), None, params, xs, ms, 9))
+try:
+  strategies.partitioned("random", 6).acquire(jax.random.key(0), None, params, xs, ms, 3)
+  raise AssertionError("no error")
+except ValueError as e:
+  assert "multiple of the 4 devices" in str(e), e
+print("MESH OK")
+"""
+
+
+def test_partitioned_on_a_device_mesh_selects_each_part_on_its_device():
+  # 4 simulated CPU devices need XLA_FLAGS before JAX starts: a process of its own.
+  env = dict(os.environ)
+  env["XLA_FLAGS"] = (
+    env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+  ).strip()
+  env["JAX_PLATFORMS"] = "cpu"
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+  proc = subprocess.run(
+    [sys.executable, "-W", "error", "-c", textwrap.dedent(MESH_CHECK)],
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert proc.returncode == 0 and "MESH OK" in proc.stdout, (
+    proc.stdout[-3000:] + proc.stderr[-3000:]
+  )

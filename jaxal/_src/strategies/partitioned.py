@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxal._src import checks
+from jaxal._src import sharding
 from jaxal._src.strategies.base import Strategy
 from jaxal._src.strategies.base import check_acquire_args
 
@@ -35,6 +36,39 @@ def partition_shares(budget: int, sizes: list[int]) -> list[int]:
   for p in order[:extra]:
     floors[p] += 1
   return floors
+
+
+def _blocks(pool, n, ps, num_partitions):
+  """``[(start, stop, local rows, device)]``: the whole pool, or one block per device."""
+  if ps is None:
+    return [(0, n, None, None)]
+  if num_partitions % ps.num_shards:
+    raise ValueError(
+      f"num_partitions={num_partitions} must be a multiple of the {ps.num_shards} devices the "
+      f"pool of shape {pool.shape} is sharded over (each device takes its own parts)"
+    )
+  if not pool.is_fully_addressable:
+    raise ValueError(
+      "partitioned selects each device's parts on that device from this process; a pool "
+      "spread over several processes (multi-host) is not supported"
+    )
+  blocks = {}
+  for shard in pool.addressable_shards:
+    start = shard.index[0].start or 0
+    if start not in blocks:
+      stop = shard.index[0].stop if shard.index[0].stop is not None else n
+      blocks[start] = (start, stop, shard.data, shard.device)
+  return [blocks[s] for s in sorted(blocks)]
+
+
+def _labeled_rows(blocks, host_mask):
+  """The labeled rows of a sharded pool, in index order, fetched from each device's shard."""
+  first = blocks[0][3]
+  rows = []
+  for start, stop, local, device in blocks:
+    here = np.flatnonzero(host_mask[start:stop]).astype(np.int32)
+    rows.append(jax.device_put(local[jax.device_put(here, device)], first))
+  return jnp.concatenate(rows)
 
 
 def _resolve(strategy: Any, strategy_kwargs: Any) -> Strategy:
@@ -84,10 +118,17 @@ def partitioned(
 
   Parts run one after another from Python (a loop over the parts, not over
   examples or picks); the inner strategy compiles once per part shape, and the
-  part shapes take at most two values per round. A pool sharded over a device
-  mesh is not split by device: the parts are gathered from the whole pool (for
-  device-local parts, shard the pool and call the inner strategy on each
-  device's rows).
+  part shapes take at most two values per round.
+
+  **Device mesh.** When ``pool`` is sharded along N over a 1-D mesh of ``D``
+  devices (``NamedSharding(mesh, P("pool", ...))``), each device takes its own
+  parts: ``num_partitions`` must be a multiple of ``D``, device ``d`` cuts the
+  unlabeled points of the rows it holds into ``num_partitions / D`` parts (with
+  the key ``fold_in(key, d)``), and each part is gathered from that device's
+  shard and selected there (the parameters, and with ``with_labeled`` the
+  labeled points, are copied to it). The shares are still proportional to the
+  part sizes over the whole pool. The parts are dispatched from one process;
+  a pool spread over several processes is refused.
 
   Args:
     strategy: the inner :class:`Strategy`, or a registered name (see
@@ -105,7 +146,9 @@ def partitioned(
     TypeError: ``strategy`` is neither a Strategy nor a name, a bad
       ``strategy_kwargs`` or ``num_partitions``.
     ValueError: an unknown name, ``strategy_kwargs`` with a Strategy,
-      ``num_partitions < 1``; at acquire time, more parts than unlabeled points.
+      ``num_partitions < 1``; at acquire time, more parts than unlabeled points
+      (per device, for a sharded pool), ``num_partitions`` not a multiple of
+      the devices a sharded pool spans.
 
   Examples:
     >>> import jax
@@ -131,44 +174,59 @@ def partitioned(
   def acquire(key, model, params, pool, labeled_mask, budget):
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
     n = pool.shape[0]
-    num_labeled = int(jnp.sum(mask, dtype=jnp.int32))
-    num_unlabeled = n - num_labeled
-    if num_partitions > num_unlabeled:
-      raise ValueError(
-        f"num_partitions={num_partitions} is larger than the {num_unlabeled} unlabeled points "
-        f"left in the pool of {n}"
-      )
+    ps = sharding.pool_sharding(pool, "pool") if isinstance(pool, jax.Array) else None
+    blocks = _blocks(pool, n, ps, num_partitions)
+    per_block = num_partitions // len(blocks)
     perm_key, inner_key = jax.random.split(key)
-    unlabeled = jnp.nonzero(~mask, size=num_unlabeled)[0].astype(jnp.int32)
-    order = jax.random.permutation(perm_key, unlabeled)
-    labeled = jnp.nonzero(mask, size=num_labeled)[0].astype(jnp.int32)
-    sizes = partition_sizes(num_unlabeled, num_partitions)
-    shares = partition_shares(budget, sizes)
-    picked, start = [], 0
-    for p, (size, share) in enumerate(zip(sizes, shares)):
-      part = order[start : start + size]
-      start += size
+    # Index bookkeeping on the host: the [N] mask is read once per call, each part's picks
+    # once per part (outside any selection loop).
+    host_mask = np.asarray(jax.device_get(mask))
+    labeled = np.flatnonzero(host_mask).astype(np.int32)
+    # Each block (the whole pool, or one device's rows) is cut into its own parts.
+    parts = []  # (block, global indices [size])
+    for b, (start, stop, _, _) in enumerate(blocks):
+      unlabeled = np.flatnonzero(~host_mask[start:stop]).astype(np.int32) + start
+      if per_block > len(unlabeled):
+        where = "" if len(blocks) == 1 else f" in rows [{start}, {stop}) of device {b}"
+        raise ValueError(
+          f"num_partitions={num_partitions} is larger than the {len(unlabeled)} unlabeled "
+          f"points left{where} in the pool of {n}"
+          + ("" if len(blocks) == 1 else f" ({per_block} parts per device)")
+        )
+      block_key = perm_key if len(blocks) == 1 else jax.random.fold_in(perm_key, b)
+      order = unlabeled[np.asarray(jax.random.permutation(block_key, len(unlabeled)))]
+      offset = 0
+      for size in partition_sizes(len(unlabeled), per_block):
+        parts.append((b, order[offset : offset + size]))
+        offset += size
+    shares = partition_shares(budget, [len(part) for _, part in parts])
+    labeled_rows = None
+    if with_labeled and ps is not None:
+      labeled_rows = _labeled_rows(blocks, host_mask)  # gathered once
+    picked = []
+    for p, ((b, part), share) in enumerate(zip(parts, shares)):
       if share == 0:
         continue
-      if with_labeled:
-        rows = jnp.concatenate([labeled, part])
-        part_mask = jnp.arange(num_labeled + size) < num_labeled
-      else:
-        rows = part
-        part_mask = jnp.zeros((size,), bool)
-      if isinstance(pool, np.ndarray):
-        part_pool = pool[np.asarray(rows)]
-      else:
-        part_pool = jnp.take(pool, rows, axis=0)
-      local = inner.acquire(
-        jax.random.fold_in(inner_key, p), model, params, part_pool, part_mask, share
-      )
-      if tuple(getattr(local, "shape", ())) != (share,):
+      rows = np.concatenate([labeled, part]) if with_labeled else part
+      part_mask = np.arange(len(rows)) < (len(labeled) if with_labeled else 0)
+      part_key, part_params = jax.random.fold_in(inner_key, p), params
+      if ps is None:
+        part_pool = pool[rows] if isinstance(pool, np.ndarray) else jnp.take(pool, rows, axis=0)
+        part_mask = jnp.asarray(part_mask)
+      else:  # the part is gathered and selected on the device that holds its rows
+        start, _, local, device = blocks[b]
+        part_pool = local[jax.device_put(part - start, device)]
+        if with_labeled:
+          part_pool = jnp.concatenate([jax.device_put(labeled_rows, device), part_pool])
+        part_mask, part_key, part_params = jax.device_put((part_mask, part_key, params), device)
+      local_idx = inner.acquire(part_key, model, part_params, part_pool, part_mask, share)
+      if tuple(getattr(local_idx, "shape", ())) != (share,):
         raise ValueError(
           f"the inner strategy {inner.name!r} returned indices of shape "
-          f"{tuple(getattr(local, 'shape', ()))} for a budget of {share}"
+          f"{tuple(getattr(local_idx, 'shape', ()))} for a budget of {share}"
         )
-      picked.append(rows[jnp.asarray(local)])
-    return jnp.concatenate(picked).astype(jnp.int32)
+      picked.append(rows[np.asarray(jax.device_get(local_idx))])
+    out = jnp.asarray(np.concatenate(picked).astype(np.int32))
+    return sharding.replicate(out, ps)
 
   return Strategy(f"partitioned_{inner.name}", acquire)
