@@ -68,6 +68,18 @@ def omp_ref(g, b, k, labeled, lam):
   return np.array(chosen), w
 
 
+def fixed_weight_ref(g, b, k, labeled):
+  """Greedy ``argmin_j ‖Σ_S g + g_j − k b‖`` over unchosen unlabeled points, from the definition."""
+  chosen = []
+  for _ in range(k):
+    base = g[chosen].sum(0) - k * b
+    cost = np.linalg.norm(base[None, :] + g, axis=1)
+    cost[labeled] = np.inf
+    cost[chosen] = np.inf
+    chosen.append(int(np.argmin(cost)))
+  return np.array(chosen)
+
+
 def grad_embedding_ref(logits, features, labels=None):
   """``(p − onehot(y)) ⊗ [z, 1]`` dense, class-major, float64; ``y = argmax p`` by default."""
   logits = np.asarray(logits, np.float64)
@@ -159,6 +171,18 @@ def test_omp_zero_embedding_gives_no_nan():
   np.testing.assert_array_equal(res.weights, np.zeros(5))
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fixed_weight_matching_equals_reference(seed):
+  g, labeled = random_embedding(seed)
+  dense = np.asarray(g.dense(), np.float64)
+  got = selection.fixed_weight_matching(g, 5, labeled_mask=jnp.asarray(labeled))
+  np.testing.assert_array_equal(got, fixed_weight_ref(dense, dense[~labeled].mean(0), 5, labeled))
+  check_invariants(got, 30, 5, labeled)
+  b = np.random.default_rng(seed).normal(size=12)
+  got = selection.fixed_weight_matching(g.dense(), 5, target=jnp.asarray(b, jnp.float32))
+  np.testing.assert_array_equal(got, fixed_weight_ref(dense, b, 5, np.zeros(30, bool)))
+
+
 def test_omp_one_compile_per_shape():
   g, labeled = random_embedding(0)
   omp_lib.omp_core.clear_cache()
@@ -210,17 +234,27 @@ def test_gradmatch_equals_reference(small_model, getkey, lam):
   np.testing.assert_array_equal(idx, want)
 
 
+def test_gradmatch_fixed_weight_equals_reference(small_model, getkey):
+  model, params, x, labeled = small_model
+  s = strategies.gradmatch(weighted=False)
+  idx = s.acquire(getkey(), model, params, x, jnp.asarray(labeled), 5)
+  check_invariants(idx, 40, 5, labeled)
+  pred = models.predict(model, params, x)
+  g = grad_embedding_ref(pred.logits, pred.features)
+  np.testing.assert_array_equal(idx, fixed_weight_ref(g, g[~labeled].mean(0), 5, labeled))
+
+
 def test_gradmatch_valid_target_equals_reference(small_model, getkey):
   model, params, x, labeled = small_model
   x_val = jax.random.normal(jax.random.key(5), (12, 5))
   y_val = jnp.arange(12, dtype=jnp.int32) % 3
   s = strategies.gradmatch(lam=0.05, valid=(x_val, y_val))
-  idx = s.acquire(getkey(), model, params, x, jnp.asarray(labeled), 4)
-  check_invariants(idx, 40, 4, labeled)
+  idx = s.acquire(getkey(), model, params, x, jnp.asarray(labeled), 5)
+  check_invariants(idx, 40, 5, labeled)
   pred, pv = models.predict(model, params, x), models.predict(model, params, x_val)
   g = grad_embedding_ref(pred.logits, pred.features)
   b = grad_embedding_ref(pv.logits, pv.features, y_val).mean(0)
-  want, _ = omp_ref(g, b, 4, labeled, 0.05)
+  want, _ = omp_ref(g, b, 5, labeled, 0.05)
   np.testing.assert_array_equal(idx, want)
 
 
@@ -240,6 +274,10 @@ def test_gradmatch_bad_input(small_model):
   model, params, x, labeled = small_model
   with pytest.raises(ValueError, match="lam must be a finite number >= 0.0, got -0.5"):
     strategies.gradmatch(lam=-0.5)
+  with pytest.raises(ValueError, match="lam=0.1 is used only by the weighted"):
+    strategies.gradmatch(lam=0.1, weighted=False)
+  with pytest.raises(TypeError, match="weighted must be True or False"):
+    strategies.gradmatch(weighted=1)
   with pytest.raises(TypeError, match="valid must be a pair"):
     strategies.gradmatch(valid=x)
   with pytest.raises(ValueError, match="valid y_val must be integer labels"):

@@ -41,6 +41,7 @@ def gradmatch(
   *,
   lam: float = 0.0,
   valid: tuple[Any, Any] | None = None,
+  weighted: bool = True,
   bias: bool = True,
   batch_size: int = 256,
 ) -> Strategy:
@@ -57,6 +58,10 @@ def gradmatch(
   .. math::
     \min_{|S| = k,\; w \ge 0} \Big\|\sum_{i \in S} w_i g_i - b\Big\|^2 + \lambda \|w\|^2 .
 
+  With ``weighted=False`` it is GradMatch's fixed-weight form (DISTIL's default
+  ``select(budget, use_weights=False)``), :func:`jaxal.selection.fixed_weight_matching`:
+  every weight is 1 and the greedy step minimises ``‖Σ_S g_i + g_j − k b‖``.
+
   DISTIL matches the *sum* of the target gradients; that scales ``b`` and the
   optimal ``w`` by the target's size and leaves the picks unchanged (the ridge
   scales with them). The weights themselves are :func:`jaxal.selection.omp`'s
@@ -66,6 +71,8 @@ def gradmatch(
     lam: ridge weight ``>= 0`` on the weights (DISTIL's ``omp_reg``).
     valid: optional ``(x_val, y_val)``: inputs ``[num_val, ...]`` and integer
       labels ``[num_val]``, whose mean gradient is the target.
+    weighted: non-negative weights by OMP (True), or the fixed-weight greedy
+      matching (False).
     bias: include the last layer's bias gradient.
     batch_size: forward batch size.
 
@@ -76,7 +83,7 @@ def gradmatch(
 
   Raises:
     TypeError: a non-number ``lam``, a ``valid`` that is not a pair of arrays.
-    ValueError: ``lam < 0``, mismatched or non-integer validation labels. At
+    ValueError: ``lam < 0`` (or ``lam`` set with ``weighted=False``), mismatched or non-integer validation labels. At
       acquire time: a budget above the unlabeled count, non-finite logits or
       features, validation labels outside the model's classes.
 
@@ -97,6 +104,9 @@ def gradmatch(
     for Efficient Deep Model Training, ICML 2021 (DISTIL's ``GradMatchActive``).
   """
   lam = omp_lib.check_lam(lam)
+  weighted = checks.check_bool(weighted, "weighted")
+  if not weighted and lam != 0.0:
+    raise ValueError(f"lam={lam} is used only by the weighted (OMP) form: pass weighted=True")
   bias = checks.check_bool(bias, "bias")
   valid = _check_valid(valid)
 
@@ -122,6 +132,8 @@ def gradmatch(
       )
       emb_val = gradients.closed_form_at(val.logits, val.features, val.labels, bias)
       target = omp_lib.mean_unlabeled(emb_val, jnp.zeros((emb_val.num_points,), bool))
+    if not weighted:
+      return omp_lib.fixed_weight_core(emb, target, budget, mask)
     return omp_lib.omp_core(emb, target, budget, mask, lam)[0]
 
   return Strategy("gradmatch", acquire)
