@@ -196,6 +196,10 @@ def omp(
   gradient embeddings; DISTIL stops when a point is picked twice and fills the
   batch at random with weight 1, here the pursuit goes on over the unchosen
   points so the batch is always ``k`` greedy picks (late ones may weigh 0).
+  DISTIL's refit runs ``scipy.optimize.nnls`` on the normal equations
+  ``(G_Sᵀ G_S + lam I) w ≈ G_Sᵀ b``; it equals this refit whenever the
+  unconstrained minimiser is non-negative, and differs only when a weight is
+  clipped to 0.
 
   Args:
     x: ``[num_points, dim]`` points, or a ``GradEmbedding`` ``a [num_points,

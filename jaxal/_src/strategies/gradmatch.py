@@ -62,9 +62,9 @@ def gradmatch(
   ``select(budget, use_weights=False)``), :func:`jaxal.selection.fixed_weight_matching`:
   every weight is 1 and the greedy step minimises ``‖Σ_S g_i + g_j − k b‖``.
 
-  DISTIL matches the *sum* of the target gradients; that scales ``b`` and the
-  optimal ``w`` by the target's size and leaves the picks unchanged (the ridge
-  scales with them). The weights themselves are :func:`jaxal.selection.omp`'s
+  DISTIL matches the *sum* of the target gradients: that multiplies ``b`` and
+  the optimal ``w`` by the target's size and leaves the picks unchanged for the
+  same ``lam`` (the objective is only multiplied by the size squared). The weights themselves are :func:`jaxal.selection.omp`'s
   second output: call it on :func:`jaxal.embeddings.closed_form_gradient_embedding`.
 
   Args:
