@@ -464,11 +464,41 @@ try:
   raise AssertionError("no error")
 except ValueError as e:
   assert "multiple of the 4 devices" in str(e), e
+
+# Non-negative OMP and fixed-weight matching on a sharded GradEmbedding: the same picks and
+# weights as on one device, and no collective moves pool-sized arrays (40 rows, 10 per device).
+from jaxal import embeddings, selection
+from jaxal._src import sharding
+from jaxal._src.selection import omp as omp_lib
+
+rng = np.random.default_rng(1)
+a, z = rng.normal(size=(40, 3)).astype(np.float32), rng.normal(size=(40, 4)).astype(np.float32)
+put = lambda v: jax.device_put(v, NamedSharding(mesh, P("pool", *([None] * (v.ndim - 1)))))
+one = embeddings.GradEmbedding(jnp.asarray(a), jnp.asarray(z))
+many = embeddings.GradEmbedding(put(a), put(z))
+want = selection.omp(one, 5, labeled_mask=jnp.asarray(labeled), lam=0.1)
+got = selection.omp(many, 5, labeled_mask=ms, lam=0.1)
+np.testing.assert_array_equal(got.indices, want.indices)
+np.testing.assert_allclose(got.weights, want.weights, rtol=1e-5, atol=1e-6)
+np.testing.assert_array_equal(
+  selection.fixed_weight_matching(many, 5, labeled_mask=ms),
+  selection.fixed_weight_matching(one, 5, labeled_mask=jnp.asarray(labeled)),
+)
+auto = jax.make_mesh((4,), ("pool",), axis_types=(jax.sharding.AxisType.Auto,))
+g = jax.device_put(many, NamedSharding(auto, P("pool", None)))
+m = jax.device_put(ms, NamedSharding(auto, P("pool")))
+ps = sharding.pool_sharding((g, m))
+target = omp_lib.mean_unlabeled(g, m)
+text = omp_lib.omp_core.lower(g, target, 5, m, 0.1, ps).compile().as_text()
+for line in text.splitlines():
+  if any(op in line for op in ("all-gather(", "all-reduce(", "all-to-all(", "collective-permute(")):
+    shapes = line.split("=", 1)[1].split("(")[0] if "=" in line else line
+    assert "[40" not in shapes and "[10" not in shapes, line
 print("MESH OK")
 """
 
 
-def test_partitioned_on_a_device_mesh_selects_each_part_on_its_device():
+def test_on_a_device_mesh_partitioned_parts_stay_on_their_device_and_omp_equals_one_device():
   # 4 simulated CPU devices need XLA_FLAGS before JAX starts: a process of its own.
   env = dict(os.environ)
   env["XLA_FLAGS"] = (

@@ -28,6 +28,7 @@ from jax.typing import ArrayLike
 
 from jaxal._src import checks
 from jaxal._src import distances
+from jaxal._src import sharding
 from jaxal._src.embeddings.grad_embedding import GradEmbedding
 
 # A ridge of _JITTER × the largest chosen squared norm keeps the Gram solves
@@ -115,9 +116,9 @@ def nnls_gram(q, c, active, w0, *, max_iter):
   return w
 
 
-@functools.partial(jax.jit, static_argnames=("k",))
-def omp_core(x, target, k, labeled_mask, lam):
-  """:func:`omp` on validated, finite points; ``target`` ``[dim]``; returns ``(indices, weights)``."""
+@functools.partial(jax.jit, static_argnames=("k", "ps"))
+def omp_core(x, target, k, labeled_mask, lam, ps=None):
+  """:func:`omp` on validated, finite, placed points; ``target`` ``[dim]``: ``(indices, weights)``."""
   x = jax.tree.map(lambda t: t.astype(jnp.float32), x)
   target = target.astype(jnp.float32)
   n = distances.num_points(x)
@@ -133,12 +134,14 @@ def omp_core(x, target, k, labeled_mask, lam):
     j = jnp.argmax(proj).astype(jnp.int32)
     idx = idx.at[t].set(j)
     chosen = chosen.at[j].set(True)
-    cols = cols.at[:, t].set(distances.inner(x, distances.take(x, j)))  # [N] g_j · g_new
+    cols = cols.at[:, t].set(distances.inner(x, distances.take(x, j, ps)))  # [N] g_j · g_new
     active = rng <= t
-    gram = jnp.where(active[:, None] & active[None, :], cols[idx], 0.0)  # [k, k]
-    ridge = lam + _JITTER * jnp.max(jnp.where(active, sq[idx], 0.0))
+    # The chosen rows of the Gram columns, target correlations and norms: k values each.
+    gram = jnp.where(active[:, None] & active[None, :], sharding.take(cols, idx, ps), 0.0)
+    ridge = lam + _JITTER * jnp.max(jnp.where(active, sharding.take(sq, idx, ps), 0.0))
     q = gram + ridge * jnp.eye(k, dtype=jnp.float32)
-    w = nnls_gram(q, jnp.where(active, c[idx], 0.0), active, w, max_iter=3 * k)
+    c_s = jnp.where(active, sharding.take(c, idx, ps), 0.0)
+    w = nnls_gram(q, c_s, active, w, max_iter=3 * k)
     return idx, chosen, cols, w
 
   init = (
@@ -210,6 +213,9 @@ def omp(
     labeled_mask: optional ``[num_points]`` bool, True where already labeled.
     lam: ridge weight ``>= 0`` on the weights (DISTIL's ``omp_reg``).
 
+  ``x`` (and the mask) may be sharded along N over a 1-D mesh: the same picks,
+  with one row fetched per pick and ``k`` values per refit crossing devices.
+
   Returns:
     ``OMPResult(indices [k] int32, weights [k] float32)``, in pick order.
 
@@ -235,14 +241,40 @@ def omp(
   lam = check_lam(lam)
   checks.check_finite(x, "x", purpose="matching pursuit needs finite values")
   dim = x.dim if isinstance(x, GradEmbedding) else x.shape[1]
-  target = mean_unlabeled(x, labeled_mask) if target is None else check_target(target, dim)
-  idx, w = omp_core(x, target, k, labeled_mask, lam)
+  target = None if target is None else check_target(target, dim)
+  idx, w = select_omp(x, k, labeled_mask, lam=lam, target=target)
   return OMPResult(idx, w)
 
 
-@functools.partial(jax.jit, static_argnames=("k",))
-def fixed_weight_core(x, target, k, labeled_mask):
-  """:func:`fixed_weight_matching` on validated, finite points; ``target`` ``[dim]``."""
+def select_omp(
+  x, k: int, labeled_mask: jax.Array, *, lam: float, target: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array]:
+  """:func:`omp` on validated, finite arguments (a strategy's entry): ``(indices, weights)``.
+
+  A pool sharded along N over a 1-D mesh stays sharded: one row is fetched per
+  pick and ``k`` values per refit, never the pool.
+  """
+  ps = sharding.pool_sharding((x, labeled_mask), "x and labeled_mask")
+  x, labeled_mask = sharding.place(x, ps), sharding.place(labeled_mask, ps)
+  if target is None:
+    target = mean_unlabeled(x, labeled_mask)
+  return omp_core(x, target, k, labeled_mask, lam, ps)
+
+
+def select_fixed_weight(
+  x, k: int, labeled_mask: jax.Array, *, target: jax.Array | None = None
+) -> jax.Array:
+  """:func:`fixed_weight_matching` on validated, finite arguments: ``[k]`` int32 indices."""
+  ps = sharding.pool_sharding((x, labeled_mask), "x and labeled_mask")
+  x, labeled_mask = sharding.place(x, ps), sharding.place(labeled_mask, ps)
+  if target is None:
+    target = mean_unlabeled(x, labeled_mask)
+  return fixed_weight_core(x, target, k, labeled_mask, ps)
+
+
+@functools.partial(jax.jit, static_argnames=("k", "ps"))
+def fixed_weight_core(x, target, k, labeled_mask, ps=None):
+  """:func:`fixed_weight_matching` on validated, finite, placed points; ``target`` ``[dim]``."""
   x = jax.tree.map(lambda t: t.astype(jnp.float32), x)
   target = target.astype(jnp.float32)
   n = distances.num_points(x)
@@ -254,7 +286,7 @@ def fixed_weight_core(x, target, k, labeled_mask):
     # ‖Σ_S g + g_j − k b‖² − ‖Σ_S g − k b‖² = 2 g_j · (Σ_S g − k b) + ‖g_j‖²
     gain = 2.0 * (acc - k * c) + sq
     j = jnp.argmin(jnp.where(labeled_mask | chosen, jnp.inf, gain)).astype(jnp.int32)
-    acc = acc + distances.inner(x, distances.take(x, j))  # [N] g_j · Σ_S g
+    acc = acc + distances.inner(x, distances.take(x, j, ps))  # [N] g_j · Σ_S g
     return idx.at[t].set(j), chosen.at[j].set(True), acc
 
   init = (jnp.zeros((k,), jnp.int32), jnp.zeros((n,), bool), jnp.zeros((n,), jnp.float32))
@@ -287,6 +319,8 @@ def fixed_weight_matching(
       the unlabeled points.
     labeled_mask: optional ``[num_points]`` bool, True where already labeled.
 
+  ``x`` (and the mask) may be sharded along N over a 1-D mesh, as for :func:`omp`.
+
   Returns:
     ``[k]`` int32 indices, in pick order: unique, in range, never labeled.
 
@@ -307,5 +341,5 @@ def fixed_weight_matching(
   x, labeled_mask, k = distances.check_selection(x, k, labeled_mask)
   checks.check_finite(x, "x", purpose="gradient matching needs finite values")
   dim = x.dim if isinstance(x, GradEmbedding) else x.shape[1]
-  target = mean_unlabeled(x, labeled_mask) if target is None else check_target(target, dim)
-  return fixed_weight_core(x, target, k, labeled_mask)
+  target = None if target is None else check_target(target, dim)
+  return select_fixed_weight(x, k, labeled_mask, target=target)

@@ -118,9 +118,8 @@ def gradmatch(
     checks.check_finite_logits(pred.logits, "logits of the model on the pool")
     checks.check_finite(pred.features, "features of the model on the pool", purpose=_FINITE)
     emb = gradients.closed_form_gradient_embedding(pred.logits, pred.features, bias=bias)
-    if valid is None:
-      target = omp_lib.mean_unlabeled(emb, mask)
-    else:
+    target = None  # the mean over the unlabeled pool
+    if valid is not None:
       checks.check_model_input(forward, valid[0], "valid x_val")
       pv = models_lib.predict(model, params, valid[0], batch_size=batch_size, features=True)
       checks.check_finite_logits(pv.logits, "logits of the model on the validation set")
@@ -133,7 +132,7 @@ def gradmatch(
       emb_val = gradients.closed_form_at(val.logits, val.features, val.labels, bias)
       target = omp_lib.mean_unlabeled(emb_val, jnp.zeros((emb_val.num_points,), bool))
     if not weighted:
-      return omp_lib.fixed_weight_core(emb, target, budget, mask)
-    return omp_lib.omp_core(emb, target, budget, mask, lam)[0]
+      return omp_lib.select_fixed_weight(emb, budget, mask, target=target)
+    return omp_lib.select_omp(emb, budget, mask, lam=lam, target=target)[0]
 
   return Strategy("gradmatch", acquire)
