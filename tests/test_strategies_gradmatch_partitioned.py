@@ -270,6 +270,16 @@ def test_gradmatch_weights_through_selection(small_model):
   assert res.weights.shape == (5,) and (np.asarray(res.weights) >= 0).all()
 
 
+def test_gradmatch_one_compile_across_rounds(small_model):
+  model, params, x, labeled = small_model
+  s = strategies.gradmatch(lam=0.1)
+  omp_lib.omp_core.clear_cache()
+  with count_traces() as c:
+    for mask in (labeled, labeled | (np.arange(40) % 7 == 1)):  # a later round: more labels
+      s.acquire(jax.random.key(0), model, params, x, jnp.asarray(mask), 5)
+  assert c["omp_core"] == 1
+
+
 def test_gradmatch_bad_input(small_model):
   model, params, x, labeled = small_model
   with pytest.raises(ValueError, match="lam must be a finite number >= 0.0, got -0.5"):
