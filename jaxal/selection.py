@@ -5,15 +5,21 @@ from jaxal._src.selection.kmeans import KMeansResult
 from jaxal._src.selection.kmeans import kmeans
 from jaxal._src.selection.kmeans import kmeans_sampling
 from jaxal._src.selection.kmeans_pp import kmeans_pp
+from jaxal._src.selection.omp import OMPResult
+from jaxal._src.selection.omp import fixed_weight_matching
+from jaxal._src.selection.omp import omp
 from jaxal._src.selection.random import random
 from jaxal._src.selection.top_k import top_k
 
 __all__ = (
   "KMeansResult",
+  "OMPResult",
+  "fixed_weight_matching",
   "k_center_greedy",
   "kmeans",
   "kmeans_pp",
   "kmeans_sampling",
+  "omp",
   "random",
   "top_k",
 )

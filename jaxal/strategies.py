@@ -15,6 +15,8 @@ from jaxal._src.strategies.diversity import fass
 from jaxal._src.strategies.diversity import kmeans_sampling
 from jaxal._src.strategies.diversity import submodular
 from jaxal._src.strategies.glister_active import glister
+from jaxal._src.strategies.gradmatch import gradmatch
+from jaxal._src.strategies.partitioned import partitioned
 from jaxal._src.strategies.random_sampling import random
 from jaxal._src.strategies.registry import get
 from jaxal._src.strategies.registry import names
@@ -41,6 +43,7 @@ __all__ = (
   "fass",
   "get",
   "glister",
+  "gradmatch",
   "kmeans_sampling",
   "least_confidence",
   "margin",
@@ -50,6 +53,7 @@ __all__ = (
   "mc_ratio",
   "mean_std",
   "names",
+  "partitioned",
   "power",
   "random",
   "ratio",

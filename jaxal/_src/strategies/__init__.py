@@ -17,5 +17,7 @@ Each public ``jaxal.strategies.X`` is defined in one module of this package:
 - ``diversity``: :func:`coreset`, :func:`kmeans_sampling`,
   :func:`submodular`, :func:`fass`;
 - ``glister_active``: :func:`glister` (GLISTER-active);
-- ``adversarial_sampling``: :func:`deepfool`, :func:`bim`.
+- ``adversarial_sampling``: :func:`deepfool`, :func:`bim`;
+- ``gradmatch``: :func:`gradmatch` (GradMatch-active);
+- ``partitioned``: :func:`partitioned` (an inner strategy on random parts of the pool).
 """
