@@ -183,7 +183,7 @@ def _default_gamma_factored(g):
   # mean_{i,k} ‖g_i − g_k‖² = 2 (mean ‖g_i‖² − ‖mean g‖²), with ‖mean g‖² from the factors.
   n = g.a.shape[0]
   mean_norm = jnp.mean(g.sq_norms())
-  mean_sq = jnp.sum((g.a.T @ g.a) * (g.z.T @ g.z)) / (n * n)  # ‖Σ a_i ⊗ z_i‖² / N²
+  mean_sq = jnp.sum((g.a.T @ g.z) ** 2) / (n * n)  # ‖mean_i a_i ⊗ z_i‖², Σ a_i ⊗ z_i = Aᵀ Z
   ms = 2.0 * (mean_norm - mean_sq)
   return jnp.where(ms > 0, 1.0 / jnp.maximum(ms, 1e-30), 1.0).astype(jnp.float32)
 
