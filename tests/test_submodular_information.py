@@ -326,3 +326,18 @@ def test_all_small_sets_against_the_definition_exhaustively(problem):
     got = jax.vmap(fn.value)(jnp.asarray([np.isin(np.arange(N), a) for a in sets]))
     want = [ref_value(name, s, a) for a in sets]
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+
+
+def test_selection_check_catches_a_kernel_indefinite_on_pairs():
+  # Every singleton and the query are fine; the pool kernel is indefinite on {0, 1, 2}.
+  from jaxal._src.submodular import information
+
+  k = jnp.asarray([[1.0, 0.9, -0.9], [0.9, 1.0, 0.9], [-0.9, 0.9, 1.0]])
+  q = jnp.full((3, 1), 0.1)
+  fn = sm.logdetmi(k, q, jnp.ones((1, 1)), lam=0.0)
+  sel = sm.greedy(fn, 3)
+  assert np.isfinite(np.asarray(sel.gains)).all()  # clamped, never NaN
+  with pytest.raises(ValueError, match=r"not positive definite on the selected points.*raise lam"):
+    information.check_logdet_selection(fn, sel.indices, lam=0.0)
+  ok = sm.logdetmi(k, q, jnp.ones((1, 1)), lam=1.0)
+  information.check_logdet_selection(ok, sm.greedy(ok, 3).indices, lam=1.0)

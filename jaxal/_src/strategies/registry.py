@@ -12,6 +12,7 @@ from jaxal._src.strategies import bayesian
 from jaxal._src.strategies import diversity
 from jaxal._src.strategies import glister_active
 from jaxal._src.strategies import random_sampling
+from jaxal._src.strategies import targeted
 from jaxal._src.strategies import uncertainty_sampling
 from jaxal._src.strategies.base import Strategy
 
@@ -40,6 +41,9 @@ REGISTRY: dict[str, Callable[..., Strategy]] = {
   "kmeans_sampling": diversity.kmeans_sampling,
   "submodular": diversity.submodular,
   "fass": diversity.fass,
+  "smi": targeted.smi,
+  "scg": targeted.scg,
+  "scmi": targeted.scmi,
   # New strategy families register their factories here.
 }
 

@@ -64,6 +64,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.tree_util import Partial
 from jax.typing import ArrayLike
 
@@ -686,6 +687,44 @@ def _logdet_function(
     from_mask=Partial(_ld_from_mask, m_vv, c0s, d0s, c_init),
     value=Partial(_ld_value, joint, terms),
   )
+
+
+@jax.jit
+def _replay_residuals(init, update, idx):
+  def body(state, j):
+    d = jnp.min(jnp.stack([st.d[j] for st in state]))
+    return update(state, j), d
+
+  return jax.lax.scan(body, init(), idx)[1]
+
+
+def check_logdet_selection(fn: SetFunction, indices: jax.Array, *, lam: float) -> None:
+  """Raises when a LogDet measure's picks met a residual variance <= 0 (not positive definite).
+
+  The factories check the query / private blocks and every singleton; a
+  joint kernel that is not positive definite on larger sets shows only in
+  the residuals of the picks (clamped in the gains, so that nothing is NaN).
+  This replays the ``k`` tracker updates of ``indices`` (``O(k N (k + b))``)
+  and reads each pick's residual variances.
+
+  Args:
+    fn: a LogDet measure from :func:`logdetmi`, :func:`logdetcg` or :func:`logdetcmi`.
+    indices: ``[k]`` int32 picks, in order.
+    lam: the ridge the measure was built with (for the message).
+
+  Raises:
+    ValueError: a pick's residual variance is not positive.
+  """
+  d = np.asarray(_replay_residuals(fn.init, fn.update, jnp.asarray(indices, jnp.int32)))
+  bad = np.flatnonzero(~(d > 0))
+  if bad.size:
+    t = int(bad[0])
+    raise ValueError(
+      f"{fn.name}: the joint kernel is not positive definite on the selected points (the "
+      f"residual variance of pick {t}, pool index {int(indices[t])}, is {float(d[t]):.3g} <= 0); "
+      f"raise lam (the ridge added to the diagonal, now {lam}), lower eta / nu, or use a "
+      "positive semi-definite kernel"
+    )
 
 
 # ---------------------------------------------------------------------------
