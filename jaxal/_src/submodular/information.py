@@ -825,8 +825,8 @@ def flqmi(
     >>> x = jnp.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
     >>> q = jnp.array([[1.0, 0.05], [0.05, 1.0]])  # one query point per direction
     >>> fn = submodular.flqmi(submodular.cross_kernel(x, q))
-    >>> submodular.greedy(fn, 2).indices  # covers both query points
-    Array([0, 2], dtype=int32)
+    >>> submodular.greedy(fn, 2).indices  # one pick near each query point
+    Array([1, 2], dtype=int32)
 
   References:
     Kothawade et al., SIMILAR, NeurIPS 2021.
