@@ -152,7 +152,7 @@ class _Context(NamedTuple):
   true_labels: bool  # classes_of holds oracle labels
 
 
-def _embed(ctx: _Context, logits, feats, embedding, labels=None):
+def _embed(logits, feats, embedding, labels=None):
   if embedding == "features":
     return feats
   if labels is None:
@@ -175,7 +175,7 @@ def _pool_subset(ctx: _Context, member: np.ndarray, embedding: str) -> _Resolved
   idx_j = jnp.asarray(idx)
   if embedding == "gradients" and ctx.true_labels:
     emb = _embed(
-      ctx, ctx.logits[idx_j], ctx.feats[idx_j], embedding, ctx.classes_of[idx].astype(np.int32)
+      ctx.logits[idx_j], ctx.feats[idx_j], embedding, ctx.classes_of[idx].astype(np.int32)
     )
   else:
     emb = _take(ctx.emb, idx_j)
@@ -247,7 +247,7 @@ def _resolve(
         f"{name} inputs of shape {tuple(x.shape)} give features of dimension "
         f"{pred.features.shape[1]}, the pool's have dimension {ctx.feats.shape[1]}"
       )
-    return _Resolved(_embed(ctx, pred.logits, pred.features, embedding), None, None), None
+    return _Resolved(_embed(pred.logits, pred.features, embedding), None, None), None
   if spec.kind == "classes":
     member = _class_members(ctx, spec.value, name)
   elif spec.value == "labeled":
@@ -314,7 +314,7 @@ def _targeted(
     else:
       classes_of = np.asarray(jnp.argmax(preds.logits, axis=-1))
     ctx = _Context(n, labeled, classes_of, preds.logits, preds.features, None, labels is not None)
-    ctx = ctx._replace(emb=_embed(ctx, preds.logits, preds.features, embedding))
+    ctx = ctx._replace(emb=_embed(preds.logits, preds.features, embedding))
     q = p = None
     q_member = None
     if query is not None:

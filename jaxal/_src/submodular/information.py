@@ -6,16 +6,16 @@ unchanged. Each is defined over a ground set :math:`V` (the unlabeled pool,
 its ``ground_mask``), a *query* set :math:`Q` (what to find more of) and a
 *private* set :math:`P` (what to stay away from), through similarity blocks:
 
-================  =========================  ===========================================
-argument          shape                      block
-================  =========================  ===========================================
-``kernel``        ``[N, N]``                 :math:`S_{VV}`, pool to pool (symmetric)
-``query``         ``[N, Q]``                 :math:`S_{VQ}`, pool to query
-``query_query``   ``[Q, Q]``                 :math:`S_{QQ}` (LogDet only)
-``private``       ``[N, P]``                 :math:`S_{VP}`, pool to private
-``private_private`` ``[P, P]``               :math:`S_{PP}` (LogDet only)
-``query_private`` ``[Q, P]``                 :math:`S_{QP}` (LogDet CMI only)
-================  =========================  ===========================================
+=====================  ==============  ===========================================
+argument               shape           block
+=====================  ==============  ===========================================
+``kernel``             ``[N, N]``      :math:`S_{VV}`, pool to pool (symmetric)
+``query``              ``[N, Q]``      :math:`S_{VQ}`, pool to query
+``query_query``        ``[Q, Q]``      :math:`S_{QQ}` (LogDet only)
+``private``            ``[N, P]``      :math:`S_{VP}`, pool to private
+``private_private``    ``[P, P]``      :math:`S_{PP}` (LogDet only)
+``query_private``      ``[Q, P]``      :math:`S_{QP}` (LogDet CMI only)
+=====================  ==============  ===========================================
 
 With :math:`A \subseteq V` the selected set, :math:`s_{ij}` the similarities
 and :math:`\eta` (query relevance), :math:`\nu` (privacy hardness), :math:`\lambda`:
@@ -591,9 +591,10 @@ def _check_pd(chol_diag, d0, ground, what: str, lam: float) -> None:
   bad = ground & ~(d0 > 0)
   if bool(jnp.any(bad)):
     j = int(jnp.argmax(bad))
+    given = f" given {what}" if what else ""
     raise ValueError(
-      f"kernel + lam * I is not positive definite together with {what or 'itself'}: the "
-      f"residual variance of ground element {j} is {float(d0[j]):.3g} <= 0{hint}"
+      f"kernel + lam * I is not positive definite{' with ' + what if what else ''}: the "
+      f"residual variance of ground element {j}{given} is {float(d0[j]):.3g} <= 0{hint}"
     )
 
 
