@@ -56,7 +56,7 @@ def parse_args(argv=None):
   p.add_argument("--steps", type=int, default=200)
   p.add_argument("--hidden", type=int, default=64)
   p.add_argument("--speed-n", type=int, default=10000)
-  p.add_argument("--speed-k", type=int, default=25)
+  p.add_argument("--speed-k", type=int, default=10)
   p.add_argument("--no-rare", action="store_true", help="skip the MNIST part")
   p.add_argument("--no-speed", action="store_true", help="skip the speed part")
   p.add_argument("--quick", action="store_true", help="tiny sizes; writes rare_class_quick.*")

@@ -51,6 +51,15 @@ its ``FacilityLocationVariantMutualInformation`` is FLQMI (DISTIL's
 ``fl2mi``). GCMI's :math:`\lambda = 1/2` is submodlib's (its gains are the
 plain sums).
 
+FLVMI, FLQMI, GCMI, FLCG and FLCMI are monotone submodular for non-negative
+kernels; GCCG is submodular, and LogDetCG submodular for a positive
+semi-definite kernel (monotone too when ``lam >= 1``, which keeps every
+residual variance, and so every gain's argument, at least 1); LogDetMI and LogDetCMI are monotone but not submodular in general (SIMILAR,
+Sec. 3), so :func:`lazy_greedy` may then pick differently from
+:func:`greedy`. A LogDet measure's ``value`` is computed from the definition
+by Cholesky factorisations of the joint kernel, ``O((N + Q + P)^3)``: it is
+for checking; the maximisers use the trackers only.
+
 The query and private sets may carry a mask (``query_mask [Q]``,
 ``private_mask [P]`` bool): masked-out columns do not exist, so a set can be
 padded to a fixed size and one compilation serves every round.
@@ -193,6 +202,7 @@ class InformationKernels(NamedTuple):
   """The similarity blocks of one pool / query / private problem (see the module table).
 
   Built by :func:`information_kernels`; a block the problem does not need is None.
+  The fields are in the order of :func:`logdetcmi`'s arguments.
 
   Attributes:
     kernel: ``[N, N]`` pool-to-pool similarities, or None.
@@ -201,6 +211,13 @@ class InformationKernels(NamedTuple):
     private: ``[N, P]`` pool-to-private similarities, or None.
     private_private: ``[P, P]`` private-to-private similarities, or None.
     query_private: ``[Q, P]`` query-to-private similarities, or None.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from jaxal import submodular
+    >>> ks = submodular.information_kernels(jnp.eye(3), query=jnp.eye(3)[:1])
+    >>> ks.query.shape, ks.private is None
+    ((3, 1), True)
   """
 
   kernel: jax.Array | None  # shape=[N, N]
@@ -387,10 +404,11 @@ def _fl_update(kernel, c, j, ps=None):
   return jnp.maximum(c, jax.lax.dynamic_index_in_dim(kernel, j, axis=0, keepdims=False))
 
 
-# FLVMI: Σ_i w_i min(c_i, cap_i), cap_i = η max_q S_iq.
+# FLVMI: Σ_i w_i min(c_i, cap_i), cap_i = η max_q S_iq. Gains reduce with a weighted sum (one
+# fused pass over the rows), not a matmul, which would materialise the [rows, N] differences.
 def _flvmi_gains(kernel, w, cap, c, idx=None):
   new = jnp.minimum(jnp.maximum(c[None, :], _rows(kernel, idx)), cap[None, :])
-  return (new - jnp.minimum(c, cap)[None, :]) @ w
+  return jnp.sum((new - jnp.minimum(c, cap)[None, :]) * w[None, :], axis=1)
 
 
 def _flvmi_value(kernel, w, cap, mask):
@@ -401,7 +419,7 @@ def _flvmi_value(kernel, w, cap, mask):
 def _flqmi_gains(query, wq, modular, m, idx=None):
   rows = _rows(query, idx)
   mod = modular if idx is None else modular[idx]
-  return jnp.maximum(rows - m[None, :], 0.0) @ wq + mod
+  return jnp.sum(jnp.maximum(rows - m[None, :], 0.0) * wq[None, :], axis=1) + mod
 
 
 def _flqmi_update(query, m, j, ps=None):
@@ -444,7 +462,7 @@ def _modular_value(modular, mask):
 # FLCG: Σ_i w_i max(c_i − p_i, 0), p_i = max(0, ν max_p S_ip).
 def _flcg_gains(kernel, w, pcap, c, idx=None):
   new = jnp.maximum(jnp.maximum(c[None, :], _rows(kernel, idx)), pcap[None, :])
-  return (new - jnp.maximum(c, pcap)[None, :]) @ w
+  return jnp.sum((new - jnp.maximum(c, pcap)[None, :]) * w[None, :], axis=1)
 
 
 def _flcg_value(kernel, w, pcap, mask):
@@ -455,7 +473,7 @@ def _flcg_value(kernel, w, pcap, mask):
 def _flcmi_gains(kernel, w, qcap, pcap, c, idx=None):
   new = jnp.minimum(jnp.maximum(c[None, :], _rows(kernel, idx)), qcap[None, :])
   new = jnp.maximum(new, pcap[None, :])
-  return (new - jnp.maximum(jnp.minimum(c, qcap), pcap)[None, :]) @ w
+  return jnp.sum((new - jnp.maximum(jnp.minimum(c, qcap), pcap)[None, :]) * w[None, :], axis=1)
 
 
 def _flcmi_value(kernel, w, qcap, pcap, mask):
