@@ -20,6 +20,9 @@ from jaxal._src.strategies.partitioned import partitioned
 from jaxal._src.strategies.random_sampling import random
 from jaxal._src.strategies.registry import get
 from jaxal._src.strategies.registry import names
+from jaxal._src.strategies.targeted import scg
+from jaxal._src.strategies.targeted import scmi
+from jaxal._src.strategies.targeted import smi
 from jaxal._src.strategies.uncertainty_sampling import entropy
 from jaxal._src.strategies.uncertainty_sampling import least_confidence
 from jaxal._src.strategies.uncertainty_sampling import margin
@@ -57,7 +60,10 @@ __all__ = (
   "power",
   "random",
   "ratio",
+  "scg",
+  "scmi",
   "score_strategy",
+  "smi",
   "softmax",
   "softrank",
   "submodular",

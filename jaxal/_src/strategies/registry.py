@@ -14,6 +14,7 @@ from jaxal._src.strategies import glister_active
 from jaxal._src.strategies import gradmatch
 from jaxal._src.strategies import partitioned
 from jaxal._src.strategies import random_sampling
+from jaxal._src.strategies import targeted
 from jaxal._src.strategies import uncertainty_sampling
 from jaxal._src.strategies.base import Strategy
 
@@ -44,6 +45,9 @@ REGISTRY: dict[str, Callable[..., Strategy]] = {
   "fass": diversity.fass,
   "gradmatch": gradmatch.gradmatch,
   "partitioned": partitioned.partitioned,
+  "smi": targeted.smi,
+  "scg": targeted.scg,
+  "scmi": targeted.scmi,
   # New strategy families register their factories here.
 }
 
