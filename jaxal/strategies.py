@@ -18,6 +18,7 @@ from jaxal._src.strategies.glister_active import glister
 from jaxal._src.strategies.random_sampling import random
 from jaxal._src.strategies.registry import get
 from jaxal._src.strategies.registry import names
+from jaxal._src.strategies.registry import register
 from jaxal._src.strategies.uncertainty_sampling import entropy
 from jaxal._src.strategies.uncertainty_sampling import least_confidence
 from jaxal._src.strategies.uncertainty_sampling import margin
@@ -53,6 +54,7 @@ __all__ = (
   "power",
   "random",
   "ratio",
+  "register",
   "score_strategy",
   "softmax",
   "softrank",

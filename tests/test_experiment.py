@@ -171,7 +171,7 @@ def test_changed_configuration_is_refused(reference):
   before = (out / "results.json").read_bytes()
   with pytest.raises(
     experiment.ConfigMismatchError,
-    match=r"another configuration \(budget: 5 in the folder, 7 now; seeds: 2 in the folder, 3 now\)",
+    match=r"another configuration \(budget: 5 in the folder, 7 now\)",
   ):
     experiment.run(
       dataclasses.replace(SMALL, budget=7, seeds=3), str(out), progress=False, log=_quiet
@@ -211,9 +211,11 @@ def test_corrupt_checkpoint_is_refused_never_restarted(damage, message, tmp_path
   else:
     data = bytearray()
   path.write_bytes(bytes(data))
+  results = (out / "results.json").read_bytes()
   with pytest.raises(checkpoint.CheckpointError, match=message + ".*Delete it to recompute"):
     experiment.run(cfg, str(out), progress=False, log=_quiet)
   assert path.read_bytes() == bytes(data)  # left as it was, for the user to inspect
+  assert (out / "results.json").read_bytes() == results  # never rewritten with partial results
 
 
 def test_checkpoint_of_another_run_is_refused(tmp_path):
@@ -288,7 +290,8 @@ def test_report(reference):
   for png in ("curves.png", "curves_vs_random.png"):
     data = (out / png).read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
-  assert "| labels | random | margin |" in md and "| **AUC** |" in md
+  assert "| random (n=2) | margin (n=2) |" in md and "| **AUC** |" in md
+  assert "95% t-interval" in md and "ddof=1" in md and "Paired difference to random" in md
   assert f"labels to reach {target:.3f}" in md and "saved vs random" in md
   row = next(line for line in md.splitlines() if line.startswith("| margin | 2 |"))
   n_random = experiment.labels_to_reach(payload["labels"], summary["random"]["mean"], target)
@@ -313,4 +316,4 @@ def test_report_of_missing_or_partial_results(tmp_path):
   with pytest.raises(_Interrupt):
     experiment.run(cfg, str(tmp_path), progress=False, log=_quiet, on_round=crash)
   md = experiment.report(str(tmp_path), log=_quiet)  # random finished, margin did not
-  assert "status: in progress" in md and "| labels | random |" in md and "margin" not in md
+  assert "status: in progress" in md and "| random (n=1) |" in md and "margin" not in md
