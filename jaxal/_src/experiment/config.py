@@ -406,8 +406,6 @@ def load_data(
   Returns:
     The :class:`~jaxal.datasets.Dataset`, its training split (the pool) subsampled.
 
-  Raises:
-    ExperimentError: ``pool_subsample`` is larger than the training split.
   """
   if data is not None:
     if not isinstance(data, data_lib.Dataset):
@@ -427,11 +425,6 @@ def load_data(
       seed=SPLIT_SEED,
     )
   n = ds.x_train.shape[0]
-  if cfg.pool_subsample > n:
-    raise ExperimentError(
-      f"pool_subsample = {cfg.pool_subsample} is larger than the training split of "
-      f"{n} points of {ds.name}"
-    )
   if cfg.pool_subsample and cfg.pool_subsample < n:
     rng = np.random.default_rng(POOL_SUBSAMPLE_SEED)
     idx = np.sort(rng.choice(n, cfg.pool_subsample, replace=False))
