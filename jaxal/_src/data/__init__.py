@@ -499,11 +499,11 @@ def from_csv(
       names the row and column), rows of different lengths, or too few rows.
 
   Example:
-    >>> import os, tempfile
+    >>> import os, pathlib, tempfile
     >>> from jaxal import datasets
     >>> path = os.path.join(tempfile.mkdtemp(), "my.csv")
     >>> rows = ["a,b,kind"] + [f"{i},{i % 3},{'xy'[i % 2]}" for i in range(10)]
-    >>> _ = open(path, "w").write("\\n".join(rows))
+    >>> _ = pathlib.Path(path).write_text("\\n".join(rows))
     >>> ds = datasets.from_csv(path, label_column="kind")
     >>> ds.x_train.shape, ds.num_classes
     ((8, 2), 2)
