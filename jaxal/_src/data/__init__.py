@@ -226,24 +226,16 @@ def load_dataset(
   builder = tfds_loader.prepare(name, data_dir=data_dir, manual_dir=manual_dir, download=download)
   x_train, y_train = tfds_loader.read(builder, "train")
   k = tfds_loader.num_classes(builder)
-  if "test" in builder.info.splits:
+  try:
     x_test, y_test = tfds_loader.read(builder, "test")
-  else:
+  except (ValueError, KeyError):  # no "test" split: a seeded split of "train"
     x_test = y_test = None
-  if x_train.ndim == 2:  # a feature vector: standardised on the training split
-    return from_arrays(
-      x_train,
-      y_train,
-      x_test,
-      y_test,
-      name=name,
-      num_classes=k,
-      standardize=True,
-      test_fraction=test_fraction,
-      seed=seed,
-    )
-  x_train = tfds_loader.to_float_images(x_train)
-  x_test = None if x_test is None else tfds_loader.to_float_images(x_test)
+  tabular = x_train.ndim == 2  # a feature vector: standardised on the training split
+  if not tabular:
+    x_train = tfds_loader.to_float_images(x_train)
+    x_test = None if x_test is None else tfds_loader.to_float_images(x_test)
+  if x_test is not None and not tabular:
+    return Dataset(name, x_train, y_train, x_test, y_test, k)
   return from_arrays(
     x_train,
     y_train,
@@ -251,6 +243,7 @@ def load_dataset(
     y_test,
     name=name,
     num_classes=k,
+    standardize=tabular,
     test_fraction=test_fraction,
     seed=seed,
   )
