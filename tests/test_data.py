@@ -291,3 +291,12 @@ def test_tfds_name_with_a_config():
   assert tfds_loader.builder_name("tfds:emnist:letters") == "emnist/letters"
   assert tfds_loader.builder_name("tfds:emnist/letters") == "emnist/letters"
   assert data_lib.check_name("my.npz") == "my.npz"
+
+
+def test_tabular_tfds_builder_with_mock_data(tmp_path):
+  import tensorflow_datasets as tfds
+
+  with tfds.testing.mock_data(num_examples=30):
+    ds = datasets.load_dataset("tfds:iris", data_dir=str(tmp_path))
+  assert ds.x_train.shape == (30, 4) and ds.x_test.shape == (30, 4) and ds.num_classes == 3
+  np.testing.assert_allclose(ds.x_train.mean(0), 0.0, atol=1e-5)  # standardised on train
