@@ -20,6 +20,7 @@ from jaxal._src.strategies.partitioned import partitioned
 from jaxal._src.strategies.random_sampling import random
 from jaxal._src.strategies.registry import get
 from jaxal._src.strategies.registry import names
+from jaxal._src.strategies.registry import register
 from jaxal._src.strategies.targeted import scg
 from jaxal._src.strategies.targeted import scmi
 from jaxal._src.strategies.targeted import smi
@@ -60,6 +61,7 @@ __all__ = (
   "power",
   "random",
   "ratio",
+  "register",
   "scg",
   "scmi",
   "score_strategy",

@@ -40,7 +40,7 @@ def test_jaxal_run_end_to_end(tmp_path, capsys):
   )
   assert rc == 0
   printed = capsys.readouterr().out
-  assert "| labels | random | entropy | bald |" in printed
+  assert "| random (n=2) | entropy (n=2) | bald (n=2) |" in printed
   assert "| 20 |" in printed and "AUC" in printed
   res = json.loads((out / "results.json").read_text())
   assert res["labels"] == [10, 15, 20]
@@ -192,6 +192,7 @@ def test_unprepared_dataset_without_download(tmp_path, capsys):
   assert rc == 1
   err = capsys.readouterr().err
   assert "'fashion_mnist' is not prepared" in err and "--manual-dir FOLDER" in err
+  assert not (tmp_path / "res").exists()  # nothing created before the data is there
 
 
 def test_report_command(tmp_path, capsys):
@@ -226,3 +227,86 @@ def test_report_command(tmp_path, capsys):
   assert (out / "curves_vs_random.png").exists()
   assert cli.main(["report", str(tmp_path / "nothing")]) == 1
   assert "no results.json" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------
+# One's own files, a configuration file, strategy settings, validation before writing.
+
+TINY = ["--rounds", "1", "--budget", "4", "--initial", "6", "--steps", "5", "--hidden", "8"]
+
+
+def _blobs(n: int = 60):
+  rng = np.random.default_rng(0)
+  y = np.arange(n) % 2
+  return rng.normal(size=(n, 4)) + 2.0 * y[:, None], y
+
+
+def _write_csv(path, rows=None):
+  x, y = _blobs()
+  lines = ["a,b,c,d,kind"] + [
+    ",".join(f"{v:.4f}" for v in xi) + f",{'ab'[yi]}" for xi, yi in zip(x, y)
+  ]
+  path.write_text("\n".join(rows if rows is not None else lines) + "\n")
+  return path
+
+
+def test_own_csv_and_npz_with_a_config_file_then_report_many(tmp_path, capsys):
+  csv_path = _write_csv(tmp_path / "my.csv")
+  (tmp_path / "run.toml").write_text(
+    'strategies = ["random", "bald(num_samples=3)"]\nseeds = 1\nbatch-size = 8\n'
+    'label-column = "kind"\nrounds = 5\n'
+  )
+  out_csv = tmp_path / "csv"
+  args = ["run", "--config", str(tmp_path / "run.toml"), "--dataset", str(csv_path), *TINY]
+  rc = cli.main([*args, "--format", "png,svg", "--out", str(out_csv), "--no-progress"])
+  assert rc == 0
+  res = json.loads((out_csv / "results.json").read_text())
+  cfg = res["config"]
+  assert cfg["rounds"] == 1 and cfg["batch_size"] == 8 and cfg["label_column"] == "kind"
+  assert list(res["results"]) == ["random", "bald(num_samples=3)"] and res["pool_size"] == 48
+  assert (out_csv / "curves.svg").exists() and (out_csv / "curves.png").exists()
+  x, y = _blobs()
+  np.savez(tmp_path / "my.npz", x_train=x[:48], y_train=y[:48], x_test=x[48:], y_test=y[48:])
+  out_npz = tmp_path / "npz"
+  npz_args = ["run", "--dataset", str(tmp_path / "my.npz"), "--strategies", "random,margin"]
+  rc = cli.main([*npz_args, *TINY, "--seeds", "1", "--out", str(out_npz), "--no-progress"])
+  assert rc == 0
+  assert json.loads((out_npz / "results.json").read_text())["pool_size"] == 48
+  capsys.readouterr()
+  rc = cli.main(["report", str(out_csv), str(out_npz), "--out", str(tmp_path / "all")])
+  assert rc == 0
+  md = (tmp_path / "all" / "penalty.md").read_text()
+  assert "| row beats column | random | bald(num_samples=3) | margin |" in md
+  assert "n=1, no interval" in (out_csv / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+  "extra, code, message",
+  [
+    (["--lr", "inf"], 2, "learning_rate must be a finite number"),
+    (["--initial", "2000"], 1, "larger than the pool of 1347"),
+    (["--pool-subsample", "30"], 1, "larger than the pool of 30"),
+    (["--strategies", "bald(num_sample=3)"], 2, "no setting 'num_sample'"),
+    (["--protocol", "nope"], 2, "invalid choice"),
+    (["--dataset", "{tmp}/missing.npz"], 1, "does not exist"),
+    (["--dataset", "{tmp}/bad.npz"], 1, "lacks x_train"),
+    (["--dataset", "{tmp}/my.csv", "--label-column", "nope"], 1, "no label column 'nope'"),
+    (["--dataset", "{tmp}/text.csv"], 1, "column 'a' (row 3) holds 'x'"),
+    (["--config", "{tmp}/bad.toml"], 2, "unknown option 'budgett'"),
+  ],
+)
+def test_bad_input_is_refused_before_anything_is_written(extra, code, message, tmp_path, capsys):
+  _write_csv(tmp_path / "my.csv")
+  _write_csv(tmp_path / "text.csv", ["a,b,kind", "1,2,x", "x,3,y", "4,5,x"])
+  np.savez(tmp_path / "bad.npz", x=np.zeros((4, 2)), y_train=np.zeros(4))
+  (tmp_path / "bad.toml").write_text("budgett = 3\n")
+  out = tmp_path / "never"
+  argv = ["run", *[a.format(tmp=tmp_path) for a in extra], "--out", str(out), "--no-progress"]
+  if code == 2:
+    with pytest.raises(SystemExit) as e:
+      cli.main(argv)
+    assert e.value.code == 2
+  else:
+    assert cli.main(argv) == 1
+  assert message in capsys.readouterr().err
+  assert not out.exists()

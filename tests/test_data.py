@@ -231,3 +231,72 @@ def test_prepared_dataset_reads_without_tensorflow(shared_data, tmp_path_factory
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
   assert out.returncode == 0, out.stderr[-3000:]
   assert out.stdout.strip().splitlines()[-1] == "(500, 28, 28, 1) (500,) False"
+
+
+# ---------------------------------------------------------------------------
+# One's own data: arrays, .npz, CSV/TSV.
+
+
+def test_from_arrays_splits_by_class_with_a_seed():
+  x = np.arange(60.0).reshape(30, 2)
+  y = np.repeat([0, 1, 2], 10)
+  ds = datasets.from_arrays(x, y, test_fraction=0.3, seed=1)
+  assert ds.x_train.shape == (21, 2) and ds.x_test.shape == (9, 2) and ds.num_classes == 3
+  assert np.bincount(ds.y_test).tolist() == [3, 3, 3]
+  again = datasets.from_arrays(x, y, test_fraction=0.3, seed=1)
+  np.testing.assert_array_equal(ds.x_test, again.x_test)
+  assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int32
+  with pytest.raises(ValueError, match=r"class\(es\) \[2\] .* no example in the training split"):
+    datasets.from_arrays(x[:20], y[:20], x[20:], y[20:])
+  with pytest.raises(ValueError, match="same length"):
+    datasets.from_arrays(x, y[:5])
+  with pytest.raises(ValueError, match="NaN or infinite"):
+    datasets.from_arrays(np.full((4, 2), np.nan), [0, 1, 0, 1])
+  with pytest.raises(ValueError, match="x_test and y_test must be given together"):
+    datasets.from_arrays(x, y, x)
+
+
+def test_from_npz(tmp_path):
+  x, y = np.ones((10, 3)), np.arange(10) % 2
+  np.savez(tmp_path / "a.npz", x_train=x, y_train=y, x_test=x[:4], y_test=y[:4])
+  ds = datasets.from_npz(str(tmp_path / "a.npz"))
+  assert ds.x_train.shape == (10, 3) and ds.x_test.shape == (4, 3)
+  assert datasets.load_dataset(str(tmp_path / "a.npz")).name == str(tmp_path / "a.npz")
+  np.savez(tmp_path / "b.npz", x=x, y_train=y)
+  with pytest.raises(ValueError, match=r"lacks x_train; it holds \['x', 'y_train'\]"):
+    datasets.from_npz(str(tmp_path / "b.npz"))
+  with pytest.raises(FileNotFoundError, match="does not exist"):
+    datasets.from_npz(str(tmp_path / "c.npz"))
+
+
+def test_from_csv_and_tsv(tmp_path):
+  rows = ["h,w,kind"] + [f"{i},{2 * i + (i % 2)},{'xy'[i % 2]}" for i in range(20)]
+  (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+  ds = datasets.from_csv(str(tmp_path / "t.csv"), label_column="kind")
+  assert ds.num_classes == 2 and ds.x_train.shape == (16, 2)
+  np.testing.assert_allclose(ds.x_train.mean(0), 0.0, atol=1e-5)  # standardised on train
+  np.testing.assert_allclose(ds.x_train.std(0), 1.0, atol=1e-5)
+  by_index = datasets.from_csv(str(tmp_path / "t.csv"), label_column=2)
+  np.testing.assert_array_equal(by_index.x_train, ds.x_train)
+  (tmp_path / "t.tsv").write_text("\n".join(r.replace(",", "\t") for r in rows) + "\n")
+  np.testing.assert_array_equal(datasets.from_csv(str(tmp_path / "t.tsv")).y_test, ds.y_test)
+  with pytest.raises(ValueError, match=r"no label column 'label'; its columns are \['h', 'w'"):
+    datasets.from_csv(str(tmp_path / "t.csv"), label_column="label")
+  (tmp_path / "bad.csv").write_text("a,b,kind\n1,2,x\n1,oops,y\n3,4,x\n")
+  with pytest.raises(ValueError, match=r"column 'b' \(row 3\) holds 'oops'"):
+    datasets.from_csv(str(tmp_path / "bad.csv"))
+
+
+def test_tfds_name_with_a_config():
+  assert tfds_loader.builder_name("tfds:emnist:letters") == "emnist/letters"
+  assert tfds_loader.builder_name("tfds:emnist/letters") == "emnist/letters"
+  assert data_lib.check_name("my.npz") == "my.npz"
+
+
+def test_tabular_tfds_builder_with_mock_data(tmp_path):
+  import tensorflow_datasets as tfds
+
+  with tfds.testing.mock_data(num_examples=30):
+    ds = datasets.load_dataset("tfds:iris", data_dir=str(tmp_path))
+  assert ds.x_train.shape == (30, 4) and ds.x_test.shape == (30, 4) and ds.num_classes == 3
+  np.testing.assert_allclose(ds.x_train.mean(0), 0.0, atol=1e-5)  # standardised on train

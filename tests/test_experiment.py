@@ -6,14 +6,20 @@ import dataclasses
 import glob
 import json
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import time
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxal import datasets
 from jaxal import experiment
+from jaxal import selection
+from jaxal import strategies
 from jaxal._src.experiment import checkpoint
 
 # Every test uses the same pool, budget and step count, so one compile serves them all.
@@ -171,7 +177,7 @@ def test_changed_configuration_is_refused(reference):
   before = (out / "results.json").read_bytes()
   with pytest.raises(
     experiment.ConfigMismatchError,
-    match=r"another configuration \(budget: 5 in the folder, 7 now; seeds: 2 in the folder, 3 now\)",
+    match=r"another configuration \(budget: 5 in the folder, 7 now\)",
   ):
     experiment.run(
       dataclasses.replace(SMALL, budget=7, seeds=3), str(out), progress=False, log=_quiet
@@ -211,9 +217,11 @@ def test_corrupt_checkpoint_is_refused_never_restarted(damage, message, tmp_path
   else:
     data = bytearray()
   path.write_bytes(bytes(data))
+  results = (out / "results.json").read_bytes()
   with pytest.raises(checkpoint.CheckpointError, match=message + ".*Delete it to recompute"):
     experiment.run(cfg, str(out), progress=False, log=_quiet)
   assert path.read_bytes() == bytes(data)  # left as it was, for the user to inspect
+  assert (out / "results.json").read_bytes() == results  # never rewritten with partial results
 
 
 def test_checkpoint_of_another_run_is_refused(tmp_path):
@@ -288,7 +296,8 @@ def test_report(reference):
   for png in ("curves.png", "curves_vs_random.png"):
     data = (out / png).read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
-  assert "| labels | random | margin |" in md and "| **AUC** |" in md
+  assert "| random (n=2) | margin (n=2) |" in md and "| **AUC** |" in md
+  assert "95% t-interval" in md and "ddof=1" in md and "Paired difference to random" in md
   assert f"labels to reach {target:.3f}" in md and "saved vs random" in md
   row = next(line for line in md.splitlines() if line.startswith("| margin | 2 |"))
   n_random = experiment.labels_to_reach(payload["labels"], summary["random"]["mean"], target)
@@ -313,4 +322,211 @@ def test_report_of_missing_or_partial_results(tmp_path):
   with pytest.raises(_Interrupt):
     experiment.run(cfg, str(tmp_path), progress=False, log=_quiet, on_round=crash)
   md = experiment.report(str(tmp_path), log=_quiet)  # random finished, margin did not
-  assert "status: in progress" in md and "| labels | random |" in md and "margin" not in md
+  assert "status: in progress" in md and "| random (n=1) |" in md and "margin" not in md
+
+
+# ---------------------------------------------------------------------------
+# One's own data, strategy settings, a registered strategy, merging folders.
+
+OWN = experiment.Config(
+  strategies=("random", "bald(num_samples=3)", "first_unlabeled"),
+  rounds=1,
+  budget=4,
+  initial=6,
+  seeds=1,
+  num_steps=5,
+  batch_size=8,
+  hidden=8,
+)
+
+
+def _own_data(shift: float = 0.0):
+  rng = np.random.default_rng(0)
+  y = np.arange(60) % 2
+  x = rng.normal(size=(60, 4)) + 2.0 * y[:, None] + shift
+  return datasets.from_arrays(x, y, name="blobs")
+
+
+def _first_unlabeled():
+  def acquire(key, model, params, pool, labeled_mask, budget):
+    n = labeled_mask.shape[0]
+    return selection.top_k(-jnp.arange(n, dtype=jnp.float32), budget, labeled_mask=labeled_mask)
+
+  return strategies.Strategy("first_unlabeled", acquire)
+
+
+strategies.register("first_unlabeled", _first_unlabeled, overwrite=True)
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory):
+  out = tmp_path_factory.mktemp("own")
+  payload = experiment.run(OWN, str(out), data=_own_data(), progress=False, log=_quiet)
+  return out, payload
+
+
+def test_own_data_with_settings_and_a_registered_strategy(own):
+  out, payload = own
+  assert payload["config"]["dataset"] == "blobs" and payload["pool_size"] == 48
+  assert list(payload["results"]) == ["random", "bald(num_samples=3)", "first_unlabeled"]
+  hist = payload["results"]["first_unlabeled"]["labeled_indices"][0]
+  unlabeled = sorted(set(range(48)) - set(hist[0]))
+  assert hist[1] == unlabeled[:4]  # the registered strategy ran through the runner
+  assert (out / "checkpoints" / "first_unlabeled" / "seed_0.npz").exists()
+  with pytest.raises(ValueError, match="built-in"):
+    strategies.register("random", _first_unlabeled)
+  with pytest.raises(ValueError, match="identifier"):
+    strategies.register("my strategy", _first_unlabeled)
+
+
+def test_new_strategy_and_seed_merge_into_the_folder(own, tmp_path):
+  src, before = own
+  out = tmp_path / "merged"
+  shutil.copytree(src, out)
+  ran = []
+  cfg = dataclasses.replace(OWN, strategies=("margin",), seeds=2)
+  payload = experiment.run(
+    cfg, str(out), data=_own_data(), progress=False, log=_quiet, on_round=lambda *a: ran.append(a)
+  )
+  assert sorted({(s, seed) for s, seed, _ in ran}) == [("margin", 0), ("margin", 1)]
+  res = payload["results"]
+  assert list(res) == [*OWN.strategies, "margin"]
+  assert res["margin"]["seeds"] == [0, 1] and res["random"]["seeds"] == [0]
+  assert res["random"]["accuracy"] == before["results"]["random"]["accuracy"]
+  assert payload["config"]["seeds"] == 2
+  # Another configuration, or other data, is refused and names what differs.
+  with pytest.raises(experiment.ConfigMismatchError, match=r"budget: 4 in the folder, 5 now"):
+    experiment.run(
+      dataclasses.replace(cfg, budget=5), str(out), data=_own_data(), progress=False, log=_quiet
+    )
+  with pytest.raises(experiment.ConfigMismatchError, match="ran on other data"):
+    experiment.run(cfg, str(out), data=_own_data(1.0), progress=False, log=_quiet)
+
+
+def test_edited_or_damaged_finished_checkpoint_keeps_results(own, tmp_path):
+  src, before = own
+  out = tmp_path / "edited"
+  shutil.copytree(src, out)
+  path = out / "checkpoints" / "random" / "seed_0.npz"
+  arrays, meta = checkpoint.load(str(path))
+  arrays["labeled"] = arrays["labeled"].copy()
+  arrays["labeled"][0] = 10_000  # outside the pool, with a recomputed checksum
+  checkpoint.save(str(path), arrays, {k: v for k, v in meta.items() if k != "format"})
+  results = (out / "results.json").read_bytes()
+  with pytest.raises(
+    checkpoint.CheckpointError, match=r"Recompute random seed 0 with --recompute-damaged.*outside"
+  ):
+    experiment.run(OWN, str(out), data=_own_data(), progress=False, log=_quiet)
+  assert (out / "results.json").read_bytes() == results
+  again = experiment.run(
+    OWN, str(out), data=_own_data(), recompute_damaged=True, progress=False, log=_quiet
+  )
+  assert (out / "checkpoints" / "random" / "seed_0.npz.damaged").exists()
+  _same_results(again, before)
+
+
+@pytest.mark.parametrize(
+  "change, message",
+  [
+    ({"learning_rate": float("inf")}, "learning_rate must be a finite number"),
+    ({"initial": 100}, "larger than the pool of 48"),
+    ({"strategies": ("bald(num_sample=3)",)}, "no setting 'num_sample'; it accepts: num_samples"),
+    ({"strategies": ("bald(num_samples=x)",)}, "not a Python literal"),
+    ({"model": "numpy:pi"}, "not a callable"),
+    ({"model": "no_such_module_x:f"}, "cannot import module"),
+    ({"protocol": "nope"}, "protocol"),
+  ],
+)
+def test_bad_input_is_refused_before_anything_is_written(change, message, tmp_path):
+  out = tmp_path / "never"
+  with pytest.raises((ValueError, TypeError), match=message):
+    experiment.run(
+      dataclasses.replace(OWN, **change), str(out), data=_own_data(), progress=False, log=_quiet
+    )
+  assert not out.exists()
+
+
+def test_model_factory_spec(tmp_path, monkeypatch):
+  (tmp_path / "my_models.py").write_text(
+    "from jaxal import networks\n\n"
+    "def tiny(num_classes, example_x):\n"
+    "  assert example_x.shape == (1, 4)\n"
+    "  return networks.MLP(num_classes=num_classes, hidden=(4,))\n"
+  )
+  monkeypatch.syspath_prepend(str(tmp_path))
+  cfg = dataclasses.replace(OWN, strategies=("random",), model="my_models:tiny")
+  payload = experiment.run(cfg, str(tmp_path / "out"), data=_own_data(), progress=False, log=_quiet)
+  assert payload["config"]["model"] == "my_models:tiny"
+  assert len(payload["results"]["random"]["accuracy"][0]) == 2
+
+
+# ---------------------------------------------------------------------------
+# Report statistics against NumPy / statistics references.
+
+
+def test_interval_and_paired_difference_against_references():
+  acc = np.asarray([[0.5, 0.6, 0.8], [0.55, 0.7, 0.85], [0.45, 0.62, 0.9]])
+  got = experiment.interval(acc)
+  for r in range(3):
+    col = acc[:, r].tolist()
+    assert got["std"][r] == pytest.approx(statistics.stdev(col), rel=1e-12)
+    assert got["ci"][r] == pytest.approx(4.302652729911275 * statistics.stdev(col) / 3**0.5)
+  assert experiment.t_critical(2) == pytest.approx(12.706204736, rel=1e-8)
+  assert experiment.t_critical(5) == pytest.approx(2.776445105, rel=1e-8)
+  one = experiment.interval(acc[:1])
+  assert one["std"] is None and one["ci"] is None
+  cfg = experiment.Config(rounds=2, budget=10, initial=10)
+  rnd = acc - 0.1 + np.asarray([[0.01], [-0.02], [0.0]])
+  results = {
+    "random": {
+      "seeds": [0, 1, 2],
+      "accuracy": rnd.tolist(),
+      "acquire_seconds": [[0]] * 3,
+      "train_seconds": [[0]] * 3,
+    },
+    "x": {
+      "seeds": [0, 1, 2],
+      "accuracy": acc.tolist(),
+      "acquire_seconds": [[0]] * 3,
+      "train_seconds": [[0]] * 3,
+    },
+  }
+  s = experiment.summarize(cfg, results)
+  d = acc - rnd
+  np.testing.assert_allclose(s["x"]["vs_random"]["mean"], d.mean(0), atol=1e-12)
+  np.testing.assert_allclose(s["x"]["vs_random"]["std"], d.std(0, ddof=1), atol=1e-12)
+  assert "0.100 ±" not in experiment.format_table(cfg, s).split("\n")[0]
+  one_seed = {k: {**v, "seeds": [0], "accuracy": v["accuracy"][:1]} for k, v in results.items()}
+  table = experiment.format_table(cfg, experiment.summarize(cfg, one_seed))
+  assert "n=1, no interval" in table and "± 0.000" not in table
+
+
+def test_pairwise_penalty_matrix():
+  labels = [10, 20]
+  a = {0: [0.9, 0.9], 1: [0.91, 0.92], 2: [0.89, 0.9]}
+  b = {0: [0.5, 0.9], 1: [0.52, 0.91], 2: [0.51, 0.89]}
+  settings = [
+    {"labels": labels, "accuracy": {"a": a, "b": b}},
+    {"labels": labels, "accuracy": {"a": a, "b": b}},
+  ]
+  names, c = experiment.pairwise_penalty(settings)
+  # a beats b at the first size only (t ≈ 60 > 4.30), in both settings: 2 × 1/2.
+  d = np.asarray([a[s][1] - b[s][1] for s in range(3)])
+  assert abs(np.sqrt(3) * d.mean() / d.std(ddof=1)) < experiment.t_critical(3)
+  assert names == ["a", "b"]
+  np.testing.assert_allclose(c, [[0.0, 1.0], [0.0, 0.0]])
+  assert "column mean" in experiment.format_penalty(names, c, ["one", "two"])
+
+
+def test_plots_return_figures_and_leave_the_backend_alone(own, tmp_path):
+  import matplotlib
+
+  out, payload = own
+  backend = matplotlib.get_backend()
+  cfg = experiment.Config.from_dict(payload["config"])
+  fig = experiment.plot_curves(cfg, payload["summary"], relative_to="random")
+  assert type(fig).__name__ == "Figure"
+  paths = experiment.save_figure(fig, str(tmp_path / "c"), ("png", "pdf", "svg"))
+  assert [os.path.basename(p) for p in paths] == ["c.png", "c.pdf", "c.svg"]
+  assert (tmp_path / "c.pdf").read_bytes()[:4] == b"%PDF"
+  assert matplotlib.get_backend() == backend

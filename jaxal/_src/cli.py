@@ -11,6 +11,72 @@ def _csv(text: str) -> tuple[str, ...]:
   return tuple(s.strip() for s in text.split(",") if s.strip())
 
 
+# Configuration-file keys that name a Config field rather than the option.
+_FIELD_ALIASES = {"num_steps": "steps", "learning_rate": "lr", "dataset_name": "dataset"}
+
+
+def load_config_file(path: str) -> dict[str, object]:
+  """The options in a TOML (``tomllib``) or JSON file, as a flat ``{option: value}`` dict.
+
+  Args:
+    path: ``*.toml`` or ``*.json``; keys are ``jaxal run`` options (``batch-size`` or
+      ``batch_size``) or configuration fields (``num_steps``, ``learning_rate``).
+
+  Raises:
+    ValueError: the file cannot be read or parsed, or is not a flat table.
+  """
+  import json
+
+  try:
+    if path.lower().endswith(".toml"):
+      try:
+        import tomllib
+      except ImportError:  # Python 3.10
+        import tomli as tomllib
+      with open(path, "rb") as f:
+        data = tomllib.load(f)
+    else:
+      with open(path) as f:
+        data = json.load(f)
+  except (OSError, ValueError) as e:
+    raise ValueError(f"configuration file {path!r} cannot be read ({type(e).__name__}: {e})") from e
+  if not isinstance(data, dict):
+    raise ValueError(f"configuration file {path!r} must hold a table of options, got {data!r}")
+  if isinstance(data.get("run"), dict):  # a [run] table
+    data = {**{k: v for k, v in data.items() if k != "run"}, **data["run"]}
+  return data
+
+
+def _file_defaults(parser: argparse.ArgumentParser, data: dict[str, object], path: str) -> dict:
+  actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
+  out = {}
+  for key, value in data.items():
+    dest = _FIELD_ALIASES.get(key, key).replace("-", "_")
+    if dest not in actions:
+      raise ValueError(
+        f"configuration file {path!r}: unknown option {key!r}; accepted: "
+        f"{', '.join(sorted(d.replace('_', '-') for d in actions))}"
+      )
+    action = actions[dest]
+    if dest == "strategies" and isinstance(value, list):
+      value = ",".join(str(v) for v in value)
+    if isinstance(action, argparse._StoreTrueAction):
+      if not isinstance(value, bool):
+        raise ValueError(f"configuration file {path!r}: {key!r} must be true or false")
+    elif isinstance(value, str) and action.type is not None:
+      try:
+        value = action.type(value)
+      except (TypeError, ValueError) as e:
+        raise ValueError(f"configuration file {path!r}: {key!r} = {value!r}: {e}") from e
+    if action.choices is not None and value not in action.choices:
+      raise ValueError(
+        f"configuration file {path!r}: {key!r} = {value!r} is not one of "
+        f"{', '.join(map(str, action.choices))}"
+      )
+    out[dest] = value
+  return out
+
+
 def build_parser() -> argparse.ArgumentParser:
   """The ``jaxal`` parser: ``run`` (defaults from :class:`Config`) and ``report``."""
   from jaxal._src.experiment import config
@@ -28,18 +94,49 @@ def build_parser() -> argparse.ArgumentParser:
     "and it continues from the last completed round.",
   )
   run.add_argument(
+    "--config",
+    default=None,
+    metavar="FILE",
+    help="a TOML or JSON file of these options (keys as the options' names); options given "
+    "on the command line override it",
+  )
+  run.add_argument(
     "--strategies",
-    type=_csv,
     default=",".join(d.strategies),
-    help="comma-separated strategy names (see jaxal.strategies.names())",
+    help="comma-separated strategies (see jaxal.strategies.names()), each optionally with "
+    "settings as Python literals: 'bald(num_samples=50),badge(exact=True),random'",
   )
   run.add_argument(
     "--dataset",
     default=d.dataset,
     help="digits (bundled), mnist, fashion_mnist, kmnist, cifar10, cifar100, "
-    "svhn_cropped, or tfds:NAME for another TFDS image builder",
+    "svhn_cropped, tfds:NAME[:CONFIG] for another TFDS builder (images or a feature "
+    "vector), or a file: FILE.npz (x_train, y_train[, x_test, y_test]) or FILE.csv / FILE.tsv",
   )
-  run.add_argument("--model", default=d.model, help="mlp or cnn")
+  run.add_argument(
+    "--label-column",
+    default=None,
+    help="the label column of a CSV/TSV dataset, by header name or 0-based index "
+    "(default: the last column)",
+  )
+  run.add_argument(
+    "--test-fraction",
+    type=float,
+    default=d.test_fraction,
+    help="test share of a seeded, stratified split for data without a test set",
+  )
+  run.add_argument(
+    "--model",
+    default=d.model,
+    help="mlp, cnn, or package.module:factory (factory(num_classes, example_x) returns a "
+    "Flax module)",
+  )
+  run.add_argument(
+    "--protocol",
+    default=d.protocol,
+    choices=config.PROTOCOLS,
+    help="training per round: fixed (--steps steps), or the badge / distil protocol",
+  )
   run.add_argument("--rounds", type=int, default=d.rounds, help="acquisition rounds")
   run.add_argument("--budget", type=int, default=d.budget, help="points acquired per round")
   run.add_argument("--initial", type=int, default=d.initial, help="initial random labeled points")
@@ -78,15 +175,29 @@ def build_parser() -> argparse.ArgumentParser:
     help="never download: fail at once when the dataset is not prepared",
   )
   run.add_argument("--out", default="jaxal-results", help="output folder")
+  run.add_argument(
+    "--recompute-damaged",
+    action="store_true",
+    help="recompute the runs whose checkpoints are damaged (kept as *.damaged) instead of "
+    "stopping with their names",
+  )
+  run.add_argument("--format", default="png", help="plot formats, comma-separated: png, pdf, svg")
   run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
   rep = sub.add_parser(
     "report",
     formatter_class=fmt,
     help="Markdown table and learning-curve plots of an experiment folder",
     description="Reads RESULTS_DIR/results.json (finished or running experiment) and writes "
-    "report.md, curves.png and curves_vs_random.png there.",
+    "report.md, curves.png and curves_vs_random.png there. Several folders (settings: "
+    "datasets, budgets, models) also give the pairwise-penalty matrix of Ash et al. (2020).",
   )
-  rep.add_argument("results_dir", metavar="RESULTS_DIR", help="a folder written by jaxal run")
+  rep.add_argument(
+    "results_dirs", metavar="RESULTS_DIR", nargs="+", help="folders written by jaxal run"
+  )
+  rep.add_argument(
+    "--out", default=None, help="folder for penalty.md when several folders are given"
+  )
+  rep.add_argument("--format", default="png", help="plot formats, comma-separated: png, pdf, svg")
   rep.add_argument(
     "--target",
     type=float,
@@ -135,8 +246,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     FileNotFoundError,
     ImportError,
   )
+  run_parser = parser._subparsers._group_actions[0].choices["run"]
   if args.command == "run":
-    strategies = args.strategies if isinstance(args.strategies, tuple) else _csv(args.strategies)
+    if args.config is not None:
+      try:
+        run_parser.set_defaults(
+          **_file_defaults(run_parser, load_config_file(args.config), args.config)
+        )
+      except ValueError as e:
+        run_parser.error(str(e))
+      args = parser.parse_args(argv)  # the command line overrides the file
+    label_column = args.label_column
+    if isinstance(label_column, str) and label_column.lstrip("-").isdigit():
+      label_column = int(label_column)
+    strategies = (
+      config.split_specs(args.strategies)
+      if isinstance(args.strategies, str)
+      else tuple(args.strategies)
+    )
     cfg = config.Config(
       dataset=args.dataset,
       strategies=strategies,
@@ -151,11 +278,15 @@ def main(argv: Sequence[str] | None = None) -> int:
       hidden=args.hidden,
       retrain=args.retrain,
       pool_subsample=args.pool_subsample,
+      protocol=args.protocol,
+      label_column=label_column,
+      test_fraction=args.test_fraction,
     )
     try:
       cfg = cfg.validate()
+      formats = report.check_formats(args.format)
     except (ValueError, TypeError) as e:
-      parser.error(str(e))
+      run_parser.error(str(e))
     try:
       runner.run(
         cfg,
@@ -163,14 +294,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         data_dir=args.data_dir,
         manual_dir=args.manual_dir,
         download=not args.no_download,
+        recompute_damaged=args.recompute_damaged,
+        formats=formats,
         progress=not args.no_progress,
       )
-    except expected as e:
+    except (*expected, ValueError, TypeError) as e:
       return _fail(str(e))
     return 0
   if args.command == "report":
     try:
-      report.report(args.results_dir, target=args.target)
+      if len(args.results_dirs) == 1 and args.out is None:
+        report.report(args.results_dirs[0], target=args.target, formats=args.format)
+      else:
+        report.report_many(args.results_dirs, out=args.out, target=args.target, formats=args.format)
     except (*expected, ValueError) as e:
       return _fail(str(e))
     return 0

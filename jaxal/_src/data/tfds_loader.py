@@ -44,7 +44,8 @@ def builder_name(name: str) -> str:
     tail = name[len(PREFIX) :]
     if not tail:
       raise ValueError(f"dataset {name!r} names no TFDS builder; write e.g. 'tfds:emnist/letters'")
-    return tail
+    # "tfds:NAME:CONFIG" is TFDS's "NAME/CONFIG".
+    return tail.replace(":", "/", 1) if "/" not in tail else tail
   return TFDS_NAMES[name]
 
 

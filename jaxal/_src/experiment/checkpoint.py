@@ -56,7 +56,13 @@ def _fsync_dir(path: str) -> None:
 def atomic_write_bytes(path: str, data: bytes) -> None:
   """Writes ``data`` to ``path`` atomically (temp file, fsync, os.replace, fsync folder)."""
   folder = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=TMP_SUFFIX, dir=folder)
+  try:
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=TMP_SUFFIX, dir=folder)
+  except OSError as e:  # name the folder, not the temporary file that could not be made
+    raise PermissionError(
+      f"folder {folder!r} cannot be written ({e.strerror or type(e).__name__}), so "
+      f"{os.path.basename(path)!r} cannot be saved there"
+    ) from e
   try:
     # mkstemp makes the file private (0600); give it the mode open() would (0666 less umask).
     umask = os.umask(0)

@@ -74,15 +74,44 @@ def config_record(cfg: config_lib.Config, ds: data_lib.Dataset) -> dict[str, Any
 def config_id(record: dict[str, Any]) -> str:
   """A short hash of the configuration and the data, saved in every checkpoint.
 
+  The strategies and the number of seeds are left out: runs of more strategies
+  or seeds merge into one folder (:func:`merge_records`).
+
   Args:
     record: from :func:`config_record`.
   """
-  key = {"config": record["config"], "dataset_sha256": record["dataset_sha256"]}
+  cfg = {k: v for k, v in record["config"].items() if k not in config_lib.MERGEABLE}
+  key = {"config": cfg, "dataset_sha256": record["dataset_sha256"]}
   return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------------------
 # The folder.
+
+
+def check_can_create(out_dir: str) -> None:
+  """Checks, creating nothing, that ``out_dir`` exists as a writable folder or can be made.
+
+  Args:
+    out_dir: the experiment folder.
+
+  Raises:
+    PermissionError: a file is in the way, or the folder (or its nearest existing parent)
+      is not writable.
+  """
+  path = os.path.abspath(out_dir)
+  probe = path
+  while not os.path.exists(probe):
+    parent = os.path.dirname(probe)
+    if parent == probe:
+      break
+    probe = parent
+  if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
+    why = "is not a folder" if not os.path.isdir(probe) else "is not writable"
+    raise PermissionError(
+      f"output folder {out_dir!r} cannot be created or written ({probe!r} {why}); "
+      "choose another --out"
+    )
 
 
 def ensure_writable(out_dir: str) -> None:
@@ -99,53 +128,78 @@ def ensure_writable(out_dir: str) -> None:
     ckpt_lib.atomic_write_bytes(os.path.join(out_dir, ".jaxal-write-test"), b"ok\n")
     os.remove(os.path.join(out_dir, ".jaxal-write-test"))
   except OSError as e:
+    cause = e.__cause__ if isinstance(e.__cause__, OSError) else e
     raise PermissionError(
-      f"output folder {out_dir!r} cannot be created or written ({type(e).__name__}: {e}); "
-      "choose another --out"
+      f"output folder {out_dir!r} cannot be created or written "
+      f"({type(cause).__name__}: {cause.strerror or cause}); choose another --out"
     ) from e
 
 
-def open_experiment(out_dir: str, record: dict[str, Any]) -> None:
-  """Writes ``config.json``, or checks that the folder's experiment is this one.
+def read_record(out_dir: str) -> dict[str, Any] | None:
+  """The folder's ``config.json`` record, or None for a new folder.
 
   Args:
     out_dir: the experiment folder.
-    record: from :func:`config_record`.
 
   Raises:
-    ConfigMismatchError: the folder holds another configuration or ran on other data.
+    ConfigMismatchError: ``config.json`` is unreadable, or checkpoints lie there without it.
   """
   path = os.path.join(out_dir, CONFIG_FILE)
-  old = None
   if os.path.exists(path):
     try:
       with open(path) as f:
-        old = json.load(f)
+        return json.load(f)
     except (OSError, ValueError) as e:
       raise config_lib.ConfigMismatchError(
         f"{path!r} is unreadable ({e}); it describes the experiment in {out_dir!r}. "
         "Restore it, or choose another --out"
       ) from e
-  elif os.path.exists(os.path.join(out_dir, CHECKPOINT_DIR)):
+  if os.path.exists(os.path.join(out_dir, CHECKPOINT_DIR)):
     raise config_lib.ConfigMismatchError(
       f"{out_dir!r} holds checkpoints but no {CONFIG_FILE}, so they cannot be matched to "
       "this configuration; choose another --out or delete the folder"
     )
+  return None
+
+
+def _full_config(d: dict[str, Any]) -> dict[str, Any]:
+  """A saved configuration with today's defaults for fields it predates."""
+  full = dataclasses.asdict(config_lib.Config())
+  full.update(d)
+  return json.loads(json.dumps(full))
+
+
+def merge_records(
+  out_dir: str, old: dict[str, Any] | None, record: dict[str, Any]
+) -> dict[str, Any]:
+  """The folder's record after this run: its strategies and seeds grown to include this run's.
+
+  Args:
+    out_dir: the experiment folder (for messages).
+    old: from :func:`read_record` (None: a new folder).
+    record: this run's, from :func:`config_record`.
+
+  Returns:
+    The merged record: the old strategies then the new ones, the larger number of seeds.
+
+  Raises:
+    ConfigMismatchError: another field differs (the message names each), or the data differ.
+  """
   if old is None:
-    ckpt_lib.atomic_write_json(path, record)
-    return
-  old_cfg = old.get("config", {})
-  new_cfg = record["config"]
+    return record
+  old_cfg = _full_config(old.get("config", {}))
+  new_cfg = _full_config(record["config"])
   diffs = [
     f"{k}: {old_cfg.get(k)!r} in the folder, {new_cfg.get(k)!r} now"
     for k in sorted(set(old_cfg) | set(new_cfg))
-    if old_cfg.get(k) != new_cfg.get(k)
+    if k not in config_lib.MERGEABLE and old_cfg.get(k) != new_cfg.get(k)
   ]
   if diffs:
     raise config_lib.ConfigMismatchError(
       f"{out_dir!r} holds an experiment with another configuration ({'; '.join(diffs)}). "
-      "Results of different configurations are never mixed: run the same command as "
-      "before to resume it, or choose another --out (or delete the folder) to start anew"
+      "Results of different configurations are never mixed (only strategies and seeds may "
+      "be added): run with the folder's settings to resume or extend it, or choose another "
+      "--out (or delete the folder) to start anew"
     )
   if old.get("dataset_sha256") != record["dataset_sha256"]:
     raise config_lib.ConfigMismatchError(
@@ -154,6 +208,45 @@ def open_experiment(out_dir: str, record: dict[str, Any]) -> None:
       f"{record['dataset_sha256'][:16]}..., the folder's had "
       f"{str(old.get('dataset_sha256'))[:16]}...; choose another --out"
     )
+  strategies = list(old_cfg["strategies"])
+  strategies += [s for s in new_cfg["strategies"] if s not in strategies]
+  merged = json.loads(json.dumps(record))
+  merged["config"]["strategies"] = strategies
+  merged["config"]["seeds"] = max(int(old_cfg["seeds"]), int(new_cfg["seeds"]))
+  return merged
+
+
+def write_record(out_dir: str, record: dict[str, Any]) -> None:
+  """Writes ``config.json`` atomically (when it changed).
+
+  Args:
+    out_dir: the experiment folder (it exists).
+    record: the merged record.
+  """
+  path = os.path.join(out_dir, CONFIG_FILE)
+  if os.path.exists(path):
+    with open(path) as f:
+      if json.load(f) == record:
+        return
+  ckpt_lib.atomic_write_json(path, record)
+
+
+def open_experiment(out_dir: str, record: dict[str, Any]) -> dict[str, Any]:
+  """Writes ``config.json``, or checks that the folder's experiment is this one and merges.
+
+  Args:
+    out_dir: the experiment folder.
+    record: from :func:`config_record`.
+
+  Returns:
+    The merged record written (see :func:`merge_records`).
+
+  Raises:
+    ConfigMismatchError: the folder holds another configuration or ran on other data.
+  """
+  merged = merge_records(out_dir, read_record(out_dir), record)
+  write_record(out_dir, merged)
+  return merged
 
 
 def remove_partial_writes(out_dir: str) -> None:
@@ -190,15 +283,27 @@ def save_report(results_dir: str, md: str) -> None:
 # Checkpoints: one per (strategy, seed) run.
 
 
+def spec_folder(spec: str) -> str:
+  """The folder name of a strategy spec: the name itself, or ``name-<hash>`` with settings.
+
+  Args:
+    spec: a canonical strategy spec (``config.canonical_spec``).
+  """
+  if spec.isidentifier():
+    return spec
+  name = spec.split("(", 1)[0]
+  return f"{name}-{hashlib.sha256(spec.encode()).hexdigest()[:10]}"
+
+
 def checkpoint_path(out_dir: str, strategy: str, seed: int) -> str:
-  """``<out_dir>/checkpoints/<strategy>/seed_<seed>.npz``.
+  """``<out_dir>/checkpoints/<strategy folder>/seed_<seed>.npz``.
 
   Args:
     out_dir: the experiment folder.
-    strategy: the strategy's name.
+    strategy: the strategy's canonical spec (see :func:`spec_folder`).
     seed: the run's seed.
   """
-  return os.path.join(out_dir, CHECKPOINT_DIR, strategy, f"seed_{seed}.npz")
+  return os.path.join(out_dir, CHECKPOINT_DIR, spec_folder(strategy), f"seed_{seed}.npz")
 
 
 def empty_metrics() -> dict[str, list]:
@@ -299,6 +404,60 @@ def load_run(
       f"{sorted(arrays)}); delete it to recompute that run"
     )
   return arrays, meta
+
+
+def check_run(
+  path: str,
+  arrays: dict[str, np.ndarray],
+  meta: dict[str, Any],
+  cfg: config_lib.Config,
+  seed: int,
+  num_points: int,
+) -> None:
+  """Checks a loaded run's labels and metrics, finished or not, as strictly as resuming does.
+
+  The labeled indices must lie in ``0 .. num_points - 1``, be unique, and come
+  in steps of ``initial`` then ``budget``; the key must be the seed's; the
+  recorded labeled-set sizes must be ``initial + r * budget``.
+
+  Args:
+    path: the checkpoint file (for messages).
+    arrays: from :func:`load_run`.
+    meta: from :func:`load_run`.
+    cfg: the configuration.
+    seed: the run's seed.
+    num_points: the pool size.
+
+  Raises:
+    CheckpointError: any of these does not hold.
+  """
+  if not np.array_equal(arrays["key_data"], np.asarray(jax.random.key_data(jax.random.key(seed)))):
+    raise ckpt_lib.CheckpointError(f"checkpoint {path!r} holds the key of another seed")
+  nr = meta["next_round"]
+  lengths = arrays["history_lengths"].tolist()
+  expect = [cfg.initial] + [cfg.budget] * (len(lengths) - 1)
+  labeled = arrays["labeled"]
+  problem = None
+  if lengths != expect:
+    problem = f"steps of {lengths} labels, expected {expect}"
+  elif labeled.dtype.kind not in "iu":
+    problem = f"labels of dtype {labeled.dtype}"
+  elif labeled.size and (labeled.min() < 0 or labeled.max() >= num_points):
+    problem = (
+      f"labeled indices {int(labeled.min())} .. {int(labeled.max())} outside the pool "
+      f"0 .. {num_points - 1}"
+    )
+  elif np.unique(labeled).size != labeled.size:
+    problem = "a labeled index more than once"
+  elif arrays["metric_labels"].tolist() != config_lib.labels_per_round(cfg)[:nr]:
+    problem = f"labeled-set sizes {arrays['metric_labels'].tolist()}"
+  elif int(arrays["round"]) != min(nr, cfg.rounds):
+    problem = f"round {int(arrays['round'])} with next round {nr}"
+  if problem is not None:
+    raise ckpt_lib.CheckpointError(
+      f"checkpoint {path!r} holds invalid labels ({problem}); it was damaged or edited after "
+      "writing"
+    )
 
 
 def metrics_from(arrays: dict[str, np.ndarray]) -> dict[str, list]:

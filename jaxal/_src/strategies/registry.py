@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -50,6 +51,58 @@ REGISTRY: dict[str, Callable[..., Strategy]] = {
   "scmi": targeted.scmi,
   # New strategy families register their factories here.
 }
+
+
+# The names shipped with jaxal: :func:`register` refuses to replace them unless asked to.
+BUILTIN = frozenset(REGISTRY)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def register(
+  name: str, factory: Callable[..., Strategy], *, overwrite: bool = False
+) -> Callable[..., Strategy]:
+  """Registers a strategy factory under ``name``, for :func:`get` and ``jaxal run --strategies``.
+
+  The factory's keyword arguments are the strategy's settings: ``jaxal run
+  --strategies "name(k=v)"`` and :func:`jaxal.experiment.run` pass them to it.
+
+  Args:
+    name: a Python identifier (letters, digits and ``_``, not starting with a digit).
+    factory: a callable returning a :class:`Strategy`.
+    overwrite: replace an existing registration (a built-in name included).
+
+  Returns:
+    ``factory`` (so that ``register`` can be used as ``register("x", f)`` inline).
+
+  Raises:
+    ValueError: ``name`` is not an identifier, or is already registered and
+      ``overwrite`` is False.
+    TypeError: ``name`` is not a str or ``factory`` is not callable.
+
+  Example:
+    >>> from jaxal import strategies
+    >>> _ = strategies.register("my_entropy", strategies.entropy, overwrite=True)
+    >>> strategies.get("my_entropy").name
+    'entropy'
+  """
+  if not isinstance(name, str):
+    raise TypeError(f"strategy name must be a str, got {name!r} of type {type(name).__name__}")
+  if not _NAME.fullmatch(name):
+    raise ValueError(
+      f"strategy name must be an identifier (letters, digits and '_', not starting with a "
+      f"digit), got {name!r}"
+    )
+  if not callable(factory):
+    raise TypeError(
+      f"factory for strategy {name!r} must be callable, got {factory!r} of type "
+      f"{type(factory).__name__}"
+    )
+  overwrite = checks.check_bool(overwrite, "overwrite")
+  if name in REGISTRY and not overwrite:
+    what = "a built-in strategy" if name in BUILTIN else "already registered"
+    raise ValueError(f"strategy {name!r} is {what}; pass overwrite=True to replace it")
+  REGISTRY[name] = factory
+  return factory
 
 
 def get(name: str, **kwargs: Any) -> Strategy:
