@@ -152,8 +152,7 @@ def tables(dataset: str, res: dict[str, list[dict]], labels: list[int]) -> str:
       f"| {n} | " + " | ".join(mean_std([r["accuracy"][i] for r in res[s]]) for s in names) + " |"
     )
   auc = {
-    s: np.array([experiment.area_under_curve(labels, r["accuracy"]) for r in res[s]])
-    for s in names
+    s: np.array([experiment.area_under_curve(labels, r["accuracy"]) for r in res[s]]) for s in names
   }
   lines.append("| **AUC** | " + " | ".join(f"**{mean_std(auc[s])}**" for s in names) + " |")
   lines += [

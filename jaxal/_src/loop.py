@@ -153,7 +153,7 @@ def label(state: ALState, idx: ArrayLike) -> ALState:
       labeled.
   """
   _check_state(state)
-  if hasattr(idx, "__len__") and len(idx) == 0:
+  if (hasattr(idx, "shape") or isinstance(idx, (list, tuple))) and np.size(idx) == 0:
     raise ValueError(
       f"idx is empty ({checks.describe(idx)}): a round must label at least one point"
     )
@@ -233,7 +233,7 @@ class TrainState(train_state_lib.TrainState):
   :func:`jaxal.models.from_train_state` reads it in evaluation mode.
 
   Attributes:
-    step: optimiser steps taken.
+    step: ``[]`` int, optimiser steps taken.
     apply_fn: the linen module's ``apply``, or the NNX graph's apply object (static).
     params: the trained parameters (a pytree).
     tx: the optax optimiser (static).
@@ -253,6 +253,16 @@ class FitInfo(NamedTuple):
     train_accuracy: ``[]`` float32, the running training accuracy of the last epoch (the
       minibatches' predictions before each step, as DISTIL and BADGE measure it); -1 for
       the fixed-steps protocol.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from jaxal import loop, models
+    >>> x, y = jnp.ones((6, 5)), jnp.array([0, 1, 2, 0, 1, 2])
+    >>> ts = loop.create_train_state(jax.random.key(0), models.MLP(num_classes=3), x)
+    >>> _, info = loop.fit(jax.random.key(1), ts, x, y, jnp.ones(6, bool), epochs=2,
+    ...                    batch_size=4, with_info=True)
+    >>> int(info.epochs), int(info.steps)
+    (2, 4)
   """
 
   steps: jax.Array  # shape=(), dtype=int32
@@ -275,6 +285,12 @@ class Protocol(NamedTuple):
     batch_size: minibatch size.
     learning_rate: Adam's learning rate.
     source: where the settings come from.
+
+  Example:
+    >>> from jaxal import loop
+    >>> badge = loop.PROTOCOLS["badge"]
+    >>> badge.learning_rate, badge.fit_kwargs()["until_train_accuracy"]
+    (0.0001, 0.99)
   """
 
   name: str
