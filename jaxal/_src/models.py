@@ -5,6 +5,11 @@ A :class:`Model` is a small immutable value holding one pure function,
 path of the last layer. It is built from a linen module or ``TrainState``
 (:func:`from_linen`, :func:`from_train_state`), an NNX module through
 ``nnx.split`` (:func:`from_nnx`), or any function (:func:`from_apply_fn`).
+Linen modules may take ``train=`` or Flax's ``deterministic=`` (read off the
+signature) and carry non-param collections such as ``batch_stats``; every
+pass runs in evaluation mode (running averages, nothing updated), and an
+MC-dropout pass turns on the dropout layers only. :func:`load_factory` loads
+a user's ``package.module:factory`` returning a linen or NNX module.
 Models return either logits ``[B, K]`` or a pair ``(logits [B, K], features
 [B, d])``; features are the penultimate activations (the last layer's input).
 
