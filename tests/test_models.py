@@ -432,6 +432,9 @@ def factories(monkeypatch):
   mod.nnx_net = lambda num_classes, example_x: NNXBN(
     int(np.prod(example_x.shape[1:])), num_classes, rngs=nnx.Rngs(0)
   )
+  mod.nnx_seeded = lambda num_classes, example_x, rngs: NNXBN(
+    int(np.prod(example_x.shape[1:])), num_classes, rngs=rngs
+  )
   mod.not_a_module = lambda num_classes, example_x: "mlp"
   mod.constant = 3
   monkeypatch.setitem(sys.modules, "jaxal_test_factories", mod)
@@ -467,3 +470,19 @@ def test_load_factory_refuses_a_result_that_is_not_a_module(factories):
   build = models.load_factory("jaxal_test_factories:not_a_module")
   with pytest.raises(TypeError, match="must return a flax.linen.Module or a flax.nnx.Module, got"):
     build(10, jnp.ones((1, 3)))
+
+
+def test_load_factory_passes_rngs_for_reinitialisation(factories):
+  import functools
+
+  from jaxal import loop
+
+  x = jnp.ones((4, 5))
+  build = models.load_factory("jaxal_test_factories:nnx_seeded")
+  ts = loop.create_train_state(jax.random.key(0), functools.partial(build, 3, x), x)
+  again = loop.reinit(jax.random.key(1), ts, x)
+  assert not np.allclose(again.params["head"]["kernel"], ts.params["head"]["kernel"])
+  # A factory without `rngs` is called without it.
+  assert isinstance(
+    models.load_factory("jaxal_test_factories:linen")(3, x, rngs=nnx.Rngs(0)), nn.Module
+  )

@@ -254,8 +254,13 @@ def from_apply_fn(apply_fn: ApplyFn, *, head: str | Sequence[str] | None = None)
 
 def _call_parameters(module: nn.Module) -> tuple[set[str], bool]:
   """The keyword names ``module.__call__`` accepts, and whether it takes ``**kwargs``."""
+  return _signature_names(module.__call__)
+
+
+def _signature_names(fn: Any) -> tuple[set[str], bool]:
+  """The keyword names ``fn`` accepts, and whether it takes ``**kwargs``."""
   try:
-    sig = inspect.signature(module.__call__)
+    sig = inspect.signature(fn)
   except (TypeError, ValueError):  # a builtin or an odd wrapper: nothing to read
     return set(), True
   names = {
@@ -567,8 +572,13 @@ class _Factory:
   spec: str
   fn: Any
 
-  def __call__(self, num_classes, example_x):
-    module = self.fn(num_classes, example_x)
+  def __call__(self, num_classes, example_x, *, rngs=None):
+    kwargs = {}
+    if rngs is not None:
+      names, var_kw = _signature_names(self.fn)
+      if "rngs" in names or var_kw:
+        kwargs["rngs"] = rngs
+    module = self.fn(num_classes, example_x, **kwargs)
     if not isinstance(module, (nn.Module, nnx.Module)):
       raise TypeError(
         f"the model factory {self.spec!r} must return a flax.linen.Module or a "
@@ -583,14 +593,17 @@ def load_factory(spec: str) -> Callable[[int, Any], nn.Module | nnx.Module]:
   The factory is a callable ``factory(num_classes, example_x)`` (``example_x`` a
   ``[batch, ...]`` array of model inputs) that returns a linen or an NNX module (what
   ``jaxal run --model package.module:factory`` trains). The function returned calls it and
-  refuses anything but a module.
+  refuses anything but a module. An NNX factory that also takes ``rngs=`` gets the
+  ``nnx.Rngs`` that ``build(num_classes, example_x, rngs=...)`` is given, so that
+  ``loop.create_train_state(key, functools.partial(build, num_classes, x), x)`` draws fresh
+  weights at every re-initialisation.
 
   Args:
     spec: ``"<importable module>:<attribute>"``; the attribute may be dotted
       (``"pkg.nets:Zoo.small"``).
 
   Returns:
-    ``build(num_classes, example_x)`` returning the factory's module.
+    ``build(num_classes, example_x, *, rngs=None)`` returning the factory's module.
 
   Raises:
     TypeError: ``spec`` is not a string, the attribute is not callable, or (when ``build``
