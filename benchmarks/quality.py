@@ -2,7 +2,7 @@
 
 Each round re-initialises an MLP and trains it on the labeled set in epochs until its training
 accuracy reaches a threshold (``jaxal.loop.PROTOCOLS``: ``badge``, Ash et al. 2020: Adam 1e-4,
-batch 64, until 99 %; ``distil``: Adam 1e-3, batch 32, until 95 % or 150 epochs), then
+batch 64, until 99 %; ``distil``: SGD 1e-3, batch 32, until 95 % or 150 epochs), then
 measures test accuracy and acquires a batch. The model is therefore trained to the same
 point whatever the labeled-set size, as in DISTIL and BADGE, instead of for a fixed number
 of steps (``--protocol fixed``, jaxal's default: 300 steps).
@@ -106,9 +106,7 @@ def run_one(ds, strategy_name: str, seed: int, args, protocol: loop.Protocol) ->
   x, y = ds.x_train, ds.y_train
   key = jax.random.key(seed)
   module = models.MLP(num_classes=ds.num_classes, hidden=(args.hidden,))
-  ts = loop.create_train_state(
-    jax.random.fold_in(key, 1), module, x, learning_rate=protocol.learning_rate
-  )
+  ts = loop.create_train_state(jax.random.fold_in(key, 1), module, x, tx=protocol.make_tx())
   state = loop.init(key, x.shape[0], num_initial=args.initial)
   out = {k: [] for k in ("labels", "accuracy", "epochs", "steps", "train_accuracy")}
   out.update(train_seconds=[], acquire_seconds=[])
@@ -229,8 +227,8 @@ Compute (training and acquisition, summed over every round of every run): {compu
 wall time of this invocation {wall / 60:.1f} min (runs already finished in --work are reused).
 
 Protocol `{args.protocol}` ({protocol.source}): MLP (one hidden layer of {args.hidden}, ReLU,
-dropout 0.3 before the head), re-initialised every round and trained with Adam (lr
-{protocol.learning_rate:g}) via `loop.fit(**loop.PROTOCOLS["{args.protocol}"].fit_kwargs())` =
+dropout 0.3 before the head), re-initialised every round and trained with
+{protocol.optimizer} (lr {protocol.learning_rate:g}, `PROTOCOLS["{args.protocol}"].make_tx()`) via `loop.fit(**loop.PROTOCOLS["{args.protocol}"].fit_kwargs())` =
 `{fit_kwargs}`{f" (max_steps {args.max_steps})" if args.max_steps else ""}; pool: {args.pool_subsample} training images drawn
 once (the same for every strategy and seed); test: the full 10,000-image test split;
 {args.initial} initial random labels (the same per seed for every strategy), {args.budget} per round,

@@ -367,11 +367,13 @@ def test_protocols_hold_the_published_settings(tiny):
   assert (p["badge"].until_train_accuracy, p["badge"].batch_size) == (0.99, 64)
   assert p["badge"].learning_rate == 1e-4 and p["badge"].epochs is None
   assert (p["distil"].until_train_accuracy, p["distil"].epochs) == (0.95, 150)
+  assert (p["distil"].optimizer, p["badge"].optimizer) == ("sgd", "adam")
   assert p["fixed"].fit_kwargs() == {"num_steps": 300, "batch_size": 32}
   x, y, mask, ts = tiny
   kwargs = {**p["distil"].fit_kwargs(), "max_steps": 5}
-  _, info = loop.fit(jax.random.key(0), ts, x, y, mask, with_info=True, **kwargs)
-  assert int(info.steps) == 5
+  ts = ts.replace(tx=p["distil"].make_tx(), opt_state=p["distil"].make_tx().init(ts.params))
+  out, info = loop.fit(jax.random.key(0), ts, x, y, mask, with_info=True, **kwargs)
+  assert int(info.steps) == 5 == int(out.step)
 
 
 def test_training_options_are_refused_before_any_work(tiny, digits_small):

@@ -273,8 +273,8 @@ class FitInfo(NamedTuple):
 class Protocol(NamedTuple):
   """A published training protocol: :func:`fit`'s options and the optimiser's learning rate.
 
-  ``loop.fit(key, state, x, y, mask, **protocol.fit_kwargs())`` trains as the protocol does;
-  ``learning_rate`` is Adam's, for :func:`create_train_state`.
+  ``loop.fit(key, state, x, y, mask, **protocol.fit_kwargs())`` trains as the protocol does,
+  on a state made with ``create_train_state(..., tx=protocol.make_tx())``.
 
   Attributes:
     name: the protocol's name (a key of :data:`PROTOCOLS`).
@@ -283,8 +283,10 @@ class Protocol(NamedTuple):
     num_steps: optimiser steps of the fixed protocol (None for an epoch protocol).
     max_steps: the bound on optimiser steps of an epoch protocol.
     batch_size: minibatch size.
-    learning_rate: Adam's learning rate.
+    learning_rate: the optimiser's learning rate.
     source: where the settings come from.
+    optimizer: ``"adam"`` (no weight decay) or ``"sgd"`` (momentum 0.9, weight decay 5e-4,
+      DISTIL's default; without DISTIL's cosine schedule); :meth:`make_tx` builds it.
 
   Example:
     >>> from jaxal import loop
@@ -301,6 +303,19 @@ class Protocol(NamedTuple):
   batch_size: int
   learning_rate: float
   source: str
+  optimizer: str = "adam"
+
+  def make_tx(self) -> optax.GradientTransformation:
+    """The protocol's optimiser, for :func:`create_train_state` (``tx=``).
+
+    Returns:
+      ``optax.adam(learning_rate)``, or SGD with momentum 0.9 and weight decay 5e-4.
+    """
+    if self.optimizer == "sgd":
+      return optax.chain(
+        optax.add_decayed_weights(5e-4), optax.sgd(self.learning_rate, momentum=0.9)
+      )
+    return optax.adam(self.learning_rate)
 
   def fit_kwargs(self) -> dict[str, Any]:
     """The keyword arguments of :func:`fit` (and :func:`run_round`) for this protocol.
@@ -329,10 +344,19 @@ PROTOCOLS: dict[str, Protocol] = {
     "badge", None, 0.99, None, DEFAULT_MAX_STEPS, 64, 1e-4, "Ash et al. 2020 (BADGE), strategy.py"
   ),
   # DISTIL (decile-team/distil), distil/utils/train_helper.py: `while accCurrent <
-  # max_accuracy and epoch < n_epoch`, max_accuracy 0.95 by default; its MLP example
-  # (configs/config_2lnet_*.json): n_epoch 150, batch 32, lr 1e-3 (Adam here).
+  # max_accuracy and epoch < n_epoch`, max_accuracy 0.95 and SGD (momentum 0.9, weight decay
+  # 5e-4) by default; its MLP example (configs/config_2lnet_*.json): n_epoch 150, batch 32,
+  # lr 1e-3.
   "distil": Protocol(
-    "distil", 150, 0.95, None, DEFAULT_MAX_STEPS, 32, 1e-3, "DISTIL train_helper.py, configs"
+    "distil",
+    150,
+    0.95,
+    None,
+    DEFAULT_MAX_STEPS,
+    32,
+    1e-3,
+    "DISTIL train_helper.py, configs/config_2lnet_*.json",
+    "sgd",
   ),
   # jaxal's own default: a fixed number of Adam steps whatever the labeled-set size.
   "fixed": Protocol("fixed", None, None, 300, DEFAULT_MAX_STEPS, 32, 1e-3, "jaxal default"),
