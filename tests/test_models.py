@@ -304,8 +304,9 @@ def bn_state():
   ts = loop.create_train_state(jax.random.key(1), BNNet(), x)
   # Non-trivial running averages: a few steps in training mode.
   y = jnp.arange(24) % 3
+  step = jax.jit(loop.train_step)
   for i in range(3):
-    ts, _ = loop.train_step(ts, (x, y, jnp.ones(24)), jax.random.key(10 + i))
+    ts, _ = step(ts, (x, y, jnp.ones(24)), jax.random.key(10 + i))
   return ts, x
 
 
