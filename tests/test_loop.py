@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import check_invariants
 from conftest import count_traces
+from flax import nnx
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -269,3 +273,277 @@ def test_every_registered_strategy_respects_invariants(digits_small):
 def test_unknown_strategy_lists_valid_names():
   with pytest.raises(ValueError, match="unknown strategy 'nope'; valid names are: .*bald.*entropy"):
     strategies.get("nope")
+
+
+# ---------------------------------------------------------------------------
+# The papers' protocol: epochs over the labeled set until a training accuracy.
+
+
+@pytest.fixture(scope="module")
+def tiny():
+  ds = datasets.load_digits()
+  x, y = ds.x_train[:120], ds.y_train[:120]
+  mask = jnp.zeros(len(x), bool).at[jnp.arange(0, 120, 3)].set(True)  # 40 labeled
+  ts = loop.create_train_state(jax.random.key(0), models.MLP(num_classes=10, hidden=(16,)), x)
+  return x, y, mask, ts
+
+
+def test_fit_stops_once_train_accuracy_reached(tiny):
+  x, y, mask, ts = tiny
+  key = jax.random.key(1)
+  out, info = loop.fit(
+    key, ts, x, y, mask, until_train_accuracy=0.9, batch_size=16, max_steps=3000, with_info=True
+  )
+  epochs = int(info.epochs)
+  assert float(info.train_accuracy) >= 0.9 and epochs > 1
+  assert int(info.steps) == epochs * 3 == int(out.step)  # ceil(40 / 16) = 3 minibatches
+  # The same key, one epoch fewer: the same trajectory, stopped before the threshold.
+  _, short = loop.fit(
+    key, ts, x, y, mask, epochs=epochs - 1, until_train_accuracy=0.9, batch_size=16, with_info=True
+  )
+  assert int(short.epochs) == epochs - 1 and float(short.train_accuracy) < 0.9
+  # The running training accuracy is a fraction of the 40 labeled points.
+  np.testing.assert_allclose(
+    float(info.train_accuracy) * 40, round(float(info.train_accuracy) * 40)
+  )
+
+
+def test_fit_epochs_and_max_steps_bound_training(tiny):
+  x, y, mask, ts = tiny
+  key = jax.random.key(2)
+  _, info = loop.fit(key, ts, x, y, mask, epochs=2, batch_size=16, with_info=True)
+  assert (int(info.epochs), int(info.steps)) == (2, 6)
+  # Random labels are never fitted to 100 %: max_steps stops the loop mid-epoch.
+  noisy = jax.random.randint(jax.random.key(3), y.shape, 0, 10)
+  out, info = loop.fit(
+    key, ts, x, noisy, mask, until_train_accuracy=1.0, max_steps=7, batch_size=16, with_info=True
+  )
+  assert int(info.steps) == 7 == int(out.step) and int(info.epochs) == 3
+
+
+@pytest.mark.parametrize(
+  "options",
+  [{"num_steps": 20}, {"until_train_accuracy": 0.8, "batch_size": 8, "max_steps": 60}],
+  ids=["fixed", "epochs"],
+)
+def test_fit_reads_labeled_points_only(tiny, options):
+  x, y, mask, ts = tiny
+  # Unlabeled labels poisoned (out of range too) and unlabeled inputs changed: same training.
+  poisoned_y = jnp.where(mask, y, jnp.where(jnp.arange(len(y)) % 2 == 0, 999, -1))
+  poisoned_x = jnp.where(mask[:, None, None], x, 1e3)
+  key = jax.random.key(4)
+  want = loop.fit(key, ts, x, y, mask, **options)
+  got = loop.fit(key, ts, poisoned_x, poisoned_y.astype(y.dtype), mask, **options)
+  jax.tree.map(np.testing.assert_array_equal, got.params, want.params)
+
+
+def test_epoch_protocol_one_compile_across_rounds(digits_small):
+  x, y, _, _ = digits_small
+  x, y = x[:150], y[:150]
+  module = models.MLP(num_classes=10, hidden=(16,))
+  key = jax.random.key(6)
+  state = loop.init(key, len(x), num_initial=20)
+  ts = loop.create_train_state(key, module, x)
+  with count_traces() as c:
+    for _ in range(3):  # 20, 30, 40 labeled: the loop's shapes never change
+      state, ts, _ = loop.run_round(
+        state,
+        ts,
+        strategy=strategies.margin(),
+        x=x,
+        y=y,
+        budget=10,
+        until_train_accuracy=0.9,
+        batch_size=16,
+        max_steps=400,
+      )
+  assert c["_fit"] == 1
+  assert state.num_labeled == 50
+
+
+def test_protocols_hold_the_published_settings(tiny):
+  p = loop.PROTOCOLS
+  assert set(p) >= {"badge", "distil", "fixed"}
+  assert (p["badge"].until_train_accuracy, p["badge"].batch_size) == (0.99, 64)
+  assert p["badge"].learning_rate == 1e-4 and p["badge"].epochs is None
+  assert (p["distil"].until_train_accuracy, p["distil"].epochs) == (0.95, 150)
+  assert (p["distil"].optimizer, p["badge"].optimizer) == ("sgd", "adam")
+  assert p["fixed"].fit_kwargs() == {"num_steps": 300, "batch_size": 32}
+  x, y, mask, ts = tiny
+  kwargs = {**p["distil"].fit_kwargs(), "max_steps": 5}
+  ts = ts.replace(tx=p["distil"].make_tx(), opt_state=p["distil"].make_tx().init(ts.params))
+  out, info = loop.fit(jax.random.key(0), ts, x, y, mask, with_info=True, **kwargs)
+  assert int(info.steps) == 5 == int(out.step)
+
+
+def test_training_options_are_refused_before_any_work(tiny, digits_small):
+  x, y, mask, ts = tiny
+  key = jax.random.key(0)
+  state = loop.init(key, len(x), num_initial=10)
+  cases = [
+    ({"batch_size": 0}, ValueError, "batch_size must be a positive int, got 0"),
+    ({"epochs": 0}, ValueError, "epochs must be a positive int, got 0"),
+    ({"until_train_accuracy": 0.0}, ValueError, r"until_train_accuracy must be .* in \(0.0, 1.0\]"),
+    ({"until_train_accuracy": 1.5}, ValueError, "until_train_accuracy"),
+    ({"until_train_accuracy": 0.9, "max_steps": 0}, ValueError, "max_steps must be a positive"),
+    ({"epochs": 2, "num_steps": 10}, ValueError, "num_steps=10 is the fixed protocol's"),
+    ({"with_info": 1}, TypeError, "with_info must be True or False"),
+  ]
+  with count_traces() as c:
+    for options, err, msg in cases:
+      with pytest.raises(err, match=msg):
+        loop.fit(key, ts, x, y, mask, **options)
+    for budget, err, msg in [
+      (5.0, TypeError, "budget must be a positive int"),
+      (0, ValueError, "budget must be a positive int"),
+      (len(x), ValueError, "larger than the 110 unlabeled"),
+    ]:
+      with pytest.raises(err, match=msg):
+        loop.run_round(state, ts, strategy=strategies.random(), x=x, y=y, budget=budget)
+    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
+      loop.run_round(state, ts, strategy=strategies.random(), x=x, y=y, budget=2, batch_size=0)
+  assert c["_fit"] == 0  # refused before training started
+  for empty in ([], np.zeros((0,), np.int32), jnp.zeros((0,), jnp.int32)):
+    with pytest.raises(ValueError, match="idx is empty"):
+      loop.label(state, empty)
+  assert int(state.round) == 0 and state.num_labeled == 10
+
+
+# ---------------------------------------------------------------------------
+# User models: linen with BatchNorm and Flax's `deterministic=`, NNX.
+
+
+class BNDet(nn.Module):
+  """Flax's own convention (`deterministic=`) with BatchNorm and dropout."""
+
+  @nn.compact
+  def __call__(self, x, deterministic: bool = True):
+    z = nn.Dense(16)(x.reshape(x.shape[0], -1))
+    z = nn.relu(nn.BatchNorm(use_running_average=deterministic)(z))
+    return nn.Dense(10, name="head")(nn.Dropout(0.2)(z, deterministic=deterministic)), z
+
+
+class NNXNet(nnx.Module):
+  def __init__(self, din, k, *, rngs: nnx.Rngs):
+    self.body = nnx.Linear(din, 16, rngs=rngs)
+    self.bn = nnx.BatchNorm(16, rngs=rngs)
+    self.drop = nnx.Dropout(0.2, rngs=rngs)
+    self.head = nnx.Linear(16, k, rngs=rngs)
+
+  def __call__(self, x):
+    z = jax.nn.relu(self.bn(self.body(x.reshape(x.shape[0], -1))))
+    return self.head(self.drop(z)), z
+
+
+def _host(tree):
+  return jax.tree.map(lambda l: np.asarray(jax.random.key_data(l) if checks_is_key(l) else l), tree)
+
+
+def checks_is_key(leaf):
+  return jax.dtypes.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key)
+
+
+@pytest.mark.parametrize("kind", ["linen_batchnorm", "nnx"])
+def test_user_models_fit_predict_and_acquire(digits_small, kind):
+  x, y, xt, yt = digits_small
+  x, y = x[:150], y[:150]
+  key = jax.random.key(7)
+  module = BNDet() if kind == "linen_batchnorm" else functools.partial(NNXNet, 64, 10)
+  ts = loop.create_train_state(key, module, x)
+  stats0 = _host(ts.model_state)
+  state = loop.init(key, len(x), num_initial=60)
+  with count_traces() as c:
+    for _ in range(2):
+      before = np.asarray(state.labeled_mask)
+      state, ts, idx = loop.run_round(
+        state,
+        ts,
+        strategy=strategies.bald(num_samples=3),
+        x=x,
+        y=y,
+        budget=10,
+        until_train_accuracy=0.9,
+        batch_size=16,
+        max_steps=1500,
+      )
+      check_invariants(idx, len(x), 10, before)
+  assert c["_fit"] == 1
+  # Training updated the running averages; acquisition left them alone.
+  stats1 = _host(ts.model_state)
+  mean = stats1["batch_stats"]["BatchNorm_0"]["mean"] if kind != "nnx" else stats1["bn"]["mean"]
+  mean0 = stats0["batch_stats"]["BatchNorm_0"]["mean"] if kind != "nnx" else stats0["bn"]["mean"]
+  assert not np.allclose(mean, mean0)
+  model, params = models.from_train_state(ts)
+  loop.acquire(state, strategies.badge(), model, params, x, 5)
+  jax.tree.map(np.testing.assert_array_equal, _host(ts.model_state), stats1)
+  assert loop.accuracy(model, params, xt, yt) > 0.5
+
+
+def test_nnx_instance_cannot_be_reinitialised(tiny):
+  x, y, mask, _ = tiny
+  ts = loop.create_train_state(jax.random.key(0), NNXNet(64, 10, rngs=nnx.Rngs(0)), x)
+  with pytest.raises(ValueError, match="cannot be re-initialised: pass a function of rngs"):
+    loop.fit(jax.random.key(1), ts, x, y, mask, num_steps=2)
+  warm = loop.fit(jax.random.key(1), ts, x, y, mask, num_steps=2, reinitialize=False)
+  assert int(warm.step) == 2
+  with pytest.raises(TypeError, match="must return a flax.nnx.Module"):
+    loop.create_train_state(jax.random.key(0), lambda rngs: "net", x)
+
+
+# ---------------------------------------------------------------------------
+# Orbax checkpoints of train states.
+
+
+def _assert_same_tree(a, b):
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  jax.tree.map(np.testing.assert_array_equal, _host(a), _host(b))
+
+
+@pytest.mark.parametrize("kind", ["linen_batchnorm", "nnx"])
+def test_orbax_round_trip(tiny, tmp_path, kind):
+  x, y, mask, _ = tiny
+  module = BNDet() if kind == "linen_batchnorm" else functools.partial(NNXNet, 64, 10)
+  fresh = loop.create_train_state(jax.random.key(0), module, x)
+  trained = loop.fit(jax.random.key(1), fresh, x, y, mask, num_steps=5)
+  path = loop.save_train_state(tmp_path / "ckpt", trained)
+  back = loop.restore_train_state(path, loop.create_train_state(jax.random.key(9), module, x))
+  _assert_same_tree(back.params, trained.params)
+  _assert_same_tree(back.model_state, trained.model_state)
+  _assert_same_tree(back.opt_state, trained.opt_state)
+  assert int(back.step) == 5
+  m1, p1 = models.from_train_state(back)
+  m0, p0 = models.from_train_state(trained)
+  np.testing.assert_array_equal(models.predict(m1, p1, x).logits, models.predict(m0, p0, x).logits)
+  # Training goes on from the restored state exactly as from the original.
+  a = loop.fit(jax.random.key(2), back, x, y, mask, num_steps=3, reinitialize=False)
+  b = loop.fit(jax.random.key(2), trained, x, y, mask, num_steps=3, reinitialize=False)
+  _assert_same_tree(a.params, b.params)
+
+
+def test_orbax_overwrite_mismatch_and_sharding(tiny, tmp_path):
+  x, _, _, ts = tiny
+  path = loop.save_train_state(tmp_path / "ckpt", ts)
+  with pytest.raises(FileExistsError, match="overwrite=True"):
+    loop.save_train_state(path, ts)
+  other = loop.create_train_state(jax.random.key(5), models.MLP(num_classes=10, hidden=(16,)), x)
+  loop.save_train_state(path, other, overwrite=True)
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no partial folder left
+  _assert_same_tree(loop.restore_train_state(path, ts).params, other.params)
+  wrong = loop.create_train_state(jax.random.key(0), BNDet(), x)
+  with pytest.raises(ValueError, match="saved from another model"):
+    loop.restore_train_state(path, wrong)
+  with pytest.raises(FileNotFoundError, match="no train-state checkpoint"):
+    loop.restore_train_state(tmp_path / "missing", ts)
+  # A parameter placed on a mesh comes back with the template's sharding.
+  mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("model",))
+  spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "model"))
+  sharded = ts.replace(
+    params={
+      **ts.params,
+      "head": {**ts.params["head"], "kernel": jax.device_put(ts.params["head"]["kernel"], spec)},
+    }
+  )
+  p2 = loop.save_train_state(tmp_path / "sharded", sharded)
+  back = loop.restore_train_state(p2, sharded)
+  assert back.params["head"]["kernel"].sharding == spec
+  _assert_same_tree(back.params, ts.params)

@@ -5,6 +5,11 @@ A :class:`Model` is a small immutable value holding one pure function,
 path of the last layer. It is built from a linen module or ``TrainState``
 (:func:`from_linen`, :func:`from_train_state`), an NNX module through
 ``nnx.split`` (:func:`from_nnx`), or any function (:func:`from_apply_fn`).
+Linen modules may take ``train=`` or Flax's ``deterministic=`` (read off the
+signature) and carry non-param collections such as ``batch_stats``; every
+pass runs in evaluation mode (running averages, nothing updated), and an
+MC-dropout pass turns on the dropout layers only. :func:`load_factory` loads
+a user's ``package.module:factory`` returning a linen or NNX module.
 Models return either logits ``[B, K]`` or a pair ``(logits [B, K], features
 [B, d])``; features are the penultimate activations (the last layer's input).
 
@@ -17,6 +22,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
+import inspect
 from collections.abc import Callable
 from collections.abc import Sequence
 from typing import Any
@@ -68,23 +75,113 @@ class Predictions(NamedTuple):
 # from the same module compare equal and share one compiled forward.
 
 
+AUTO = "auto"
+"""The default of :func:`from_linen`'s ``train_kwarg`` / ``deterministic_kwarg``: read the
+module's ``__call__`` signature to tell which keyword switches training mode."""
+
+
+def _mc_dropout(counter: list, next_fun, args, kwargs, context):
+  """A linen method interceptor: every ``nn.Dropout`` draws its mask, whatever its flag.
+
+  The rest of the module runs as called (evaluation mode: BatchNorm on its running
+  averages); ``counter`` records each active dropout layer, so a pass without one can be
+  refused instead of returning deterministic "samples". The mask is drawn exactly as
+  ``nn.Dropout`` draws it (same rng stream, same Bernoulli call).
+  """
+  module = context.module
+  if not isinstance(module, nn.Dropout) or context.method_name != "__call__":
+    return next_fun(*args, **kwargs)
+  inputs = args[0] if args else kwargs["inputs"]
+  rng = kwargs.get("rng", args[2] if len(args) > 2 else None)
+  if module.rate == 0.0:
+    return inputs
+  counter.append(module.rate)
+  if module.rate == 1.0:
+    return jnp.zeros_like(inputs)
+  keep = 1.0 - module.rate
+  if rng is None:
+    rng = module.make_rng(module.rng_collection)
+  shape = list(inputs.shape)
+  for dim in module.broadcast_dims:
+    shape[dim] = 1
+  mask = jnp.broadcast_to(jax.random.bernoulli(rng, p=keep, shape=shape), inputs.shape)
+  return jax.lax.select(mask, inputs / keep, jnp.zeros_like(inputs))
+
+
+def _no_dropout_error(kind: str) -> ValueError:
+  return ValueError(
+    f"MC dropout needs a dropout layer, but this {kind} model ran none with a rate above 0: "
+    "every 'sample' would be the same deterministic forward. Add a dropout layer "
+    f"({'nn.Dropout' if kind == 'linen' else 'nnx.Dropout(rate, rngs=rngs)'}) or use a "
+    "deterministic strategy"
+  )
+
+
 @dataclasses.dataclass(frozen=True)
 class _LinenApply:
   module: nn.Module
-  train_kwarg: str | None
+  flag: str | None  # the keyword that switches training mode, or None
+  flag_trains: bool  # flag=True trains (`train=`) or flag=False trains (`deterministic=`)
   collection: str
+  collections: tuple[str, ...] = ()  # non-param collections: params is then the whole dict
+
+  def _flag(self, training: bool) -> dict[str, bool]:
+    if self.flag is None:
+      return {}
+    return {self.flag: training if self.flag_trains else not training}
+
+  def variables(self, params: Any, model_state: Any = None) -> dict[str, Any]:
+    if model_state is not None:
+      return {"params": params, **model_state}
+    return params if self.collections else {"params": params}
 
   def __call__(self, params, x, dropout_key=None):
-    kwargs = {}
-    if self.train_kwarg is not None:
-      kwargs[self.train_kwarg] = dropout_key is not None
-    rngs = None if dropout_key is None else {self.collection: dropout_key}
-    return self.module.apply({"params": params}, x, rngs=rngs, **kwargs)
+    # Evaluation mode for every pass: running averages, no collection updated. MC passes
+    # turn each nn.Dropout on through an interceptor, so that dropout is the only
+    # randomness, whichever flag (if any) the module takes.
+    variables = self.variables(params)
+    if dropout_key is None:
+      return self.module.apply(variables, x, **self._flag(False))
+    counter: list = []
+    with nn.intercept_methods(functools.partial(_mc_dropout, counter)):
+      out = self.module.apply(
+        variables, x, rngs={self.collection: dropout_key}, **self._flag(False)
+      )
+    if not counter:
+      raise _no_dropout_error("linen")
+    return out
+
+  def train_forward(self, params, model_state, x, dropout_key):
+    """Training mode: ``(output, new_model_state)``, the non-param collections updated."""
+    variables = self.variables(params, model_state)
+    rngs = {self.collection: dropout_key}
+    if not model_state:
+      return self.module.apply(variables, x, rngs=rngs, **self._flag(True)), model_state
+    out, updates = self.module.apply(
+      variables, x, rngs=rngs, mutable=list(model_state), **self._flag(True)
+    )
+    return out, {**model_state, **updates}
+
+
+def _reseed(state: Any, key: jax.Array) -> Any:
+  """Every rng key held in ``state`` replaced by a distinct fold-in of ``key``."""
+  leaves, treedef = jax.tree.flatten(state)
+  leaves = [
+    jax.random.fold_in(key, i)
+    if jax.dtypes.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key)
+    else leaf
+    for i, leaf in enumerate(leaves)
+  ]
+  return jax.tree.unflatten(treedef, leaves)
 
 
 @dataclasses.dataclass(frozen=True)
 class _NNXApply:
   graphdef: Any
+  # For training states only: a function of ``rngs`` that builds a fresh module (None: the
+  # state came from a module instance and cannot be re-initialised). Not part of equality,
+  # so that the models of two train states of one network compare equal.
+  init_fn: Any = dataclasses.field(default=None, compare=False)
 
   def __call__(self, state, x, dropout_key=None):
     if dropout_key is not None:
@@ -92,20 +189,24 @@ class _NNXApply:
       # (the Rngs streams its Dropout layers draw from) becomes a distinct
       # fold-in of `dropout_key`. Mutating a merged model (nnx.reseed) would
       # fail under vmap, whose trace differs from the state's.
-      leaves, treedef = jax.tree.flatten(state)
-      leaves = [
-        jax.random.fold_in(dropout_key, i)
-        if jax.dtypes.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key)
-        else leaf
-        for i, leaf in enumerate(leaves)
-      ]
-      state = jax.tree.unflatten(treedef, leaves)
+      state = _reseed(state, dropout_key)
     model = nnx.merge(self.graphdef, state)
-    if dropout_key is None:
-      model.eval()
-    else:
-      model.train()
+    model.eval()  # running averages for BatchNorm; the merged copy is discarded
+    if dropout_key is not None:
+      active = [m for _, m in nnx.iter_modules(model) if isinstance(m, nnx.Dropout) and m.rate > 0]
+      if not active:
+        raise _no_dropout_error("NNX")
+      for m in active:
+        m.deterministic = False
     return model(x)
+
+  def train_forward(self, params, model_state, x, dropout_key):
+    """Training mode: ``(output, new_model_state)`` (BatchNorm statistics, rng counts)."""
+    model = nnx.merge(self.graphdef, params, _reseed(model_state, dropout_key))
+    model.train()
+    out = model(x)
+    _, _, new_state = nnx.split(model, nnx.Param, ...)
+    return out, new_state
 
 
 def head_path(head: str | Sequence[str] | None) -> tuple[str, ...] | None:
@@ -113,6 +214,14 @@ def head_path(head: str | Sequence[str] | None) -> tuple[str, ...] | None:
 
   Args:
     head: a ``"/"``-separated path, a sequence of names, or None.
+
+  Returns:
+    The path as a tuple of names, or None.
+
+  Example:
+    >>> from jaxal._src import models
+    >>> models.head_path("block/head")
+    ('block', 'head')
   """
   if head is None:
     return None
@@ -132,6 +241,9 @@ def from_apply_fn(apply_fn: ApplyFn, *, head: str | Sequence[str] | None = None)
     head: parameter path of the last layer, such as ``"head"``; None picks the
       final Dense.
 
+  Returns:
+    A :class:`Model`.
+
   Raises:
     TypeError: ``apply_fn`` is not callable.
   """
@@ -140,70 +252,392 @@ def from_apply_fn(apply_fn: ApplyFn, *, head: str | Sequence[str] | None = None)
   return Model(apply_fn, head_path(head))
 
 
+def _call_parameters(module: nn.Module) -> tuple[set[str], bool]:
+  """The keyword names ``module.__call__`` accepts, and whether it takes ``**kwargs``."""
+  return _signature_names(module.__call__)
+
+
+def _signature_names(fn: Any) -> tuple[set[str], bool]:
+  """The keyword names ``fn`` accepts, and whether it takes ``**kwargs``."""
+  try:
+    sig = inspect.signature(fn)
+  except (TypeError, ValueError):  # a builtin or an odd wrapper: nothing to read
+    return set(), True
+  names = {
+    name
+    for name, p in sig.parameters.items()
+    if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+  }
+  var_kw = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+  return names, var_kw
+
+
+def dropout_flag(
+  module: nn.Module, train_kwarg: Any = AUTO, deterministic_kwarg: Any = AUTO
+) -> tuple[str | None, bool]:
+  """Which keyword of ``module.__call__`` switches training mode, and in which sense.
+
+  ``train_kwarg`` names a flag that is True in training (``train=True``), ``deterministic_kwarg``
+  one that is False in training (Flax's ``deterministic=False``). Either left at ``"auto"`` is
+  read from the signature of ``module.__call__``: a ``train`` parameter, else a
+  ``deterministic`` one; None says the module takes no such flag.
+
+  Args:
+    module: a linen module.
+    train_kwarg: a keyword name, None, or ``"auto"``.
+    deterministic_kwarg: a keyword name, None, or ``"auto"``.
+
+  Returns:
+    ``(name, trains)``: the keyword (None when the module takes none) and True when
+    ``name=True`` means training, False when ``name=False`` does.
+
+  Raises:
+    TypeError: an option is neither a string nor None.
+    ValueError: both options name a keyword; ``train_kwarg="deterministic"`` (whose
+      meaning is the opposite); a named keyword the module does not take; or ``"auto"``
+      cannot tell (the signature takes both ``train`` and ``deterministic``, or only
+      ``**kwargs``).
+
+  Example:
+    >>> import flax.linen as nn
+    >>> from jaxal._src import models
+    >>> class Net(nn.Module):
+    ...   @nn.compact
+    ...   def __call__(self, x, deterministic: bool = True):
+    ...     return nn.Dropout(0.5)(nn.Dense(2)(x), deterministic=deterministic)
+    >>> models.dropout_flag(Net())
+    ('deterministic', False)
+  """
+  for name, value in (("train_kwarg", train_kwarg), ("deterministic_kwarg", deterministic_kwarg)):
+    if value is not None and not isinstance(value, str):
+      raise TypeError(f"{name} must be a keyword name, None or 'auto', got {value!r}")
+  if train_kwarg == "deterministic":
+    raise ValueError(
+      "train_kwarg='deterministic' would pass deterministic=True in training: Flax's "
+      "`deterministic` means the opposite of `train`. Pass deterministic_kwarg='deterministic' "
+      "(or leave both options unset to read it from the module's __call__)"
+    )
+  names, var_kw = _call_parameters(module)
+  explicit = [
+    (value, trains, opt)
+    for value, trains, opt in (
+      (train_kwarg, True, "train_kwarg"),
+      (deterministic_kwarg, False, "deterministic_kwarg"),
+    )
+    if value not in (AUTO, None)
+  ]
+  if len(explicit) == 2:
+    raise ValueError(
+      f"give train_kwarg ({train_kwarg!r}) or deterministic_kwarg ({deterministic_kwarg!r}), "
+      "not both: one keyword switches training mode"
+    )
+  where = f"{type(module).__name__}.__call__ takes ({', '.join(sorted(names)) or 'no keywords'})"
+  if explicit:
+    value, trains, opt = explicit[0]
+    if value not in names and not var_kw:
+      raise ValueError(f"{opt}={value!r} is not a parameter of the module: {where}")
+    return value, trains
+  candidates = [
+    (kw, trains)
+    for kw, trains, opt_value in (
+      ("train", True, train_kwarg),
+      ("deterministic", False, deterministic_kwarg),
+    )
+    if opt_value == AUTO and kw in names
+  ]
+  if len(candidates) == 2:
+    raise ValueError(
+      f"cannot tell which flag switches training mode: {where}, both `train` and "
+      "`deterministic`; pass train_kwarg='train' or deterministic_kwarg='deterministic'"
+    )
+  if candidates:
+    return candidates[0]
+  if var_kw and AUTO in (train_kwarg, deterministic_kwarg):
+    raise ValueError(
+      f"cannot tell from the signature which flag switches training mode: {where} and "
+      "**kwargs; pass train_kwarg='<name>' (True in training), "
+      "deterministic_kwarg='<name>' (False in training), or train_kwarg=None, "
+      "deterministic_kwarg=None when it takes neither"
+    )
+  return None, True
+
+
 def from_linen(
   module: nn.Module,
   *,
-  train_kwarg: str | None = "train",
+  train_kwarg: str | None = AUTO,
+  deterministic_kwarg: str | None = AUTO,
   dropout_collection: str = "dropout",
+  collections: Sequence[str] = (),
   head: str | Sequence[str] | None = None,
 ) -> Model:
-  """A model from a linen module; ``params`` is then its ``"params"`` collection.
+  """A model from a linen module.
+
+  Every pass runs the module in evaluation mode (``train=False`` or ``deterministic=True``:
+  BatchNorm on its running averages, nothing mutated); a pass given a dropout key turns each
+  ``nn.Dropout`` on (the MC-dropout forward) and nothing else, and raises when the module ran
+  no dropout layer, so MC samples can never silently be deterministic.
 
   Args:
-    module: the linen module; ``module.apply({"params": p}, x, train=...)``
-      must return logits or ``(logits, features)``.
-    train_kwarg: the keyword that switches dropout on (``True`` when a dropout
-      key is given), or None when the module takes no such argument.
+    module: the linen module; ``module.apply(variables, x, ...)`` returns logits
+      ``[B, K]`` or ``(logits [B, K], features [B, d])``.
+    train_kwarg: the keyword that is True in training (``train=``); ``"auto"`` reads it
+      from ``module.__call__``'s signature; None when the module takes no such flag.
+    deterministic_kwarg: the keyword that is False in training (Flax's
+      ``deterministic=``); ``"auto"``, a name or None, as ``train_kwarg``.
     dropout_collection: the rng collection its ``nn.Dropout`` layers draw from.
-    head: parameter path of the last layer, such as ``"head"`` or
-      ``("Dense_1",)``; None picks the final Dense.
+    collections: the non-param variable collections the module reads, such as
+      ``("batch_stats",)``; ``params`` is then the whole variables dict
+      ``{"params": ..., "batch_stats": ...}`` (empty: ``params`` is the ``"params"``
+      collection itself).
+    head: parameter path of the last layer within the ``"params"`` collection, such as
+      ``"head"``; None picks the final Dense.
+
+  Returns:
+    A :class:`Model`.
+
+  Raises:
+    TypeError: ``module`` is not a linen module.
+    ValueError: the training flag cannot be told or is contradictory (see
+      :func:`dropout_flag`).
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> import flax.linen as nn
+    >>> from jaxal import models
+    >>> class Net(nn.Module):  # Flax's own convention: deterministic=
+    ...   @nn.compact
+    ...   def __call__(self, x, deterministic: bool = True):
+    ...     z = nn.relu(nn.Dense(8)(x))
+    ...     return nn.Dense(3)(nn.Dropout(0.5)(z, deterministic=deterministic)), z
+    >>> x = jnp.ones((5, 4))
+    >>> params = Net().init(jax.random.key(0), x)["params"]
+    >>> model = models.from_linen(Net())  # reads `deterministic` off the signature
+    >>> models.predict(model, params, x).logits.shape
+    (5, 3)
+    >>> models.predict_mc(jax.random.key(1), model, params, x, num_samples=4).shape
+    (4, 5, 3)
   """
   if not isinstance(module, nn.Module):
     raise TypeError(f"module must be a flax.linen.Module, got {type(module).__name__}")
-  return Model(_LinenApply(module, train_kwarg, dropout_collection), head_path(head))
+  flag, trains = dropout_flag(module, train_kwarg, deterministic_kwarg)
+  collections = tuple(collections)
+  path = head_path(head)
+  if collections and path is not None:
+    path = ("params", *path)
+  return Model(_LinenApply(module, flag, trains, dropout_collection, collections), path)
 
 
-def from_train_state(state: Any, **kwargs) -> tuple[Model, Any]:
-  """``(model, params)`` from a ``flax.training.train_state.TrainState``.
-
-  The state's ``apply_fn`` must be a linen module's ``apply``; keyword
-  arguments are those of :func:`from_linen`.
+def nnx_parts(module: nnx.Module, init_fn: Any = None) -> tuple[Any, Any, Any]:
+  """``(apply object, params, rest)`` of an NNX module for a train state.
 
   Args:
-    state: a ``TrainState`` whose ``apply_fn`` is a linen module's ``apply``.
-    **kwargs: the keyword arguments of :func:`from_linen`.
+    module: the NNX module.
+    init_fn: a function of ``rngs`` that builds a fresh module of the same graph (kept for
+      re-initialisation), or None.
+
+  Returns:
+    ``(apply_fn, params, rest)``: ``params`` the ``nnx.Param`` state, ``rest`` the remaining
+    state (BatchNorm statistics, rng streams).
+  """
+  graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+  return _NNXApply(graphdef, init_fn), params, rest
+
+
+def is_nnx_apply(apply_fn: Any) -> bool:
+  """True when ``apply_fn`` is the NNX apply object of a train state (see :func:`nnx_parts`).
+
+  Args:
+    apply_fn: a train state's ``apply_fn``.
+  """
+  return isinstance(apply_fn, _NNXApply)
+
+
+def train_state_parts(state: Any) -> tuple[Any, Any, Any]:
+  """``(apply object, params, model_state)`` of a linen or NNX train state.
+
+  ``model_state`` is the non-param state: the state's ``model_state`` field (a jaxal
+  :class:`~jaxal.loop.TrainState`), a ``batch_stats`` field (the Flax tutorial's
+  ``TrainState`` subclass, as ``{"batch_stats": ...}``), or ``{}``.
+
+  Args:
+    state: a ``TrainState`` whose ``apply_fn`` is a linen module's ``apply`` or an NNX graph.
+
+  Returns:
+    ``(apply_fn, params, model_state)``.
 
   Raises:
-    TypeError: ``state.apply_fn`` is not a linen module's bound ``apply``.
+    TypeError: ``state.apply_fn`` is neither.
   """
   apply_fn = getattr(state, "apply_fn", None)
+  if isinstance(apply_fn, _NNXApply):
+    return apply_fn, state.params, state.model_state
   module = getattr(apply_fn, "__self__", None)
   if not isinstance(module, nn.Module):
     raise TypeError(
       "state.apply_fn must be a linen module's bound `apply` (TrainState.create("
-      "apply_fn=module.apply, ...)); for any other function use "
-      "jaxal.models.from_apply_fn(fn) with state.params"
+      "apply_fn=module.apply, ...)) or come from jaxal.loop.create_train_state; for any "
+      "other function use jaxal.models.from_apply_fn(fn) with state.params"
     )
-  return from_linen(module, **kwargs), state.params
+  model_state = getattr(state, "model_state", None)
+  if model_state is None:
+    stats = getattr(state, "batch_stats", None)
+    model_state = {} if stats is None else {"batch_stats": stats}
+  return apply_fn, state.params, dict(model_state)
+
+
+def from_train_state(state: Any, **kwargs) -> tuple[Model, Any]:
+  """``(model, params)`` from a train state: linen (with its BatchNorm statistics) or NNX.
+
+  A linen ``TrainState`` (``apply_fn=module.apply``) gives :func:`from_linen`'s model; its
+  non-param collections (a jaxal :class:`~jaxal.loop.TrainState`'s ``model_state``, or the
+  ``batch_stats`` field of the Flax tutorial's ``TrainState``) are carried: ``params`` is then
+  the variables dict ``{"params": ..., "batch_stats": ...}``, read in evaluation mode (running
+  averages) and never updated by prediction or acquisition. An NNX train state (from
+  :func:`jaxal.loop.create_train_state`) gives :func:`from_nnx`'s model and the merged state.
+
+  Args:
+    state: the train state.
+    **kwargs: keyword arguments of :func:`from_linen` (``train_kwarg``,
+      ``deterministic_kwarg``, ``dropout_collection``, ``head``) or of :func:`from_nnx`
+      (``head``).
+
+  Returns:
+    ``(model, params)`` for :func:`predict`, :func:`predict_mc` and every strategy.
+
+  Raises:
+    TypeError: ``state.apply_fn`` is not a linen module's bound ``apply`` nor an NNX graph.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from jaxal import loop, models
+    >>> ts = loop.create_train_state(jax.random.key(0), models.MLP(num_classes=3), jnp.ones((4, 5)))
+    >>> model, params = models.from_train_state(ts)
+    >>> models.predict(model, params, jnp.ones((4, 5))).logits.shape
+    (4, 3)
+  """
+  apply_fn, params, model_state = train_state_parts(state)
+  if isinstance(apply_fn, _NNXApply):
+    return Model(_NNXApply(apply_fn.graphdef), head_path(kwargs.pop("head", None))), (
+      nnx.merge_state(params, model_state)
+    )
+  model = from_linen(apply_fn.__self__, collections=tuple(sorted(model_state)), **kwargs)
+  return model, ({"params": params, **model_state} if model_state else params)
 
 
 def from_nnx(module: nnx.Module, *, head: str | Sequence[str] | None = None) -> tuple[Model, Any]:
   """``(model, state)`` from an NNX module, through ``nnx.split``.
 
-  The module's ``__call__(x)`` returns logits or ``(logits, features)``. For
-  MC dropout its ``nnx.Dropout`` layers must hold their ``nnx.Rngs`` stream
-  (``nnx.Dropout(rate, rngs=rngs)``): each pass replaces every rng key in the
-  state by a distinct fold-in of the given key, and ``model.eval()`` /
-  ``model.train()`` switch dropout off and on.
+  The module's ``__call__(x)`` returns logits or ``(logits, features)``. Every pass runs
+  the merged module in evaluation mode (``model.eval()``: BatchNorm on its running
+  averages; the state is never updated). For MC dropout its ``nnx.Dropout`` layers must
+  hold their ``nnx.Rngs`` stream (``nnx.Dropout(rate, rngs=rngs)``): each pass replaces
+  every rng key in the state by a distinct fold-in of the given key and turns only the
+  dropout layers on; a module with no dropout layer is refused.
 
   Args:
     module: the NNX module.
     head: parameter path of the last layer; None picks the final Dense.
+
+  Returns:
+    ``(model, state)``: a :class:`Model` and the module's whole ``nnx.State``.
+
+  Raises:
+    TypeError: ``module`` is not an NNX module.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from flax import nnx
+    >>> from jaxal import models
+    >>> class Net(nnx.Module):
+    ...   def __init__(self, rngs):
+    ...     self.body = nnx.Linear(4, 8, rngs=rngs)
+    ...     self.drop = nnx.Dropout(0.5, rngs=rngs)
+    ...     self.head = nnx.Linear(8, 3, rngs=rngs)
+    ...   def __call__(self, x):
+    ...     z = jax.nn.relu(self.body(x))
+    ...     return self.head(self.drop(z)), z
+    >>> model, state = models.from_nnx(Net(nnx.Rngs(0)))
+    >>> models.predict_mc(jax.random.key(1), model, state, jnp.ones((5, 4)), num_samples=2).shape
+    (2, 5, 3)
   """
   if not isinstance(module, nnx.Module):
     raise TypeError(f"module must be a flax.nnx.Module, got {type(module).__name__}")
   graphdef, state = nnx.split(module)
   return Model(_NNXApply(graphdef), head_path(head)), state
+
+
+@dataclasses.dataclass(frozen=True)
+class _Factory:
+  spec: str
+  fn: Any
+
+  def __call__(self, num_classes, example_x, *, rngs=None):
+    kwargs = {}
+    if rngs is not None:
+      names, var_kw = _signature_names(self.fn)
+      if "rngs" in names or var_kw:
+        kwargs["rngs"] = rngs
+    module = self.fn(num_classes, example_x, **kwargs)
+    if not isinstance(module, (nn.Module, nnx.Module)):
+      raise TypeError(
+        f"the model factory {self.spec!r} must return a flax.linen.Module or a "
+        f"flax.nnx.Module, got {type(module).__name__}"
+      )
+    return module
+
+
+def load_factory(spec: str) -> Callable[[int, Any], nn.Module | nnx.Module]:
+  """The model factory named ``"package.module:factory"``, checked.
+
+  The factory is a callable ``factory(num_classes, example_x)`` (``example_x`` a
+  ``[batch, ...]`` array of model inputs) that returns a linen or an NNX module (what
+  ``jaxal run --model package.module:factory`` trains). The function returned calls it and
+  refuses anything but a module. An NNX factory that also takes ``rngs=`` gets the
+  ``nnx.Rngs`` that ``build(num_classes, example_x, rngs=...)`` is given, so that
+  ``loop.create_train_state(key, functools.partial(build, num_classes, x), x)`` draws fresh
+  weights at every re-initialisation.
+
+  Args:
+    spec: ``"<importable module>:<attribute>"``; the attribute may be dotted
+      (``"pkg.nets:Zoo.small"``).
+
+  Returns:
+    ``build(num_classes, example_x, *, rngs=None)`` returning the factory's module.
+
+  Raises:
+    TypeError: ``spec`` is not a string, the attribute is not callable, or (when ``build``
+      is called) the factory returns something other than a linen or NNX module.
+    ValueError: ``spec`` is not of the form ``module:attribute``, the module cannot be
+      imported or lacks the attribute.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from jaxal import models
+    >>> import sys, types
+    >>> nets = types.ModuleType("my_nets")  # usually a file of your own: my_nets.py
+    >>> nets.mlp = lambda num_classes, example_x: models.MLP(num_classes=num_classes)
+    >>> sys.modules["my_nets"] = nets
+    >>> build = models.load_factory("my_nets:mlp")
+    >>> build(10, jnp.ones((1, 8, 8))).num_classes
+    10
+  """
+  if not isinstance(spec, str):
+    raise TypeError(f"spec must be a string 'package.module:factory', got {checks.describe(spec)}")
+  mod_name, sep, attr = spec.partition(":")
+  if not sep or not mod_name or not attr:
+    raise ValueError(f"spec must have the form 'package.module:factory', got {spec!r}")
+  try:
+    obj = importlib.import_module(mod_name)
+  except ImportError as e:
+    raise ValueError(f"cannot import {mod_name!r} for the model factory {spec!r}: {e}") from e
+  for part in attr.split("."):
+    if not hasattr(obj, part):
+      raise ValueError(f"{mod_name!r} has no attribute {attr!r} (the model factory {spec!r})")
+    obj = getattr(obj, part)
+  if not callable(obj):
+    raise TypeError(f"the model factory {spec!r} must be callable, got {type(obj).__name__}")
+  return _Factory(spec, obj)
 
 
 def _split_output(out: Any) -> tuple[jax.Array, jax.Array | None]:
@@ -231,7 +665,22 @@ def apply(
     ``(logits, features)``: ``[B, K]`` float32 logits and ``[B, d]`` float32 features
     (flattened), or None for the features when the model returns only logits.
   """
-  logits, features = _split_output(model.apply(params, x, dropout_key))
+  return canonical_output(model.apply(params, x, dropout_key))
+
+
+def canonical_output(out: Any) -> tuple[jax.Array, jax.Array | None]:
+  """A model's raw output as ``(logits [B, K] float32, features [B, d] float32 | None)``.
+
+  Args:
+    out: logits ``[B, K]`` or ``(logits [B, K], features [B, ...])``.
+
+  Returns:
+    ``(logits, features)``, the features flattened, None when the output has none.
+
+  Raises:
+    ValueError: the output is not logits or a pair, or the logits are not ``[B, K]``.
+  """
+  logits, features = _split_output(out)
   if logits.ndim != 2:
     raise ValueError(
       f"the model must return logits of shape [batch, num_classes], got {logits.shape}"
