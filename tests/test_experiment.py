@@ -432,8 +432,8 @@ def test_edited_or_damaged_finished_checkpoint_keeps_results(own, tmp_path):
     ({"initial": 100}, "larger than the pool of 48"),
     ({"strategies": ("bald(num_sample=3)",)}, "no setting 'num_sample'; it accepts: num_samples"),
     ({"strategies": ("bald(num_samples=x)",)}, "not a Python literal"),
-    ({"model": "numpy:pi"}, "not a callable"),
-    ({"model": "no_such_module_x:f"}, "cannot import module"),
+    ({"model": "numpy:pi"}, "must be callable"),
+    ({"model": "no_such_module_x:f"}, "cannot import 'no_such_module_x'"),
     ({"protocol": "nope"}, "protocol"),
   ],
 )
@@ -458,6 +458,31 @@ def test_model_factory_spec(tmp_path, monkeypatch):
   payload = experiment.run(cfg, str(tmp_path / "out"), data=_own_data(), progress=False, log=_quiet)
   assert payload["config"]["model"] == "my_models:tiny"
   assert len(payload["results"]["random"]["accuracy"][0]) == 2
+
+
+def test_nnx_batchnorm_factory_under_the_badge_protocol(tmp_path, monkeypatch):
+  """A user's NNX model with BatchNorm, trained each round until 99% training accuracy."""
+  (tmp_path / "my_nnx.py").write_text(
+    "from flax import nnx\n\n"
+    "class Net(nnx.Module):\n"
+    "  def __init__(self, din, k, *, rngs):\n"
+    "    self.body = nnx.Linear(din, 16, rngs=rngs)\n"
+    "    self.bn = nnx.BatchNorm(16, rngs=rngs)\n"
+    "    self.head = nnx.Linear(16, k, rngs=rngs)\n"
+    "  def __call__(self, x):\n"
+    "    return self.head(nnx.relu(self.bn(self.body(x.reshape(x.shape[0], -1)))))\n\n"
+    "def net(num_classes, example_x, *, rngs=None):\n"
+    "  return Net(example_x[0].size, num_classes, rngs=rngs or nnx.Rngs(0))\n"
+  )
+  monkeypatch.syspath_prepend(str(tmp_path))
+  cfg = dataclasses.replace(OWN, strategies=("entropy",), model="my_nnx:net", protocol="badge")
+  out = tmp_path / "out"
+  payload = experiment.run(cfg, str(out), data=_own_data(), progress=False, log=_quiet)
+  acc = payload["results"]["entropy"]["accuracy"][0]
+  assert len(acc) == 2 and all(0.0 <= a <= 1.0 for a in acc)
+  experiment.report(str(out), log=_quiet)
+  text = (out / "report.md").read_text()
+  assert "until 99% training accuracy" in text and "protocol: badge" in text
 
 
 # ---------------------------------------------------------------------------

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import importlib
+import functools
 import inspect
 import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import optax
+from flax import nnx
 
 from jaxal._src import checks
 from jaxal._src import data as data_lib
@@ -153,75 +155,66 @@ MODELS: dict[str, Callable[[Config, int], Any]] = {
 
 
 def model_factory(spec: str) -> Callable[..., Any]:
-  """The callable named by ``"package.module:factory"`` (``models.load_factory`` when present).
+  """The model factory named by ``"package.module:factory"`` (:func:`jaxal.models.load_factory`).
 
   Args:
     spec: ``"package.module:attribute"`` (the attribute may be dotted).
 
   Returns:
-    The factory: ``factory(num_classes, example_x)`` returns a Flax module.
+    ``build(num_classes, example_x, *, rngs=None)`` returning a linen or NNX module.
 
   Raises:
     ValueError: ``spec`` is not ``module:attribute``, or the module or attribute does not
       exist.
     TypeError: the attribute is not callable.
   """
-  load = getattr(models_lib, "load_factory", None)
-  if load is not None:
-    return load(spec)
-  module_name, sep, attr = spec.partition(":")
-  if not sep or not module_name or not attr:
-    raise ValueError(f"model must be 'mlp', 'cnn' or 'package.module:factory', got {spec!r}")
-  try:
-    obj: Any = importlib.import_module(module_name)
-  except ImportError as e:
-    raise ValueError(f"model {spec!r}: cannot import module {module_name!r} ({e})") from e
-  for part in attr.split("."):
-    if not hasattr(obj, part):
-      raise ValueError(f"model {spec!r}: module {module_name!r} has no attribute {attr!r}")
-    obj = getattr(obj, part)
-  if not callable(obj):
-    raise TypeError(f"model {spec!r} names {obj!r} of type {type(obj).__name__}, not a callable")
-  return obj
+  return models_lib.load_factory(spec)
 
 
 def build_module(cfg: Config, num_classes: int, example_x: Any) -> Any:
-  """The Flax module of ``cfg.model`` for ``num_classes`` classes.
+  """What :func:`jaxal.loop.create_train_state` takes for ``cfg.model``.
 
   Args:
     cfg: the configuration.
     num_classes: the dataset's number of classes.
     example_x: ``[1, ...]`` an example input (what a user's factory receives).
+
+  Returns:
+    A linen module, or for a factory of NNX modules a function of ``rngs`` building one (so
+    that every round re-initialises it).
   """
   if cfg.model in MODELS:
     return MODELS[cfg.model](cfg, num_classes)
-  module = model_factory(cfg.model)(num_classes, example_x)
-  if module is None:
-    raise ExperimentError(f"model factory {cfg.model!r} returned None, not a Flax module")
+  build = model_factory(cfg.model)
+  module = build(num_classes, example_x)
+  if isinstance(module, nnx.Module):
+    return functools.partial(build, num_classes, example_x)
   return module
+
+
+def protocol(cfg: Config) -> loop.Protocol | None:
+  """The published protocol ``cfg.protocol`` names, or None for ``"fixed"`` (``num_steps``)."""
+  return None if cfg.protocol == "fixed" else loop.PROTOCOLS[cfg.protocol]
 
 
 def fit_options(cfg: Config) -> dict[str, Any]:
   """The keyword settings of ``loop.fit`` for ``cfg.protocol``.
 
-  ``"fixed"`` is ``{"num_steps": cfg.num_steps}``; another protocol is
-  ``loop.PROTOCOLS[cfg.protocol]`` (``epochs``, ``until_train_accuracy``,
-  ``max_steps``, ...), with ``batch_size`` from the configuration unless the
-  protocol sets it.
-
-  Raises:
-    ExperimentError: the protocol is not available in this jaxal's ``loop``.
+  ``"fixed"`` is ``{"num_steps": cfg.num_steps, "batch_size": cfg.batch_size}``; a published
+  protocol is ``loop.PROTOCOLS[cfg.protocol].fit_kwargs()`` (``epochs``,
+  ``until_train_accuracy``, ``max_steps`` and its own ``batch_size``).
   """
-  if cfg.protocol == "fixed":
+  p = protocol(cfg)
+  if p is None:
     return {"num_steps": cfg.num_steps, "batch_size": cfg.batch_size}
-  try:
-    settings = loop.PROTOCOLS[cfg.protocol]
-  except (AttributeError, KeyError) as e:
-    raise ExperimentError(
-      f"training protocol {cfg.protocol!r} is not defined by jaxal.loop (loop.PROTOCOLS); "
-      "use --protocol fixed"
-    ) from e
-  return {"batch_size": cfg.batch_size, **dict(settings)}
+  return p.fit_kwargs()
+
+
+def optimizer(cfg: Config) -> optax.GradientTransformation:
+  """The optimiser of ``cfg.protocol``: Adam at ``cfg.learning_rate`` for ``"fixed"``, else the
+  protocol's own (:meth:`jaxal.loop.Protocol.make_tx`)."""
+  p = protocol(cfg)
+  return optax.adam(cfg.learning_rate) if p is None else p.make_tx()
 
 
 # ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from jaxal._src import checks
+from jaxal._src import loop
 from jaxal._src.experiment import checkpoint as ckpt_lib
 from jaxal._src.experiment import config as config_lib
 from jaxal._src.experiment import store
@@ -554,6 +555,18 @@ def load_results(results_dir: str) -> tuple[config_lib.Config, dict[str, Any]]:
   return cfg, payload
 
 
+def _training(cfg: config_lib.Config) -> str:
+  """How each round trains, in words: fixed steps, or a published protocol's stopping rule."""
+  if cfg.protocol == "fixed":
+    return f"{cfg.num_steps} training steps per round (protocol: fixed)"
+  p = loop.PROTOCOLS[cfg.protocol]
+  bound = f"at most {p.epochs} epochs" if p.epochs else f"at most {p.max_steps} steps"
+  return (
+    f"trained each round until {p.until_train_accuracy:.0%} training accuracy ({bound}; "
+    f"protocol: {cfg.protocol}, {p.source})"
+  )
+
+
 def report(
   results_dir: str,
   *,
@@ -599,8 +612,8 @@ def report(
     f"# {cfg.dataset}: {', '.join(summary)}",
     "",
     f"{cfg.model} (hidden {cfg.hidden}), {cfg.initial} initial labels, {cfg.budget} per round, "
-    f"{cfg.rounds} rounds, seeds per strategy ({seeds}), {cfg.num_steps} training steps per "
-    f"round (protocol: {cfg.protocol}, retrain: {cfg.retrain}), pool of "
+    f"{cfg.rounds} rounds, seeds per strategy ({seeds}), {_training(cfg)} "
+    f"(retrain: {cfg.retrain}), pool of "
     f"{payload.get('pool_size', '?')} points; status: {status}.",
     "",
     f"## Test accuracy per round ({STAT_NOTE})",

@@ -78,7 +78,7 @@ def run_one(
   fit_kwargs = config_lib.fit_options(cfg)
   key = jax.random.key(seed)
   train_state = loop.create_train_state(
-    jax.random.fold_in(key, 1), module, x, learning_rate=cfg.learning_rate
+    jax.random.fold_in(key, 1), module, x, tx=config_lib.optimizer(cfg)
   )
   if arrays is None:
     state = loop.init(key, x.shape[0], num_initial=cfg.initial)

@@ -339,7 +339,7 @@ def save_run(
     "history_lengths": np.asarray([len(h) for h in history], np.int64),
     "key_data": np.asarray(jax.device_get(jax.random.key_data(state.key))),
     "round": np.asarray(int(state.round), np.int64),
-    "train_state": np.frombuffer(flax.serialization.to_bytes(train_state), np.uint8),
+    "train_state": np.frombuffer(train_state_bytes(train_state), np.uint8),
   }
   for k in METRICS:
     arrays[f"metric_{k}"] = np.asarray(metrics[k], np.float64)
@@ -481,21 +481,52 @@ def history_from(arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
   return np.split(arrays["labeled"].astype(np.int32), bounds)
 
 
+def _leaf_to_array(leaf: Any) -> np.ndarray:
+  if isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+    return np.asarray(jax.random.key_data(leaf))
+  return np.asarray(jax.device_get(leaf))
+
+
+def train_state_bytes(train_state: Any) -> bytes:
+  """Every array leaf of a train state (linen, BatchNorm statistics, NNX state), as msgpack bytes.
+
+  The leaves are keyed by their path in the pytree, so a state of another model does not
+  restore; typed rng keys are written as their key data.
+  """
+  leaves = jax.tree_util.tree_leaves_with_path(train_state)
+  return flax.serialization.msgpack_serialize(
+    {jax.tree_util.keystr(p): _leaf_to_array(leaf) for p, leaf in leaves}
+  )
+
+
 def restore_train_state(template: Any, data: np.ndarray) -> Any:
-  """The train state saved by ``flax.serialization.to_bytes``, with the template's dtypes.
+  """The train state saved by :func:`train_state_bytes`, with the template's structure and dtypes.
 
   Args:
     template: a freshly created train state of the same model.
     data: the saved bytes, ``[num_bytes]`` uint8.
+
+  Raises:
+    ValueError: the saved leaves are not those of ``template`` (paths, shapes).
   """
-  restored = flax.serialization.from_bytes(template, data.tobytes())
-  params, opt_state = jax.tree.map(
-    lambda t, r: jnp.asarray(r, dtype=jnp.asarray(t).dtype),
-    (template.params, template.opt_state),
-    (restored.params, restored.opt_state),
-  )
-  # The step is a (weakly typed) Python int, as TrainState.create makes it.
-  return restored.replace(params=params, opt_state=opt_state, step=int(restored.step))
+  saved = flax.serialization.msgpack_restore(data.tobytes())
+  paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+  names = [jax.tree_util.keystr(p) for p, _ in paths_leaves]
+  if sorted(saved) != sorted(names):
+    raise ValueError(f"saved leaves {sorted(saved)[:3]}... are not the model's {names[:3]}...")
+  out = []
+  for name, (_, like) in zip(names, paths_leaves):
+    value = np.asarray(saved[name])
+    like_arr = _leaf_to_array(like)
+    if value.shape != like_arr.shape:
+      raise ValueError(f"leaf {name} has shape {value.shape}, the model's {like_arr.shape}")
+    if isinstance(like, jax.Array) and jnp.issubdtype(like.dtype, jax.dtypes.prng_key):
+      out.append(jax.random.wrap_key_data(jnp.asarray(value), impl=jax.random.key_impl(like)))
+    elif isinstance(like, int | float) and not isinstance(like, bool):
+      out.append(type(like)(value))  # the step: a Python int, as TrainState.create makes it
+    else:
+      out.append(jnp.asarray(value, dtype=like_arr.dtype))
+  return jax.tree_util.tree_unflatten(treedef, out)
 
 
 def restore_run(
