@@ -15,6 +15,9 @@ from jaxal._src.strategies.diversity import fass
 from jaxal._src.strategies.diversity import kmeans_sampling
 from jaxal._src.strategies.diversity import submodular
 from jaxal._src.strategies.glister_active import glister
+from jaxal._src.strategies.low_budget import probcover
+from jaxal._src.strategies.low_budget import probcover_delta
+from jaxal._src.strategies.low_budget import typiclust
 from jaxal._src.strategies.random_sampling import random
 from jaxal._src.strategies.registry import get
 from jaxal._src.strategies.registry import names
@@ -51,11 +54,14 @@ __all__ = (
   "mean_std",
   "names",
   "power",
+  "probcover",
+  "probcover_delta",
   "random",
   "ratio",
   "score_strategy",
   "softmax",
   "softrank",
   "submodular",
+  "typiclust",
   "variation_ratio",
 )

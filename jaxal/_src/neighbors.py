@@ -143,7 +143,9 @@ def scaled_points(x: jax.Array, y: jax.Array) -> tuple[Any, Any, jax.Array]:
   """
   x = x.astype(jnp.float32)
   y = y.astype(jnp.float32)
-  big = pow2_at_least(jnp.maximum(jnp.max(jnp.abs(x), initial=0.0), jnp.max(jnp.abs(y), initial=0.0)))
+  big = pow2_at_least(
+    jnp.maximum(jnp.max(jnp.abs(x), initial=0.0), jnp.max(jnp.abs(y), initial=0.0))
+  )
   x, y = x / big, y / big
   s = pow2_at_least(
     jnp.sqrt(jnp.maximum(jnp.max(jnp.sum(x * x, axis=1)), jnp.max(jnp.sum(y * y, axis=1))))
@@ -166,9 +168,7 @@ def pos_sq_dist(xb: Any, yb: Any, rows: jax.Array, cols: jax.Array) -> jax.Array
 @functools.partial(
   jax.jit, static_argnames=("k", "exclude_self", "row_block", "col_block", "group_rule")
 )
-def knn_core(
-  x, y, k, x_groups, y_groups, *, exclude_self, row_block, col_block, group_rule="same"
-):
+def knn_core(x, y, k, x_groups, y_groups, *, exclude_self, row_block, col_block, group_rule="same"):
   """:func:`knn` on validated arrays (``y`` given; groups both None or both given)."""
   xs, ys, s = scaled_points(x, y)
   v, i = blocked_top_k(
@@ -266,9 +266,11 @@ def knn(
     )
   high = m - 1 if exclude_self else m
   k = checks.check_positive_int(
-    k, "k", high=high, what=f"the points searched, shape {y_arr.shape}" + (
-      ", less the query itself" if exclude_self else ""
-    )
+    k,
+    "k",
+    high=high,
+    what=f"the points searched, shape {y_arr.shape}"
+    + (", less the query itself" if exclude_self else ""),
   )
   if (x_groups is None) != (y_groups is None) and y is not None:
     raise ValueError("x_groups and y_groups must be given together when y is given")

@@ -11,6 +11,7 @@ from jaxal._src.strategies import badge
 from jaxal._src.strategies import bayesian
 from jaxal._src.strategies import diversity
 from jaxal._src.strategies import glister_active
+from jaxal._src.strategies import low_budget
 from jaxal._src.strategies import random_sampling
 from jaxal._src.strategies import uncertainty_sampling
 from jaxal._src.strategies.base import Strategy
@@ -40,6 +41,8 @@ REGISTRY: dict[str, Callable[..., Strategy]] = {
   "kmeans_sampling": diversity.kmeans_sampling,
   "submodular": diversity.submodular,
   "fass": diversity.fass,
+  "typiclust": low_budget.typiclust,
+  "probcover": low_budget.probcover,
   # New strategy families register their factories here.
 }
 

@@ -222,10 +222,7 @@ def similarity_kernel(
 )
 def _knn_kernel(x, num_neighbors, metric, gamma, chunk_size, col_chunk_size):
   x, g = _similarity_prep(x, metric, gamma)
-  if metric == "cosine":
-    feats = x
-  else:
-    feats = (x, jnp.sum(x * x, axis=1))
+  feats = x if metric == "cosine" else (x, jnp.sum(x * x, axis=1))
 
   def score(xb, yb, r, c):
     # The tile [rows, cols] of the kernel of similarity_kernel, its diagonal exactly 1.
