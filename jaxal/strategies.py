@@ -10,6 +10,8 @@ from jaxal._src.strategies.bayesian import batchbald
 from jaxal._src.strategies.bayesian import power
 from jaxal._src.strategies.bayesian import softmax
 from jaxal._src.strategies.bayesian import softrank
+from jaxal._src.strategies.cluster_margin import cluster_margin
+from jaxal._src.strategies.cluster_margin import cluster_margin_clusters
 from jaxal._src.strategies.diversity import coreset
 from jaxal._src.strategies.diversity import fass
 from jaxal._src.strategies.diversity import kmeans_sampling
@@ -38,6 +40,8 @@ __all__ = (
   "bald",
   "batchbald",
   "bim",
+  "cluster_margin",
+  "cluster_margin_clusters",
   "coreset",
   "deepfool",
   "entropy",

@@ -9,6 +9,7 @@ from jaxal._src import checks
 from jaxal._src.strategies import adversarial_sampling
 from jaxal._src.strategies import badge
 from jaxal._src.strategies import bayesian
+from jaxal._src.strategies import cluster_margin
 from jaxal._src.strategies import diversity
 from jaxal._src.strategies import glister_active
 from jaxal._src.strategies import low_budget
@@ -43,6 +44,7 @@ REGISTRY: dict[str, Callable[..., Strategy]] = {
   "fass": diversity.fass,
   "typiclust": low_budget.typiclust,
   "probcover": low_budget.probcover,
+  "cluster_margin": cluster_margin.cluster_margin,
   # New strategy families register their factories here.
 }
 
