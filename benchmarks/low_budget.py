@@ -149,6 +149,11 @@ def main(argv=None) -> None:
         log(f"{dataset} {name} seed {seed}: {[round(a, 3) for a in accs]}")
       res["strategies"][name] = runs
     results[dataset] = res
+    write(args, info, results, t0, manual_root)  # after every dataset: a partial page survives
+
+
+def write(args, info, results, t0, manual_root) -> None:
+  info = dict(info)
   info["loadavg_at_end"] = _common.load_now()
   if manual_root:
     info["command"] = "JAXAL_SHARED_DATA=../shared/data " + info["command"]

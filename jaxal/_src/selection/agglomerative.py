@@ -96,15 +96,10 @@ def rac(u, v, d, valid, n, threshold, max_rounds):
   return cid, it
 
 
-@functools.partial(
-  jax.jit, static_argnames=("num_neighbors", "max_rounds", "row_block", "col_block")
-)
-def agglomerative_core(x, threshold, *, num_neighbors, max_rounds, row_block, col_block):
-  """``(labels [N] int32 in [0, C), num_clusters, threshold used, rounds)`` for finite ``x``."""
-  n = x.shape[0]
-  nb = neighbors.knn_core(
-    x, x, num_neighbors, None, None, exclude_self=True, row_block=row_block, col_block=col_block
-  )
+@functools.partial(jax.jit, static_argnames=("max_rounds",))
+def agglomerative_graph(nb, threshold, *, max_rounds):
+  """:func:`agglomerative_core` on a given kNN graph ``nb`` (``[N, k]``, no self-edges)."""
+  n = nb.indices.shape[0]
   u, v, d, ok = graph_edges(nb)
   # Default threshold (NaN in): the median distance to the nearest neighbour.
   t = jnp.where(jnp.isnan(threshold), jnp.median(jnp.sqrt(nb.sq_distances[:, 0])), threshold)
@@ -112,6 +107,17 @@ def agglomerative_core(x, threshold, *, num_neighbors, max_rounds, row_block, co
   is_rep = cid == jnp.arange(n, dtype=jnp.int32)
   dense = jnp.cumsum(is_rep.astype(jnp.int32)) - 1
   return dense[cid], jnp.sum(is_rep.astype(jnp.int32)), t, rounds
+
+
+@functools.partial(
+  jax.jit, static_argnames=("num_neighbors", "max_rounds", "row_block", "col_block")
+)
+def agglomerative_core(x, threshold, *, num_neighbors, max_rounds, row_block, col_block):
+  """``(labels [N] int32 in [0, C), num_clusters, threshold used, rounds)`` for finite ``x``."""
+  nb = neighbors.knn_core(
+    x, x, num_neighbors, None, None, exclude_self=True, row_block=row_block, col_block=col_block
+  )
+  return agglomerative_graph(nb, threshold, max_rounds=max_rounds)
 
 
 def agglomerative(

@@ -63,41 +63,30 @@ def check_embed(embed: Any) -> Callable[[jax.Array], jax.Array] | None:
 # TypiClust.
 
 
+@functools.partial(jax.jit, static_argnames=("k", "n_init", "max_iter"))
+def typiclust_clusters(key, feats, tol, *, k, n_init, max_iter):
+  """k-means assignments ``[N]`` int32 of every pool point (labeled or not)."""
+  n = feats.shape[0]
+  km = kmeans_lib.kmeans_core(
+    key, feats, k, jnp.ones((n,), bool), n_init, max_iter, tol, min(1024, k), 8192
+  )
+  return km.assignments
+
+
 @functools.partial(
   jax.jit,
-  static_argnames=(
-    "budget",
-    "num_clusters",
-    "num_neighbors",
-    "min_cluster_size",
-    "n_init",
-    "max_iter",
-    "row_block",
-    "col_block",
-  ),
+  static_argnames=("budget", "num_neighbors", "min_cluster_size", "row_block", "col_block"),
 )
 def typiclust_core(
-  key,
-  feats,
-  labeled,
-  tol,
-  *,
-  budget,
-  num_clusters,
-  num_neighbors,
-  min_cluster_size,
-  n_init,
-  max_iter,
-  row_block,
-  col_block,
+  feats, labeled, a, *, budget, num_neighbors, min_cluster_size, row_block, col_block
 ):
-  """:func:`select_typiclust` on validated arrays: ``[budget]`` int32 indices."""
+  """The TypiClust batch ``[budget]`` int32 given the cluster ``a [N]`` of every point.
+
+  Cluster ids lie in ``[0, N)`` and need not be consecutive, so one compile serves every
+  number of clusters.
+  """
   n = feats.shape[0]
-  c = num_clusters
-  km = kmeans_lib.kmeans_core(
-    key, feats, c, jnp.ones((n,), bool), n_init, max_iter, tol, min(1024, c), 8192
-  )
-  a = km.assignments
+  c = n  # cluster ids < n; empty ids are never eligible and hold no point
   sizes = jax.ops.segment_sum(jnp.ones((n,), jnp.int32), a, num_segments=c)
   existing = jax.ops.segment_sum(labeled.astype(jnp.int32), a, num_segments=c)
   avail_counts = sizes - existing
@@ -172,17 +161,16 @@ def select_typiclust(
   n = feats.shape[0]
   num_labeled = int(jnp.sum(labeled_mask))
   num_clusters = min(num_labeled + budget, max_clusters, n)
+  assignments = typiclust_clusters(
+    key, feats, jnp.float32(tol), k=num_clusters, n_init=n_init, max_iter=max_iter
+  )
   return typiclust_core(
-    key,
     feats,
     labeled_mask,
-    jnp.float32(tol),
+    assignments,
     budget=budget,
-    num_clusters=num_clusters,
     num_neighbors=min(num_neighbors, n - 1) if n > 1 else 1,
     min_cluster_size=min_cluster_size,
-    n_init=n_init,
-    max_iter=max_iter,
     row_block=row_block,
     col_block=col_block,
   )
@@ -218,7 +206,8 @@ def typiclust(
   recomputes it without the points taken), then, if every kept cluster is
   exhausted, the set-aside clusters' points the same way. Neighbours within
   clusters come from the blocked kNN (:func:`jaxal.neighbors.knn`), memory
-  ``O(N * num_neighbors)``. One compile per (pool size, clusters, budget).
+  ``O(N * num_neighbors)``. The k-means compiles once per number of clusters, the rest
+  once per (pool size, budget).
 
   The paper uses self-supervised (SimCLR) features; ``embed`` passes any
   fixed embedding of the pool, the penultimate features otherwise.
