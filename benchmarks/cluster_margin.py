@@ -54,9 +54,12 @@ def line_graph(n, k, seed=0):
 def select(key, clusters, n, budget):
   logits = jax.random.normal(jax.random.fold_in(key, 1), (n, 10))
   labeled = jnp.zeros((n,), bool).at[: n // 100].set(True)
-  return cm.cluster_margin_core(
-    key, scores.margin(logits), clusters, labeled, budget=budget, margin_batch=10 * budget
+  margin_batch = min(10 * budget, n - n // 100)  # as the strategy: at most the unlabeled points
+  idx = cm.cluster_margin_core(
+    key, scores.margin(logits), clusters, labeled, budget=budget, margin_batch=margin_batch
   )
+  assert not bool(jnp.any(labeled[idx]))
+  return idx
 
 
 def main(argv=None) -> None:
@@ -134,7 +137,7 @@ def main(argv=None) -> None:
   md += [
     f"{args.k}-NN graph, average linkage, threshold = the median nearest-neighbour distance "
     f"(the default); one selection round of budget {args.budget} from margin_batch = "
-    f"{10 * args.budget} (margins of random logits, 1% labeled). The machine was shared (see "
+    f"min(10 x budget, unlabeled) (margins of random logits, 1% labeled). The machine was shared (see "
     "the load): the seconds are pessimistic. For scale, the 2·N·k directed edges of the "
     f"N = {args.big:,} graph hold {edges_mib:.0f} MiB (indices, distance, flag); an N x N "
     f"float32 matrix would be {args.big**2 * 4 / 2**30:,.0f} GiB.",
