@@ -12,6 +12,7 @@ from jaxal import experiment
 from jaxal import glister
 from jaxal import loop
 from jaxal import models
+from jaxal import neighbors
 from jaxal import networks
 from jaxal import scores
 from jaxal import selection
@@ -32,6 +33,7 @@ __all__ = (
   "glister",
   "loop",
   "models",
+  "neighbors",
   "networks",
   "scores",
   "selection",

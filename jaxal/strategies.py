@@ -10,12 +10,17 @@ from jaxal._src.strategies.bayesian import batchbald
 from jaxal._src.strategies.bayesian import power
 from jaxal._src.strategies.bayesian import softmax
 from jaxal._src.strategies.bayesian import softrank
+from jaxal._src.strategies.cluster_margin import cluster_margin
+from jaxal._src.strategies.cluster_margin import cluster_margin_clusters
 from jaxal._src.strategies.diversity import coreset
 from jaxal._src.strategies.diversity import fass
 from jaxal._src.strategies.diversity import kmeans_sampling
 from jaxal._src.strategies.diversity import submodular
 from jaxal._src.strategies.glister_active import glister
 from jaxal._src.strategies.gradmatch import gradmatch
+from jaxal._src.strategies.low_budget import probcover
+from jaxal._src.strategies.low_budget import probcover_delta
+from jaxal._src.strategies.low_budget import typiclust
 from jaxal._src.strategies.partitioned import partitioned
 from jaxal._src.strategies.random_sampling import random
 from jaxal._src.strategies.registry import get
@@ -41,6 +46,8 @@ __all__ = (
   "bald",
   "batchbald",
   "bim",
+  "cluster_margin",
+  "cluster_margin_clusters",
   "coreset",
   "deepfool",
   "entropy",
@@ -59,6 +66,8 @@ __all__ = (
   "names",
   "partitioned",
   "power",
+  "probcover",
+  "probcover_delta",
   "random",
   "ratio",
   "register",
@@ -69,5 +78,6 @@ __all__ = (
   "softmax",
   "softrank",
   "submodular",
+  "typiclust",
   "variation_ratio",
 )

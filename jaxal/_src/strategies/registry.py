@@ -10,9 +10,11 @@ from jaxal._src import checks
 from jaxal._src.strategies import adversarial_sampling
 from jaxal._src.strategies import badge
 from jaxal._src.strategies import bayesian
+from jaxal._src.strategies import cluster_margin
 from jaxal._src.strategies import diversity
 from jaxal._src.strategies import glister_active
 from jaxal._src.strategies import gradmatch
+from jaxal._src.strategies import low_budget
 from jaxal._src.strategies import partitioned
 from jaxal._src.strategies import random_sampling
 from jaxal._src.strategies import targeted
@@ -49,6 +51,9 @@ REGISTRY: dict[str, Callable[..., Strategy]] = {
   "smi": targeted.smi,
   "scg": targeted.scg,
   "scmi": targeted.scmi,
+  "typiclust": low_budget.typiclust,
+  "probcover": low_budget.probcover,
+  "cluster_margin": cluster_margin.cluster_margin,
   # New strategy families register their factories here.
 }
 

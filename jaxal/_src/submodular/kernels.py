@@ -27,6 +27,7 @@ from jax.typing import ArrayLike
 
 from jaxal._src import checks
 from jaxal._src import distances
+from jaxal._src import neighbors
 from jaxal._src import sharding
 
 METRICS = ("cosine", "rbf")
@@ -216,24 +217,26 @@ def similarity_kernel(
   return _similarity_kernel(x, metric, gamma, chunk_size)
 
 
-@functools.partial(jax.jit, static_argnames=("num_neighbors", "metric", "chunk_size"))
-def _knn_kernel(x, num_neighbors, metric, gamma, chunk_size):
+@functools.partial(
+  jax.jit, static_argnames=("num_neighbors", "metric", "chunk_size", "col_chunk_size")
+)
+def _knn_kernel(x, num_neighbors, metric, gamma, chunk_size, col_chunk_size):
   x, g = _similarity_prep(x, metric, gamma)
-  n = x.shape[0]
-  rows = min(chunk_size, n)
+  feats = x if metric == "cosine" else (x, jnp.sum(x * x, axis=1))
 
-  def body(b, out):
-    vals, idx = out
-    start = jnp.minimum(b * rows, n - rows)
-    xb = jax.lax.dynamic_slice_in_dim(x, start, rows)
-    v, i = jax.lax.top_k(_similarity_rows(xb, x, start, metric, g), num_neighbors)
-    return (
-      jax.lax.dynamic_update_slice_in_dim(vals, v, start, axis=0),
-      jax.lax.dynamic_update_slice_in_dim(idx, i.astype(jnp.int32), start, axis=0),
-    )
+  def score(xb, yb, r, c):
+    # The tile [rows, cols] of the kernel of similarity_kernel, its diagonal exactly 1.
+    if metric == "cosine":
+      s = (1.0 + jnp.clip(xb @ yb.T, -1.0, 1.0)) * 0.5
+    else:
+      (a, an), (b, bn) = xb, yb
+      s = jnp.exp(-g * jnp.maximum(an[:, None] + bn[None, :] - 2.0 * (a @ b.T), 0.0))
+    return jnp.where(r[:, None] == c[None, :], 1.0, s)
 
-  init = (jnp.zeros((n, num_neighbors), jnp.float32), jnp.zeros((n, num_neighbors), jnp.int32))
-  return SparseKernel(*jax.lax.fori_loop(0, -(-n // rows), body, init))
+  vals, idx = neighbors.blocked_top_k(
+    score, feats, feats, num_neighbors, row_block=chunk_size, col_block=col_chunk_size
+  )
+  return SparseKernel(vals, idx)
 
 
 def knn_kernel(
@@ -243,18 +246,22 @@ def knn_kernel(
   metric: str = "cosine",
   gamma: float | None = None,
   chunk_size: int = 512,
+  col_chunk_size: int = 4096,
 ) -> SparseKernel:
   """Sparsified kernel: each row keeps its ``num_neighbors`` largest similarities.
 
   Same similarities as :func:`similarity_kernel` (each row's own point, of
-  similarity 1, comes first); built in row chunks in ``O(N² dim)`` time and
-  ``O(N * num_neighbors + chunk_size * N)`` memory, never ``N²``.
+  similarity 1, comes first); built in ``[chunk_size, col_chunk_size]`` tiles
+  merged into a running top-k per row (:mod:`jaxal.neighbors`), in ``O(N² dim)``
+  time and ``O(N * num_neighbors + chunk_size * (col_chunk_size +
+  num_neighbors))`` memory, never ``N²`` nor a whole ``[chunk_size, N]`` row block.
 
   Args:
     x: ``[num_points, dim]`` features.
     num_neighbors: entries kept per row, ``1 <= num_neighbors <= num_points``.
     metric, gamma: as in :func:`similarity_kernel`.
     chunk_size: rows computed at once.
+    col_chunk_size: columns per tile.
 
   Returns:
     :class:`SparseKernel` with ``[num_points, num_neighbors]`` values and indices.
@@ -265,7 +272,8 @@ def knn_kernel(
     num_neighbors, "num_neighbors", high=x.shape[0], what=f"the points of x, shape {x.shape}"
   )
   chunk_size = checks.check_positive_int(chunk_size, "chunk_size")
-  return _knn_kernel(x, num_neighbors, metric, gamma, chunk_size)
+  col_chunk_size = checks.check_positive_int(col_chunk_size, "col_chunk_size")
+  return _knn_kernel(x, num_neighbors, metric, gamma, chunk_size, col_chunk_size)
 
 
 # ---------------------------------------------------------------------------
