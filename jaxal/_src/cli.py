@@ -79,6 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
   )
   run.add_argument("--out", default="jaxal-results", help="output folder")
   run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+  run.add_argument(
+    "--compile-cache",
+    metavar="DIR",
+    default=None,
+    help="JAX's persistent compilation cache folder (default: $JAXAL_COMPILATION_CACHE, "
+    "else $XDG_CACHE_HOME/jaxal/jax)",
+  )
+  run.add_argument(
+    "--no-compile-cache", action="store_true", help="compile afresh: no persistent cache"
+  )
   rep = sub.add_parser(
     "report",
     formatter_class=fmt,
@@ -136,6 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ImportError,
   )
   if args.command == "run":
+    if not args.no_compile_cache:
+      from jaxal._src import compile_cache
+
+      compile_cache.enable_compilation_cache(args.compile_cache)
     strategies = args.strategies if isinstance(args.strategies, tuple) else _csv(args.strategies)
     cfg = config.Config(
       dataset=args.dataset,
