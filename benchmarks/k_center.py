@@ -4,6 +4,8 @@
     python benchmarks/k_center.py --no-big   # skip the N=10^6 run
     python benchmarks/k_center.py --size gpu # N = 10^6 and 10^7, d=128
 
+# run_all[quick]: --no-big
+
 A one-pass farthest-first pick reads the whole pool (N·d·4 bytes) to update the
 nearest-centre distances; jaxal's picks skip, by the triangle inequality, every
 point the new centre cannot bring nearer, so on clustered points they read a
