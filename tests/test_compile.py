@@ -71,3 +71,13 @@ def test_enable_compilation_cache_writes_executables(tmp_path):
     else:  # the suite runs without a cache: leave none behind (tmp_path goes away)
       jax.config.update("jax_compilation_cache_dir", None)
       compile_cache._reset()
+
+
+def test_jaxal_run_cache_options():
+  from jaxal._src import cli
+
+  parser = cli.build_parser()
+  args = parser.parse_args(["run", "--compile-cache", "/tmp/jaxal-cache"])
+  assert args.compile_cache == "/tmp/jaxal-cache" and not args.no_compile_cache
+  args = parser.parse_args(["run", "--no-compile-cache"])
+  assert args.no_compile_cache and args.compile_cache is None
