@@ -237,3 +237,72 @@ def write(
     f.write(markdown if markdown.endswith("\n") else markdown + "\n")
   print(markdown)
   print("wrote", os.path.join(results, name + (".json and .md" if payload is not None else ".md")))
+
+
+# ---------------------------------------------------------------------------
+# benchmarks/run_all.sh: which arguments a script runs with on this device.
+
+PRESET_MODES = ("cpu", "gpu", "quick")
+
+
+def preset(script: str, mode: str) -> list[str] | None:
+  """The arguments ``run_all.sh`` passes to ``script`` in ``mode`` (cpu, gpu, quick); None: skip.
+
+  A script states its own with comment lines ``# run_all[MODE]: ARGS`` (``# run_all[MODE]:
+  skip`` leaves it out). Without one: ``cpu`` runs the defaults; ``gpu`` adds ``--size gpu``
+  where the script has that option (else its defaults); ``quick`` passes ``--quick`` or
+  ``--small`` where the script has one, and skips the script otherwise.
+
+  Args:
+    script: path of a ``benchmarks/<name>.py``.
+    mode: one of :data:`PRESET_MODES`.
+
+  Returns:
+    The argument list, or None to skip the script.
+  """
+  import re
+  import shlex
+
+  with open(script) as f:
+    text = f.read()
+  m = re.search(rf"^# run_all\[{mode}\]:[ \t]*(.*)$", text, re.MULTILINE)
+  if m:
+    args = m.group(1).strip()
+    return None if args == "skip" else shlex.split(args)
+  if mode == "cpu":
+    return []
+  if mode == "gpu":
+    return ["--size", "gpu"] if re.search(r"[\"']--size[\"']", text) else []
+  for flag in ("--quick", "--small"):
+    if re.search(rf"[\"']{flag}[\"']", text):
+      return [flag]
+  return None
+
+
+def _summary(path: str, mode: str, log: str) -> None:
+  """Writes ``results/run_all.md``: the machine, versions, load and each script's outcome."""
+  info = machine([mode])
+  info["command"] = f"bash benchmarks/run_all.sh {mode}".strip()
+  info["loadavg_at_end"] = load_now()
+  rows = []
+  with open(log) as f:
+    for line in f:
+      name, args, status, seconds = line.rstrip("\n").split("\t")
+      rows.append({"script": name, "arguments": args or "(defaults)", "exit": status, "s": seconds})
+  lines = header("Every benchmark, as run_all.sh ran them", info)
+  lines += [
+    f"Mode: `{mode}` (the device found: {info['machine']}). Each script wrote its own page "
+    "in this folder; `exit` is its exit status (`skipped`: it has no preset for this mode).",
+    "",
+    *table(rows, ["script", "arguments", "exit", "s"]),
+    "",
+  ]
+  write("run_all", None, "\n".join(lines), quick=mode == "quick", results=path)
+
+
+if __name__ == "__main__":  # used by run_all.sh
+  if sys.argv[1] == "preset":
+    args = preset(sys.argv[2], sys.argv[3])
+    print("SKIP" if args is None else " ".join(args))
+  elif sys.argv[1] == "summary":
+    _summary(RESULTS, sys.argv[2], sys.argv[3])

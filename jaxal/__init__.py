@@ -19,6 +19,7 @@ from jaxal import selection
 from jaxal import strategies
 from jaxal import streaming
 from jaxal import submodular
+from jaxal._src.compile_cache import enable_compilation_cache
 from jaxal._src.strategies.base import Strategy
 from jaxal._src.version import __version__
 
@@ -29,6 +30,7 @@ __all__ = (
   "bayes",
   "datasets",
   "embeddings",
+  "enable_compilation_cache",
   "experiment",
   "glister",
   "loop",

@@ -20,6 +20,36 @@ import pytest
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 
+
+def _enable_compilation_cache() -> None:
+  """JAX's persistent compilation cache for the whole run, before anything compiles.
+
+  The folder is jaxal's default (``$XDG_CACHE_HOME/jaxal/jax``) or ``$JAXAL_COMPILATION_CACHE``
+  (``0`` turns it off). It is exported in the environment, so xdist workers and the
+  subprocesses tests start (``jaxal run``, tests/sharded, notebooks) read and write the same one:
+  a second run of the suite loads every executable instead of compiling it.
+  """
+  from jaxal._src import compile_cache
+
+  folder = compile_cache.enable_compilation_cache()
+  if folder is not None:
+    os.environ[compile_cache.ENV] = folder
+    # Subprocesses that never call jaxal (tests/test_multihost.py's example) read JAX's own.
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", folder)
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
+
+_enable_compilation_cache()
+
+
+def pytest_configure(config):
+  # A cache entry another worker is still writing reads as corrupt: JAX warns and compiles
+  # instead, which is correct; it must not fail the test under filterwarnings = error.
+  config.addinivalue_line(
+    "filterwarnings", "ignore:Error reading persistent compilation cache entry:UserWarning"
+  )
+
+
 SHARED_DATA = os.environ.get("JAXAL_SHARED_DATA")
 
 # tests/sharded needs 8 simulated devices from the start of its process:

@@ -140,6 +140,30 @@ def test_never_flipped_points_get_infinite_distance():
   assert np.isinf(np.asarray(res.distance)).all() and (res.num_iter == 0).all()
 
 
+def test_huge_perturbations_of_flipped_points_have_finite_distances(mlp):
+  """Squares of 1e30 overflow float32: a flipped point still ranks before every unflipped one."""
+  model, params, x = mlp
+  for res in (
+    adversarial.deepfool(model, params, x * 1e30),
+    adversarial.bim(model, params, x, step=1e30, max_iter=3),
+  ):
+    flipped = np.asarray(res.flipped)
+    assert flipped.any()
+    d = np.asarray(res.distance)
+    assert np.isfinite(d[flipped]).all() and np.isinf(d[~flipped]).all()
+    assert not np.isnan(d).any()
+
+
+def test_bim_and_deepfool_take_float16_input(mlp):
+  model, params, x = mlp
+  for attack in (adversarial.bim, adversarial.deepfool):
+    half = attack(model, params, x.astype(jnp.float16))
+    assert half.perturbation.dtype == jnp.float32 and half.distance.dtype == jnp.float32
+    full = attack(model, params, x.astype(jnp.float16).astype(jnp.float32))
+    np.testing.assert_array_equal(half.flipped, full.flipped)
+    np.testing.assert_allclose(half.distance, full.distance, rtol=1e-5)
+
+
 def test_one_compile_across_pool_sizes():
   params, x = linear_problem(3, (7,), n=30)
   with count_traces() as c:

@@ -192,6 +192,61 @@ def test_k_center_factorised_equals_dense():
   np.testing.assert_array_equal(a, ref_k_center(np.asarray(g.dense()), 15, np.asarray(labeled)))
 
 
+@jax.jit
+def _full_pass_k_center(x, labeled, first):
+  """The one-pass farthest-first loop (every row read at every pick), float32 as jaxal computes."""
+  xn = jnp.sum(x * x, -1)
+  md, _ = distances.min_sq_dist_masked(x, x, labeled, chunk_size=16, row_chunk_size=64)
+
+  def body(t, carry):
+    md, taken, out = carry
+    j = jnp.argmax(jnp.where(taken, -jnp.inf, md)).astype(jnp.int32)
+    j = jnp.where((t == 0) & ~jnp.any(labeled), first, j)
+    d = jnp.maximum(xn + xn[j] - 2.0 * (x @ x[j]), 0.0)
+    return jnp.minimum(md, d), taken.at[j].set(True), out.at[t].set(j)
+
+  return jax.lax.fori_loop(0, 40, body, (md, labeled, jnp.zeros((40,), jnp.int32)))[2]
+
+
+def _pool(kind, seed, n=240, d=6):
+  rng = np.random.default_rng(seed)
+  if kind == "random":
+    return rng.normal(size=(n, d)).astype(np.float32)
+  if kind == "clustered":  # 12 tight, far-apart clusters: most rows are skipped
+    centres = 8.0 * rng.normal(size=(12, d))
+    return (centres[rng.integers(0, 12, n)] + rng.normal(size=(n, d))).astype(np.float32)
+  if kind == "grid":  # small integers: exact distances, many ties
+    return rng.integers(0, 3, size=(n, d)).astype(np.float32)
+  return rng.normal(size=(n // 8, d)).astype(np.float32)[rng.integers(0, n // 8, n)]  # duplicates
+
+
+@pytest.mark.parametrize("kind", ["random", "clustered", "grid", "duplicates"])
+@pytest.mark.parametrize("num_labeled", [0, 20])
+def test_k_center_pruned_picks_equal_the_full_pass(kind, num_labeled):
+  """Triangle-inequality skipping changes which rows are read, never a pick or its order."""
+  x = _pool(kind, num_labeled)
+  rng = np.random.default_rng(7)
+  labeled = np.zeros(len(x), bool)
+  labeled[rng.choice(len(x), num_labeled, replace=False)] = True
+  key = jax.random.key(3)
+  got, reads = k_center._k_center(key, jnp.asarray(x), 40, jnp.asarray(labeled), 16, 64)
+  first = jax.random.randint(key, (), 0, len(x), dtype=jnp.int32)
+  want = _full_pass_k_center(jnp.asarray(x), jnp.asarray(labeled), first)
+  np.testing.assert_array_equal(got, want)
+  check_invariants(got, len(x), 40, labeled)
+  if kind == "clustered" and num_labeled:
+    assert float(reads) < 0.5 * 40 * len(x)  # rows read (centres included), against 40 passes
+
+
+def test_k_center_huge_entries_pick_as_unit_scale():
+  x = _pool("clustered", 1)
+  labeled = jnp.asarray(np.arange(len(x)) % 17 == 0)
+  want = selection.k_center_greedy(None, jnp.asarray(x), 30, labeled_mask=labeled)
+  for scale in (1e20, 1e-20):  # squares overflow / underflow float32
+    got = selection.k_center_greedy(None, jnp.asarray(x) * scale, 30, labeled_mask=labeled)
+    np.testing.assert_array_equal(got, want)
+
+
 def test_k_center_one_compile_for_every_round():
   x = jnp.asarray(_points(6, n=77))
   with count_traces() as c:

@@ -136,7 +136,8 @@ def _bim_batch(model, params, xb, valid, step, eps, max_iter):
 
 def _run(batch_fn, x, batch_size) -> Attack:
   x = jnp.asarray(x)
-  x = x.astype(jnp.float32) if not jnp.issubdtype(x.dtype, jnp.floating) else x
+  if not jnp.issubdtype(x.dtype, jnp.floating) or jnp.finfo(x.dtype).bits < 32:
+    x = x.astype(jnp.float32)  # float16 / bfloat16 / ints: the loops carry float32
   n = x.shape[0]
   perts, iters, flips = [], [], []
   for start in range(0, n, batch_size):
@@ -151,8 +152,23 @@ def _run(batch_fn, x, batch_size) -> Attack:
     flips.append(flipped[:b])
   pert = jnp.concatenate(perts).astype(jnp.float32)
   flipped = jnp.concatenate(flips)
-  sq = jnp.sum(pert.reshape(n, -1) ** 2, axis=-1)
-  return Attack(jnp.where(flipped, sq, jnp.inf), pert, jnp.concatenate(iters), flipped)
+  return Attack(_flipped_sq_norm(pert, flipped), pert, jnp.concatenate(iters), flipped)
+
+
+@jax.jit
+def _flipped_sq_norm(pert: jax.Array, flipped: jax.Array) -> jax.Array:
+  """``||pert||²`` per row where flipped, ``+inf`` elsewhere; finite for every flipped row.
+
+  Computed on ``pert / max|pert|`` (no overflow of the squares) and clipped to
+  the largest float32, so a flipped point never ranks with the unflipped ones.
+  """
+  flat = pert.reshape(pert.shape[0], -1)
+  top = jnp.max(jnp.abs(flat), axis=-1)
+  top = jnp.where(jnp.isfinite(top) & (top > 0), top, 1.0)
+  norm = top * jnp.sqrt(jnp.sum(jnp.square(flat / top[:, None]), axis=-1))
+  biggest = jnp.finfo(jnp.float32).max
+  sq = jnp.minimum(jnp.square(jnp.minimum(norm, jnp.sqrt(biggest))), biggest)
+  return jnp.where(flipped, jnp.where(jnp.isnan(sq), biggest, sq), jnp.inf)
 
 
 def check_attack_args(model: Any, params: Any, x: Any) -> None:

@@ -25,9 +25,10 @@ from jaxal._src import checks
 from jaxal._src import scores as scores_lib
 from jaxal._src import sharding
 
-# Elements of one [chunk, configurations, classes] block of conditional
-# predictives: bounds BatchBALD's working memory to about 16 MiB in float32.
-_BLOCK_ELEMENTS = 1 << 22
+# Elements of one [configurations, classes, chunk] block of conditional
+# predictives: about 2 MiB in float32, so that a block stays in a core's cache
+# between the product that makes it and the entropy that reads it.
+_BLOCK_ELEMENTS = 1 << 19
 # The largest configuration count of BatchBALD's estimators (num_joint_samples,
 # max_exact_configs): its [num_samples, configurations] tables stay small.
 MAX_CONFIGS = 1 << 20
@@ -52,8 +53,21 @@ def _log_marginal(log_q: jax.Array) -> jax.Array:
   return jax.nn.logsumexp(log_q, axis=0) - jnp.log(jnp.float32(log_q.shape[0]))
 
 
+def _candidate_blocks(probs: jax.Array, chunk: int) -> jax.Array:
+  """``probs [S, N, K]`` as ``[num_blocks, S, K * chunk]``, class-major within a block.
+
+  Candidates are zero-padded to whole blocks. With the class axis before the
+  candidates, the entropy's sum over classes adds contiguous vectors.
+  """
+  s, n, k = probs.shape
+  num_chunks = -(-n // chunk)
+  padded = jnp.pad(probs, ((0, 0), (0, num_chunks * chunk - n), (0, 0)))
+  blocks = jnp.transpose(padded.reshape(s, num_chunks, chunk, k), (1, 0, 3, 2))
+  return blocks.reshape(num_chunks, s, k * chunk)
+
+
 def _expected_conditional_entropy(
-  log_q: jax.Array, rho: jax.Array, probs: jax.Array, chunk: int
+  log_q: jax.Array, rho: jax.Array, blocks: jax.Array, n: int, k: int
 ) -> jax.Array:
   r"""For every candidate ``c``: :math:`\sum_j \rho_j H[\sum_s w_{sj}\, p_s(y_c)]`.
 
@@ -65,36 +79,43 @@ def _expected_conditional_entropy(
     log_q: ``[S, C]`` log-probabilities of ``C`` label configurations of the
       current batch under each sample.
     rho: ``[C]`` weights of the configurations.
-    probs: ``[S, N, K]`` per-sample class probabilities of the candidates.
-    chunk: candidates per block (static).
+    blocks: ``[num_blocks, S, K * chunk]`` per-sample class probabilities of
+      the candidates, as :func:`_candidate_blocks` lays them out.
+    n: the number of candidates (the rest is padding).
+    k: the number of classes.
 
   Returns:
     ``[N]`` float32.
   """
-  s, n, k = probs.shape
   w = _posterior_weights(log_q)  # [S, C]
-  num_chunks = -(-n // chunk)
-  padded = jnp.pad(probs, ((0, 0), (0, num_chunks * chunk - n), (0, 0)))
-  blocks = jnp.moveaxis(padded.reshape(s, num_chunks, chunk, k), 1, 0)  # [B, S, chunk, K]
+  wt = w.T  # [C, S]: one [C, S] x [S, K * chunk] product per block, no transpose after it
+  c = w.shape[1]
 
   def block(pb):
-    cond = jnp.einsum("sj,scy->cjy", w, pb)  # [chunk, C, K]: p(y_c | configuration j)
-    return _entropy_p(cond) @ rho
+    cond = (wt @ pb).reshape(c, k, -1)  # [C, K, chunk]: p(y_candidate | configuration j)
+    pos = cond > 0
+    plogp = jnp.where(pos, cond * jnp.log(jnp.where(pos, cond, 1.0)), 0.0)
+    return -jnp.einsum("j,jyc->c", rho, plogp)
 
   return jax.lax.map(block, blocks).reshape(-1)[:n]
 
 
-def _expected_conditional_entropy_sharded(log_q, rho, probs, chunk, ps):
+def _expected_conditional_entropy_sharded(log_q, rho, probs, blocks, chunk, ps):
   """:func:`_expected_conditional_entropy` with ``probs`` sharded along N (axis 1).
 
   Each device runs the blocked loop over the candidates it holds; only the
   small ``log_q`` and ``rho`` are replicated. Returns ``[N]`` sharded along N.
+  Unsharded, ``blocks`` (laid out once, outside the pick loop) is used.
   """
+  k = probs.shape[2]
   if ps is None:
-    return _expected_conditional_entropy(log_q, rho, probs, chunk)
-  local = functools.partial(_expected_conditional_entropy, chunk=chunk)
+    return _expected_conditional_entropy(log_q, rho, blocks, probs.shape[1], k)
+
+  def local(lq, r, pb):
+    return _expected_conditional_entropy(lq, r, _candidate_blocks(pb, chunk), pb.shape[1], k)
+
   return jax.shard_map(
-    lambda lq, r, pb: local(lq, r, pb),
+    local,
     mesh=ps.mesh,
     in_specs=(P(), P(), P(None, ps.axis, None)),
     out_specs=P(ps.axis),
@@ -130,6 +151,9 @@ def _batchbald(key, log_probs, labeled_mask, k, num_joint_samples, max_exact_con
   n_local = n if ps is None else n // ps.num_shards
   exact_chunk = max(1, min(n_local, _BLOCK_ELEMENTS // (table * c)))
   sampled_chunk = max(1, min(n_local, _BLOCK_ELEMENTS // (m * c)))
+  # Candidates laid out in cache-sized blocks once, outside the pick loops.
+  exact_blocks = None if ps is not None else _candidate_blocks(probs, exact_chunk)
+  sampled_blocks = None if ps is not None else _candidate_blocks(probs, sampled_chunk)
   theta_of_sample = jnp.arange(m) % s  # stratified: configuration j drawn under θ_(j mod S)
 
   def pick(t, carry, term, joint_entropy_of_batch):
@@ -159,7 +183,9 @@ def _batchbald(key, log_probs, labeled_mask, k, num_joint_samples, max_exact_con
     log_p_batch = _log_marginal(log_table)  # [C] log p(configuration)
     p_batch = jnp.exp(log_p_batch)
     h_batch = -jnp.sum(jnp.where(p_batch > 0, p_batch * log_p_batch, 0.0))
-    term = _expected_conditional_entropy_sharded(log_table, p_batch, probs, exact_chunk, ps)
+    term = _expected_conditional_entropy_sharded(
+      log_table, p_batch, probs, exact_blocks, exact_chunk, ps
+    )
     carry, (_, logp_best) = pick(t, carry, term, h_batch)
     # Configuration j of the grown batch = (configuration j // K, class j % K);
     # -inf padding propagates, so only the first K^(t+1) columns are live.
@@ -171,7 +197,9 @@ def _batchbald(key, log_probs, labeled_mask, k, num_joint_samples, max_exact_con
     log_samp = carry[5]
     h_batch = -jnp.mean(_log_marginal(log_samp))
     rho = jnp.full((m,), 1.0 / m, jnp.float32)
-    term = _expected_conditional_entropy_sharded(log_samp, rho, probs, sampled_chunk, ps)
+    term = _expected_conditional_entropy_sharded(
+      log_samp, rho, probs, sampled_blocks, sampled_chunk, ps
+    )
     carry, _ = pick(t, carry, term, h_batch)
     return carry
 

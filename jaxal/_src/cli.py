@@ -183,6 +183,16 @@ def build_parser() -> argparse.ArgumentParser:
   )
   run.add_argument("--format", default="png", help="plot formats, comma-separated: png, pdf, svg")
   run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+  run.add_argument(
+    "--compile-cache",
+    metavar="DIR",
+    default=None,
+    help="JAX's persistent compilation cache folder (default: $JAXAL_COMPILATION_CACHE, "
+    "else $XDG_CACHE_HOME/jaxal/jax)",
+  )
+  run.add_argument(
+    "--no-compile-cache", action="store_true", help="compile afresh: no persistent cache"
+  )
   rep = sub.add_parser(
     "report",
     formatter_class=fmt,
@@ -248,6 +258,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   )
   run_parser = parser._subparsers._group_actions[0].choices["run"]
   if args.command == "run":
+    if not args.no_compile_cache:
+      from jaxal._src import compile_cache
+
+      compile_cache.enable_compilation_cache(args.compile_cache)
     if args.config is not None:
       try:
         run_parser.set_defaults(

@@ -19,39 +19,195 @@ from jaxal._src import checks
 from jaxal._src import distances
 from jaxal._src import sharding
 
+# Pool rows gathered per step of a pick's update (the candidates the triangle inequality keeps).
+_GATHER = 256
+
+
+def _unit_scale(t: jax.Array) -> jax.Array:
+  """The power of two ``s`` (shape ``()``) that brings every row norm of ``t [N, d]`` to ``<= 1``.
+
+  Distances are computed on ``s * t`` (scaled where rows are read, never as a
+  copy of the pool). A power of two is exact in floating point, so every
+  distance is the unscaled one times a constant and the picks do not change;
+  entries near 1e20 (whose squares overflow float32) then work as well as
+  entries near 1.
+  """
+  powers = lambda v: jnp.where(v > 0, jnp.exp2(-jnp.ceil(jnp.log2(jnp.where(v > 0, v, 1.0)))), 1.0)
+  s1 = powers(jnp.max(jnp.abs(t)))
+  return s1 * powers(jnp.sqrt(jnp.max(jnp.sum(jnp.square(t * s1), axis=-1))))
+
+
+def _scaled(rows: distances.Points, scale, power: int = 1) -> distances.Points:
+  """``rows`` (float32) times ``scale ** power``, leaf by leaf (a GradEmbedding has two)."""
+  return jax.tree.map(lambda t, s: t.astype(jnp.float32) * s**power, rows, scale)
+
+
+def _nearest_labeled(x, scale, xn, labeled_mask, chunk_size, row_chunk_size):
+  """``(min_d [N], nearest [N] int32)``: each point's nearest labeled point, on scaled rows.
+
+  As :func:`distances.min_sq_dist_masked` (rows in blocks, labeled rows gathered
+  ``chunk_size`` at a time, ties to the lower index), scaling blocks as it reads them.
+  """
+  n = distances.num_points(x)
+  order = jnp.nonzero(labeled_mask, size=n, fill_value=0)[0].astype(jnp.int32)
+  count = jnp.sum(labeled_mask, dtype=jnp.int32)
+  chunk = max(1, min(chunk_size, n))
+  rows = max(1, min(row_chunk_size, n))
+
+  def block(b, carry):
+    best_all, arg_all = carry
+    start = jnp.minimum(b * rows, n - rows)
+    xb = _scaled(
+      jax.tree.map(lambda t: jax.lax.dynamic_slice_in_dim(t, start, rows, axis=0), x), scale
+    )
+    xbn = jax.lax.dynamic_slice_in_dim(xn, start, rows)
+
+    def body(s):
+      c, best, arg = s
+      pos = c * chunk + jnp.arange(chunk, dtype=jnp.int32)
+      cols = order[jnp.minimum(pos, n - 1)]
+      d = distances.sq_dist(xb, _scaled(distances.take(x, cols), scale), xbn, xn[cols])
+      d = jnp.where((pos < count)[None, :], d, jnp.inf)
+      j = jnp.argmin(d, axis=1)
+      dj = jnp.take_along_axis(d, j[:, None], axis=1)[:, 0]
+      better = dj < best
+      return c + 1, jnp.where(better, dj, best), jnp.where(better, cols[j], arg)
+
+    init = (jnp.int32(0), jnp.full((rows,), jnp.inf, jnp.float32), jnp.zeros((rows,), jnp.int32))
+    _, best, arg = jax.lax.while_loop(lambda s: s[0] * chunk < count, body, init)
+    return (
+      jax.lax.dynamic_update_slice_in_dim(best_all, best, start, axis=0),
+      jax.lax.dynamic_update_slice_in_dim(arg_all, arg, start, axis=0),
+    )
+
+  init = (jnp.full((n,), jnp.inf, jnp.float32), jnp.zeros((n,), jnp.int32))
+  return jax.lax.fori_loop(0, -(-n // rows), block, init)
+
+
+def _dim(x: distances.Points) -> int:
+  return sum(leaf.shape[-1] for leaf in jax.tree.leaves(x))
+
 
 @functools.partial(jax.jit, static_argnames=("k", "chunk_size", "row_chunk_size", "ps"))
 def k_center_greedy_core(key, x, k, labeled_mask, chunk_size, row_chunk_size, ps=None):
   """:func:`k_center_greedy` on validated, finite, placed points (any key if some are labeled)."""
-  x = jax.tree.map(lambda t: t.astype(jnp.float32), x)
+  return _k_center(key, x, k, labeled_mask, chunk_size, row_chunk_size, ps)[0]
+
+
+def _k_center(key, x, k, labeled_mask, chunk_size, row_chunk_size, ps=None):
+  """``(picks [k] int32, pool rows read by the picks [] int32)``.
+
+  Each point keeps its squared distance ``min_d`` to, and the list position of,
+  its nearest centre ``c`` (centres: the labeled points in index order, then the
+  picks). A new centre ``j`` can only bring point ``i`` nearer when
+  ``d(j, c) < 2 sqrt(min_d_i)`` (triangle inequality: ``d(i, j) >= d(j, c) -
+  d(i, c)``), so a pick computes ``j``'s distances to the centres (a short
+  list), keeps the points the bound cannot rule out (with a margin for float32
+  rounding) and gathers only those rows. The skipped points' ``min_d`` would not
+  have changed: the picks are those of the full pass, in the same order.
+  """
   n = distances.num_points(x)
-  xn = distances.sq_norms(x)
+  scale = jax.tree.map(lambda t: _unit_scale(t.astype(jnp.float32)), x)
+  xn = distances.sq_norms(_scaled(x, scale))  # fused: no scaled copy of the pool
   # Nearest-labeled-centre distances: one chunked pass, O(N * num_labeled * dim);
   # +inf everywhere when nothing is labeled (the while loop then does no work).
-  min_d, _ = distances.min_sq_dist_masked(
-    x,
-    x,
-    labeled_mask,
-    chunk_size=chunk_size,
-    row_chunk_size=row_chunk_size,
-    x_sq_norms=xn,
-    y_sq_norms=xn,
-    ps=ps,
-  )
+  if ps is None:
+    min_d, nearest = _nearest_labeled(x, scale, xn, labeled_mask, chunk_size, row_chunk_size)
+  else:  # sharded: the library's pass, on a scaled copy of each device's rows
+    xs = _scaled(x, scale)
+    min_d, nearest = distances.min_sq_dist_masked(
+      xs, xs, labeled_mask, chunk_size=chunk_size, x_sq_norms=xn, y_sq_norms=xn, ps=ps
+    )
   any_labeled = jnp.any(labeled_mask)
   first = jax.random.randint(key, (), 0, n, dtype=jnp.int32)
 
-  def body(t, carry):
-    min_d, taken, out = carry
+  def choose(t, min_d, taken):
     score = jnp.where(taken, -jnp.inf, min_d)
     j = jnp.argmax(score).astype(jnp.int32)  # first maximum: ties go to the lower index
-    j = jnp.where((t == 0) & ~any_labeled, first, j)
-    # One matrix-vector product per pick: O(N) memory, N * dim reads.
-    d = distances.sq_dist(x, distances.take(x, j, ps), xn, distances.take(xn, j, ps))
-    return jnp.minimum(min_d, d), taken.at[j].set(True), out.at[t].set(j)
+    return jnp.where((t == 0) & ~any_labeled, first, j)
 
-  init = (min_d, labeled_mask, jnp.zeros((k,), jnp.int32))
-  return jax.lax.fori_loop(0, k, body, init)[2]
+  if ps is not None:  # sharded pool: every pick reads every row (one product per device)
+
+    def full_body(t, carry):
+      min_d, taken, out = carry
+      j = choose(t, min_d, taken)
+      # x . (s² x_j) is (s x) . (s x_j) exactly: the product reads the pool unscaled.
+      xj = _scaled(distances.take(x, j, ps), scale, 2)
+      d = jnp.maximum(xn + distances.take(xn, j, ps) - 2.0 * distances.inner(x, xj), 0.0)
+      return jnp.minimum(min_d, d), taken.at[j].set(True), out.at[t].set(j)
+
+    init = (min_d, labeled_mask, jnp.zeros((k,), jnp.int32))
+    return jax.lax.fori_loop(0, k, full_body, init)[2], jnp.float32(n * k)
+
+  # Float32 error of one expanded squared distance between rows of norm <= 1.
+  tol = jnp.float32(4 * (_dim(x) + 4) * jnp.finfo(jnp.float32).eps)
+  num_labeled = jnp.sum(labeled_mask, dtype=jnp.int32)
+  centres = jnp.nonzero(labeled_mask, size=n, fill_value=0)[0].astype(jnp.int32)  # [N] pool rows
+  rank = jnp.cumsum(labeled_mask, dtype=jnp.int32) - 1  # list position of each labeled row
+  assign = rank[nearest]
+  g = min(_GATHER, n)
+  rows = jnp.arange(n, dtype=jnp.int32)
+
+  def sq_dist_rows(idx, j):
+    """Squared distances from pool rows ``idx [g]`` to pool row ``j``."""
+    return distances.sq_dist(
+      _scaled(distances.take(x, idx), scale), _scaled(distances.take(x, j), scale), xn[idx], xn[j]
+    )
+
+  def gathered(count, idx, fn, init):
+    """``fn(state, positions, valid)`` over ``idx[:count]`` in steps of ``g`` positions."""
+
+    def body(s):
+      c, state = s
+      pos = c * g + jnp.arange(g, dtype=jnp.int32)
+      return c + 1, fn(state, jnp.minimum(pos, n - 1), pos < count)
+
+    return jax.lax.while_loop(lambda s: s[0] * g < count, body, (jnp.int32(0), init))[1]
+
+  def body(t, carry):
+    min_d, assign, taken, centres, out, reads = carry
+    j = choose(t, min_d, taken)
+    slot = num_labeled + t  # j's position in the centre list
+    centres = centres.at[slot].set(j)
+
+    # d(j, c) for every centre c so far (labeled + picked): a short list.
+    def centre_step(dc, pos, valid):
+      d = sq_dist_rows(centres[pos], j)
+      return dc.at[jnp.where(valid, pos, n)].set(d, mode="drop")
+
+    dc = gathered(slot, centres, centre_step, jnp.zeros((n,), jnp.float32))
+    # Skip i unless d(j, c_i) < 2 r_i can hold: sqrt(dc - tol) < sqrt(r²+tol) + sqrt(r²+2tol).
+    d_c = jnp.where(jnp.isinf(min_d), 0.0, dc[assign])
+    lhs = jnp.sqrt(jnp.maximum(d_c - tol, 0.0))
+    may = lhs < jnp.sqrt(min_d + tol) + jnp.sqrt(min_d + 2.0 * tol)
+    cand = may & ~taken
+    count = jnp.sum(cand, dtype=jnp.int32)
+    order = (
+      jnp.zeros((n,), jnp.int32).at[jnp.where(cand, jnp.cumsum(cand) - 1, n)].set(rows, mode="drop")
+    )
+
+    def update(state, pos, valid):
+      min_d, assign = state
+      idx = order[pos]
+      d = sq_dist_rows(idx, j)
+      better = valid & (d < min_d[idx])
+      where = jnp.where(better, idx, n)
+      return min_d.at[where].set(d, mode="drop"), assign.at[where].set(slot, mode="drop")
+
+    min_d, assign = gathered(count, order, update, (min_d, assign))
+    taken = taken.at[j].set(True)
+    return (
+      min_d,
+      assign,
+      taken,
+      centres,
+      out.at[t].set(j),
+      reads + (slot + count).astype(jnp.float32),
+    )
+
+  init = (min_d, assign, labeled_mask, centres, jnp.zeros((k,), jnp.int32), jnp.float32(0))
+  out = jax.lax.fori_loop(0, k, body, init)
+  return out[4], out[5]
 
 
 @checks.spelled_as_key_or_none(

@@ -1,0 +1,138 @@
+"""First call of every registered strategy in a fresh process: cold vs warm compilation cache.
+
+    python benchmarks/first_call.py                       # every registered strategy
+    python benchmarks/first_call.py --strategies badge,coreset,batchbald
+    python benchmarks/first_call.py --pool 2000 --budget 50
+
+For each strategy, two fresh processes (subprocesses) run one acquisition on the
+same small problem (a 32-unit MLP on the bundled digits, fitted a few steps;
+``--pool`` points, 20 labeled, ``--budget`` picks): the first with an empty
+persistent compilation cache (``jaxal.enable_compilation_cache`` on a new
+folder: ``cold``), the second with the cache the first one filled (``warm
+cache``: what every later process on the machine pays). Inside the second
+process the same call is then repeated: ``compiled`` is its best time (nothing
+left to compile). The ratios ``cold / compiled`` and ``warm cache / compiled``
+are what a user feels on the first round; the model's training and JAX's import
+are not timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import _common
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def stage(name: str, pool: int, budget: int, cache: str) -> dict:
+  """One fresh process's measurements for strategy ``name`` (run in a subprocess)."""
+  import jax
+  import jax.numpy as jnp
+
+  import jaxal
+  from jaxal import datasets
+  from jaxal import loop
+  from jaxal import models
+  from jaxal._src.strategies import registry
+
+  jaxal.enable_compilation_cache(cache)
+  ds = datasets.load_digits()
+  reps = -(-pool // len(ds.x_train))
+  x = jnp.concatenate([jnp.asarray(ds.x_train)] * reps)[:pool]
+  y = jnp.concatenate([jnp.asarray(ds.y_train)] * reps)[:pool]
+  key = jax.random.key(0)
+  state = loop.init(key, pool, num_initial=20)
+  ts = loop.create_train_state(key, models.MLP(num_classes=10, hidden=(32,)), x)
+  ts = loop.fit(key, ts, x, y, state.labeled_mask, num_steps=5)
+  model, params = models.from_train_state(ts)
+  strategy = registry.get(name)
+  jax.block_until_ready(params)
+
+  def call():
+    return jax.block_until_ready(
+      strategy.acquire(key, model, params, x, state.labeled_mask, budget)
+    )
+
+  t = time.perf_counter()
+  call()
+  first = time.perf_counter() - t
+  times = []
+  for _ in range(3):
+    t = time.perf_counter()
+    call()
+    times.append(time.perf_counter() - t)
+  return {"first_s": first, "compiled_s": min(times)}
+
+
+def fresh(name, pool, budget, cache):
+  out = subprocess.run(
+    [sys.executable, os.path.abspath(__file__), "--stage", name, str(pool), str(budget), cache],
+    capture_output=True,
+    text=True,
+    env=dict(os.environ, PYTHONPATH=_common.ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")),
+  )
+  if out.returncode != 0:
+    raise RuntimeError(f"{name}: {out.stderr[-2000:]}")
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--strategies", default="", help="comma-separated (default: all)")
+  parser.add_argument("--pool", type=int, default=1000)
+  parser.add_argument("--budget", type=int, default=20)
+  parser.add_argument("--quick", action="store_true", help="three strategies, pool 300")
+  parser.add_argument("--stage", nargs=4, metavar=("NAME", "POOL", "BUDGET", "CACHE"))
+  args = parser.parse_args()
+  if args.stage:
+    name, pool, budget, cache = args.stage
+    print(json.dumps(stage(name, int(pool), int(budget), cache)))
+    return
+  from jaxal._src.strategies import registry
+
+  names = [s for s in args.strategies.split(",") if s] or registry.names()
+  pool, budget = args.pool, args.budget
+  if args.quick:
+    names, pool = names[:3] if args.strategies else ["entropy", "badge", "coreset"], 300
+  meta = _common.machine()
+  rows = []
+  for name in names:
+    with tempfile.TemporaryDirectory() as cache:
+      cold = fresh(name, pool, budget, cache)
+      warm = fresh(name, pool, budget, cache)
+    compiled = warm["compiled_s"]
+    row = {
+      "strategy": name,
+      "cold_first_s": round(cold["first_s"], 3),
+      "warm_cache_first_s": round(warm["first_s"], 3),
+      "compiled_s": round(compiled, 4),
+      "cold_over_compiled": round(cold["first_s"] / compiled, 1),
+      "warm_cache_over_compiled": round(warm["first_s"] / compiled, 2),
+    }
+    rows.append(row)
+    print(row, flush=True)
+  meta["loadavg_at_end"] = _common.load_now()
+  cols = list(rows[0])
+  lines = _common.header("First call in a fresh process: cold vs warm compilation cache", meta)
+  lines += [
+    f"Every registered strategy, one acquisition of {budget} from a pool of {pool} digits "
+    "(32-unit MLP, 20 labeled). `cold`: a fresh process and an empty persistent compilation "
+    "cache; `warm cache`: a second fresh process reading the cache the first one wrote; "
+    "`compiled`: the best of three later calls in that process. Training and imports are "
+    "not timed.",
+    "",
+    *_common.table(rows, cols),
+    "",
+  ]
+  _common.write("first_call", {"meta": meta, "rows": rows}, "\n".join(lines), quick=args.quick)
+
+
+if __name__ == "__main__":
+  main()
