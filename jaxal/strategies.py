@@ -14,6 +14,7 @@ from jaxal._src.strategies.diversity import coreset
 from jaxal._src.strategies.diversity import fass
 from jaxal._src.strategies.diversity import kmeans_sampling
 from jaxal._src.strategies.diversity import submodular
+from jaxal._src.strategies.epig_sampling import epig
 from jaxal._src.strategies.glister_active import glister
 from jaxal._src.strategies.random_sampling import random
 from jaxal._src.strategies.registry import get
@@ -38,6 +39,7 @@ __all__ = (
   "coreset",
   "deepfool",
   "entropy",
+  "epig",
   "fass",
   "get",
   "glister",

@@ -10,6 +10,7 @@ from jaxal._src.strategies import adversarial_sampling
 from jaxal._src.strategies import badge
 from jaxal._src.strategies import bayesian
 from jaxal._src.strategies import diversity
+from jaxal._src.strategies import epig_sampling
 from jaxal._src.strategies import glister_active
 from jaxal._src.strategies import random_sampling
 from jaxal._src.strategies import uncertainty_sampling
@@ -40,6 +41,7 @@ REGISTRY: dict[str, Callable[..., Strategy]] = {
   "kmeans_sampling": diversity.kmeans_sampling,
   "submodular": diversity.submodular,
   "fass": diversity.fass,
+  "epig": epig_sampling.epig,
   # New strategy families register their factories here.
 }
 
