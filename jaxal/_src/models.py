@@ -371,10 +371,15 @@ def predict_mc(
       (default: an independent mask per example).
 
   Returns:
-    ``[num_samples, num_points, K]`` float32 logits, sample ``s`` first.
+    ``[num_samples, num_points, K]`` float32 logits, sample ``s`` first. For an ensemble
+    (``models.ensemble``) the members' logits ``[num_members, num_points, K]``, deterministic:
+    ``key``, ``num_samples`` and ``consistent`` are validated, then ignored.
   """
   checks.check_key(key)
   num_samples = checks.check_positive_int(num_samples, "num_samples")
+  predict_members = getattr(model.apply, "predict_members", None)  # an ensemble's members
+  if predict_members is not None:
+    return predict_members(params, x, batch_size)
   x, batch_size = check_pool(x, batch_size)
   sample_keys = jax.random.split(key, num_samples)
   outs = []
