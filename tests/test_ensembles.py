@@ -102,3 +102,42 @@ def test_ensemble_bad_input(ens):
     models.ensemble(jax.random.key(0), member, None, 2)
   model, params = models.ensemble(jax.random.key(0), member, init_fn, np.int64(2))
   assert jax.tree.leaves(params)[0].shape[0] == 2
+
+
+def test_vmapped_fit_equals_fitting_each_member(ens):
+  from jaxal import loop
+
+  x, module, *_ = ens
+  y = jnp.arange(13) % 3
+  labeled = jnp.zeros(13, bool).at[jnp.array([0, 2, 3, 7, 9])].set(True)
+  key, k_fit = jax.random.key(11), jax.random.key(12)
+  state = loop.create_train_state(key, module, x, num_members=3)
+  assert jax.tree.leaves(state.params)[0].shape[0] == 3
+  fitted = loop.fit(k_fit, state, x, y, labeled, num_steps=7, batch_size=4)
+  for m, k_m in enumerate(jax.random.split(k_fit, 3)):
+    single = loop.create_train_state(jax.random.key(0), module, x)
+    single = loop.fit(k_m, single, x, y, labeled, num_steps=7, batch_size=4)
+    for a, b in zip(
+      jax.tree.leaves(single.params), jax.tree.leaves(jax.tree.map(lambda t: t[m], fitted.params))
+    ):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  model, params = models.from_train_state(fitted)
+  assert models.predict_mc(key, model, params, x, num_samples=3).shape == (3, 13, 3)
+  with pytest.raises(ValueError, match="num_members"):
+    loop.create_train_state(key, module, x, num_members=1)
+
+
+def test_run_round_with_an_ensemble(ens):
+  from jaxal import loop
+
+  x, module, *_ = ens
+  y = jnp.arange(13) % 3
+  al = loop.init(jax.random.key(0), 13, num_initial=4)
+  ts = loop.create_train_state(jax.random.key(1), module, x, num_members=2)
+  al2, ts2, idx = loop.run_round(
+    al, ts, strategy=strategies.bald(), x=x, y=y, budget=3, num_steps=3, batch_size=4
+  )
+  check_invariants(idx, 13, 3, al.labeled_mask)
+  assert int(al2.num_labeled) == 7
+  model, params = models.from_train_state(ts2)
+  assert 0.0 <= loop.accuracy(model, params, x, y) <= 1.0

@@ -26,6 +26,7 @@ from flax.training import train_state as train_state_lib
 from jax.typing import ArrayLike
 
 from jaxal._src import checks
+from jaxal._src import ensembles
 from jaxal._src import models as models_lib
 from jaxal._src.strategies.base import Strategy
 
@@ -215,6 +216,7 @@ def create_train_state(
   *,
   tx: optax.GradientTransformation | None = None,
   learning_rate: float = 1e-3,
+  num_members: int | None = None,
 ) -> TrainState:
   """A linen ``TrainState`` with freshly initialised params and Adam (or ``tx``).
 
@@ -225,10 +227,15 @@ def create_train_state(
       parameters).
     tx: the optimiser; None for ``optax.adam(learning_rate)``.
     learning_rate: Adam's learning rate when ``tx`` is None.
+    num_members: None for one model; ``M >= 2`` for a deep ensemble whose members start
+      from ``jax.random.split(key, M)`` and train in one vmapped step (``models.ensemble``).
 
   Returns:
     A ``TrainState`` at step 0.
   """
+  if num_members is not None:  # a deep ensemble: every leaf stacked [M, ...]
+    tx = optax.adam(learning_rate) if tx is None else tx
+    return ensembles.create_train_state(key, module, example_x, num_members, tx)
   params = models_lib.init_params(key, module, example_x)
   return TrainState.create(
     apply_fn=module.apply, params=params, tx=optax.adam(learning_rate) if tx is None else tx
@@ -380,6 +387,8 @@ def _fit_checked(
   reinitialize: bool,
 ) -> TrainState:
   """:func:`fit` on validated arguments (``mask`` a ``[num_points]`` bool array)."""
+  if isinstance(state, ensembles.EnsembleTrainState):  # all members in one vmapped fit
+    return ensembles.fit(key, state, x, y, mask, num_steps, batch_size, reinitialize)
   if not bool(jnp.any(mask)):
     raise ValueError("fit needs at least one labeled point; labeled_mask is all False")
   k_init, k_fit = jax.random.split(key)

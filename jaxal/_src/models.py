@@ -176,6 +176,8 @@ def from_train_state(state: Any, **kwargs) -> tuple[Model, Any]:
   Raises:
     TypeError: ``state.apply_fn`` is not a linen module's bound ``apply``.
   """
+  if hasattr(state, "ensemble_model"):  # models.ensemble's train state: members stacked
+    return state.ensemble_model()
   apply_fn = getattr(state, "apply_fn", None)
   module = getattr(apply_fn, "__self__", None)
   if not isinstance(module, nn.Module):
