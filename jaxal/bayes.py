@@ -3,9 +3,11 @@
 from jaxal._src.bayes import MODES
 from jaxal._src.bayes import batchbald
 from jaxal._src.bayes import stochastic_batch
+from jaxal._src.epig import epig
 
 __all__ = (
   "MODES",
   "batchbald",
+  "epig",
   "stochastic_batch",
 )

@@ -3,6 +3,7 @@
 ``MLP`` and ``CNN`` are re-exported from :mod:`jaxal.networks`, where they live.
 """
 
+from jaxal._src.ensembles import ensemble
 from jaxal._src.models import Model
 from jaxal._src.models import Predictions
 from jaxal._src.models import apply
@@ -25,6 +26,7 @@ __all__ = (
   "Predictions",
   "apply",
   "dropout_flag",
+  "ensemble",
   "from_apply_fn",
   "from_linen",
   "from_nnx",

@@ -16,6 +16,7 @@ from jaxal._src.strategies.diversity import coreset
 from jaxal._src.strategies.diversity import fass
 from jaxal._src.strategies.diversity import kmeans_sampling
 from jaxal._src.strategies.diversity import submodular
+from jaxal._src.strategies.epig_sampling import epig
 from jaxal._src.strategies.glister_active import glister
 from jaxal._src.strategies.gradmatch import gradmatch
 from jaxal._src.strategies.low_budget import probcover
@@ -51,6 +52,7 @@ __all__ = (
   "coreset",
   "deepfool",
   "entropy",
+  "epig",
   "fass",
   "get",
   "glister",

@@ -31,6 +31,7 @@ from flax.training import train_state as train_state_lib
 from jax.typing import ArrayLike
 
 from jaxal._src import checks
+from jaxal._src import ensembles
 from jaxal._src import models as models_lib
 from jaxal._src.strategies.base import Strategy
 
@@ -371,6 +372,7 @@ def create_train_state(
   *,
   tx: optax.GradientTransformation | None = None,
   learning_rate: float = 1e-3,
+  num_members: int | None = None,
 ) -> TrainState:
   """A :class:`TrainState` with freshly initialised params and Adam (or ``tx``).
 
@@ -388,6 +390,8 @@ def create_train_state(
       parameters).
     tx: the optimiser; None for ``optax.adam(learning_rate)``.
     learning_rate: Adam's learning rate when ``tx`` is None.
+    num_members: None for one model; ``M >= 2`` for a deep ensemble whose members start
+      from ``jax.random.split(key, M)`` and train in one vmapped step (``models.ensemble``).
 
   Returns:
     A :class:`TrainState` at step 0.
@@ -414,6 +418,8 @@ def create_train_state(
   """
   checks.check_key(key)
   tx = optax.adam(checks.check_float(learning_rate, "learning_rate", low=0.0)) if tx is None else tx
+  if num_members is not None:  # a deep ensemble: every leaf stacked [M, ...]
+    return ensembles.create_train_state(key, module, example_x, num_members, tx)
   if isinstance(module, nn.Module):
     params, model_state = _init_linen(key, module, example_x)
     return TrainState.create(apply_fn=module.apply, params=params, tx=tx, model_state=model_state)
@@ -798,6 +804,15 @@ def _fit_checked(
   reinitialize: bool,
 ) -> tuple[Any, FitInfo]:
   """:func:`fit` on validated arguments (``mask`` a ``[num_points]`` bool array)."""
+  if isinstance(state, ensembles.EnsembleTrainState):  # all members in one vmapped fit
+    if by_epoch:
+      raise ValueError(
+        "a deep ensemble trains a fixed number of steps (num_steps=...); epochs and "
+        "until_train_accuracy are not supported for ensembles"
+      )
+    num_steps = int(limits[0])
+    fitted = ensembles.fit(key, state, x, y, mask, num_steps, batch_size, reinitialize)
+    return fitted, FitInfo(jnp.int32(num_steps), jnp.int32(0), jnp.float32(-1.0))
   if not bool(jnp.any(mask)):
     raise ValueError("fit needs at least one labeled point; labeled_mask is all False")
   models_lib.train_state_parts(state)  # a TypeError for a foreign state, before any work

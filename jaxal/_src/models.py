@@ -516,6 +516,8 @@ def from_train_state(state: Any, **kwargs) -> tuple[Model, Any]:
     >>> models.predict(model, params, jnp.ones((4, 5))).logits.shape
     (4, 3)
   """
+  if hasattr(state, "ensemble_model"):  # models.ensemble's train state: members stacked
+    return state.ensemble_model()
   apply_fn, params, model_state = train_state_parts(state)
   if isinstance(apply_fn, _NNXApply):
     return Model(_NNXApply(apply_fn.graphdef), head_path(kwargs.pop("head", None))), (
@@ -820,10 +822,15 @@ def predict_mc(
       (default: an independent mask per example).
 
   Returns:
-    ``[num_samples, num_points, K]`` float32 logits, sample ``s`` first.
+    ``[num_samples, num_points, K]`` float32 logits, sample ``s`` first. For an ensemble
+    (``models.ensemble``) the members' logits ``[num_members, num_points, K]``, deterministic:
+    ``key``, ``num_samples`` and ``consistent`` are validated, then ignored.
   """
   checks.check_key(key)
   num_samples = checks.check_positive_int(num_samples, "num_samples")
+  predict_members = getattr(model.apply, "predict_members", None)  # an ensemble's members
+  if predict_members is not None:
+    return predict_members(params, x, batch_size)
   x, batch_size = check_pool(x, batch_size)
   sample_keys = jax.random.split(key, num_samples)
   outs = []

@@ -12,6 +12,7 @@ from jaxal._src.strategies import badge
 from jaxal._src.strategies import bayesian
 from jaxal._src.strategies import cluster_margin
 from jaxal._src.strategies import diversity
+from jaxal._src.strategies import epig_sampling
 from jaxal._src.strategies import glister_active
 from jaxal._src.strategies import gradmatch
 from jaxal._src.strategies import low_budget
@@ -54,6 +55,7 @@ REGISTRY: dict[str, Callable[..., Strategy]] = {
   "typiclust": low_budget.typiclust,
   "probcover": low_budget.probcover,
   "cluster_margin": cluster_margin.cluster_margin,
+  "epig": epig_sampling.epig,
   # New strategy families register their factories here.
 }
 
