@@ -292,3 +292,16 @@ def test_mc_strategies_refuse_a_model_without_dropout(name):
     strategy.acquire(jax.random.key(0), models.from_apply_fn(_deterministic), w, x, labeled, 2)
   idx = strategy.acquire(jax.random.key(0), models.from_apply_fn(_dropout), w, x, labeled, 2)
   check_invariants(idx, 16, 2, np.zeros(16, bool), name)
+
+
+def test_mutation_check_patches_apply_to_a_copy(tmp_path):
+  import mutation_check
+
+  for m in mutation_check.MUTATIONS:
+    repo = tmp_path / m.name
+    (repo / m.path).parent.mkdir(parents=True)
+    (repo / m.path).write_text((mutation_check.ROOT / m.path).read_text())
+    mutation_check.apply(repo, m)
+    assert m.new in (repo / m.path).read_text()
+    for t in m.tests:
+      assert (mutation_check.ROOT / t.split("::")[0]).exists(), t

@@ -429,8 +429,8 @@ def check_finite(x: Any, name: str, *, purpose: str = "", ok: Any = None) -> Non
       big = float(np.max(np.abs(a[finite]), initial=0.0))
       leaf = jax.tree_util.keystr(path, simple=True, separator=".")
       raise ValueError(
-        f"{name}{'.' + leaf if leaf else ''} of shape {t.shape} holds "
-        f"{int((~finite).sum())} NaN or inf values ({_first_row(bad)}: {a[tuple(bad)]}; "
+        f"{name}{'.' + leaf if leaf else ''} of shape {t.shape} holds NaN or inf values "
+        f"({int((~finite).sum())} of them, {_first_row(bad)}: {a[tuple(bad)]}; "
         f"largest finite magnitude {big:.3g})" + (f"; {purpose}" if purpose else "")
       )
 
