@@ -36,8 +36,10 @@ def test_top_k_ties_toward_lower_index():
 def test_top_k_never_picks_labeled_even_with_neg_inf_scores():
   scores = jnp.array([-jnp.inf, 5.0, -jnp.inf, jnp.nan])
   labeled = jnp.array([False, True, False, False])
-  got = selection.top_k(scores, 3, labeled_mask=labeled)
+  got = selection.top_k(scores, 3, labeled_mask=labeled, check_finite=False)  # NaN ranks last
   np.testing.assert_array_equal(got, [0, 2, 3])
+  with pytest.raises(ValueError, match=r"scores of shape \(4,\) holds 1 NaN values"):
+    selection.top_k(scores, 3, labeled_mask=labeled)
 
 
 def test_top_k_budget_equal_to_unlabeled_pool():
@@ -72,7 +74,9 @@ def test_top_k_bad_input():
 
 def test_top_k_old_spelling_names_the_new_one():
   mask = jnp.array([True, False, False, False])
-  with pytest.raises(TypeError, match=r"top_k\(scores, k, \*, labeled_mask=None\)"):
+  with pytest.raises(
+    TypeError, match=r"top_k\(scores, k, \*, labeled_mask=None, check_finite=True\)"
+  ):
     selection.top_k(jnp.arange(4.0), 2, mask)
 
 

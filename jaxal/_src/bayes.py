@@ -253,6 +253,7 @@ def batchbald(
   labeled_mask: ArrayLike | None = None,
   num_joint_samples: int = 1000,
   max_exact_configs: int | None = None,
+  check_finite: bool = True,
 ) -> jax.Array:
   r"""BatchBALD: greedily maximise the joint mutual information of a batch.
 
@@ -290,16 +291,26 @@ def batchbald(
     num_joint_samples: configurations of the sampled estimator (static).
     max_exact_configs: largest configuration count summed exactly (static);
       defaults to ``num_joint_samples``.
+    check_finite: check ``log_probs`` for NaN or ``+inf`` entries first (one
+      device reduction); False for callers that checked already.
 
   Returns:
     ``[k]`` int32 indices in the order picked: unique, unlabeled.
+
+  Raises:
+    ValueError: NaN or ``+inf`` log-probabilities (naming the first offending
+      sample and row), fewer than 2 samples, ``k`` larger than the unlabeled count.
+    TypeError: a legacy key, non-float log-probabilities, a non-bool mask.
 
   References:
     Kirsch, van Amersfoort & Gal, BatchBALD: Efficient and Diverse Batch
     Acquisition for Deep Bayesian Active Learning, NeurIPS 2019.
   """
   checks.check_key(key)
+  original = log_probs
   log_probs = checks.check_mc_logits(log_probs, "log_probs", min_samples=2)
+  if checks.check_bool(check_finite, "check_finite"):
+    checks.check_finite_logits(log_probs, "log_probs", original=original)
   n = log_probs.shape[1]
   labeled_mask = checks.check_labeled_mask(labeled_mask, n)
   k = checks.check_budget(k, n, labeled_mask)
@@ -381,6 +392,7 @@ def stochastic_batch(
   mode: str = "power",
   temperature: float = 1.0,
   labeled_mask: ArrayLike | None = None,
+  check_finite: bool = True,
 ) -> jax.Array:
   r"""A random batch drawn with probabilities that grow with a score.
 
@@ -408,9 +420,16 @@ def stochastic_batch(
     mode: ``"power"``, ``"softmax"`` or ``"softrank"``.
     temperature: positive; not static (changing it does not recompile).
     labeled_mask: optional ``[num_points]`` bool, True where already labeled.
+    check_finite: NaN or ``+inf`` scores are an error (one device reduction);
+      with False they behave as described above (NaN: probability 0).
 
   Returns:
     ``[k]`` int32 indices in the order drawn: unique, unlabeled.
+
+  Raises:
+    ValueError: NaN or ``+inf`` scores (with ``check_finite``), negative
+      scores with ``mode="power"``, a bad temperature, ``k`` too large.
+    TypeError: a legacy key, non-float scores, a non-bool mask.
 
   Examples:
     >>> import jax, jax.numpy as jnp
@@ -426,7 +445,10 @@ def stochastic_batch(
   """
   checks.check_key(key)
   checks.check_one_of(mode, MODES, "mode")
+  original = scores
   scores = checks.check_float_array(scores, "scores", 1, "[num_points]")
+  if checks.check_bool(check_finite, "check_finite"):
+    checks.check_finite_scores(scores, "scores", allow_posinf=False, original=original)
   n = scores.shape[0]
   labeled_mask = checks.check_labeled_mask(labeled_mask, n)
   k = checks.check_budget(k, n, labeled_mask)

@@ -42,7 +42,19 @@ def _typed(x: Any) -> str:
   """:func:`describe` plus the Python type for scalars (``1.5 of type float``)."""
   if hasattr(x, "shape") and hasattr(x, "dtype") and getattr(x, "ndim", 0) > 0:
     return describe(x)
+  if isinstance(x, (np.integer, np.floating)):
+    return f"{x.item()!r} of type numpy.{type(x).__name__}"
   return f"{x!r} of type {type(x).__name__}"
+
+
+def as_index(i: Any) -> int | tuple[int, ...]:
+  """An index (a NumPy or JAX integer, or a tuple of them) as Python ints, never wrapped.
+
+  ``np.uint64(2**64 - 1)`` shows as ``18446744073709551615``, not as ``-1``.
+  """
+  if isinstance(i, (tuple, list, np.ndarray)) and np.ndim(i) > 0:
+    return tuple(int(np.asarray(v).item()) for v in i)
+  return int(np.asarray(i).item())
 
 
 def _is_int(value: Any) -> bool:
@@ -97,6 +109,22 @@ def check_nonnegative_int(value: Any, name: str, *, high: int | None = None, wha
   return check_int(value, name, low=0, high=high, what=what)
 
 
+def range_text(
+  low: float | None, high: float | None, *, low_open: bool = False, high_open: bool = False
+) -> str:
+  """How every message states a range: ``in (0, 1)``, ``in [0, 1]``, ``> 0``, ``<= 1`` or ``""``."""
+
+  num = str  # as check_float has always written them: [0.0, 1.0]
+
+  if low is not None and high is not None:
+    return f"in {'(' if low_open else '['}{num(low)}, {num(high)}{')' if high_open else ']'}"
+  if low is not None:
+    return f"{'>' if low_open else '>='} {num(low)}"
+  if high is not None:
+    return f"{'<' if high_open else '<='} {num(high)}"
+  return ""
+
+
 def check_float(
   value: Any,
   name: str,
@@ -129,14 +157,8 @@ def check_float(
     TypeError: ``value`` is not a real scalar.
     ValueError: NaN, a disallowed inf, or outside the range.
   """
-  if low is not None and high is not None:
-    span = f" in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-  elif low is not None:
-    span = f" {'>' if low_open else '>='} {low}"
-  elif high is not None:
-    span = f" {'<' if high_open else '<='} {high}"
-  else:
-    span = ""
+  span = range_text(low, high, low_open=low_open, high_open=high_open)
+  span = f" {span}" if span else ""
   want = f"a {'' if allow_inf else 'finite '}number{span}"
   if not _is_real(value):
     raise TypeError(f"{name} must be {want}, got {_typed(value)}")
@@ -147,7 +169,7 @@ def check_float(
   if high is not None:
     ok = ok and (value < high if high_open else value <= high)
   if not ok:
-    raise ValueError(f"{name} must be {want}, got {value}")
+    raise ValueError(f"{name} must be {want}, got {value!r}")
   return value
 
 
@@ -222,6 +244,8 @@ def check_float_array(x: Any, name: str, ndim: int | tuple[int, ...], dims: str)
   """Checks rank and floating dtype; returns ``x`` as a JAX array."""
   if not hasattr(x, "shape") and not isinstance(x, (list, tuple)):
     raise TypeError(f"{name} must be an array of shape {dims}, got {type(x).__name__}")
+  if isinstance(x, (list, tuple)):
+    x = as_rectangular(x, name, dims)
   x = jnp.asarray(x)
   ndims = (ndim,) if isinstance(ndim, int) else ndim
   if x.ndim not in ndims:
@@ -229,6 +253,30 @@ def check_float_array(x: Any, name: str, ndim: int | tuple[int, ...], dims: str)
   if not jnp.issubdtype(x.dtype, jnp.floating):
     raise TypeError(f"{name} must be a floating-point array of shape {dims}, got dtype {x.dtype}")
   return x
+
+
+def as_rectangular(x: list | tuple, name: str, dims: str) -> np.ndarray:
+  """A nested list or tuple of numbers as a NumPy array; a ragged or non-numeric one is an error.
+
+  Raises:
+    ValueError: rows of different lengths (a ragged list).
+    TypeError: entries that are not numbers.
+  """
+  try:
+    arr = np.asarray(x)
+  except ValueError as e:  # NumPy refuses inhomogeneous nesting
+    raise ValueError(
+      f"{name} must be a rectangular array of shape {dims}; got a ragged {type(x).__name__} "
+      f"(rows of different lengths: {e})"
+    ) from None
+  if arr.dtype == object or not (
+    np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
+  ):
+    raise TypeError(
+      f"{name} must be an array of numbers of shape {dims}; got a {type(x).__name__} whose "
+      f"entries NumPy reads as dtype {arr.dtype}"
+    )
+  return arr
 
 
 def check_logits(logits: Any, name: str = "logits") -> jax.Array:
@@ -252,70 +300,167 @@ def check_mc_logits(logits: Any, name: str = "mc_logits", min_samples: int = 1) 
   return x
 
 
-@jax.jit
-def _logits_ok(x):
+def logits_ok(x: jax.Array) -> jax.Array:
+  """Traceable: True when ``x`` has no NaN or +inf and every row a finite entry.
+
+  For fusing the value check of :func:`check_finite_logits` into a jitted
+  computation over the same logits: the caller returns this flag beside its
+  result and passes it to :func:`check_finite_logits` (``ok=``).
+  """
   x = x.astype(jnp.float32)
   no_bad = ~jnp.any(jnp.isnan(x) | (x == jnp.inf))
   return no_bad & jnp.all(jnp.any(jnp.isfinite(x), axis=-1))
 
 
-def check_finite_logits(logits: Any, name: str = "logits") -> None:
+_logits_ok = jax.jit(logits_ok)
+
+
+def _float64_note(original: Any) -> str:
+  """Why a finite float64 input may hold inf once on the device (x64 off), or ``""``."""
+  dtype = getattr(original, "dtype", None)
+  if dtype is None or np.dtype(dtype).itemsize <= 4 or jax.config.jax_enable_x64:
+    return ""
+  big = float(np.nanmax(np.abs(np.where(np.isfinite(original), original, 0.0)), initial=0.0))
+  if big <= float(np.finfo(np.float32).max):
+    return ""
+  return (
+    f"; the input is {np.dtype(dtype).name} with entries up to {big:.3g}, beyond float32's "
+    f"{float(np.finfo(np.float32).max):.3g}, which become inf with jax_enable_x64 off: "
+    "rescale them or enable x64"
+  )
+
+
+def _first_row(where: np.ndarray, row_axis: int = 0) -> str:
+  idx = tuple(int(i) for i in where)
+  if len(idx) <= 1:
+    return f"first at index {idx}"
+  return f"first at row {idx[row_axis]}, index {idx}"
+
+
+def check_finite_logits(
+  logits: Any, name: str = "logits", *, ok: Any = None, original: Any = None
+) -> None:
   """Value check: NaN or +inf anywhere, or a row with no finite entry, is an error.
 
-  ``-inf`` is allowed: it is how masked classes are written.
+  ``-inf`` is allowed: it is how masked classes are written. Skipped under a
+  trace (the values are unknown there).
+
+  Args:
+    logits: ``[..., num_classes]`` logits, as the computation saw them.
+    name: the argument's name, as the message shows it.
+    ok: the flag :func:`logits_ok` computed inside the caller's jitted
+      computation (fused), or None to compute it here (one device reduction).
+    original: the array the caller passed, when it differs from ``logits``
+      (a float64 NumPy array cast to float32): the message says why it overflowed.
+
+  Raises:
+    ValueError: naming the shape, how many entries are bad, the first bad row
+      and index, and the largest finite magnitude seen.
   """
-  if not is_concrete(logits):
+  if not is_concrete(logits) or (ok is not None and not is_concrete(ok)):
     return
-  if bool(_logits_ok(logits)):  # one fused device reduction; the host copy only on error
+  if bool(_logits_ok(logits) if ok is None else ok):  # the host copy only on error
     return
   x = np.asarray(jax.device_get(logits)).astype(np.float32)
+  note = _float64_note(original) if original is not None else ""
   bad = np.isnan(x) | (x == np.inf)
   if bad.any():
     where = np.argwhere(bad)[0]
     raise ValueError(
       f"{name} of shape {x.shape} holds {int(bad.sum())} NaN or +inf values "
-      f"(first at index {tuple(int(i) for i in where)}); -inf is allowed for masked classes"
+      f"({_first_row(where, 1 if x.ndim == 3 else 0)}: {x[tuple(where)]}); -inf is allowed "
+      f"for masked classes{note}"
     )
   empty = ~np.isfinite(x).any(axis=-1)
   if empty.any():
     where = np.argwhere(empty)[0]
     raise ValueError(
       f"{name} of shape {x.shape} has a row where every class is -inf "
-      f"(first at index {tuple(int(i) for i in where)})"
+      f"(first at row {int(where[-1])}"
+      + (f" of sample {int(where[0])}" if len(where) > 1 else "")
+      + ")"
     )
 
 
-@jax.jit
-def _all_finite(tree):
-  return [jnp.all(jnp.isfinite(t)) for t in jax.tree.leaves(tree)]  # fused: no temporary
+def all_finite(tree: Any) -> list[jax.Array]:
+  """Traceable: one bool per leaf of ``tree``, True when that leaf holds no NaN or inf.
+
+  For fusing :func:`check_finite` into a jitted computation over the same
+  arrays: return these flags beside the result and pass them as ``ok=``.
+  """
+  return [jnp.all(jnp.isfinite(t)) for t in jax.tree.leaves(tree)]
 
 
-def check_finite(x: Any, name: str, *, purpose: str = "") -> None:
+_all_finite = jax.jit(all_finite)  # fused: no temporary
+
+
+def check_finite(x: Any, name: str, *, purpose: str = "", ok: Any = None) -> None:
   """Value check (concrete input only): NaN or inf in any leaf is a ``ValueError``.
 
   One jitted reduction per leaf of ``x`` (an array, or a pytree such as a
-  ``GradEmbedding``); the host copy happens only to report an error, which
-  names the leaf, its shape and the index of the first offending entry.
+  ``GradEmbedding``), or none when the caller computed the flags inside its
+  own jitted call (``ok``, from :func:`all_finite`); the host copy happens
+  only to report an error, which names the leaf, its shape, how many entries
+  are bad, the row and index of the first one and the largest finite
+  magnitude seen.
 
   Args:
     x: an array or a pytree of arrays.
     name: the argument's name, as the message shows it.
     purpose: why finite values are needed, appended to the message.
+    ok: optional flags from :func:`all_finite` (a list, one per leaf, or one
+      bool for all leaves together), already computed.
   """
   leaves = jax.tree_util.tree_leaves_with_path(x)
   if not all(is_concrete(t) for _, t in leaves):
     return
-  with jax.ensure_compile_time_eval():  # x may be a constant inside someone's jit
-    flags = _all_finite(x)
-  for (path, t), ok in zip(leaves, flags):
-    if not bool(ok):
-      bad = np.argwhere(~np.isfinite(np.asarray(jax.device_get(t))))[0]
+  if ok is None:
+    with jax.ensure_compile_time_eval():  # x may be a constant inside someone's jit
+      flags = _all_finite(x)
+  else:
+    if not all(is_concrete(f) for f in jax.tree.leaves(ok)):
+      return
+    flags = ok if isinstance(ok, (list, tuple)) else [ok] * len(leaves)
+  for (path, t), flag in zip(leaves, flags):
+    if not bool(flag):
+      a = np.asarray(jax.device_get(t))
+      finite = np.isfinite(a)
+      bad = np.argwhere(~finite)[0]
+      big = float(np.max(np.abs(a[finite]), initial=0.0))
       leaf = jax.tree_util.keystr(path, simple=True, separator=".")
       raise ValueError(
-        f"{name}{'.' + leaf if leaf else ''} of shape {t.shape} holds NaN "
-        f"or inf values (first at index {tuple(int(i) for i in bad)})"
-        + (f"; {purpose}" if purpose else "")
+        f"{name}{'.' + leaf if leaf else ''} of shape {t.shape} holds NaN or inf values "
+        f"({int((~finite).sum())} of them, {_first_row(bad)}: {a[tuple(bad)]}; "
+        f"largest finite magnitude {big:.3g})" + (f"; {purpose}" if purpose else "")
       )
+
+
+def check_nonnegative(x: Any, name: str, *, purpose: str = "") -> None:
+  """Value check (concrete input only): a negative entry is a ``ValueError`` naming the first.
+
+  Args:
+    x: an array.
+    name: the argument's name, as the message shows it.
+    purpose: why non-negative values are needed, appended to the message.
+  """
+  if not is_concrete(x):
+    return
+  with jax.ensure_compile_time_eval():
+    fine = bool(_all_nonneg(x))
+  if fine:
+    return
+  a = np.asarray(jax.device_get(x))
+  neg = a < 0
+  where = np.argwhere(neg)[0]
+  raise ValueError(
+    f"{name} of shape {a.shape} must be non-negative, got {int(neg.sum())} negative entries "
+    f"({_first_row(where)}: {a[tuple(where)]}; min {a.min()})" + (f"; {purpose}" if purpose else "")
+  )
+
+
+@jax.jit
+def _all_nonneg(x):
+  return jnp.all(x >= 0)
 
 
 def check_labeled_mask(labeled_mask: Any, num_points: int, name: str = "labeled_mask") -> jax.Array:
@@ -431,3 +576,92 @@ def spelled_as_key_or_none(usage: str) -> Callable[[F], F]:
     return wrapper  # type: ignore[return-value]
 
   return decorate
+
+
+@functools.partial(jax.jit, static_argnames=("allow_posinf",))
+def _scores_ok(x, allow_posinf):
+  bad = jnp.isnan(x) if allow_posinf else jnp.isnan(x) | (x == jnp.inf)
+  return ~jnp.any(bad)
+
+
+def check_finite_scores(
+  scores: Any, name: str = "scores", *, allow_posinf: bool = True, original: Any = None
+) -> None:
+  """Value check (concrete input only) of ``[num_points]`` scores: NaN is an error.
+
+  ``-inf`` is allowed (a point that must come last, such as the negated distance
+  of a point that never flips); ``+inf`` too unless ``allow_posinf`` is False
+  (a probability law cannot give a point infinite weight). One device reduction
+  over ``[num_points]``; the host copy happens only to word the error.
+
+  Args:
+    scores: ``[num_points]`` float scores.
+    name: the argument's name, as the message shows it.
+    allow_posinf: whether ``+inf`` is a valid score.
+    original: the array the caller passed, when it differs from ``scores``
+      (float64 cast to float32): the message says why it overflowed.
+
+  Raises:
+    ValueError: naming how many entries are bad and the first one.
+  """
+  if not is_concrete(scores):
+    return
+  with jax.ensure_compile_time_eval():
+    fine = bool(_scores_ok(scores, allow_posinf))
+  if fine:
+    return
+  a = np.asarray(jax.device_get(scores)).astype(np.float32)
+  bad = np.isnan(a) if allow_posinf else np.isnan(a) | (a == np.inf)
+  i = int(np.argmax(bad))
+  what = "NaN" if allow_posinf else "NaN or +inf"
+  note = _float64_note(original) if original is not None else ""
+  raise ValueError(
+    f"{name} of shape {a.shape} holds {int(bad.sum())} {what} values (first at index {i}: "
+    f"{a[i]}); scores must be real numbers (-inf ranks a point last){note}"
+  )
+
+
+# The largest difference between two MC samples' class probabilities below which
+# the samples count as identical (float noise of a deterministic forward is ~1e-7).
+MC_IDENTICAL_TOL = 1e-5
+
+
+@jax.jit
+def _mc_spread(mc_logits):
+  p = jax.nn.softmax(mc_logits.astype(jnp.float32), axis=-1)
+  return jnp.max(jnp.abs(p - p[:1]))
+
+
+def check_mc_varies(
+  mc_logits: Any, strategy: str, *, tol: float = MC_IDENTICAL_TOL, name: str = "MC logits"
+) -> None:
+  """Value check (concrete input only): Monte Carlo samples that are all the same are an error.
+
+  A strategy that compares stochastic forward passes (BALD, BatchBALD,
+  variation ratio, mean std, the MC-averaged scores) picks by float noise
+  when the model has no active dropout: every sample is then the same
+  network. One device reduction over ``[S, N, K]``.
+
+  Args:
+    mc_logits: ``[num_samples, num_points, num_classes]`` logits of the MC passes.
+    strategy: the strategy's name, as the message shows it.
+    tol: samples whose class probabilities all differ from the first sample's
+      by at most ``tol`` count as identical.
+    name: what ``mc_logits`` are, as the message shows it.
+
+  Raises:
+    ValueError: saying what to change (dropout rate, the train keyword, an ensemble).
+  """
+  if not is_concrete(mc_logits):
+    return
+  spread = float(_mc_spread(mc_logits))
+  if spread <= tol:
+    raise ValueError(
+      f"strategy {strategy!r} needs stochastic forward passes, but the {shape_of(mc_logits)[0]} "
+      f"{name} (shape {shape_of(mc_logits)}) are identical: their class probabilities differ "
+      f"by at most {spread:.2g} (tolerance {tol:g}), so the scores would rank float noise. "
+      "Give the model a dropout layer with a rate > 0, make sure the model's dropout switch "
+      "reaches it (models.from_linen(module, train_kwarg=...) names the keyword that turns "
+      "dropout on; it must be the one the module's __call__ takes), or use an ensemble whose "
+      "members differ"
+    )

@@ -47,6 +47,37 @@ def check_selection(x, k, labeled_mask, name: str = "x") -> tuple[Points, jax.Ar
   return x, labeled_mask, k
 
 
+def max_abs(t: jax.Array) -> jax.Array:
+  """``max |t|`` in float32, 1 where ``t`` is all zeros (a safe divisor)."""
+  m = jnp.max(jnp.abs(t.astype(jnp.float32))) if t.size else jnp.float32(0.0)
+  return jnp.where(m > 0, m, 1.0).astype(jnp.float32)
+
+
+def rescale(x: Points) -> tuple[Points, jax.Array]:
+  """``(x / s, s)``: the points divided by their largest magnitude, and that scale.
+
+  Distances between finite points can overflow float32 long before the points
+  do (``(1e20)² = inf``). Every entry of the rescaled points lies in ``[-1, 1]``,
+  so their squared norms and distances are at most ``4 * dim`` (``4 * K * d``
+  for a :class:`GradEmbedding`, whose factors are rescaled separately).
+  Squared distances of ``x`` are ``s²`` times those of ``x / s``: the D² law,
+  nearest centres and farthest points do not change.
+
+  Args:
+    x: ``[num_points, dim]`` points or a :class:`GradEmbedding`, finite.
+
+  Returns:
+    ``(points, s)`` with ``s`` a float32 scalar ``> 0``, ``x == s * points``.
+  """
+  if isinstance(x, GradEmbedding):
+    sa, sz = max_abs(x.a), max_abs(x.z)
+    a = x.a.astype(jnp.float32) / sa
+    z = x.z.astype(jnp.float32) / sz
+    return GradEmbedding(a, z), sa * sz
+  s = max_abs(x)
+  return x.astype(jnp.float32) / s, s
+
+
 def num_points(x: Points) -> int:
   return x.num_points if isinstance(x, GradEmbedding) else x.shape[0]
 

@@ -35,7 +35,7 @@ from jaxal._src import distances
 @functools.partial(jax.jit, static_argnames=("k", "chain_length", "first"))
 def afk_mc2(key, x, k, labeled_mask, chain_length, first):
   """``[k]`` int32 centres by AFK-MC²; see the module docstring."""
-  x = jax.tree.map(lambda t: t.astype(jnp.float32), x)
+  x = distances.rescale(x)[0]  # entries in [-1, 1]: no finite input overflows a distance
   n = distances.num_points(x)
   m = chain_length
   k_first, k_prop, k_acc, k_fallback = jax.random.split(key, 4)

@@ -105,9 +105,19 @@ def kmeans_runs(keys, x, active, k, max_iter, tol, chunk_size, row_chunk_size):
   jax.jit, static_argnames=("k", "n_init", "max_iter", "chunk_size", "row_chunk_size")
 )
 def kmeans_core(key, x, k, active, n_init, max_iter, tol, chunk_size, row_chunk_size):
-  """:func:`kmeans` on validated, finite points ``x``, over the points where ``active`` is True."""
+  """:func:`kmeans` on validated, finite points ``x``, over the points where ``active`` is True.
+
+  The runs work on ``x / max|x|`` (:func:`distances.rescale`), so no finite
+  input overflows a distance; centres and inertia are returned in ``x``'s units.
+  """
+  xs, scale = distances.rescale(x)
+  res = _best_run(key, xs, k, active, n_init, max_iter, tol, chunk_size, row_chunk_size)
+  return res._replace(centres=res.centres * scale, inertia=res.inertia * scale * scale)
+
+
+def _best_run(key, xs, k, active, n_init, max_iter, tol, chunk_size, row_chunk_size):
   runs = kmeans_runs(
-    jax.random.split(key, n_init), x, active, k, max_iter, tol, chunk_size, row_chunk_size
+    jax.random.split(key, n_init), xs, active, k, max_iter, tol, chunk_size, row_chunk_size
   )
   best = jnp.argmin(runs.inertia)  # ties: the first init
   return jax.tree.map(lambda t: t[best], runs)
@@ -237,10 +247,10 @@ def kmeans_sampling_core(
   key, x, k, labeled_mask, n_init, max_iter, tol, chunk_size, row_chunk_size
 ):
   """:func:`kmeans_sampling` on validated, finite points ``x`` and a float32 ``tol``."""
-  x = x.astype(jnp.float32)
+  xs = distances.rescale(x)[0]  # entries in [-1, 1]: no finite input overflows a distance
   active = ~labeled_mask
-  res = kmeans_core(key, x, k, active, n_init, max_iter, tol, chunk_size, row_chunk_size)
-  return match_centres(x, active, res.centres, chunk_size, row_chunk_size)
+  res = _best_run(key, xs, k, active, n_init, max_iter, tol, chunk_size, row_chunk_size)
+  return match_centres(xs, active, res.centres, chunk_size, row_chunk_size)
 
 
 def kmeans_sampling(
@@ -254,6 +264,7 @@ def kmeans_sampling(
   tol: float = 1e-4,
   chunk_size: int = 1024,
   row_chunk_size: int = 8192,
+  check_finite: bool = True,
 ) -> jax.Array:
   """k-means sampling: cluster the unlabeled points into ``k``, take the point nearest each centre.
 
@@ -270,10 +281,18 @@ def kmeans_sampling(
     k: how many to pick, ``1 <= k <=`` the number of unlabeled points.
     labeled_mask: optional ``[num_points]`` bool, True where already labeled.
     n_init, max_iter, tol, chunk_size, row_chunk_size: as in :func:`kmeans`.
+    check_finite: NaN or inf in ``x`` is an error (one device reduction);
+      False for callers that checked already. Every finite ``x`` is valid:
+      distances are computed on ``x`` divided by its largest magnitude.
 
   Returns:
     ``[k]`` int32 indices, entry ``j`` for centre ``j``: unique, in range,
     never labeled.
+
+  Raises:
+    ValueError: NaN or inf points (naming the first offending row), ``k``
+      larger than the unlabeled count, options out of range.
+    TypeError: a legacy key, non-float points, a non-bool mask.
 
   References:
     DISTIL's KMeansSampling (decile-team/distil); Lloyd, 1982.
@@ -281,7 +300,8 @@ def kmeans_sampling(
   checks.check_key(key)
   x, labeled_mask, k = check_dense_selection(x, k, labeled_mask)
   args = check_kmeans_args(n_init, max_iter, tol, chunk_size, row_chunk_size)
-  return select_kmeans_sampling(key, x, k, labeled_mask, *args)
+  check_finite = checks.check_bool(check_finite, "check_finite")
+  return select_kmeans_sampling(key, x, k, labeled_mask, *args, check_finite=check_finite)
 
 
 def select_kmeans_sampling(
@@ -294,6 +314,7 @@ def select_kmeans_sampling(
   tol: float = 1e-4,
   chunk_size: int = 1024,
   row_chunk_size: int = 8192,
+  check_finite: bool = True,
 ) -> jax.Array:
   """:func:`kmeans_sampling` on arguments a caller has validated, except ``x``'s values.
 
@@ -311,11 +332,13 @@ def select_kmeans_sampling(
     tol: the relative inertia change that stops a run.
     chunk_size: centres per chunk.
     row_chunk_size: pool rows per block.
+    check_finite: a bool; False skips the finiteness check of ``x``.
 
   Returns:
     ``[k]`` int32 indices, entry ``j`` for centre ``j``.
   """
-  checks.check_finite(x, "x", purpose="selection needs finite points")
+  if check_finite:
+    checks.check_finite(x, "x", purpose="selection needs finite points")
   return kmeans_sampling_core(
     key, x, k, labeled_mask, n_init, max_iter, jnp.float32(tol), chunk_size, row_chunk_size
   )

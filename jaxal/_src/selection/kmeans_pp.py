@@ -102,7 +102,7 @@ def kmeans_pp_exact(key, x, k, labeled_mask, first, chunk_size, ps=None):
   unchunked fused sweep (each device holds its own rows), and block sums are a
   segment sum (partial sums per device, then one all-reduce).
   """
-  x = jax.tree.map(lambda t: t.astype(jnp.float32), x)
+  x = distances.rescale(x)[0]  # entries in [-1, 1]: no finite input overflows a distance
   n = distances.num_points(x)
   chunk = n if ps is not None else min(chunk_size, n)
   num_chunks = -(-n // chunk)
@@ -259,6 +259,7 @@ def kmeans_pp(
   chunk_size: int = 2048,
   method: str = "exact",
   chain_length: int = 200,
+  check_finite: bool = True,
 ) -> jax.Array:
   r"""k-means++ seeding: ``k`` distinct unlabeled points drawn by D² sampling.
 
@@ -300,6 +301,11 @@ def kmeans_pp(
       ``chain_length`` steps per centre, ``O(N·dim + k²·chain_length·dim)``
       work instead of ``O(k·N·dim)``: for the largest pools.
     chain_length: the chain length ``m`` of ``method="mcmc"`` (200 in the paper).
+    check_finite: NaN or inf in ``x`` is an error (one device reduction);
+      False for callers that checked already (non-finite points then give
+      unspecified centres). Every finite ``x`` is valid, up to the largest
+      float32: distances are computed on ``x`` divided by its largest
+      magnitude (the D² law does not change).
 
   Returns:
     ``[k]`` int32 indices in the order they were chosen: unique, in range,
@@ -340,6 +346,7 @@ def kmeans_pp(
     chunk_size=chunk_size,
     method=method,
     chain_length=chain_length,
+    check_finite=checks.check_bool(check_finite, "check_finite"),
   )
 
 
@@ -353,6 +360,7 @@ def select_kmeans_pp(
   chunk_size: int = 2048,
   method: str = "exact",
   chain_length: int = 200,
+  check_finite: bool = True,
 ) -> jax.Array:
   """:func:`kmeans_pp` on arguments a caller has validated, except ``x``'s values.
 
@@ -369,11 +377,13 @@ def select_kmeans_pp(
     chunk_size: a positive int, at most ``num_points``.
     method: one of :data:`METHODS`.
     chain_length: a positive int (``method="mcmc"``).
+    check_finite: a bool; False skips the finiteness check of ``x``.
 
   Returns:
     ``[k]`` int32 centres, in the order they were drawn.
   """
-  checks.check_finite(x, "x", purpose="selection needs finite points")
+  if check_finite:
+    checks.check_finite(x, "x", purpose="selection needs finite points")
   chunk_size = min(chunk_size, distances.num_points(x))
   ps = sharding.pool_sharding((x, labeled_mask), "x and labeled_mask")
   x, labeled_mask = sharding.place(x, ps), sharding.place(labeled_mask, ps)

@@ -30,16 +30,22 @@ def top_k_core(scores, k, labeled_mask, ps=None):
   return sharding.top_k(scores, k, ps)[1]
 
 
-@checks.spelled_as("top_k(scores, k, *, labeled_mask=None)")
-def top_k(scores: ArrayLike, k: int, *, labeled_mask: ArrayLike | None = None) -> jax.Array:
+@checks.spelled_as("top_k(scores, k, *, labeled_mask=None, check_finite=True)")
+def top_k(
+  scores: ArrayLike, k: int, *, labeled_mask: ArrayLike | None = None, check_finite: bool = True
+) -> jax.Array:
   """The ``k`` highest-scoring unlabeled points, best first.
 
   Ties are broken toward the lower index. Labeled points are never chosen.
+  ``±inf`` scores are ordered as numbers (``-inf`` last); a NaN score is an
+  error, unless ``check_finite=False``, where it ranks below every unlabeled
+  real score.
 
   Args:
     scores: ``[num_points]`` scores, higher = pick first.
     k: how many to pick, ``1 <= k <=`` the number of unlabeled points.
     labeled_mask: optional ``[num_points]`` bool, True where already labeled.
+    check_finite: check ``scores`` for NaN (one device reduction over ``[num_points]``).
 
   ``scores`` (and the mask) may be sharded along N over a 1-D mesh: each device
   then keeps its own top ``k`` and only those candidates are gathered.
@@ -47,16 +53,24 @@ def top_k(scores: ArrayLike, k: int, *, labeled_mask: ArrayLike | None = None) -
   Returns:
     ``[k]`` int32 indices, in descending order of score.
 
+  Raises:
+    ValueError: NaN scores (with ``check_finite``), a mask of the wrong shape,
+      ``k`` larger than the unlabeled count.
+    TypeError: non-float scores, a non-bool mask, a non-integer ``k``.
+
   Examples:
     >>> import jax.numpy as jnp
     >>> from jaxal import selection
     >>> selection.top_k(jnp.array([0.1, 0.9, 0.9, 0.5]), 2)
     Array([1, 2], dtype=int32)
   """
+  original = scores
   scores = checks.check_float_array(scores, "scores", 1, "[num_points]")
   n = scores.shape[0]
   labeled_mask = checks.check_labeled_mask(labeled_mask, n)
   k = checks.check_budget(k, n, labeled_mask)
+  if checks.check_bool(check_finite, "check_finite"):
+    checks.check_finite_scores(scores, "scores", original=original)
   return select_top_k(scores, k, labeled_mask)
 
 

@@ -94,7 +94,9 @@ def score_strategy(
 
   Raises:
     TypeError: ``num_samples`` is not an int.
-    ValueError: ``num_samples`` is below 2.
+    ValueError: ``num_samples`` is below 2. At acquire time: non-finite logits,
+      or (``num_samples`` given) MC samples that are all identical, i.e. a model
+      without active dropout (:func:`jaxal._src.checks.check_mc_varies`).
   """
   from jaxal._src.selection import top_k  # local: selection is a lower layer, no cycle
 
@@ -115,6 +117,7 @@ def score_strategy(
       checks.check_finite_logits(
         logits.reshape(-1, logits.shape[-1]), "MC logits of the model on the pool"
       )
+      checks.check_mc_varies(logits, name)
     return top_k.select_top_k(score_fn(logits), budget, mask)
 
   return Strategy(name, acquire)

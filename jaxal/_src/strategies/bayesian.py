@@ -90,6 +90,7 @@ def batchbald(
     checks.check_finite_logits(
       logits.reshape(-1, logits.shape[-1]), "MC logits of the model on the pool"
     )
+    checks.check_mc_varies(logits, "batchbald")
     return bayes.batchbald_core(k_sel, logits, budget, mask, num_joint_samples, max_exact_configs)
 
   return Strategy("batchbald", acquire)
@@ -105,6 +106,8 @@ def _stochastic(
     num_samples = checks.check_int(num_samples, "num_samples", low=2, what=_MC_SAMPLES)
   score_fn = MC_SCORES[score] if mc else LOGIT_SCORES[score]
 
+  name = mode if score == "bald" else f"{mode}_{score}"
+
   def acquire(key, model, params, pool, labeled_mask, budget):
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
     _forward_check(model, params, pool)
@@ -116,12 +119,13 @@ def _stochastic(
       checks.check_finite_logits(
         logits.reshape(-1, logits.shape[-1]), "MC logits of the model on the pool"
       )
+      checks.check_mc_varies(logits, name)
     else:
       logits = models_lib.predict(model, params, pool, batch_size=batch_size, features=False).logits
       checks.check_finite_logits(logits, "logits of the model on the pool")
     return bayes.stochastic_batch_core(k_sel, score_fn(logits), budget, mask, mode, temperature)
 
-  return Strategy(mode if score == "bald" else f"{mode}_{score}", acquire)
+  return Strategy(name, acquire)
 
 
 def power(

@@ -93,6 +93,11 @@ class SetFunction(NamedTuple):
       (a traced int32 scalar); ``ps`` the rows' pool sharding, or None.
     from_mask: ``from_mask(mask) -> state`` of the set ``mask [N]`` bool.
     value: ``value(mask) -> ()`` float32, ``f(A)`` for ``A = mask [N]`` bool.
+    scale: ``[]`` float32 ``> 0``: ``gains`` and ``value`` are in units of
+      ``scale`` (the true gain is ``scale * gains(...)``). The factories divide
+      the kernel (or the features and weights) by their largest magnitude, so
+      that no finite input overflows a row sum or a state; the maximisers,
+      :func:`value` and :func:`marginal_gains` multiply back.
   """
 
   name: str
@@ -102,6 +107,7 @@ class SetFunction(NamedTuple):
   update: Callable[..., State]
   from_mask: Callable[[jax.Array], State]
   value: Callable[[jax.Array], jax.Array]
+  scale: Any = 1.0  # shape=(), float32: gains and value are in units of scale
 
   @property
   def num_points(self) -> int:
@@ -200,16 +206,24 @@ def _sr_value(kernel, total, mask):
   return total - _within(kernel, mask)
 
 
-def _sqrt(v):
+# The features are stored divided by c = max X (so the state m = Σ_A X / c never
+# overflows); each concave g is evaluated at c * v without forming c * v where
+# that could overflow. sqrt is homogeneous, so its factor sqrt(c) goes into the
+# function's scale instead (c is then passed as 1).
+
+
+def _sqrt(c, v):
   return jnp.sqrt(v)
 
 
-def _log1p(v):
-  return jnp.log1p(v)
+def _log1p(c, v):
+  return jnp.logaddexp(0.0, jnp.log(c) + jnp.log(v))  # log(1 + c v); v = 0 → 0
 
 
-def _inverse(v):
-  return v / (1.0 + v)
+def _inverse(c, v):
+  # x / (1 + x) - 1: the constant -1 cancels in every gain, and leaving it out keeps
+  # gains of tiny magnitude exact (a difference of two small numbers, not of two ~1s).
+  return -1.0 / (1.0 + c * v)  # c v = inf → 0
 
 
 _CONCAVE_FN = {"inverse": _inverse, "log1p": _log1p, "sqrt": _sqrt}
@@ -229,7 +243,8 @@ def _fb_update(features, m, j, ps=None):
 
 
 def _fb_value(features, weights, g, mask):
-  return jnp.sum(weights * g(_fb_from_mask(features, mask)))
+  m = _fb_from_mask(features, mask)
+  return jnp.sum(weights * (g(m) - g(jnp.zeros_like(m))))  # g(0) != 0 for the shifted inverse
 
 
 # ---------------------------------------------------------------------------
@@ -260,6 +275,7 @@ def facility_location(kernel: Kernel, *, ground_mask: ArrayLike | None = None) -
     Mirchandani & Francis, Discrete Location Theory, 1990; Wei et al., 2015.
   """
   kernel, n = kernels.check_kernel(kernel)
+  kernel, scale = _unit_kernel(kernel)  # entries in [-1, 1]: row sums stay finite
   ground = _ground(ground_mask, n)
   w = ground.astype(jnp.float32)
   return SetFunction(
@@ -270,6 +286,7 @@ def facility_location(kernel: Kernel, *, ground_mask: ArrayLike | None = None) -
     update=Partial(_fl_update, kernel),
     from_mask=Partial(_fl_from_mask, kernel),
     value=Partial(_fl_value, kernel, w),
+    scale=scale,
   )
 
 
@@ -290,6 +307,7 @@ def graph_cut(
     Lin & Bilmes, A Class of Submodular Functions for Document Summarization, ACL 2011.
   """
   kernel, n = kernels.check_kernel(kernel)
+  kernel, scale = _unit_kernel(kernel)  # entries in [-1, 1]: row sums stay finite
   lam = checks.check_float(lam, "lam", low=0.0, high=1.0)
   ground = _ground(ground_mask, n)
   w = ground.astype(jnp.float32)
@@ -302,6 +320,7 @@ def graph_cut(
     update=Partial(_pair_update, kernel),
     from_mask=Partial(_pair_from_mask, kernel),
     value=Partial(_gc_value, kernel, modular, lam),
+    scale=scale,
   )
 
 
@@ -322,6 +341,7 @@ def saturated_coverage(
     Lin & Bilmes, A Class of Submodular Functions for Document Summarization, ACL 2011.
   """
   kernel, n = kernels.check_kernel(kernel)
+  kernel, scale = _unit_kernel(kernel)  # entries in [-1, 1]: row sums stay finite
   alpha = checks.check_float(alpha, "alpha", low=0.0, high=1.0, low_open=True)
   ground = _ground(ground_mask, n)
   w = ground.astype(jnp.float32)
@@ -334,6 +354,7 @@ def saturated_coverage(
     update=Partial(_sc_update, kernel),
     from_mask=Partial(_sc_from_mask, kernel),
     value=Partial(_sc_value, kernel, w, cap),
+    scale=scale,
   )
 
 
@@ -349,6 +370,7 @@ def sum_redundancy(kernel: Kernel, *, ground_mask: ArrayLike | None = None) -> S
     ground_mask: optional ``[N]`` bool ground set.
   """
   kernel, n = kernels.check_kernel(kernel)
+  kernel, scale = _unit_kernel(kernel)  # entries in [-1, 1]: row sums stay finite
   ground = _ground(ground_mask, n)
   w = ground.astype(jnp.float32)
   total = jnp.sum(w * kernels.matvec(kernel, w))  # Σ_{i, j in V} S_ji
@@ -360,6 +382,7 @@ def sum_redundancy(kernel: Kernel, *, ground_mask: ArrayLike | None = None) -> S
     update=Partial(_pair_update, kernel),
     from_mask=Partial(_pair_from_mask, kernel),
     value=Partial(_sr_value, kernel, total),
+    scale=scale,
   )
 
 
@@ -389,11 +412,9 @@ def feature_based(
   x = checks.check_float_array(features, "features", 2, "[num_points, num_features]")
   checks.check_one_of(concave, CONCAVE, "concave function")
   checks.check_finite(x, "features")
-  if checks.is_concrete(x) and not bool(jnp.all(x >= 0)):
-    raise ValueError(
-      f"features of shape {x.shape} must be non-negative (min "
-      f"{float(jnp.min(x))}); feature-based functions need f(A) to grow with A"
-    )
+  checks.check_nonnegative(
+    x, "features", purpose="feature-based functions need f(A) to grow with A"
+  )
   if weights is None:
     w = jnp.ones((x.shape[1],), jnp.float32)
   else:
@@ -401,13 +422,17 @@ def feature_based(
     if w.shape[0] != x.shape[1]:
       raise ValueError(
         f"weights must have shape ({x.shape[1]},) to match features of shape "
-        f"{x.shape}, got {w.shape}"
+        f"{x.shape}, got shape {w.shape}"
       )
     checks.check_finite(w, "weights")
-    if checks.is_concrete(w) and not bool(jnp.all(w >= 0)):
-      raise ValueError("weights must be non-negative")
-  x, w = x.astype(jnp.float32), w.astype(jnp.float32)
-  g = Partial(_CONCAVE_FN[concave])
+    checks.check_nonnegative(w, "weights", purpose="feature-based functions need f(A) to grow")
+  x, c = _unit_max(x)
+  w, cw = _unit_max(w)
+  if concave == "sqrt":
+    scale, c = cw * jnp.sqrt(c), jnp.float32(1.0)
+  else:
+    scale = cw
+  g = Partial(_CONCAVE_FN[concave], c)
   return SetFunction(
     "feature_based",
     _ground(ground_mask, x.shape[0]),
@@ -416,7 +441,28 @@ def feature_based(
     update=Partial(_fb_update, x),
     from_mask=Partial(_fb_from_mask, x),
     value=Partial(_fb_value, x, w, g),
+    scale=scale,
   )
+
+
+@jax.jit
+def _unit_max_jit(t):
+  m = jnp.max(jnp.abs(t)) if t.size else jnp.float32(0.0)
+  m = jnp.where(m > 0, m, 1.0).astype(jnp.float32)
+  return t / m, m
+
+
+def _unit_max(t):
+  """``(t / max|t|, max|t|)`` in float32 (1 for an all-zero ``t``): entries in ``[-1, 1]``."""
+  return _unit_max_jit(jnp.asarray(t).astype(jnp.float32))
+
+
+def _unit_kernel(kernel):
+  """The kernel divided by its largest magnitude, and that magnitude (the function's scale)."""
+  if kernels.is_sparse(kernel):
+    v, m = _unit_max(kernel.values)
+    return kernel._replace(values=v), m
+  return _unit_max(kernel)
 
 
 def make(

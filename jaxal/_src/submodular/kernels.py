@@ -79,7 +79,10 @@ def check_metric(metric: str, gamma: Any) -> float | None:
 
 
 def _similarity_prep(x, metric, gamma):
-  x = x.astype(jnp.float32)
+  # Divided by max |x| first (cosine and the default RBF bandwidth do not change),
+  # so no finite input overflows a norm or a distance; a given gamma is taken
+  # into the same units (and capped at the largest float, so 0 * gamma stays 0).
+  x, scale = distances.rescale(x)
   if metric == "cosine":
     norms = jnp.sqrt(jnp.sum(x * x, axis=1, keepdims=True))
     return x / jnp.maximum(norms, 1e-12), jnp.float32(0.0)
@@ -88,7 +91,7 @@ def _similarity_prep(x, metric, gamma):
     mean_sq = 2.0 * (jnp.mean(jnp.sum(x * x, axis=1)) - jnp.sum(jnp.mean(x, axis=0) ** 2))
     g = jnp.where(mean_sq > 0, 1.0 / jnp.maximum(mean_sq, 1e-30), 1.0)
   else:
-    g = jnp.float32(gamma)
+    g = jnp.minimum(jnp.float32(gamma) * scale * scale, jnp.finfo(jnp.float32).max)
   return x, g.astype(jnp.float32)
 
 
@@ -105,6 +108,10 @@ def _similarity_rows(xb, x, start, metric, g):
 
 @functools.partial(jax.jit, static_argnames=("metric", "chunk_size"))
 def _similarity_kernel(x, metric, gamma, chunk_size):
+  return _similarity_kernel_rows(x, metric, gamma, chunk_size), checks.all_finite(x)[0]
+
+
+def _similarity_kernel_rows(x, metric, gamma, chunk_size):
   x, g = _similarity_prep(x, metric, gamma)
   n = x.shape[0]
   rows = min(chunk_size, n)
@@ -183,7 +190,12 @@ def similarity_kernel_sharded(
 
 
 def similarity_kernel(
-  x: ArrayLike, *, metric: str = "cosine", gamma: float | None = None, chunk_size: int = 1024
+  x: ArrayLike,
+  *,
+  metric: str = "cosine",
+  gamma: float | None = None,
+  chunk_size: int = 1024,
+  check_finite: bool = True,
 ) -> jax.Array:
   r"""Dense ``[N, N]`` similarity kernel of ``x``, computed in row chunks.
 
@@ -204,17 +216,34 @@ def similarity_kernel(
     metric: ``"cosine"`` or ``"rbf"``.
     gamma: RBF bandwidth (``metric="rbf"`` only).
     chunk_size: rows computed at once.
+    check_finite: NaN or inf in ``x`` is an error (checked inside the jitted
+      call); False for callers that checked already (the kernel is then
+      unspecified for such rows).
+
+  Every finite ``x`` gives a finite kernel in ``[0, 1]``: the features are
+  divided by their largest magnitude before any norm or distance is formed.
 
   Returns:
     ``[num_points, num_points]`` float32, symmetric.
+
+  Raises:
+    ValueError: NaN or inf features (naming the first offending row), an
+      unknown metric, a bad ``gamma``.
+    TypeError: non-float features, a non-integer ``chunk_size``.
   """
   x = checks.check_float_array(x, "x", 2, "[num_points, dim]")
   gamma = check_metric(metric, gamma)
   chunk_size = checks.check_positive_int(chunk_size, "chunk_size")
+  check_finite = checks.check_bool(check_finite, "check_finite")
   ps = sharding.pool_sharding(x, "x")
   if ps is not None:
+    if check_finite:
+      checks.check_finite(x, "x", purpose="similarities need finite features")
     return similarity_kernel_sharded(sharding.place(x, ps), metric, gamma, chunk_size, ps)
-  return _similarity_kernel(x, metric, gamma, chunk_size)
+  kernel, ok = _similarity_kernel(x, metric, gamma, chunk_size)
+  if check_finite:
+    checks.check_finite(x, "x", purpose="similarities need finite features", ok=ok)
+  return kernel
 
 
 @functools.partial(
@@ -381,14 +410,19 @@ def check_kernel(kernel: Any, name: str = "kernel") -> tuple[Kernel, int]:
           f"[{int(jnp.min(i))}, {int(jnp.max(i))}]"
         )
       srt = jnp.sort(i, axis=1)
-      if bool(jnp.any(srt[:, 1:] == srt[:, :-1])):
-        raise ValueError(f"{name}.indices must be distinct within each row")
-    checks.check_finite(v, f"{name}.values")
+      dup = jnp.any(srt[:, 1:] == srt[:, :-1], axis=1)
+      if bool(jnp.any(dup)):
+        r = int(jnp.argmax(dup))
+        raise ValueError(
+          f"{name}.indices must be distinct within each row, got row {r} of shape "
+          f"{tuple(i.shape)}: {i[r].tolist()}"
+        )
+    checks.check_finite(v, f"{name}.values", purpose="similarities must be real numbers")
     return SparseKernel(v.astype(jnp.float32), i.astype(jnp.int32)), n
   s = checks.check_float_array(kernel, name, 2, "[num_points, num_points]")
   if s.shape[0] != s.shape[1]:
     raise ValueError(
       f"{name} must be a square [num_points, num_points] similarity matrix, got shape {s.shape}"
     )
-  checks.check_finite(s, name)
+  checks.check_finite(s, name, purpose="similarities must be real numbers")
   return s.astype(jnp.float32), s.shape[0]

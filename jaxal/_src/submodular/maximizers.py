@@ -112,8 +112,21 @@ def _as_mask(fn: SetFunction, selected, name: str = "selected") -> jax.Array:
 
 
 @jax.jit
-def _value(value_fn, mask):
-  return value_fn(mask)
+def _value(value_fn, scale, mask):
+  return value_fn(mask) * scale
+
+
+def _finite_gains(g: jax.Array) -> jax.Array:
+  """NaN or -inf gains (never from finite input; a user function's) rank below every real gain.
+
+  ``-inf`` is kept for the elements that may not be picked, so the picks stay distinct.
+  """
+  return jnp.where(jnp.isnan(g) | jnp.isneginf(g), jnp.finfo(jnp.float32).min, g)
+
+
+def _in_units(sel: Selection, fn: SetFunction) -> Selection:
+  """The gains of ``sel`` multiplied back by ``fn.scale`` (see :class:`SetFunction`)."""
+  return sel._replace(gains=sel.gains * jnp.asarray(fn.scale, jnp.float32))
 
 
 def value(fn: SetFunction, selected: ArrayLike) -> jax.Array:
@@ -127,12 +140,12 @@ def value(fn: SetFunction, selected: ArrayLike) -> jax.Array:
     ``[]`` float32, the value ``f(A)``.
   """
   fn = _check_fn(fn)
-  return _value(fn.value, _as_mask(fn, selected))
+  return _value(fn.value, fn.scale, _as_mask(fn, selected))
 
 
 @jax.jit
-def _marginal_gains(from_mask, gains, mask):
-  return jnp.where(mask, 0.0, gains(from_mask(mask)))
+def _marginal_gains(from_mask, gains, scale, mask):
+  return jnp.where(mask, 0.0, gains(from_mask(mask)) * scale)
 
 
 def marginal_gains(fn: SetFunction, selected: ArrayLike) -> jax.Array:
@@ -146,7 +159,7 @@ def marginal_gains(fn: SetFunction, selected: ArrayLike) -> jax.Array:
     ``[N]`` float32; 0 for ``j`` in ``A``.
   """
   fn = _check_fn(fn)
-  return _marginal_gains(fn.from_mask, fn.gains, _as_mask(fn, selected))
+  return _marginal_gains(fn.from_mask, fn.gains, fn.scale, _as_mask(fn, selected))
 
 
 # ---------------------------------------------------------------------------
@@ -176,7 +189,7 @@ def greedy_core(
 
   def body(t, s):
     state, avail, out, picked = s
-    g = jnp.where(avail, gains(state), -jnp.inf)
+    g = jnp.where(avail, _finite_gains(gains(state)), -jnp.inf)
     j = jnp.argmax(g).astype(jnp.int32)  # ties: the lower index
     gj = g[j] if ps is None else sharding.take(g, j, ps)
     return (update(state, j, ps), avail.at[j].set(False), out.at[t].set(j), picked.at[t].set(gj))
@@ -190,29 +203,33 @@ def greedy_core(
 @functools.partial(jax.jit, static_argnames=("k", "batch_size"))
 def _lazy_greedy(init, gains_fn, update, candidates, k, batch_size):
   state0 = init()
-  bound = jnp.where(candidates, gains_fn(state0), -jnp.inf)  # exact at A = ∅
-  batch = min(batch_size, candidates.shape[0])
+  bound = jnp.where(candidates, _finite_gains(gains_fn(state0)), -jnp.inf)  # exact at A = ∅
+  n = candidates.shape[0]
+  batch = min(batch_size, n)
+  # Each refresh makes `batch` stale bounds fresh, so after this many every
+  # bound is fresh: the inner loop can never run longer, whatever the gains.
+  max_refresh = -(-n // batch) + 1
 
   def step(t, s):
     state, bound, fresh, out, gains, evals = s
 
     def stale(c):
-      bound, fresh, _ = c
-      return ~fresh[jnp.argmax(bound)]
+      bound, fresh, _, it = c
+      return ~fresh[jnp.argmax(bound)] & (it < max_refresh)
 
     def refresh(c):
       # Re-evaluate the `batch` largest stale bounds (the largest of all is among
       # them, since the top bound is stale): one row read each, vectorised.
-      bound, fresh, evals = c
+      bound, fresh, evals, it = c
       stale_bound = jnp.where(fresh, -jnp.inf, bound)
       top, idx = jax.lax.top_k(stale_bound, batch)
-      ok = jnp.isfinite(top)
-      g = gains_fn(state, idx)
+      ok = ~fresh[idx] & ~jnp.isneginf(top)
+      g = _finite_gains(gains_fn(state, idx))
       bound = bound.at[idx].set(jnp.where(ok, g, bound[idx]))
       fresh = fresh.at[idx].set(fresh[idx] | ok)
-      return bound, fresh, evals + jnp.sum(ok, dtype=jnp.int32)
+      return bound, fresh, evals + jnp.sum(ok, dtype=jnp.int32), it + 1
 
-    bound, fresh, evals = jax.lax.while_loop(stale, refresh, (bound, fresh, evals))
+    bound, fresh, evals, _ = jax.lax.while_loop(stale, refresh, (bound, fresh, evals, jnp.int32(0)))
     j = jnp.argmax(bound).astype(jnp.int32)  # fresh, so its bound is its gain; ties: lower index
     out, gains = out.at[t].set(j), gains.at[t].set(bound[j])
     bound = bound.at[j].set(-jnp.inf)
@@ -240,7 +257,7 @@ def _stochastic_greedy(key, init, gains_fn, update, candidates, k, sample_size):
     state, avail, out, gains = s
     gumbel = jax.random.gumbel(jax.random.fold_in(key, t), avail.shape, jnp.float32)
     sample = jax.lax.top_k(jnp.where(avail, gumbel, -jnp.inf), sample_size)[1]
-    g = jnp.where(avail[sample], gains_fn(state, sample), -jnp.inf)
+    g = jnp.where(avail[sample], _finite_gains(gains_fn(state, sample)), -jnp.inf)
     i = jnp.argmax(g)
     j = sample[i].astype(jnp.int32)
     return update(state, j), avail.at[j].set(False), out.at[t].set(j), gains.at[t].set(g[i])
@@ -304,7 +321,7 @@ def greedy(fn: SetFunction, k: int, *, candidates: ArrayLike | None = None) -> S
     (fn, cand), "fn (kernel rows or features), ground_mask and candidates"
   )
   fn, cand = place(fn, ps), sharding.replicate(cand, ps)
-  return greedy_core(fn.init, fn.gains, fn.update, cand, k=k, ps=ps)
+  return _in_units(greedy_core(fn.init, fn.gains, fn.update, cand, k=k, ps=ps), fn)
 
 
 def lazy_greedy(
@@ -354,7 +371,8 @@ def lazy_greedy(
   fn = _check_fn(fn)
   cand, k = _check_candidates(fn, k, candidates)
   batch_size = checks.check_positive_int(batch_size, "batch_size")
-  return _lazy_greedy(fn.init, fn.gains, fn.update, cand, k=k, batch_size=batch_size)
+  sel = _lazy_greedy(fn.init, fn.gains, fn.update, cand, k=k, batch_size=batch_size)
+  return _in_units(sel, fn)
 
 
 def stochastic_greedy(
@@ -394,7 +412,8 @@ def stochastic_greedy(
   cand, k = _check_candidates(fn, k, candidates)
   n = int(jnp.sum(cand)) if checks.is_concrete(cand) else fn.num_points
   sample_size = max(1, min(n, math.ceil(n / k * math.log(1.0 / eps))))
-  return _stochastic_greedy(key, fn.init, fn.gains, fn.update, cand, k=k, sample_size=sample_size)
+  sel = _stochastic_greedy(key, fn.init, fn.gains, fn.update, cand, k=k, sample_size=sample_size)
+  return _in_units(sel, fn)
 
 
 def maximize(
