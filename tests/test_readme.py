@@ -74,7 +74,9 @@ def test_python_blocks_run_in_order(tmp_path, tmp_path_factory):
   if shared:
     env["TFDS_DATA_DIR"] = tfds_cache.prepared_data_dir(tmp_path_factory, shared, "mnist")
   python = [(line, src) for lang, line, src, data in blocks() if lang == "python"]
-  run = [(line, src) for lang, line, src, data in blocks() if lang == "python" and (shared or not data)]
+  run = [
+    (line, src) for lang, line, src, data in blocks() if lang == "python" and (shared or not data)
+  ]
   assert len(run) >= len(python) - 1, "at most one block may need the shared data"
   script = f"BLOCKS = {run!r}\n{RUNNER}"
   proc = subprocess.run(
@@ -103,6 +105,11 @@ def _commands(source: str) -> list[list[str]]:
   return out
 
 
+def _homepage() -> str:
+  with open(os.path.join(ROOT, "pyproject.toml"), encoding="utf-8") as f:
+    return re.search(r'^Homepage = "([^"]+)"', f.read(), re.M).group(1)
+
+
 def test_shell_commands_parse():
   from jaxal._src import cli
 
@@ -121,8 +128,13 @@ def test_shell_commands_parse():
       elif words[0] == "python":
         assert os.path.exists(os.path.join(ROOT, words[1])), f"README.md line {line}: {words[1]}"
       elif words[0] == "pip":
-        assert words[1] == "install" and words[2].startswith('.['), words
-        extras = words[2][2:].split("]")[0].split(",")
+        assert words[1] == "install", words
+        target = words[-1]
+        if target.startswith("jaxal["):  # from the repository: the package's own URL
+          assert target.split(" @ git+")[1] == _homepage(), target
+        else:
+          assert target.startswith(".["), target
+        extras = target.split("[")[1].split("]")[0].split(",")
         with open(os.path.join(ROOT, "pyproject.toml"), encoding="utf-8") as f:
           pyproject = f.read()
         for extra in extras:
