@@ -1,8 +1,10 @@
-"""Every notebook is stripped, Colab-ready, and runs top to bottom at a small size."""
+"""Every notebook is stored with its outputs, Colab-ready, and runs top to bottom at a small size."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
 
 import nbformat
 import pytest
@@ -36,20 +38,54 @@ def _execute(name: str, tmp_path, monkeypatch, **env: str) -> nbformat.NotebookN
   return nb
 
 
+def _build_module():
+  spec = importlib.util.spec_from_file_location(
+    "build_notebooks", os.path.join(ROOT, "notebooks", "build_notebooks.py")
+  )
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_the_notebooks_are_those_the_builder_writes():
+  assert sorted(_build_module().NOTEBOOKS) == NOTEBOOKS
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_is_stripped_and_colab_ready(name):
+def test_notebook_is_built_executed_and_colab_ready(name):
   nb = _read(name)
   nbformat.validate(nb)
+  built = _build_module().build(name, _build_module().NOTEBOOKS[name])
+  assert [(c.cell_type, c.source) for c in nb.cells] == [
+    (c.cell_type, c.source) for c in built.cells
+  ], "the stored cells differ from notebooks/build_notebooks.py: run it"
   code = [c for c in nb.cells if c.cell_type == "code"]
-  assert all(c.outputs == [] and c.execution_count is None for c in code), "outputs not stripped"
+  assert all(c.execution_count is not None for c in code), "stored without executing"
+  assert any(c.outputs for c in code), "stored without outputs"
+  for cell in code:
+    for out in cell.outputs:
+      assert out.output_type != "error", f"{name}: a stored cell raised {out.get('ename')}"
+      assert "Traceback" not in out.get("text", "")
   first = code[0].source
-  assert (
-    'find_spec("jaxal") is None' in first
-    and "pip" in first
-    and "git+https://github.com/jaxal/jaxal" in first
-  )
-  assert "JAXAL_NOTEBOOK_SMALL" in code[1].source
+  assert 'find_spec("jaxal") is None' in first and "pip" in first
+  assert f"git+{_readme_repository()}" in first
+  assert "jax.devices()" in code[1].source and "accelerators" in code[1].source
+  assert "JAXAL_NOTEBOOK_SMALL" in code[2].source
   assert "colab.research.google.com" in nb.cells[0].source
+
+
+def _readme_repository() -> str:
+  """The repository URL the README tells users to install from."""
+  with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+    urls = set(re.findall(r"git\+(https://github\.com/[\w.-]+/[\w.-]+)", f.read()))
+  assert len(urls) == 1, urls
+  return urls.pop()
+
+
+def test_install_url_is_the_one_the_readme_and_the_package_name():
+  with open(os.path.join(ROOT, "pyproject.toml"), encoding="utf-8") as f:
+    homepage = re.search(r'^Homepage = "([^"]+)"', f.read(), re.M).group(1)
+  assert _readme_repository() == homepage == _build_module().REPO
 
 
 @pytest.mark.parametrize("name", ["01_quickstart", "03_bald_batchbald", "04_custom_strategy"])

@@ -88,6 +88,25 @@ def pool_sharding(x: Any, name: str = "x", pool_axis: int = 0) -> PoolSharding |
   return found
 
 
+def single_device(x: Any) -> Any:
+  """``x`` with each leaf laid out over a one-device mesh moved to that device, unsharded.
+
+  ``jax.make_mesh`` on a one-device machine gives a mesh of size 1; an array placed on it with
+  a ``NamedSharding`` keeps the mesh axis in its type under explicit sharding, and operations
+  over the pool axis (``cumsum``, ``nonzero``) then refuse it. :func:`pool_sharding` treats such
+  an array as unsharded; this gives it the plain layout to match (free: it stays on its device).
+  Call it on concrete arrays, outside ``jit``.
+  """
+
+  def move(leaf: Any) -> Any:
+    s = getattr(leaf, "sharding", None)
+    if isinstance(leaf, jax.Array) and isinstance(s, NamedSharding) and s.mesh.size == 1:
+      return jax.device_put(leaf, jax.sharding.SingleDeviceSharding(s.mesh.devices.flat[0]))
+    return leaf
+
+  return jax.tree.map(move, x)
+
+
 def take(x: jax.Array, i: jax.Array, ps: PoolSharding | None) -> jax.Array:
   """Rows ``i`` (a traced index or ``[m]`` indices) of ``x [N, ...]`` without gathering ``x``.
 
