@@ -569,6 +569,28 @@ for name, acc in curves.items():
 plt.xlabel("labeled examples"); plt.ylabel("test accuracy"); plt.legend(); plt.grid(alpha=0.3)
 plt.show()""",
   ),
+  (
+    "md",
+    """## 5. Through the experiment runner
+
+`strategies.register` gives the factory a name, so the runner (and `jaxal run` in the same
+process) takes it beside the built-ins, with settings in the strategy string, and writes the
+same checkpoints, `results.json` and report as for any strategy.""",
+  ),
+  (
+    "code",
+    """import tempfile
+from jaxal import experiment
+
+strategies.register("margin_then_diverse", margin_then_diverse, overwrite=True)
+cfg = experiment.Config(
+  strategies=("random", "margin_then_diverse(factor=3)"),
+  rounds=ROUNDS, seeds=1, budget=BUDGET, initial=BUDGET, num_steps=STEPS,
+)
+out = tempfile.mkdtemp()
+payload = experiment.run(cfg, out, progress=False)
+print(sorted(payload["results"]))""",
+  ),
 ]
 
 

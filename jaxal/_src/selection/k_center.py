@@ -313,6 +313,7 @@ def select_k_center(
     ``[k]`` int32 indices in the order they were picked.
   """
   checks.check_finite(x, "x", purpose="selection needs finite points")
+  x, labeled_mask = sharding.single_device((x, labeled_mask))
   ps = sharding.pool_sharding((x, labeled_mask), "x and labeled_mask")
   x, labeled_mask = sharding.place(x, ps), sharding.replicate(labeled_mask, ps)
   return k_center_greedy_core(key, x, k, labeled_mask, chunk_size, row_chunk_size, ps)

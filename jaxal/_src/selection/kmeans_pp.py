@@ -385,6 +385,7 @@ def select_kmeans_pp(
   if check_finite:
     checks.check_finite(x, "x", purpose="selection needs finite points")
   chunk_size = min(chunk_size, distances.num_points(x))
+  x, labeled_mask = sharding.single_device((x, labeled_mask))
   ps = sharding.pool_sharding((x, labeled_mask), "x and labeled_mask")
   x, labeled_mask = sharding.place(x, ps), sharding.place(labeled_mask, ps)
   return kmeans_pp_core(key, x, k, labeled_mask, first, chunk_size, method, chain_length, ps)

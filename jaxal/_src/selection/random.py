@@ -57,4 +57,5 @@ def select_random(key: jax.Array, n: int, k: int, labeled_mask: jax.Array) -> ja
   Returns:
     ``[k]`` int32 indices, in random order.
   """
+  labeled_mask = sharding.single_device(labeled_mask)
   return random_core(key, n, k, labeled_mask, sharding.pool_sharding(labeled_mask, "labeled_mask"))

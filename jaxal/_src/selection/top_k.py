@@ -85,5 +85,6 @@ def select_top_k(scores: jax.Array, k: int, labeled_mask: jax.Array) -> jax.Arra
   Returns:
     ``[k]`` int32 indices, in descending order of score.
   """
+  scores, labeled_mask = sharding.single_device((scores, labeled_mask))
   ps = sharding.pool_sharding((scores, labeled_mask), "scores and labeled_mask")
   return top_k_core(scores, k, labeled_mask, ps)
