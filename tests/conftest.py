@@ -135,8 +135,8 @@ class TraceCounter:
 def count_traces():
   """Counts compilations of every jitted function while the block runs, by name.
 
-  ``with count_traces() as c: ...`` then ``c["_entropy"]`` is how many times
-  ``jit(_entropy)`` was traced and compiled (JAX's ``log_compiles`` records).
+  ``with count_traces() as c: ...`` then ``c["top_k_core"]`` is how many times
+  ``jit(top_k_core)`` was traced and compiled (JAX's ``log_compiles`` records).
   """
   import logging
   import re

@@ -95,8 +95,8 @@ MUTATIONS = (
   Mutation(
     "fit_on_whole_pool",
     "jaxal/_src/loop.py",
-    "  p = labeled_mask.astype(jnp.float32)\n  p = p / jnp.sum(p)\n",
-    "  p = jnp.ones(labeled_mask.shape, jnp.float32)\n  p = p / jnp.sum(p)\n",
+    "    p = labeled_mask.astype(jnp.float32)\n    p = p / jnp.sum(p)\n",
+    "    p = jnp.ones(labeled_mask.shape, jnp.float32)\n    p = p / jnp.sum(p)\n",
     ("tests/test_loop.py",),
   ),
 )

@@ -16,7 +16,7 @@ from jaxal._src.experiment import runner
 
 # The jitted cores each strategy's acquisition runs (names as JAX logs their compiles).
 CORES = {
-  "entropy": ("_entropy", "top_k_core"),
+  "entropy": ("_entropy_checked", "top_k_core"),
   "badge": ("_closed_form", "kmeans_pp_core"),
   "coreset": ("k_center_greedy_core",),
   "batchbald": ("_batchbald",),
@@ -41,6 +41,9 @@ def test_a_small_run_compiles_each_strategy_core_once(tmp_path):
   for strategy, cores in CORES.items():
     for core in cores:
       assert c[core] == 1, (strategy, core, dict(c.counts))
+  # The training loop is shared: every strategy's train state has the same module and
+  # optimiser objects, so one compiled fit serves all strategies and rounds.
+  assert c["_fit"] == 1, dict(c.counts)
 
 
 def test_enable_compilation_cache_folder_precedence(tmp_path, monkeypatch):

@@ -244,6 +244,7 @@ def test_glister_refuses_non_finite_pool_arrays():
   with pytest.raises(
     ValueError,
     match=r"features of shape \(10, 5\) holds NaN or inf values "
-    r"\(first at index \(2, 0\)\); gradient embeddings need finite values",
+    r"\(1 of them, first at row 2, index \(2, 0\): inf; largest finite magnitude [\d.]+\); "
+    r"gradient embeddings need finite values",
   ):
     glister.glister(key, logits, feats.at[2, 0].set(jnp.inf), 2)

@@ -118,7 +118,7 @@ def test_fit_learns_and_one_compile_across_rounds(digits_small):
   assert c["_fit"] == 1
   assert c["_forward_batch"] == 1
   assert c["top_k_core"] == 1
-  assert c["_entropy"] == 1
+  assert c["_entropy_checked"] == 1
   model, params = models.from_train_state(ts)
   assert loop.accuracy(model, params, xt, yt) > 0.6
   assert state.num_labeled == 130 and int(state.round) == 3

@@ -246,7 +246,10 @@ def check_float_array(x: Any, name: str, ndim: int | tuple[int, ...], dims: str)
     raise TypeError(f"{name} must be an array of shape {dims}, got {type(x).__name__}")
   if isinstance(x, (list, tuple)):
     x = as_rectangular(x, name, dims)
-  x = jnp.asarray(x)
+  # A float64 entry beyond float32's range becomes inf on the device (x64 off); the value
+  # checks say so with the original magnitude, so NumPy's cast warning adds nothing.
+  with np.errstate(over="ignore"):
+    x = jnp.asarray(x)
   ndims = (ndim,) if isinstance(ndim, int) else ndim
   if x.ndim not in ndims:
     raise ValueError(f"{name} must have shape {dims}, got shape {x.shape} (rank {x.ndim})")

@@ -8,6 +8,7 @@ import functools
 import inspect
 import math
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -184,12 +185,20 @@ def build_module(cfg: Config, num_classes: int, example_x: Any) -> Any:
     that every round re-initialises it).
   """
   if cfg.model in MODELS:
-    return MODELS[cfg.model](cfg, num_classes)
+    return _builtin_module(cfg.model, cfg.hidden, int(num_classes))
   build = model_factory(cfg.model)
   module = build(num_classes, example_x)
   if isinstance(module, nnx.Module):
     return functools.partial(build, num_classes, example_x)
   return module
+
+
+@functools.lru_cache(maxsize=32)
+def _builtin_module(name: str, hidden: int, num_classes: int) -> Any:
+  # One module object per setting: a train state's ``apply_fn`` is the module's bound
+  # ``apply``, which compares by the module's identity, and it is part of the state's tree
+  # structure; sharing the module lets every strategy and seed share one compiled fit.
+  return MODELS[name](SimpleNamespace(hidden=hidden), num_classes)
 
 
 def protocol(cfg: Config) -> loop.Protocol | None:
@@ -212,9 +221,18 @@ def fit_options(cfg: Config) -> dict[str, Any]:
 
 def optimizer(cfg: Config) -> optax.GradientTransformation:
   """The optimiser of ``cfg.protocol``: Adam at ``cfg.learning_rate`` for ``"fixed"``, else the
-  protocol's own (:meth:`jaxal.loop.Protocol.make_tx`)."""
-  p = protocol(cfg)
-  return optax.adam(cfg.learning_rate) if p is None else p.make_tx()
+  protocol's own (:meth:`jaxal.loop.Protocol.make_tx`); the same object for the same
+  settings, so that runs share their compiled training loop."""
+  return _optimizer(cfg.protocol, float(cfg.learning_rate))
+
+
+@functools.lru_cache(maxsize=32)
+def _optimizer(name: str, learning_rate: float) -> optax.GradientTransformation:
+  # One transformation object per setting: a train state carries its ``tx`` in its tree
+  # structure, so every strategy and seed of an experiment sharing it shares one compiled fit.
+  if name == "fixed":
+    return optax.adam(learning_rate)
+  return loop.PROTOCOLS[name].make_tx()
 
 
 # ---------------------------------------------------------------------------
