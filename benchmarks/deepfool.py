@@ -1,4 +1,4 @@
-"""DeepFool throughput: jaxal's vmapped while_loop vs one example at a time, in one run.
+"""DeepFool throughput: jaxal's batched while_loop vs one example at a time, in one run.
 
     python benchmarks/deepfool.py           # writes results/deepfool.md and .json
     python benchmarks/deepfool.py --quick   # a smoke test of the script
@@ -7,9 +7,8 @@ Models: the MLP and the CNN of ``jaxal.models``, trained (300 Adam steps) on
 200 labeled digits; the pool is the 1,347 digits of ``datasets.load_digits``.
 
 jaxal: ``jaxal.adversarial.deepfool`` over the whole pool (fixed batches of
-256, a per-example ``lax.while_loop`` vmapped with a done-mask), compiled;
-also timed with batches of 16 (on CPU the batched convolution backward of the
-CNN is slow, so smaller batches do better there).
+256, one ``lax.while_loop`` per batch with a done-mask, each Jacobian ``K``
+backward passes of the whole batch), compiled; also timed with batches of 16.
 
 Reference: the PyTorch reference's way (DISTIL's ``AdversarialDeepFool``):
 a Python loop over the examples; for each, a Python ``while`` loop that calls
@@ -155,7 +154,7 @@ def main():
   meta["loadavg_at_end"] = _common.load_now()
   meta["setup"] = f"max_iter={MAX_ITER}, overshoot={OVERSHOOT}, batch_size=256 (and 16)"
   lines = _common.header(
-    "DeepFool throughput: vmapped while_loop vs one example at a time", meta
+    "DeepFool throughput: batched while_loop vs one example at a time", meta
   ) + [
     f"Setup: {meta['setup']}; models trained 300 steps on 200 labeled digits.",
     "",

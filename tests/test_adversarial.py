@@ -112,6 +112,19 @@ def test_bim_flips_the_prediction(mlp):
   assert (np.abs(steps).max(axis=(1, 2)) <= np.asarray(res.num_iter) + 1e-3).all()
 
 
+def test_per_example_results_whatever_the_batch(mlp):
+  # Rows of one batch iterate together, and stragglers are finished in gathered sub-batches:
+  # neither may change any row's result against a batch of one example.
+  model, params, x = mlp
+  for attack, kw in ((adversarial.deepfool, {}), (adversarial.bim, {"step": 0.02})):
+    one = attack(model, params, x, batch_size=1, max_iter=60, **kw)
+    whole = attack(model, params, x, batch_size=16, max_iter=60, **kw)
+    assert np.asarray(one.num_iter).max() > np.asarray(one.num_iter).min()  # stragglers exist
+    np.testing.assert_array_equal(whole.num_iter, one.num_iter)
+    np.testing.assert_array_equal(whole.flipped, one.flipped)
+    np.testing.assert_allclose(whole.perturbation, one.perturbation, rtol=1e-4, atol=1e-6)
+
+
 def test_bim_linear_and_eps_ball():
   params, x = linear_problem(1, (5,))
   res = adversarial.bim(LINEAR, params, x, step=0.01, max_iter=1000)

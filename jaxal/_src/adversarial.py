@@ -1,9 +1,12 @@
 """Adversarial distances to the decision boundary: DeepFool and BIM.
 
-Both run one ``jax.lax.while_loop`` per example, vmapped over a fixed-size,
-zero-padded batch of the pool (a finished example's state is frozen by the
-vmapped loop's done-mask while the others go on), so one compile serves every
-round and every pool size. Inputs may have any shape the model accepts
+Both run one ``jax.lax.while_loop`` over a fixed-size, zero-padded batch of the
+pool (a finished example's state is frozen while the others go on), so one
+compile serves every round and every pool size; once few rows of a batch are
+still iterating, they are gathered into a smaller batch. Per-example gradients come from
+backward passes of the whole batch (the gradient of the batch's summed logit
+``k`` is each example's own): a model's inference-mode forward must treat the
+examples of a batch independently, as every standard network does. Inputs may have any shape the model accepts
 (flat features or images); norms are over all input dimensions.
 
 A point whose prediction never flips within ``max_iter`` iterations gets
@@ -45,93 +48,146 @@ class Attack(NamedTuple):
   flipped: jax.Array  # shape=[num_points], bool
 
 
-def _logits_fn(model, params):
-  def f(x1):  # one example [...] -> logits [K]
-    return models_lib.apply(model, params, x1[None])[0][0]
+def _batch_logits_fn(model, params):
+  def f(xb):  # a batch [B, ...] -> logits [B, K]
+    return models_lib.apply(model, params, xb)[0]
 
   return f
 
 
-def _deepfool_one(model, params, x0, valid, max_iter, overshoot):
-  f = _logits_fn(model, params)
-  value_and_jac = jax.jacrev(lambda x: (f(x), f(x)), has_aux=True)
-  jac0, logits0 = value_and_jac(x0)
-  label = jnp.argmax(logits0)
-  num_classes = logits0.shape[0]
+def _rows(mask: jax.Array, like: jax.Array) -> jax.Array:
+  """``[B]`` bool broadcastable against ``like`` ``[B, ...]``."""
+  return mask.reshape(mask.shape + (1,) * (like.ndim - 1))
+
+
+def _batch_jacobian(f, xb):
+  """``(jac [B, K, ...], logits [B, K])`` of a batch forward, by ``K`` backward passes.
+
+  A model's forward in inference mode treats the examples of a batch independently, so the
+  gradient of ``sum_b f(x)_{b,k}`` with respect to ``x_b`` is example ``b``'s gradient of its
+  ``k``-th logit: one backward pass of the whole batch per class (batched convolutions, not
+  per-example ones, which is what makes convolutional models fast).
+  """
+  logits, vjp = jax.vjp(f, xb)
+  eye = jnp.eye(logits.shape[-1], dtype=logits.dtype)
+  jac = jax.vmap(lambda e: vjp(jnp.broadcast_to(e, logits.shape))[0])(eye)  # [K, B, ...]
+  return jnp.moveaxis(jac, 0, 1), logits
+
+
+def _deepfool_step(r_tot, jac, logits, label):
+  """One DeepFool step for one example from its logits ``[K]`` and Jacobian ``[K, ...]``."""
+  num_classes = logits.shape[0]
   others = jnp.arange(num_classes) != label
+  jac = jac.reshape(num_classes, -1)
+  w = jac - jac[label][None, :]  # [K, D]: ∇(f_k - f_label)
+  fk = logits - logits[label]
+  norm = jnp.sqrt(jnp.sum(w * w, axis=-1))
+  pert = jnp.where(others & (norm > 0), jnp.abs(fk) / jnp.where(norm > 0, norm, 1.0), jnp.inf)
+  j = jnp.argmin(pert)
+  step = jnp.where(
+    jnp.isfinite(pert[j]), (pert[j] + 1e-4) / jnp.where(norm[j] > 0, norm[j], 1.0), 0.0
+  )
+  return r_tot + (step * w[j]).reshape(r_tot.shape)
 
-  def update(r_tot, jac, logits):
-    """One DeepFool step from the logits and their Jacobian at ``x0 + (1 + overshoot) r_tot``."""
-    jac = jac.reshape(num_classes, -1)
-    w = jac - jac[label][None, :]  # [K, D]: ∇(f_k - f_label)
-    fk = logits - logits[label]
-    norm = jnp.sqrt(jnp.sum(w * w, axis=-1))
-    pert = jnp.where(others & (norm > 0), jnp.abs(fk) / jnp.where(norm > 0, norm, 1.0), jnp.inf)
-    j = jnp.argmin(pert)
-    step = jnp.where(
-      jnp.isfinite(pert[j]), (pert[j] + 1e-4) / jnp.where(norm[j] > 0, norm[j], 1.0), 0.0
+
+def _until_done(active, body, inputs, state):
+  """Runs ``body`` on a batch until ``active`` is False everywhere, compacting stragglers.
+
+  ``inputs`` and ``state`` are pytrees of ``[B, ...]`` arrays (``inputs["valid"]`` the
+  ``[B]`` rows to work on), ``active(inputs, state) -> [B] bool`` and
+  ``body(inputs, state, on) -> state`` (changing rows where ``on`` only); each row's result
+  depends on that row alone. The whole batch iterates while more than ``B / 8`` of its rows
+  are active; the rest are then gathered ``B / 8`` at a time and finished in that smaller
+  batch, so a few slow rows do not make every row pay their iterations.
+  """
+  b = inputs["valid"].shape[0]
+  m = max(1, min(b, b // 8))
+
+  def step(inp, st):
+    return body(inp, st, active(inp, st))
+
+  state = jax.lax.while_loop(
+    lambda st: jnp.sum(active(inputs, st)) > m, lambda st: step(inputs, st), state
+  )
+  take = lambda idx: lambda a: a[idx]
+
+  def chunk(st):
+    on = active(inputs, st)
+    idx = jnp.argsort(~on, stable=True)[:m]  # up to m active rows, the lowest indices first
+    sub_in = jax.tree.map(take(idx), inputs)
+    sub_in["valid"] = on[idx]
+    sub = jax.lax.while_loop(
+      lambda t: jnp.any(active(sub_in, t)), lambda t: step(sub_in, t), jax.tree.map(take(idx), st)
     )
-    r_tot = r_tot + (step * w[j]).reshape(x0.shape)
-    return r_tot, jnp.argmax(f(x0 + (1.0 + overshoot) * r_tot)) != label
+    chosen = on[idx]
+    return jax.tree.map(lambda a, v: a.at[idx].set(jnp.where(_rows(chosen, v), v, a[idx])), st, sub)
 
-  if max_iter == 0:
-    return jnp.zeros_like(x0), jnp.int32(0), jnp.bool_(False)
-  # The first iteration is peeled off the loop: most points flip in one step,
-  # and its Jacobian (at x0) is computed outside any loop.
-  r_tot, flipped = update(jnp.zeros_like(x0), jac0, logits0)
-  r_tot = jnp.where(valid, r_tot, 0.0)
-  state = (r_tot, valid.astype(jnp.int32), valid & flipped)
-
-  def cond(state):
-    _, i, flipped = state
-    return valid & ~flipped & (i < max_iter)
-
-  def body(state):
-    r_tot, i, _ = state
-    jac, logits = value_and_jac(x0 + (1.0 + overshoot) * r_tot)
-    r_tot, flipped = update(r_tot, jac, logits)
-    return r_tot, i + 1, flipped
-
-  r_tot, i, flipped = jax.lax.while_loop(cond, body, state)
-  return (1.0 + overshoot) * r_tot, i, flipped
-
-
-def _bim_one(model, params, x0, valid, max_iter, step, eps):
-  f = _logits_fn(model, params)
-  label = jnp.argmax(f(x0))
-
-  def loss(eta):
-    logits = f(x0 + eta)
-    return jax.nn.logsumexp(logits) - logits[label], logits  # cross-entropy at the prediction
-
-  grad_fn = jax.grad(loss, has_aux=True)
-
-  def cond(state):
-    _, i, flipped, _ = state
-    return valid & ~flipped & (i < max_iter)
-
-  def body(state):
-    eta, i, _, g = state
-    eta = jnp.clip(eta + step * jnp.sign(g), -eps, eps)
-    g, logits = grad_fn(eta)
-    return eta, i + 1, jnp.argmax(logits) != label, g
-
-  eta0 = jnp.zeros_like(x0)
-  g0, _ = grad_fn(eta0)
-  eta, i, flipped, _ = jax.lax.while_loop(cond, body, (eta0, jnp.int32(0), jnp.bool_(False), g0))
-  return eta, i, flipped
+  return jax.lax.while_loop(lambda st: jnp.any(active(inputs, st)), chunk, state)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "max_iter"))
 def _deepfool_batch(model, params, xb, valid, overshoot, max_iter):
-  one = lambda x, v: _deepfool_one(model, params, x, v, max_iter, overshoot)
-  return jax.vmap(one)(xb, valid)
+  f = _batch_logits_fn(model, params)
+  if max_iter == 0:
+    b = xb.shape[0]
+    return jnp.zeros_like(xb), jnp.zeros((b,), jnp.int32), jnp.zeros((b,), bool)
+  step = jax.vmap(_deepfool_step)
+  # The first iteration is peeled off the loop: most points flip in one step.
+  jac0, logits0 = _batch_jacobian(f, xb)
+  label = jnp.argmax(logits0, axis=-1)
+  r_tot = jnp.where(_rows(valid, xb), step(jnp.zeros_like(xb), jac0, logits0, label), 0.0)
+  flipped = valid & (jnp.argmax(f(xb + (1.0 + overshoot) * r_tot), axis=-1) != label)
+  state = (r_tot, valid.astype(jnp.int32), flipped)
+
+  def active(inp, state):
+    _, i, flipped = state
+    return inp["valid"] & ~flipped & (i < max_iter)
+
+  def body(inp, state, on):
+    r_tot, i, flipped = state
+    x0 = inp["x"]
+    jac, logits = _batch_jacobian(f, x0 + (1.0 + overshoot) * r_tot)
+    r_tot = jnp.where(_rows(on, x0), step(r_tot, jac, logits, inp["label"]), r_tot)
+    now = jnp.argmax(f(x0 + (1.0 + overshoot) * r_tot), axis=-1) != inp["label"]
+    return r_tot, i + on.astype(jnp.int32), jnp.where(on, now, flipped)
+
+  inputs = {"x": xb, "valid": valid, "label": label}
+  r_tot, i, flipped = _until_done(active, body, inputs, state)
+  return (1.0 + overshoot) * r_tot, i, flipped
 
 
 @functools.partial(jax.jit, static_argnames=("model", "max_iter"))
 def _bim_batch(model, params, xb, valid, step, eps, max_iter):
-  one = lambda x, v: _bim_one(model, params, x, v, max_iter, step, eps)
-  return jax.vmap(one)(xb, valid)
+  f = _batch_logits_fn(model, params)
+  label = jnp.argmax(f(xb), axis=-1)
+
+  def grad_fn(x0, eta, lab):  # the batch's summed cross-entropy: per-example gradients
+    def loss(eta):
+      logits = f(x0 + eta)
+      picked = jnp.take_along_axis(logits, lab[:, None], axis=-1)[:, 0]
+      return jnp.sum(jax.nn.logsumexp(logits, axis=-1) - picked), logits
+
+    return jax.grad(loss, has_aux=True)(eta)
+
+  def active(inp, state):
+    _, i, flipped, _ = state
+    return inp["valid"] & ~flipped & (i < max_iter)
+
+  def body(inp, state, on):
+    eta, i, flipped, g = state
+    rows = _rows(on, eta)
+    eta = jnp.where(rows, jnp.clip(eta + step * jnp.sign(g), -eps, eps), eta)
+    g_new, logits = grad_fn(inp["x"], eta, inp["label"])
+    now = jnp.argmax(logits, axis=-1) != inp["label"]
+    return eta, i + on.astype(jnp.int32), jnp.where(on, now, flipped), jnp.where(rows, g_new, g)
+
+  eta0 = jnp.zeros_like(xb)
+  g0, _ = grad_fn(xb, eta0, label)
+  b = xb.shape[0]
+  state = (eta0, jnp.zeros((b,), jnp.int32), jnp.zeros((b,), bool), g0)
+  inputs = {"x": xb, "valid": valid, "label": label}
+  eta, i, flipped, _ = _until_done(active, body, inputs, state)
+  return eta, i, flipped
 
 
 def _run(batch_fn, x, batch_size) -> Attack:
@@ -279,7 +335,7 @@ def deepfool(
     x: ``[num_points, ...]`` inputs.
     max_iter: iteration cap (static); unflipped points get distance ``+inf``.
     overshoot: the step beyond the linearised boundary.
-    batch_size: examples per vmapped batch (the last is zero-padded).
+    batch_size: examples per batch (the last is zero-padded).
 
   Returns:
     An :class:`Attack`; ``distance`` is the DeepFool score (smaller = closer
@@ -325,7 +381,7 @@ def bim(
     step: the per-iteration L∞ step.
     eps: the L∞ radius the perturbation is clipped to (``inf``: none).
     max_iter: iteration cap (static); unflipped points get distance ``+inf``.
-    batch_size: examples per vmapped batch (the last is zero-padded).
+    batch_size: examples per batch (the last is zero-padded).
 
   Returns:
     An :class:`Attack`; ``distance`` = :math:`\|\eta\|_2^2` (smaller = pick first).
