@@ -36,6 +36,7 @@ def test_a_small_run_compiles_each_strategy_core_once(tmp_path):
     hidden=8,
     pool_subsample=120,
   ).validate()
+  jax.clear_caches()  # an earlier test in this process may have compiled the same shapes
   with count_traces() as c:
     runner.run(cfg, str(tmp_path), progress=False)
   for strategy, cores in CORES.items():

@@ -116,7 +116,7 @@ def test_fit_learns_and_one_compile_across_rounds(digits_small):
       )
       assert idx.shape == (10,)
   assert c["_fit"] == 1
-  assert c["_forward_batch"] == 1
+  assert c["_predict_pool"] == 1
   assert c["top_k_core"] == 1
   assert c["_entropy_checked"] == 1
   model, params = models.from_train_state(ts)

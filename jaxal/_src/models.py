@@ -771,15 +771,36 @@ def predict(
     model: a :class:`Model`.
     params: its parameters (linen ``params`` collection or NNX state).
     x: ``[num_points, ...]`` inputs.
-    batch_size: the fixed batch size; the last batch is zero-padded, so one
-      compile serves every pool size.
+    batch_size: the fixed batch size; the last batch is zero-padded. The whole pool is
+      one compiled call (a ``lax.map`` over the batches), compiled once per pool shape.
     features: also return the penultimate features (the model must return them).
 
   Returns:
     :class:`Predictions` with logits ``[num_points, K]`` and features
     ``[num_points, d]`` (or None when ``features=False``).
   """
+  return predict_flagged(model, params, x, batch_size=batch_size, features=features)[0]
+
+
+def predict_flagged(
+  model: Model, params: Any, x: ArrayLike, *, batch_size: int = 256, features: bool = True
+) -> tuple[Predictions, jax.Array | None, jax.Array | None]:
+  """:func:`predict` and its outputs' finiteness flags, computed in the same compiled call.
+
+  Internal API: a strategy passes the flags to ``checks.check_finite_logits(..., ok=)`` and
+  ``checks.check_finite(..., ok=)``, so that checking the model's outputs costs no extra pass
+  over the pool and no extra compile.
+
+  Returns:
+    ``(predictions, logits_ok, features_ok)``: the flags as :func:`jaxal._src.checks.logits_ok`
+    and :func:`jaxal._src.checks.all_finite` compute them (``features_ok`` None without
+    features); both None for a pool sharded over several devices (then checked apart).
+  """
   x, batch_size = check_pool(x, batch_size)
+  if sharding.pool_sharding(x, "x") is None:
+    logits, feats, ok_l, ok_f = _predict_pool(model, params, x, batch_size, features)
+    return Predictions(logits, feats), ok_l, ok_f
+  # A pool sharded along N: batched under GSPMD, one compiled forward for every batch.
   outs_l, outs_f = [], []
   for _, b, xb in batches(x, batch_size):
     logits, feats = _forward_batch(model, params, xb, features)
@@ -787,7 +808,26 @@ def predict(
     if features:
       outs_f.append(feats[:b])
   logits = jnp.concatenate(outs_l)
-  return Predictions(logits, jnp.concatenate(outs_f) if features else None)
+  return Predictions(logits, jnp.concatenate(outs_f) if features else None), None, None
+
+
+@functools.partial(jax.jit, static_argnames=("model", "batch_size", "with_features"))
+def _predict_pool(model, params, x, batch_size, with_features):
+  # The whole pool in one compiled call: zero-padded to whole batches, a lax.map of the batch
+  # forward, the outputs' finiteness flags fused into the same pass.
+  n = x.shape[0]
+  num_batches = -(-n // batch_size)
+  pad = num_batches * batch_size - n
+  if pad:
+    x = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)])
+  xb = x.reshape(num_batches, batch_size, *x.shape[1:])
+  logits, feats = jax.lax.map(lambda b: _forward_batch(model, params, b, with_features), xb)
+  logits = logits.reshape(num_batches * batch_size, -1)[:n]
+  ok_l = checks.logits_ok(logits)
+  if not with_features:
+    return logits, None, ok_l, None
+  feats = feats.reshape(num_batches * batch_size, -1)[:n]
+  return logits, feats, ok_l, checks.all_finite(feats)[0]
 
 
 def predict_mc(

@@ -49,7 +49,7 @@ from jaxal._src import checks
 from jaxal._src import models as models_lib
 from jaxal._src.embeddings.grad_embedding import GradEmbedding
 
-_FINITE = "gradient embeddings need finite values"
+FINITE = "gradient embeddings need finite values"
 
 # ---------------------------------------------------------------------------
 # Closed form.
@@ -59,6 +59,9 @@ _FINITE = "gradient embeddings need finite values"
 def _closed_form(logits, features, bias):
   y = jnp.argmax(jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1), axis=-1)
   return closed_form_at(logits, features, y, bias)
+
+
+closed_form_core = _closed_form  # internal API: the jitted closed form, on checked arrays
 
 
 def closed_form_at(
@@ -124,7 +127,7 @@ def closed_form_gradient_embedding(
   checks.check_same_n("logits", logits, "features", features)
   bias = checks.check_bool(bias, "bias")
   checks.check_finite_logits(logits)
-  checks.check_finite(features, "features", purpose=_FINITE)
+  checks.check_finite(features, "features", purpose=FINITE)
   return _closed_form(logits, features, bias)
 
 
@@ -381,5 +384,5 @@ def gradient_embedding(
       if emb is None:
         emb = jnp.zeros((n, rows.shape[1]), rows.dtype)
       emb = _write_rows(emb, rows, start)
-  checks.check_finite(emb, "the gradient embedding", purpose=_FINITE)
+  checks.check_finite(emb, "the gradient embedding", purpose=FINITE)
   return emb

@@ -58,9 +58,16 @@ def badge(
         model, params, pool, head=head, bias=bias, batch_size=batch_size
       )
     else:
-      logits, features = models_lib.predict(model, params, pool, batch_size=batch_size)
-      checks.check_finite_logits(logits, "logits of the model on the pool")
-      emb = gradients.closed_form_gradient_embedding(logits, features, bias=bias)
+      (logits, features), ok_l, ok_f = models_lib.predict_flagged(
+        model, params, pool, batch_size=batch_size
+      )
+      checks.check_finite_logits(logits, "logits of the model on the pool", ok=ok_l)
+      checks.check_finite(
+        features, "features of the model on the pool", purpose=gradients.FINITE, ok=ok_f
+      )
+      # Finite logits and features make a finite embedding: no second check of it.
+      emb = gradients.closed_form_core(logits, features, bias)
+      return kmeans_pp.select_kmeans_pp(key, emb, budget, mask, first=first, check_finite=False)
     return kmeans_pp.select_kmeans_pp(key, emb, budget, mask, first=first)
 
   return Strategy("badge", acquire)
