@@ -4,6 +4,7 @@
     python benchmarks/batchbald.py --quick         # a smoke test of the script
     python benchmarks/batchbald.py --size gpu      # N = 10^6 and 10^7 (no reference)
     python benchmarks/batchbald.py --reference-big # also the reference at N = 100,000 (slow)
+    python benchmarks/batchbald.py --redux-python .venv-redux/bin/python  # batchbald_redux itself
 
 jaxal: ``jaxal.bayes.batchbald`` (one jitted call: two ``lax.fori_loop`` over
 the picks, candidates in cache-sized blocks) on random MC log-probabilities
@@ -11,16 +12,20 @@ the picks, candidates in cache-sized blocks) on random MC log-probabilities
 strategy's default). Reported: the first call (compilation included) and the
 best later call.
 
-Floor, measured in the same run: every pick multiplies the ``[M, S]`` posterior
+Floors, measured in the same run: every pick multiplies the ``[M, S]`` posterior
 weights of the M = 512 configurations by every candidate's ``[S, K]``
-probabilities, ``N * M * S * K`` multiply-adds; the floor is a jitted product of
-exactly that shape (in the same cache-sized blocks, each reduced to a number so
-that nothing else is written), times ``k``.
+probabilities, ``N * M * S * K`` multiply-adds; the product floor is a jitted
+product of exactly that shape (in the same cache-sized blocks, each reduced to a
+number so that nothing else is written), times ``k``. The entropy of each of
+the ``N * M`` conditional predictives needs a logarithm of each of the
+``N * M * K`` products: the product-and-log floor adds exactly that.
 
-Reference: batchbald_redux (Kirsch et al.'s code, ``get_batchbald_batch`` with
-``DynamicJointEntropy``) needs PyTorch, which this machine's package index
-serves only with its CUDA libraries (gigabytes); the reference here is a NumPy
-float64 port of its algorithm, line for line: exact joint table grown by outer
+Reference: batchbald_redux itself (Kirsch et al.'s code, ``get_batchbald_batch``
+with ``DynamicJointEntropy``, PyTorch) when ``--redux-python`` names an
+interpreter that has it (it runs in that interpreter's own process, see
+``_batchbald_redux_worker.py`` for its set-up), on the same float32
+log-probabilities. Without it, a NumPy float64 port of its algorithm, line for
+line: exact joint table grown by outer
 products while ``K ** |batch| <= 512``, else ``512 // S`` labels per network
 resampled from every chosen point at every pick (``SampledJointEntropy.sample``)
 and the importance-weighted joint entropy; the per-candidate ``[M, S] x [S, K]``
@@ -31,8 +36,11 @@ exact regime (the first three) are compared with jaxal's.
 from __future__ import annotations
 
 import argparse
-import functools
+import json
 import math
+import os
+import subprocess
+import tempfile
 
 import _common
 import jax
@@ -90,22 +98,47 @@ def batchbald_redux_numpy(log_probs_s_n_k, batch_size, num_samples, rng, chunk=1
   return np.array(chosen)
 
 
-@functools.partial(jax.jit, static_argnames=("chunk",))
-def floor_one_pick(w, blocks, chunk):
+@jax.jit
+def floor_one_pick(w, blocks):
   """``N * M * S * K`` multiply-adds in the blocks BatchBALD uses, each block reduced to a sum."""
-  del chunk
   wt = w.T
   return jnp.sum(jax.lax.map(lambda pb: jnp.sum(wt @ pb), blocks))
 
 
+@jax.jit
+def floor_log_one_pick(w, blocks):
+  """The same products and one logarithm of each of the ``N * M * K`` results (the entropy's)."""
+  wt = w.T
+  return jnp.sum(jax.lax.map(lambda pb: jnp.sum(jnp.log(wt @ pb)), blocks))
+
+
 def floor_seconds(n, k, repeats):
+  """``(product floor, product-and-log floor)`` of ``k`` picks, in seconds."""
   rng = np.random.default_rng(0)
   probs = jnp.asarray(rng.random((S, n, K), np.float32))
   chunk = max(1, min(n, bayes_lib._BLOCK_ELEMENTS // (M * K)))
   blocks = bayes_lib._candidate_blocks(probs, chunk)
   w = jnp.asarray(rng.random((S, M), np.float32))
-  _, best, _, _ = _common.first_and_best(lambda: floor_one_pick(w, blocks, chunk), repeats)
-  return best * k
+  _, best, _, _ = _common.first_and_best(lambda: floor_one_pick(w, blocks), repeats)
+  _, best_log, _, _ = _common.first_and_best(lambda: floor_log_one_pick(w, blocks), repeats)
+  return best * k, best_log * k
+
+
+def run_redux(python, lp, k):
+  """batchbald_redux itself, in ``python``'s own process: ``(seconds, indices, description)``."""
+  with tempfile.TemporaryDirectory() as tmp:
+    inp, out = os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.json")
+    np.savez(inp, log_probs=np.asarray(lp, np.float32), k=k, num_samples=M)
+    worker = os.path.join(_common.HERE, "_batchbald_redux_worker.py")
+    env = dict(os.environ, TQDM_DISABLE="1")
+    subprocess.run([python, worker, inp, out], check=True, env=env)
+    with open(out) as f:
+      res = json.load(f)
+  what = (
+    f"batchbald_redux {res['batchbald_redux']} (PyTorch {res['torch']}, {res['threads']} "
+    "threads), get_batchbald_batch on the same float32 log-probabilities"
+  )
+  return res["seconds"], np.array(res["indices"]), what
 
 
 def main():
@@ -113,6 +146,12 @@ def main():
   parser.add_argument("--quick", action="store_true")
   parser.add_argument("--size", choices=("cpu", "gpu"), default="cpu")
   parser.add_argument("--reference-big", action="store_true", help="reference at N=100,000 too")
+  parser.add_argument(
+    "--redux-python",
+    default=os.environ.get("JAXAL_BATCHBALD_REDUX_PYTHON"),
+    help="an interpreter with PyTorch and batchbald_redux: the reference is then the library "
+    "itself (see benchmarks/_batchbald_redux_worker.py), else its NumPy port",
+  )
   args = parser.parse_args()
   meta = _common.machine()
   if args.quick:
@@ -131,7 +170,7 @@ def main():
     first, best, _, idx = _common.first_and_best(
       lambda: bayes.batchbald(key, lp, k, num_joint_samples=M), reps
     )
-    floor = floor_seconds(n, k, 3)
+    floor, floor_log = floor_seconds(n, k, 3)
     row = {
       "N": n,
       "k": k,
@@ -140,11 +179,17 @@ def main():
       "jaxal_ms_per_pick": round(1e3 * best / k, 2),
       "floor_s": round(floor, 3),
       "jaxal_over_floor": round(best / floor, 2),
+      "floor_log_s": round(floor_log, 3),
+      "jaxal_over_floor_log": round(best / floor_log, 2),
     }
     if n in ref_n:
-      ref_s, ref = _common.once(
-        lambda: batchbald_redux_numpy(np.asarray(lp), k, M, np.random.default_rng(0))
-      )
+      if args.redux_python:
+        ref_s, ref, meta["reference"] = run_redux(args.redux_python, lp, k)
+      else:
+        ref_s, ref = _common.once(
+          lambda: batchbald_redux_numpy(np.asarray(lp), k, M, np.random.default_rng(0))
+        )
+        meta["reference"] = "NumPy float64 port of batchbald_redux's get_batchbald_batch"
       row["reference_s"] = round(ref_s, 2)
       row["reference_over_jaxal"] = round(ref_s / best, 1)
       exact = min(k, 1 + int(math.log(M, K)))  # K=10, 512 configurations: picks 1-3 are exact
@@ -162,6 +207,8 @@ def main():
     "jaxal_ms_per_pick",
     "floor_s",
     "jaxal_over_floor",
+    "floor_log_s",
+    "jaxal_over_floor_log",
     "reference_s",
     "reference_over_jaxal",
     "exact_picks_agree",
@@ -169,9 +216,10 @@ def main():
   ]
   lines = _common.header("BatchBALD: against the arithmetic floor and batchbald_redux", meta) + [
     f"Setup: {meta['setup']}; random log-probabilities. `floor_s`: k products of the "
-    "N·M·S·K shape a pick multiplies, in the same blocks (measured in the same run). "
-    "Reference: a NumPy float64 port of batchbald_redux's `get_batchbald_batch` (PyTorch "
-    "itself is not installable here without its CUDA libraries); `exact_picks_agree`: the "
+    "N·M·S·K shape a pick multiplies, in the same blocks (measured in the same run); "
+    "`floor_log_s`: the same products plus one logarithm of each of their N·M·K entries, "
+    "which the entropy of every candidate under every configuration needs. "
+    f"Reference: {meta.get('reference', '—')}; `exact_picks_agree`: the "
     "first three picks (the exact regime, 10^|batch| <= 512 configurations) are the same; "
     "later picks come from sampled configurations, so they may differ (`picks_in_common` of k).",
     "",

@@ -13,6 +13,7 @@ import jaxal
 from jaxal._src import compile_cache
 from jaxal._src.experiment import config
 from jaxal._src.experiment import runner
+from jaxal._src.strategies import registry
 
 # The jitted cores each strategy's acquisition runs (names as JAX logs their compiles).
 CORES = {
@@ -85,3 +86,35 @@ def test_jaxal_run_cache_options():
   assert args.compile_cache == "/tmp/jaxal-cache" and not args.no_compile_cache
   args = parser.parse_args(["run", "--no-compile-cache"])
   assert args.no_compile_cache and args.compile_cache is None
+
+
+# FASS is left out of the count: its kernel's check reads only the filtered top_n * budget rows.
+FUSED_CHECKS = ("coreset", "kmeans_sampling", "typiclust", "badge", "entropy")
+
+
+def test_strategies_check_model_outputs_in_the_forward_compile():
+  """The model's logits and features are checked finite with flags the compiled forward returns:
+  no separate finiteness reduction (an extra pass over the pool and an extra compile)."""
+  key = jax.random.key(0)
+  x = jax.random.normal(key, (96, 6))
+  module = jaxal.networks.MLP(num_classes=3, hidden=(8,))
+  model, params = jaxal.models.from_linen(module), jaxal.models.init_params(key, module, x)
+  mask = jnp.zeros((96,), bool).at[:10].set(True)
+  jax.clear_caches()
+  with count_traces() as c:
+    for name in FUSED_CHECKS:
+      idx = registry.REGISTRY[name]().acquire(key, model, params, x, mask, 4)
+      assert idx.shape == (4,) and not bool(jnp.any(mask[idx])), name
+  assert c["all_finite"] == 0, dict(c.counts)
+  assert c["_predict_pool"] >= 1, dict(c.counts)
+
+
+@pytest.mark.parametrize("name", (*FUSED_CHECKS, "fass"))
+def test_strategies_name_non_finite_model_outputs(name):
+  key = jax.random.key(0)
+  x = jax.random.normal(key, (40, 6))
+  module = jaxal.networks.MLP(num_classes=3, hidden=(8,))
+  model, params = jaxal.models.from_linen(module), jaxal.models.init_params(key, module, x)
+  bad = x.at[7, 2].set(jnp.nan)  # one NaN input row: NaN logits and features in row 7
+  with pytest.raises(ValueError, match=r"(logits|features) of the model on the pool .*row 7"):
+    registry.REGISTRY[name]().acquire(key, model, params, bad, None, 4)

@@ -294,12 +294,14 @@ def select_k_center(
   labeled_mask: jax.Array,
   chunk_size: int = 1024,
   row_chunk_size: int = 8192,
+  check_finite: bool = True,
 ) -> jax.Array:
   """:func:`k_center_greedy` on arguments a caller has validated, except ``x``'s values.
 
   The caller (a strategy, once, at its entry) has checked ``key`` (a typed key;
   any key when some point is labeled), ``labeled_mask`` and ``k``; ``x`` is
-  checked for finiteness here, since the caller computed it.
+  checked for finiteness here, since the caller computed it, unless
+  ``check_finite`` is False (a caller that checked it with its own flags).
 
   Args:
     key: a typed key of shape ``()``.
@@ -308,11 +310,13 @@ def select_k_center(
     labeled_mask: ``[num_points]`` bool.
     chunk_size: labeled points per chunk in the first pass.
     row_chunk_size: pool rows per block in the first pass.
+    check_finite: a bool; False skips the finiteness check of ``x``.
 
   Returns:
     ``[k]`` int32 indices in the order they were picked.
   """
-  checks.check_finite(x, "x", purpose="selection needs finite points")
+  if check_finite:
+    checks.check_finite(x, "x", purpose="selection needs finite points")
   x, labeled_mask = sharding.single_device((x, labeled_mask))
   ps = sharding.pool_sharding((x, labeled_mask), "x and labeled_mask")
   x, labeled_mask = sharding.place(x, ps), sharding.replicate(labeled_mask, ps)

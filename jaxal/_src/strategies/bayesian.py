@@ -12,6 +12,7 @@ from jaxal._src import models as models_lib
 from jaxal._src import scores
 from jaxal._src.strategies.base import Strategy
 from jaxal._src.strategies.base import check_acquire_args
+from jaxal._src.strategies.base import predict_checked
 from jaxal._src.strategies.base import score_strategy
 
 # Scores of one deterministic pass ([N, K] -> [N]) and of MC-dropout passes ([S, N, K] -> [N]).
@@ -121,8 +122,7 @@ def _stochastic(
       )
       checks.check_mc_varies(logits, name)
     else:
-      logits = models_lib.predict(model, params, pool, batch_size=batch_size, features=False).logits
-      checks.check_finite_logits(logits, "logits of the model on the pool")
+      logits = predict_checked(model, params, pool, batch_size, features=False).logits
     return bayes.stochastic_batch_core(k_sel, score_fn(logits), budget, mask, mode, temperature)
 
   return Strategy(name, acquire)

@@ -23,12 +23,14 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxal._src import checks
-from jaxal._src import models as models_lib
 from jaxal._src import scores
 from jaxal._src.selection import agglomerative as agglomerative_lib
 from jaxal._src.selection import top_k
 from jaxal._src.strategies.base import Strategy
 from jaxal._src.strategies.base import check_acquire_args
+from jaxal._src.strategies.base import predict_checked
+
+_FEATURES_PURPOSE = "clustering needs finite features"
 
 CACHE_SIZE = 4
 
@@ -190,8 +192,9 @@ def cluster_margin(
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
     n = pool.shape[0]
     need_feats = fixed is None and embed is None
-    preds = models_lib.predict(model, params, pool, batch_size=batch_size, features=need_feats)
-    checks.check_finite_logits(preds.logits, "logits of the model on the pool")
+    preds = predict_checked(
+      model, params, pool, batch_size, features=need_feats, purpose=_FEATURES_PURPOSE
+    )
     left = n - int(jnp.sum(mask))
     mb = min(margin_factor * budget, left) if margin_batch is None else margin_batch
     if mb < budget or mb > left:
@@ -201,9 +204,13 @@ def cluster_margin(
     if fixed is not None:
       c = check_clusters(fixed, n)
     else:
-      feats = preds.features if embed is None else embed(pool)
-      feats = checks.check_float_array(feats, "features of the pool", 2, "[num_points, dim]")
-      checks.check_finite(feats, "features of the pool", purpose="clustering needs finite features")
+      if embed is None:
+        feats = preds.features  # checked with the logits
+      else:
+        feats = checks.check_float_array(
+          embed(pool), "features of the pool", 2, "[num_points, dim]"
+        )
+        checks.check_finite(feats, "features of the pool", purpose=_FEATURES_PURPOSE)
       c = clusters_of(feats.astype(jnp.float32)) if n > 1 else jnp.zeros((n,), jnp.int32)
     return cluster_margin_core(
       key, scores.margin(preds.logits), c, mask, budget=budget, margin_batch=mb

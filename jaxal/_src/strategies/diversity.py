@@ -20,9 +20,12 @@ from jaxal._src.selection import kmeans
 from jaxal._src.selection import top_k
 from jaxal._src.strategies.base import Strategy
 from jaxal._src.strategies.base import check_acquire_args
+from jaxal._src.strategies.base import predict_checked
 from jaxal._src.submodular import functions as submodular_lib
 from jaxal._src.submodular import kernels as submodular_kernels
 from jaxal._src.submodular import maximizers as submodular_maximizers
+
+_FEATURES_PURPOSE = "selection needs finite points"
 
 UNCERTAINTY: dict[str, Callable[[jax.Array], jax.Array]] = {
   "entropy": scores.entropy,
@@ -32,8 +35,12 @@ UNCERTAINTY: dict[str, Callable[[jax.Array], jax.Array]] = {
 }
 
 
-def _predict(model, params, pool, batch_size) -> models_lib.Predictions:
-  return models_lib.predict(model, params, pool, batch_size=batch_size, features=True)
+def _predict(model, params, pool, batch_size, *, logits=False) -> models_lib.Predictions:
+  # Features checked finite (and logits, when the strategy scores them) in the forward's own
+  # compiled call: the selection that follows skips its own check.
+  return predict_checked(
+    model, params, pool, batch_size, features=True, logits=logits, purpose=_FEATURES_PURPOSE
+  )
 
 
 def coreset(*, batch_size: int = 256, chunk_size: int = 1024) -> Strategy:
@@ -56,7 +63,9 @@ def coreset(*, batch_size: int = 256, chunk_size: int = 1024) -> Strategy:
   def acquire(key, model, params, pool, labeled_mask, budget):
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
     feats = _predict(model, params, pool, batch_size).features
-    return k_center.select_k_center(key, feats, budget, mask, chunk_size=chunk_size)
+    return k_center.select_k_center(
+      key, feats, budget, mask, chunk_size=chunk_size, check_finite=False
+    )
 
   return Strategy("coreset", acquire)
 
@@ -80,7 +89,7 @@ def kmeans_sampling(
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
     feats = _predict(model, params, pool, batch_size).features
     return kmeans.select_kmeans_sampling(
-      key, feats, budget, mask, n_init=n_init, max_iter=max_iter, tol=tol
+      key, feats, budget, mask, n_init=n_init, max_iter=max_iter, tol=tol, check_finite=False
     )
 
   return Strategy("kmeans_sampling", acquire)
@@ -244,8 +253,7 @@ def fass(
 
   def acquire(key, model, params, pool, labeled_mask, budget):
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
-    preds = _predict(model, params, pool, batch_size)
-    checks.check_finite_logits(preds.logits, "logits of the model on the pool")
+    preds = _predict(model, params, pool, batch_size, logits=True)
     unlabeled = int(jnp.sum(~mask))
     filtered = top_k.select_top_k(score_fn(preds.logits), min(top_n * budget, unlabeled), mask)
     picked = _select_submodular(key, preds.features[filtered], None, budget, **opts)

@@ -11,6 +11,9 @@ from jaxal._src import glister as glister_lib
 from jaxal._src import models as models_lib
 from jaxal._src.strategies.base import Strategy
 from jaxal._src.strategies.base import check_acquire_args
+from jaxal._src.strategies.base import predict_checked
+
+_PURPOSE = "gradient embeddings need finite values"
 
 
 def glister(
@@ -67,16 +70,17 @@ def glister(
     val = None
     if validation is not None:
       checks.check_model_input(forward, validation[0], "validation")
-      pv = models_lib.predict(model, params, validation[0], batch_size=batch_size, features=True)
-      checks.check_finite_logits(pv.logits, "logits of the model on the validation set")
+      pv = predict_checked(
+        model,
+        params,
+        validation[0],
+        batch_size,
+        features=True,
+        on="the validation set",
+        purpose=_PURPOSE,
+      )
       val = glister_lib.Validation(pv.logits, pv.features, jnp.asarray(validation[1]))
-    pred = models_lib.predict(model, params, pool, batch_size=batch_size, features=True)
-    checks.check_finite_logits(pred.logits, "logits of the model on the pool")
-    checks.check_finite(
-      pred.features,
-      "features of the model on the pool",
-      purpose="gradient embeddings need finite values",
-    )
+    pred = predict_checked(model, params, pool, batch_size, features=True, purpose=_PURPOSE)
     return glister_lib.glister_core(
       key,
       pred.logits,

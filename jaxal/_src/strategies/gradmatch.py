@@ -14,6 +14,7 @@ from jaxal._src.embeddings import gradients
 from jaxal._src.selection import omp as omp_lib
 from jaxal._src.strategies.base import Strategy
 from jaxal._src.strategies.base import check_acquire_args
+from jaxal._src.strategies.base import predict_checked
 
 _FINITE = "gradient embeddings need finite values"
 
@@ -114,17 +115,19 @@ def gradmatch(
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
     forward = lambda xb: models_lib.apply(model, params, xb)[0]
     checks.check_model_input(forward, pool)
-    pred = models_lib.predict(model, params, pool, batch_size=batch_size, features=True)
-    checks.check_finite_logits(pred.logits, "logits of the model on the pool")
-    checks.check_finite(pred.features, "features of the model on the pool", purpose=_FINITE)
+    pred = predict_checked(model, params, pool, batch_size, features=True, purpose=_FINITE)
     emb = gradients.closed_form_gradient_embedding(pred.logits, pred.features, bias=bias)
     target = None  # the mean over the unlabeled pool
     if valid is not None:
       checks.check_model_input(forward, valid[0], "valid x_val")
-      pv = models_lib.predict(model, params, valid[0], batch_size=batch_size, features=True)
-      checks.check_finite_logits(pv.logits, "logits of the model on the validation set")
-      checks.check_finite(
-        pv.features, "features of the model on the validation set", purpose=_FINITE
+      pv = predict_checked(
+        model,
+        params,
+        valid[0],
+        batch_size,
+        features=True,
+        on="the validation set",
+        purpose=_FINITE,
       )
       val = glister_lib.check_validation(
         (pv.logits, pv.features, valid[1]), pred.logits.shape[1], pred.features.shape[1]

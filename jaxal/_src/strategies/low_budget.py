@@ -21,11 +21,13 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxal._src import checks
-from jaxal._src import models as models_lib
 from jaxal._src import neighbors
 from jaxal._src.selection import kmeans as kmeans_lib
 from jaxal._src.strategies.base import Strategy
 from jaxal._src.strategies.base import check_acquire_args
+from jaxal._src.strategies.base import predict_checked
+
+_PURPOSE = "selection needs finite features"
 
 
 def pool_features(model, params, pool, embed, batch_size, with_classes=False):
@@ -34,18 +36,19 @@ def pool_features(model, params, pool, embed, batch_size, with_classes=False):
   With ``with_classes``: ``(features, number of classes of the model's logits or None)``.
   """
   classes = None
-  if embed is None:
-    preds = models_lib.predict(model, params, pool, batch_size=batch_size, features=True)
+  if embed is None:  # features checked finite in the forward's own compiled call
+    preds = predict_checked(
+      model, params, pool, batch_size, features=True, logits=False, purpose=_PURPOSE
+    )
     feats, classes = preds.features, preds.logits.shape[-1]
   else:
-    feats = embed(pool)
-  feats = checks.check_float_array(feats, "features of the pool", 2, "[num_points, dim]")
-  if feats.shape[0] != pool.shape[0]:
-    raise ValueError(
-      f"features of the pool must have one row per pool point ({pool.shape[0]}), "
-      f"got shape {feats.shape}"
-    )
-  checks.check_finite(feats, "features of the pool", purpose="selection needs finite features")
+    feats = checks.check_float_array(embed(pool), "features of the pool", 2, "[num_points, dim]")
+    if feats.shape[0] != pool.shape[0]:
+      raise ValueError(
+        f"features of the pool must have one row per pool point ({pool.shape[0]}), "
+        f"got shape {feats.shape}"
+      )
+    checks.check_finite(feats, "features of the pool", purpose=_PURPOSE)
   feats = feats.astype(jnp.float32)
   return (feats, classes) if with_classes else feats
 

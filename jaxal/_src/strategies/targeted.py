@@ -47,6 +47,7 @@ from jaxal._src.embeddings import gradients
 from jaxal._src.embeddings.grad_embedding import GradEmbedding
 from jaxal._src.strategies.base import Strategy
 from jaxal._src.strategies.base import check_acquire_args
+from jaxal._src.strategies.base import predict_checked
 from jaxal._src.submodular import information
 from jaxal._src.submodular import kernels as kernels_lib
 from jaxal._src.submodular import maximizers
@@ -239,9 +240,7 @@ def _resolve(
     x = spec.value
     forward = lambda xb: models_lib.apply(model, params, xb)[0]  # noqa: E731
     checks.check_model_input(forward, x, name)
-    pred = models_lib.predict(model, params, x, batch_size=batch_size, features=True)
-    checks.check_finite_logits(pred.logits, f"logits of the model on {name}")
-    checks.check_finite(pred.features, f"features of the model on {name}")
+    pred = predict_checked(model, params, x, batch_size, features=True, on=name)
     if pred.features.shape[1] != ctx.feats.shape[1]:
       raise ValueError(
         f"{name} inputs of shape {tuple(x.shape)} give features of dimension "
@@ -305,9 +304,7 @@ def _targeted(
       raise ValueError(
         f"labels must have shape ({n},) to match the pool of {n} points, got {tuple(labels.shape)}"
       )
-    preds = models_lib.predict(model, params, pool, batch_size=batch_size, features=True)
-    checks.check_finite_logits(preds.logits, "logits of the model on the pool")
-    checks.check_finite(preds.features, "features of the model on the pool")
+    preds = predict_checked(model, params, pool, batch_size, features=True)
     labeled = np.asarray(mask)
     if labels is not None:
       classes_of = np.asarray(labels)
