@@ -84,9 +84,9 @@ MUTATIONS = (
   Mutation(
     "kmeans_pp_duplicate",
     "jaxal/_src/selection/kmeans_pp.py",
-    "  return kmeans_pp_exact(key, x, k, labeled_mask, first, chunk_size, ps)[0]\n",
-    "  c = kmeans_pp_exact(key, x, k, labeled_mask, first, chunk_size, ps)[0]\n"
-    "  return c.at[-1].set(c[0])\n",
+    "    idx = kmeans_pp_exact(key, x, k, labeled_mask, first, chunk_size, ps)[0]\n",
+    "    idx = kmeans_pp_exact(key, x, k, labeled_mask, first, chunk_size, ps)[0]\n"
+    "    idx = idx.at[-1].set(idx[0])\n",
     (
       PICKS + "::test_badge_first_pick_is_the_largest_gradient_and_second_follows_d2",
       "tests/test_selection_kmeans_pp.py",

@@ -88,10 +88,19 @@ def _dim(x: distances.Points) -> int:
   return sum(leaf.shape[-1] for leaf in jax.tree.leaves(x))
 
 
-@functools.partial(jax.jit, static_argnames=("k", "chunk_size", "row_chunk_size", "ps"))
-def k_center_greedy_core(key, x, k, labeled_mask, chunk_size, row_chunk_size, ps=None):
-  """:func:`k_center_greedy` on validated, finite, placed points (any key if some are labeled)."""
-  return _k_center(key, x, k, labeled_mask, chunk_size, row_chunk_size, ps)[0]
+@functools.partial(jax.jit, static_argnames=("k", "chunk_size", "row_chunk_size", "ps", "flagged"))
+def k_center_greedy_core(
+  key, x, k, labeled_mask, chunk_size, row_chunk_size, ps=None, flagged=False
+):
+  """:func:`k_center_greedy` on validated, placed points (any key if some are labeled).
+
+  ``flagged``: return ``(picks, ok)``, ``ok`` the finiteness flags of ``x``'s leaves
+  (:func:`jaxal._src.checks.all_finite`) computed in the same compiled call, for
+  :func:`jaxal._src.checks.check_finite`'s ``ok=`` (non-finite points give unspecified picks,
+  so the caller raises). Otherwise the picks alone, for finite points.
+  """
+  idx = _k_center(key, x, k, labeled_mask, chunk_size, row_chunk_size, ps)[0]
+  return (idx, checks.all_finite(x)) if flagged else idx
 
 
 def _k_center(key, x, k, labeled_mask, chunk_size, row_chunk_size, ps=None):
@@ -315,9 +324,15 @@ def select_k_center(
   Returns:
     ``[k]`` int32 indices in the order they were picked.
   """
-  if check_finite:
-    checks.check_finite(x, "x", purpose="selection needs finite points")
+  original = x
   x, labeled_mask = sharding.single_device((x, labeled_mask))
   ps = sharding.pool_sharding((x, labeled_mask), "x and labeled_mask")
   x, labeled_mask = sharding.place(x, ps), sharding.replicate(labeled_mask, ps)
-  return k_center_greedy_core(key, x, k, labeled_mask, chunk_size, row_chunk_size, ps)
+  if not check_finite:
+    return k_center_greedy_core(key, x, k, labeled_mask, chunk_size, row_chunk_size, ps)
+  # The finiteness flags come from the same compiled call: no separate pass over the pool.
+  idx, ok = k_center_greedy_core(
+    key, x, k, labeled_mask, chunk_size, row_chunk_size, ps, flagged=True
+  )
+  checks.check_finite(original, "x", purpose="selection needs finite points", ok=ok)
+  return idx

@@ -301,7 +301,7 @@ def kmeans_pp(
       ``chain_length`` steps per centre, ``O(N·dim + k²·chain_length·dim)``
       work instead of ``O(k·N·dim)``: for the largest pools.
     chain_length: the chain length ``m`` of ``method="mcmc"`` (200 in the paper).
-    check_finite: NaN or inf in ``x`` is an error (one device reduction);
+    check_finite: NaN or inf in ``x`` is an error (flags fused into the compiled call);
       False for callers that checked already (non-finite points then give
       unspecified centres). Every finite ``x`` is valid, up to the largest
       float32: distances are computed on ``x`` divided by its largest
@@ -382,17 +382,22 @@ def select_kmeans_pp(
   Returns:
     ``[k]`` int32 centres, in the order they were drawn.
   """
-  if check_finite:
-    checks.check_finite(x, "x", purpose="selection needs finite points")
+  original = x
   chunk_size = min(chunk_size, distances.num_points(x))
   x, labeled_mask = sharding.single_device((x, labeled_mask))
   ps = sharding.pool_sharding((x, labeled_mask), "x and labeled_mask")
   x, labeled_mask = sharding.place(x, ps), sharding.place(labeled_mask, ps)
-  return kmeans_pp_core(key, x, k, labeled_mask, first, chunk_size, method, chain_length, ps)
+  args = (key, x, k, labeled_mask, first, chunk_size, method, chain_length, ps)
+  if not check_finite:
+    return kmeans_pp_core(*args)
+  # The finiteness flags come from the same compiled call: no separate pass over the pool.
+  idx, ok = kmeans_pp_core(*args, flagged=True)
+  checks.check_finite(original, "x", purpose="selection needs finite points", ok=ok)
+  return idx
 
 
 @functools.partial(
-  jax.jit, static_argnames=("k", "first", "chunk_size", "method", "chain_length", "ps")
+  jax.jit, static_argnames=("k", "first", "chunk_size", "method", "chain_length", "ps", "flagged")
 )
 def kmeans_pp_core(
   key,
@@ -404,8 +409,15 @@ def kmeans_pp_core(
   method="exact",
   chain_length=200,
   ps=None,
+  flagged=False,
 ):
-  """:func:`kmeans_pp` on validated, finite, placed points: the ``[k]`` int32 centres."""
+  """:func:`kmeans_pp` on validated, placed points: the ``[k]`` int32 centres.
+
+  ``flagged``: return ``(centres, ok)``, ``ok`` the finiteness flags of ``x``'s leaves computed
+  in the same compiled call (non-finite points give unspecified centres, so the caller raises).
+  """
   if method == "mcmc":
-    return afk_mc2.afk_mc2(key, x, k, labeled_mask, chain_length, first)
-  return kmeans_pp_exact(key, x, k, labeled_mask, first, chunk_size, ps)[0]
+    idx = afk_mc2.afk_mc2(key, x, k, labeled_mask, chain_length, first)
+  else:
+    idx = kmeans_pp_exact(key, x, k, labeled_mask, first, chunk_size, ps)[0]
+  return (idx, checks.all_finite(x)) if flagged else idx
