@@ -219,6 +219,11 @@ def test_bait_bad_input():
     selection.bait(logits, features, 2, mask)
 
 
+def logits_only(params, x, dropout_key):
+  del dropout_key
+  return x @ params["w"]
+
+
 @pytest.fixture(scope="module")
 def mlp():
   x = jax.random.normal(jax.random.key(3), (N, 6))
@@ -255,6 +260,12 @@ def test_bait_strategy_errors(mlp):
     strategies.bait(memory_limit=10).acquire(jax.random.key(0), model, params, x, mask, 2)
   with pytest.raises(TypeError, match="typed key"):
     strategies.bait().acquire(jax.random.PRNGKey(0), model, params, x, mask, 2)
+  with pytest.raises(ValueError, match="penultimate features"):
+    strategies.bait().acquire(
+      jax.random.key(0), models.from_apply_fn(logits_only), {"w": jnp.ones((6, K))}, x, mask, 2
+    )
+  with pytest.raises(ValueError, match="the model rejects pool inputs"):
+    strategies.bait().acquire(jax.random.key(0), model, params, x[:, :4], mask, 2)
   with pytest.raises(ValueError, match="lam must be"):
     strategies.bait(lam=-1.0)
   with pytest.raises(TypeError, match="memory_limit must be"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import jax
+
 from jaxal._src import checks
 from jaxal._src import models as models_lib
 from jaxal._src.embeddings import gradients
@@ -64,10 +66,20 @@ def bait(
 
   def acquire(key, model, params, pool, labeled_mask, budget):
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
+    # The memory check from the output shapes alone (jax.eval_shape), before any forward pass.
+    forward = lambda xb: models_lib.apply(model, params, xb)
+    checks.check_model_input(lambda xb: forward(xb)[0], pool)
+    example = jax.ShapeDtypeStruct((1, *pool.shape[1:]), pool.dtype)
+    logits_shape, features_shape = jax.eval_shape(forward, example)
+    if features_shape is None:
+      raise ValueError(
+        "BAIT needs the model's penultimate features: the model returns logits only; "
+        "return (logits, features) from its apply function"
+      )
+    bait_lib.check_memory(logits_shape.shape[-1], features_shape.shape[-1], memory_limit, bias)
     (logits, features), ok_l, ok_f = models_lib.predict_flagged(
       model, params, pool, batch_size=batch_size
     )
-    bait_lib.check_memory(logits.shape[-1], features.shape[-1], memory_limit, bias)
     checks.check_finite_logits(logits, "logits of the model on the pool", ok=ok_l)
     checks.check_finite(
       features, "features of the model on the pool", purpose=gradients.FINITE, ok=ok_f
