@@ -186,6 +186,20 @@ def test_memory_limit_error():
   selection.bait(logits, features, 3, bias=True, memory_limit=need_b)  # exactly fits
 
 
+def test_the_memory_check_bounds_the_compiled_program():
+  # XLA's own accounting of the compiled selection: its temporaries stay within the dense
+  # matrices the check counts, plus O(N (K + d)) for the pool and the scoring chunk.
+  for n, k, d in ((60, 10, 40), (60, 4, 120), (300, 6, 50)):
+    compiled = bait_lib.bait_core.lower(
+      jnp.zeros((n, k)), jnp.zeros((n, d)), 5, jnp.zeros(n, bool), jnp.float32(1.0), False
+    ).compile()
+    temp = compiled.memory_analysis().temp_size_in_bytes
+    chunk_bytes = bait_lib._chunk(n, k, d) * k * k * d * 4  # one [chunk, K, K, d] block
+    pool_bytes = 16 * n * (k + d) * 4
+    assert temp <= bait_lib.dense_bytes(k, d) + 2 * chunk_bytes + pool_bytes, (n, k, d, temp)
+    assert temp >= bait_lib.dense_bytes(k, d) // 2, (n, k, d, temp)  # the count is not loose
+
+
 def test_bait_bad_input():
   logits, features, labeled = make_pool(11)
   mask = jnp.asarray(labeled)

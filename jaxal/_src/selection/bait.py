@@ -36,8 +36,10 @@ scaled ``[K, D]`` rows, Woodbury gives both changes from ``K × K`` matrices,
 and each step updates ``A`` (and ``A F_U A``) by a rank-``K`` correction: ``O(D² K)`` work.
 Scoring every point reads ``h_iᵀ G_{ab} h_i`` for each ``d × d`` block of ``G ∈ {A, A F_U A}``:
 ``O(N D²)`` work per pick, in chunks of pool rows (memory ``O(N (K + d))`` plus the chunk).
-Four dense ``D × D`` float32 matrices are held (``F_U``, ``A``, ``A F_U A`` and an update),
-so their size is checked against ``memory_limit`` first.
+At most six dense ``D × D`` float32 matrices are live at once (``F_U``, ``A``, ``A F_U A``
+and the temporaries of the set-up and of one update; XLA's memory analysis of the compiled
+selection measures about 5.5), so their size is checked against ``memory_limit`` first;
+besides them, a scoring chunk of at most 16 MiB and ``O(N (K + d))`` for the pool.
 
 Ties go to the lower pool index (forward) and to the earlier pick (backward). The features are
 scaled by a power of two to a largest row norm of at most 1 (``λ`` scaled to match, so the
@@ -55,10 +57,11 @@ from jax.typing import ArrayLike
 from jaxal._src import checks
 from jaxal._src import sharding
 
-# Dense [D, D] float32 matrices held at once: F_U, A, A F_U A, and one rank-K update.
-DENSE_MATRICES = 4
+# Dense [D, D] float32 matrices live at once: F_U, A, A F_U A and the temporaries of the set-up
+# and of one rank-K update (tests/test_bait.py checks the compiled program against it).
+DENSE_MATRICES = 6
 DEFAULT_MEMORY_LIMIT = 2 * 1024**3  # bytes
-# Elements of the per-chunk scoring intermediate [chunk, 2, K, K, d].
+# Elements of the per-chunk scoring intermediate [chunk, K, K, d].
 _CHUNK_ELEMENTS = 1 << 22
 _HI = jax.lax.Precision.HIGHEST
 
@@ -85,7 +88,7 @@ def check_memory(num_classes: int, feat_dim: int, memory_limit: int, bias: bool)
 
 
 def _chunk(n: int, num_classes: int, d: int) -> int:
-  return max(1, min(n, _CHUNK_ELEMENTS // (2 * num_classes * num_classes * d)))
+  return max(1, min(n, _CHUNK_ELEMENTS // (num_classes * num_classes * d)))
 
 
 def _factor(p: jax.Array, c_s: jax.Array) -> jax.Array:
@@ -95,18 +98,17 @@ def _factor(p: jax.Array, c_s: jax.Array) -> jax.Array:
   return jnp.sqrt(c_s * p)[:, :, None] * rows
 
 
-def _quad(h: jax.Array, p: jax.Array, c_s: jax.Array, gs: jax.Array) -> jax.Array:
-  """``[m, g, K, K]``: ``V_i G V_iᵀ`` for each of the ``g`` matrices ``gs [g, K, d, K, d]``."""
-  t = jnp.einsum("ne,gaebf->ngabf", h, gs, precision=_HI)
-  c = jnp.einsum("ngabf,nf->ngab", t, h, precision=_HI)
-  a = _factor(p, c_s)
-  return jnp.einsum("nka,ngab,nlb->ngkl", a, c, a, precision=_HI)
+def _quad(h: jax.Array, c: jax.Array, g: jax.Array) -> jax.Array:
+  """``[m, K, K]``: ``V_i G V_iᵀ`` for ``G = g [K, d, K, d]``, ``c`` the class factors."""
+  t = jnp.einsum("ne,aebf->nabf", h, g, precision=_HI)
+  q = jnp.einsum("nabf,nf->nab", t, h, precision=_HI)
+  return jnp.einsum("nka,nab,nlb->nkl", c, q, c, precision=_HI)
 
 
-def _change(h, p, c_s, gs, sign):
+def _change(h, p, c_s, a_inv, afa, sign):
   """``[m]``: ``tr(V AFA Vᵀ (I + sign V A Vᵀ)⁻¹)``, the drop (sign +1) or rise (−1) of ``f``."""
-  q = _quad(h, p, c_s, gs)
-  m1, m2 = q[:, 0], q[:, 1]
+  c = _factor(p, c_s)
+  m1, m2 = _quad(h, c, a_inv), _quad(h, c, afa)
   k = p.shape[-1]
   s = jnp.eye(k, dtype=m1.dtype)[None] + sign * m1
   return jnp.trace(jnp.linalg.solve(s, m2), axis1=-2, axis2=-1)
@@ -119,19 +121,23 @@ def _rows(h: jax.Array, p: jax.Array, c_s: jax.Array) -> jax.Array:
 
 
 def _update(a_inv, afa, f, v, sign):
-  """``(A', A' F A')`` for ``M' = M + sign Vᵀ V``: one rank-K Woodbury step."""
+  """``(A', A' F A')`` for ``M' = M + sign Vᵀ V``: one rank-K Woodbury step.
+
+  With ``U = A Vᵀ``, ``S = I + sign V U``, ``P = sign U S⁻¹`` and ``Q = A F U``:
+  ``A' = A − P Uᵀ`` and ``A' F A' = A F A − P Rᵀ − R Pᵀ`` with ``R = Q − ½ P (Uᵀ F U)``,
+  each one ``[D, 2K] x [2K, D]`` product, so an update needs one ``[D, D]`` temporary.
+  """
   k = v.shape[0]
   u = jnp.matmul(a_inv, v.T, precision=_HI)  # [D, K]
   s = jnp.eye(k, dtype=u.dtype) + sign * jnp.matmul(v, u, precision=_HI)
-  p = sign * jnp.linalg.solve(s, u.T).T  # sign U S^-1 (S symmetric)
+  p = sign * jnp.linalg.solve(s, u.T).T  # sign U S⁻¹ (S symmetric)
   fu = jnp.matmul(f, u, precision=_HI)
   q = jnp.matmul(a_inv, fu, precision=_HI)  # A F U
-  ufu = jnp.matmul(u.T, fu, precision=_HI)
+  r = q - 0.5 * jnp.matmul(p, jnp.matmul(u.T, fu, precision=_HI), precision=_HI)
   a_new = a_inv - jnp.matmul(p, u.T, precision=_HI)
-  pq = jnp.matmul(p, q.T, precision=_HI)
-  afa_new = afa - pq - pq.T + jnp.matmul(jnp.matmul(p, ufu, precision=_HI), p.T, precision=_HI)
-  sym = lambda x: 0.5 * (x + x.T)
-  return sym(a_new), sym(afa_new)
+  lhs = jnp.concatenate([p, r], axis=1)
+  rhs = jnp.concatenate([r, p], axis=1)
+  return a_new, afa - jnp.matmul(lhs, rhs.T, precision=_HI)
 
 
 def _fisher_sums(h, p, w, chunk):
@@ -145,14 +151,16 @@ def _fisher_sums(h, p, w, chunk):
   wp = jnp.pad(w, ((0, 0), (0, pad))).reshape(2, num, chunk).transpose(1, 0, 2)
 
   def body(c, acc):
+    outer, diag = acc
     hc, pc, wc = hp[c], pp[c], wp[c]
     z = pc[:, :, None] * hc[:, None, :]  # [m, K, d]: p ⊗ h
-    outer = jnp.einsum("gn,nae,nbf->gaebf", wc, z, z, precision=_HI)
-    diag = jnp.einsum("gn,nae,nf->gaef", wc, z, hc, precision=_HI)
-    eye = jnp.eye(k, dtype=h.dtype)
-    return acc + jnp.einsum("gaef,ab->gaebf", diag, eye, precision=_HI) - outer
+    outer = outer + jnp.einsum("gn,nae,nbf->gaebf", wc, z, z, precision=_HI)
+    return outer, diag + jnp.einsum("gn,nae,nf->gaef", wc, z, hc, precision=_HI)
 
-  return jax.lax.fori_loop(0, num, body, jnp.zeros((2, k, d, k, d), h.dtype))
+  init = (jnp.zeros((2, k, d, k, d), h.dtype), jnp.zeros((2, k, d, d), h.dtype))
+  outer, diag = jax.lax.fori_loop(0, num, body, init)
+  eye = jnp.eye(k, dtype=h.dtype)
+  return jnp.einsum("gaef,ab->gaebf", diag, eye, precision=_HI) - outer
 
 
 @functools.partial(jax.jit, static_argnames=("k", "bias"))
@@ -200,13 +208,13 @@ def bait_core(logits, features, k, labeled_mask, lam, bias):
   m = jnp.minimum(2 * k, unlabeled)  # forward picks
   slots = 2 * k
 
-  def stacked(a_inv, afa):
-    return jnp.stack([a_inv, afa]).reshape(2, nk, d, nk, d)
+  def blocks(x):
+    return x.reshape(nk, d, nk, d)
 
   def forward(t, carry):
     a_inv, afa, taken, sel = carry
-    gs = stacked(a_inv, afa)
-    drop = jax.lax.map(lambda hc_pc: _change(hc_pc[0], hc_pc[1], c_s, gs, 1.0), (hp, pp))
+    g1, g2 = blocks(a_inv), blocks(afa)
+    drop = jax.lax.map(lambda hc_pc: _change(hc_pc[0], hc_pc[1], c_s, g1, g2, 1.0), (hp, pp))
     drop = drop.reshape(-1)[:n]
     drop = jnp.where(jnp.isnan(drop), -jnp.inf, drop)
     j = jnp.argmax(jnp.where(taken, -jnp.inf, drop)).astype(jnp.int32)
@@ -220,7 +228,7 @@ def bait_core(logits, features, k, labeled_mask, lam, bias):
 
   def backward(_, carry):
     a_inv, afa, alive = carry
-    rise = _change(hs, ps_, c_s, stacked(a_inv, afa), -1.0)
+    rise = _change(hs, ps_, c_s, blocks(a_inv), blocks(afa), -1.0)
     rise = jnp.where(jnp.isnan(rise), jnp.inf, rise)
     s = jnp.argmin(jnp.where(alive, rise, jnp.inf)).astype(jnp.int32)
     a_inv, afa = _update(a_inv, afa, f, _rows(hs[s], ps_[s], c_s), -1.0)
@@ -260,7 +268,7 @@ def bait(
   the authors' code). Every step is a rank-``K`` Woodbury update of the inverse inside a
   ``jax.lax`` loop; see :mod:`jaxal._src.selection.bait` for the costs.
 
-  Memory: ``O(N (K + d))`` for the pool plus four dense ``[K·d, K·d]`` float32 matrices,
+  Memory: ``O(N (K + d))`` for the pool plus six dense ``[K·d, K·d]`` float32 matrices,
   refused with a ``ValueError`` when they would exceed ``memory_limit`` bytes.
 
   Args:
