@@ -1,5 +1,6 @@
 """Batch selection: ``[k]`` int32 indices, unique, in range, never labeled."""
 
+from jaxal._src.selection.bait import bait
 from jaxal._src.selection.k_center import k_center_greedy
 from jaxal._src.selection.kmeans import KMeansResult
 from jaxal._src.selection.kmeans import kmeans
@@ -14,6 +15,7 @@ from jaxal._src.selection.top_k import top_k
 __all__ = (
   "KMeansResult",
   "OMPResult",
+  "bait",
   "fixed_weight_matching",
   "k_center_greedy",
   "kmeans",

@@ -3,6 +3,7 @@
 from jaxal._src.strategies.adversarial_sampling import bim
 from jaxal._src.strategies.adversarial_sampling import deepfool
 from jaxal._src.strategies.badge import badge
+from jaxal._src.strategies.bait_sampling import bait
 from jaxal._src.strategies.base import Strategy
 from jaxal._src.strategies.base import score_strategy
 from jaxal._src.strategies.bayesian import bald
@@ -44,6 +45,7 @@ from jaxal._src.strategies.uncertainty_sampling import variation_ratio
 __all__ = (
   "Strategy",
   "badge",
+  "bait",
   "bald",
   "batchbald",
   "bim",

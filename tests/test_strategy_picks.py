@@ -119,6 +119,7 @@ REFERENCED_ELSEWHERE = {
     "test_strategies_low_budget.py", "test_cluster_margin_round_robin_matches_the_paper"
   ),
   "epig": ("test_strategies_bait_epig.py", "test_epig_strategy_top_k_matches_the_score"),
+  "bait": ("test_bait.py", "test_bait_matches_the_reference"),
   "gradmatch": ("test_strategies_gradmatch_partitioned.py", "test_gradmatch_equals_reference"),
   "partitioned": (
     "test_strategies_gradmatch_partitioned.py", "test_partitioned_parts_shares_and_picks"

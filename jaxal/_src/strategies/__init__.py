@@ -14,6 +14,7 @@ Each public ``jaxal.strategies.X`` is defined in one module of this package:
 - ``bayesian``: :func:`bald`, :func:`batchbald`, :func:`power`,
   :func:`softmax`, :func:`softrank`;
 - ``badge``: :func:`badge`;
+- ``bait_sampling``: :func:`bait` (BAIT, the Fisher trace objective);
 - ``diversity``: :func:`coreset`, :func:`kmeans_sampling`,
   :func:`submodular`, :func:`fass`;
 - ``glister_active``: :func:`glister` (GLISTER-active);

@@ -9,6 +9,7 @@ from typing import Any
 from jaxal._src import checks
 from jaxal._src.strategies import adversarial_sampling
 from jaxal._src.strategies import badge
+from jaxal._src.strategies import bait_sampling
 from jaxal._src.strategies import bayesian
 from jaxal._src.strategies import cluster_margin
 from jaxal._src.strategies import diversity
@@ -56,6 +57,7 @@ REGISTRY: dict[str, Callable[..., Strategy]] = {
   "probcover": low_budget.probcover,
   "cluster_margin": cluster_margin.cluster_margin,
   "epig": epig_sampling.epig,
+  "bait": bait_sampling.bait,
   # New strategy families register their factories here.
 }
 
