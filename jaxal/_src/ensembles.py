@@ -10,8 +10,6 @@ from typing import Any
 import flax
 import jax
 import jax.numpy as jnp
-import numpy as np
-import optax
 from flax.training import train_state as train_state_lib
 
 from jaxal._src import checks
@@ -116,100 +114,23 @@ def ensemble(
 
 
 class EnsembleTrainState(train_state_lib.TrainState):
-  """A linen ``TrainState`` of ``num_members`` members, every array leaf stacked ``[M, ...]``.
+  """A train state of ``num_members`` members, every array leaf stacked ``[M, ...]``.
 
-  Built by ``loop.create_train_state(..., num_members=M)``; ``loop.fit`` and
-  ``loop.run_round`` train all members in one vmapped step, and
-  ``models.from_train_state`` gives the ensemble model (see :func:`ensemble`).
+  Built by ``loop.create_train_state(..., num_members=M)`` (a linen module, with or without
+  BatchNorm, or a function of ``rngs`` building an NNX module); ``loop.fit`` and
+  ``loop.run_round`` train all members in one vmapped step with any of ``loop.fit``'s
+  protocols, and ``models.from_train_state`` gives the ensemble model (see :func:`ensemble`).
 
   Attributes:
+    model_state: the members' non-param state (BatchNorm statistics, NNX rng streams),
+      stacked ``[M, ...]``; ``{}`` when the model has none.
     num_members: ``M``, the number of members (static).
   """
 
+  model_state: Any = flax.struct.field(default_factory=dict)
   num_members: int = flax.struct.field(pytree_node=False, default=2)
 
   def ensemble_model(self) -> tuple[models_lib.Model, Any]:
     """``(ensemble model, stacked params [M, ...])``, as :func:`ensemble` returns."""
-    member = models_lib.from_linen(self.apply_fn.__self__)
-    return models_lib.Model(EnsembleApply(member.apply, self.num_members), member.head), self.params
-
-
-def _member_state(key, module, example_x, tx):
-  params = module.init({"params": key}, example_x[:1])["params"]
-  return train_state_lib.TrainState.create(apply_fn=module.apply, params=params, tx=tx)
-
-
-def create_train_state(
-  key: jax.Array, module: Any, example_x: Any, num_members: Any, tx: Any
-) -> EnsembleTrainState:
-  """Member ``m`` initialised from ``jax.random.split(key, num_members)[m]``, stacked."""
-  checks.check_key(key)
-  num_members = checks.check_int(
-    num_members, "num_members", low=2, what="an ensemble of one member is not a posterior"
-  )
-  x1 = jnp.asarray(np.asarray(example_x[:1]))
-  states = jax.vmap(lambda k: _member_state(k, module, x1, tx))(jax.random.split(key, num_members))
-  return EnsembleTrainState(
-    step=states.step,
-    apply_fn=states.apply_fn,
-    params=states.params,
-    tx=states.tx,
-    opt_state=states.opt_state,
-    num_members=num_members,
-  )
-
-
-def _member_fit(key, state, module, x, y, labeled_mask, num_steps, batch_size, reinitialize):
-  # The same procedure as ``loop.fit`` on one member: a fresh init from the first half of the
-  # key, then ``num_steps`` Adam steps on minibatches drawn from the labeled points.
-  k_init, k_fit = jax.random.split(key)
-  if reinitialize:
-    state = _member_state(k_init, module, x, state.tx)
-  model = models_lib.from_linen(module)
-  p = labeled_mask.astype(jnp.float32)
-  p = p / jnp.sum(p)
-
-  def loss(params, xb, yb, k_drop):
-    logits, _ = models_lib.apply(model, params, xb, k_drop)
-    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, yb))
-
-  def body(i, st):
-    k_batch, k_drop = jax.random.split(jax.random.fold_in(k_fit, i))
-    idx = jax.random.choice(k_batch, x.shape[0], (batch_size,), replace=True, p=p)
-    grads = jax.grad(loss)(st.params, x[idx], y[idx], k_drop)
-    return st.apply_gradients(grads=grads)
-
-  return jax.lax.fori_loop(0, num_steps, body, state)
-
-
-@functools.partial(jax.jit, static_argnames=("num_steps", "batch_size", "reinitialize"))
-def _fit(key, state, x, y, labeled_mask, num_steps, batch_size, reinitialize):
-  module = state.apply_fn.__self__
-  member = train_state_lib.TrainState(
-    step=state.step,
-    apply_fn=state.apply_fn,
-    params=state.params,
-    tx=state.tx,
-    opt_state=state.opt_state,
-  )
-  keys = jax.random.split(key, state.num_members)
-  fitted = jax.vmap(
-    lambda k, st: _member_fit(
-      k, st, module, x, y, labeled_mask, num_steps, batch_size, reinitialize
-    )
-  )(keys, member)
-  return state.replace(step=fitted.step, params=fitted.params, opt_state=fitted.opt_state)
-
-
-def fit(key, state, x, y, labeled_mask, num_steps, batch_size, reinitialize):
-  """``loop.fit`` on an :class:`EnsembleTrainState` (validated arguments): one vmapped fit.
-
-  Member ``m`` is fitted with ``jax.random.split(key, M)[m]`` exactly as ``loop.fit`` fits a
-  single model with that key, all members in one jitted, vmapped ``fori_loop``.
-  """
-  if not bool(jnp.any(labeled_mask)):
-    raise ValueError("fit needs at least one labeled point; labeled_mask is all False")
-  with jax.numpy_dtype_promotion("standard"):
-    return _fit(
-      key, state, x, y.astype(jnp.int32), labeled_mask, num_steps, batch_size, reinitialize
-    )
+    member, params = models_lib.model_from_parts(self)
+    return models_lib.Model(EnsembleApply(member.apply, self.num_members), member.head), params

@@ -248,8 +248,11 @@ class TrainState(train_state_lib.TrainState):
 class FitInfo(NamedTuple):
   """What :func:`fit` did (``fit(..., with_info=True)``).
 
+  For a deep ensemble (``create_train_state(..., num_members=M)``) every field is ``[M]``,
+  member ``m``'s own count or accuracy.
+
   Attributes:
-    steps: ``[]`` int32, optimiser steps taken.
+    steps: ``[]`` int32, optimiser steps taken (``[M]`` for an ensemble).
     epochs: ``[]`` int32, passes over the labeled set (0 for the fixed-steps protocol).
     train_accuracy: ``[]`` float32, the running training accuracy of the last epoch (the
       minibatches' predictions before each step, as DISTIL and BADGE measure it); -1 for
@@ -390,14 +393,19 @@ def create_train_state(
       parameters).
     tx: the optimiser; None for ``optax.adam(learning_rate)``.
     learning_rate: Adam's learning rate when ``tx`` is None.
-    num_members: None for one model; ``M >= 2`` for a deep ensemble whose members start
-      from ``jax.random.split(key, M)`` and train in one vmapped step (``models.ensemble``).
+    num_members: None for one model; ``M >= 2`` for a deep ensemble: member ``m`` is this
+      function's single-model state from ``jax.random.split(key, M)[m]`` (a linen module, or
+      a function of ``rngs`` building an NNX module), every leaf stacked ``[M, ...]``;
+      :func:`fit` trains all members in one vmapped step and
+      :func:`jaxal.models.from_train_state` gives the ensemble model (``models.ensemble``).
 
   Returns:
     A :class:`TrainState` at step 0.
 
   Raises:
     TypeError: ``module`` is none of the three, or the function returns no NNX module.
+    ValueError: ``num_members < 2``, or ``num_members`` with an NNX module instance (whose
+      members could not start from different initialisations).
 
   Example:
     >>> import functools
@@ -419,7 +427,7 @@ def create_train_state(
   checks.check_key(key)
   tx = optax.adam(checks.check_float(learning_rate, "learning_rate", low=0.0)) if tx is None else tx
   if num_members is not None:  # a deep ensemble: every leaf stacked [M, ...]
-    return ensembles.create_train_state(key, module, example_x, num_members, tx)
+    return _create_ensemble(key, module, example_x, num_members, tx)
   if isinstance(module, nn.Module):
     params, model_state = _init_linen(key, module, example_x)
     return TrainState.create(apply_fn=module.apply, params=params, tx=tx, model_state=model_state)
@@ -433,6 +441,51 @@ def create_train_state(
       f"an NNX module, got {type(module).__name__}"
     )
   return TrainState.create(apply_fn=apply_fn, params=params, tx=tx, model_state=rest)
+
+
+def _create_ensemble(
+  key: jax.Array, module: Any, example_x: ArrayLike, num_members: Any, tx: Any
+) -> ensembles.EnsembleTrainState:
+  """Member ``m`` created as one model from ``jax.random.split(key, num_members)[m]``, stacked."""
+  num_members = checks.check_int(
+    num_members, "num_members", low=2, what="an ensemble of one member is not a posterior"
+  )
+  if isinstance(module, nnx.Module):
+    raise ValueError(
+      f"an ensemble of num_members={num_members} needs a fresh initialisation per member, "
+      f"which an NNX module instance ({type(module).__name__}) cannot give: pass a function "
+      "of rngs building it (functools.partial(Net, ...))"
+    )
+  x1 = jnp.asarray(np.asarray(example_x[:1]))
+  members = jax.vmap(lambda k: create_train_state(k, module, x1, tx=tx))(
+    jax.random.split(key, num_members)
+  )
+  return _ensemble_of(members, num_members)
+
+
+def _members_of(state: ensembles.EnsembleTrainState) -> TrainState:
+  """The members as one :class:`TrainState` whose leaves are stacked ``[M, ...]``."""
+  return TrainState(
+    step=state.step,
+    apply_fn=state.apply_fn,
+    params=state.params,
+    tx=state.tx,
+    opt_state=state.opt_state,
+    model_state=state.model_state,
+  )
+
+
+def _ensemble_of(members: TrainState, num_members: int) -> ensembles.EnsembleTrainState:
+  """The ensemble state of members stacked ``[M, ...]`` (the inverse of :func:`_members_of`)."""
+  return ensembles.EnsembleTrainState(
+    step=members.step,
+    apply_fn=members.apply_fn,
+    params=members.params,
+    tx=members.tx,
+    opt_state=members.opt_state,
+    model_state=members.model_state,
+    num_members=num_members,
+  )
 
 
 def _build_nnx(init_fn: Any, key: jax.Array) -> Any:
@@ -472,10 +525,13 @@ def _with_model_state(state: Any, model_state: Any) -> Any:
 def reinit(key: jax.Array, state: Any, example_x: ArrayLike) -> Any:
   """The same model and optimiser with new parameters and a fresh optimiser state.
 
+  For a deep ensemble's state, member ``m`` is re-initialised from
+  ``jax.random.split(key, M)[m]`` (vmapped over the members).
+
   Args:
     key: a ``jax.random.key`` for the new parameters.
     state: a train state (see :func:`create_train_state`; a Flax ``TrainState`` of a linen
-      module works too).
+      module works too; an ensemble's state).
     example_x: ``[batch, ...]`` example model input.
 
   Returns:
@@ -493,6 +549,11 @@ def reinit(key: jax.Array, state: Any, example_x: ArrayLike) -> Any:
     >>> bool(jnp.any(fresh.params["head"]["kernel"] != ts.params["head"]["kernel"]))
     True
   """
+  if isinstance(state, ensembles.EnsembleTrainState):  # member m from split(key, M)[m]
+    members = jax.vmap(lambda k, st: reinit(k, st, example_x))(
+      jax.random.split(key, state.num_members), _members_of(state)
+    )
+    return _ensemble_of(members, state.num_members)
   apply_fn, _, _ = models_lib.train_state_parts(state)
   if models_lib.is_nnx_apply(apply_fn):
     if apply_fn.init_fn is None:
@@ -695,10 +756,18 @@ def fit(
   The model trains in training mode (dropout on, BatchNorm on batch statistics with its
   running averages updated in the state's ``model_state``).
 
+  A deep ensemble's state (``create_train_state(..., num_members=M)``) trains with any of
+  the protocols, all members in one jitted program: member ``m`` goes through exactly what
+  this function does to a single model with key ``jax.random.split(key, M)[m]`` (the same
+  loop body, ``jax.vmap`` ped over the members' keys and stacked ``[M, ...]`` leaves).
+  Under the epoch protocol each member stops on its own condition: the vmapped
+  ``while_loop`` runs until every member is done, and a member's state stays as it was from
+  the iteration its own condition turned false; :class:`FitInfo`'s fields are then ``[M]``.
+
   Args:
     key: a ``jax.random.key`` (initialisation, minibatches, dropout).
-    state: a train state (see :func:`create_train_state`; linen, linen with BatchNorm, or
-      NNX), or a Flax ``TrainState`` of a linen module.
+    state: a train state (see :func:`create_train_state`; linen, linen with BatchNorm, NNX,
+      or a deep ensemble of ``M`` members), or a Flax ``TrainState`` of a linen module.
     x: ``[num_points, ...]`` pool inputs.
     y: ``[num_points]`` integer labels (only labeled entries are read).
     labeled_mask: ``[num_points]`` bool.
@@ -804,18 +873,11 @@ def _fit_checked(
   reinitialize: bool,
 ) -> tuple[Any, FitInfo]:
   """:func:`fit` on validated arguments (``mask`` a ``[num_points]`` bool array)."""
-  if isinstance(state, ensembles.EnsembleTrainState):  # all members in one vmapped fit
-    if by_epoch:
-      raise ValueError(
-        "a deep ensemble trains a fixed number of steps (num_steps=...); epochs and "
-        "until_train_accuracy are not supported for ensembles"
-      )
-    num_steps = int(limits[0])
-    fitted = ensembles.fit(key, state, x, y, mask, num_steps, batch_size, reinitialize)
-    return fitted, FitInfo(jnp.int32(num_steps), jnp.int32(0), jnp.float32(-1.0))
   if not bool(jnp.any(mask)):
     raise ValueError("fit needs at least one labeled point; labeled_mask is all False")
   models_lib.train_state_parts(state)  # a TypeError for a foreign state, before any work
+  if isinstance(state, ensembles.EnsembleTrainState):  # all members in one vmapped fit
+    return _fit_ensemble(key, state, x, y, mask, by_epoch, limits, batch_size, reinitialize)
   k_init, k_fit = jax.random.split(key)
   if reinitialize:
     state = reinit(k_init, state, x)
@@ -823,6 +885,45 @@ def _fit_checked(
   # strict dtype-promotion setting would reject: trace under standard rules.
   with jax.numpy_dtype_promotion("standard"):
     return _fit(k_fit, state, x, y.astype(jnp.int32), mask, limits, batch_size, by_epoch)
+
+
+def _fit_ensemble(
+  key: jax.Array,
+  state: ensembles.EnsembleTrainState,
+  x: jax.Array,
+  y: jax.Array,
+  mask: jax.Array,
+  by_epoch: bool,
+  limits: tuple,
+  batch_size: int,
+  reinitialize: bool,
+) -> tuple[ensembles.EnsembleTrainState, FitInfo]:
+  """:func:`_fit_checked` of every member at once: member ``m`` with ``split(key, M)[m]``.
+
+  Each member goes through exactly the single model's procedure (re-initialisation from the
+  first half of its key, then :func:`_fit` from the second), vmapped over the members.
+  """
+  keys = jax.vmap(jax.random.split)(jax.random.split(key, state.num_members))  # [M, 2]
+  members = _members_of(state)
+  if reinitialize:
+    members = jax.vmap(lambda k, st: reinit(k, st, x))(keys[:, 0], members)
+  with jax.numpy_dtype_promotion("standard"):
+    members, info = _fit_members(
+      keys[:, 1], members, x, y.astype(jnp.int32), mask, limits, batch_size, by_epoch
+    )
+  return _ensemble_of(members, state.num_members), info
+
+
+@functools.partial(jax.jit, static_argnames=("batch_size", "by_epoch"))
+def _fit_members(keys, members, x, y, labeled_mask, limits, batch_size, by_epoch):
+  # `_fit`'s body on each member, vmapped over the members' keys [M] and leaves [M, ...].
+  # The epoch protocol's while_loops have a per-member condition: vmapped, each loop runs
+  # until every member's condition is false, and a member's carry is frozen (a select) from
+  # the iteration its own condition turns false, so each member stops exactly as it would
+  # alone.
+  return jax.vmap(lambda k, st: _fit(k, st, x, y, labeled_mask, limits, batch_size, by_epoch))(
+    keys, members
+  )
 
 
 # ---------------------------------------------------------------------------

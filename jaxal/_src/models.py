@@ -518,6 +518,22 @@ def from_train_state(state: Any, **kwargs) -> tuple[Model, Any]:
   """
   if hasattr(state, "ensemble_model"):  # models.ensemble's train state: members stacked
     return state.ensemble_model()
+  return model_from_parts(state, **kwargs)
+
+
+def model_from_parts(state: Any, **kwargs) -> tuple[Model, Any]:
+  """:func:`from_train_state` of one model: the state's parts, never an ensemble's model.
+
+  An ensemble's train state (leaves stacked ``[M, ...]``) gives its member's model and the
+  stacked params, which the ensemble's forward vmaps over.
+
+  Args:
+    state: a linen or NNX train state (see :func:`train_state_parts`).
+    **kwargs: as :func:`from_train_state`.
+
+  Returns:
+    ``(model, params)``.
+  """
   apply_fn, params, model_state = train_state_parts(state)
   if isinstance(apply_fn, _NNXApply):
     return Model(_NNXApply(apply_fn.graphdef), head_path(kwargs.pop("head", None))), (
