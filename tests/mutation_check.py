@@ -77,8 +77,8 @@ MUTATIONS = (
   Mutation(
     "batchbald_inconsistent_masks",
     "jaxal/_src/strategies/bayesian.py",
-    "num_samples=num_samples, batch_size=batch_size, consistent=True",
-    "num_samples=num_samples, batch_size=batch_size, consistent=False",
+    "pool, num_samples, batch_size, consistent=True)",
+    "pool, num_samples, batch_size, consistent=False)",
     (PICKS + "::test_batchbald_picks_the_exact_greedy_joint_mutual_information",),
   ),
   Mutation(

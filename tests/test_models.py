@@ -142,13 +142,16 @@ def test_mc_dropout_passes_are_stochastic_and_batch_size_invariant(mlp):
   np.testing.assert_allclose(a[2, 5], direct[0], rtol=1e-5, atol=1e-6)
 
 
-def test_mc_dropout_one_compile_across_rounds(mlp):
+def test_mc_dropout_one_compile_per_pool_size_reused_every_round(mlp):
+  """The whole pool is one compiled call; rounds (new keys, same pool) reuse it."""
   module, params, x = mlp
   model = models.from_linen(module)
   with count_traces() as c:
-    for r in range(3):
-      models.predict_mc(jax.random.key(r), model, params, x[: 10 + r], num_samples=3, batch_size=8)
-  assert c["_forward_batch_mc"] == 1
+    for size in (10, 11, 12):
+      for r in range(3):
+        models.predict_mc(jax.random.key(r), model, params, x[:size], num_samples=3, batch_size=8)
+  assert c["_predict_mc_pool"] == 3, dict(c.counts)
+  assert c["_forward_batch_mc"] == 0, dict(c.counts)
 
 
 def test_nnx_model_logits_features_and_mc_dropout():

@@ -882,20 +882,69 @@ def predict_mc(
     (``models.ensemble``) the members' logits ``[num_members, num_points, K]``, deterministic:
     ``key``, ``num_samples`` and ``consistent`` are validated, then ignored.
   """
+  return predict_mc_flagged(
+    key, model, params, x, num_samples=num_samples, batch_size=batch_size, consistent=consistent
+  )[0]
+
+
+def predict_mc_flagged(
+  key: jax.Array,
+  model: Model,
+  params: Any,
+  x: ArrayLike,
+  *,
+  num_samples: int,
+  batch_size: int = 256,
+  consistent: bool = False,
+) -> tuple[jax.Array, jax.Array | None]:
+  """:func:`predict_mc` and its logits' finiteness flag, computed in the same compiled call.
+
+  Internal API: a strategy passes the flag to ``checks.check_finite_logits(..., ok=)``.
+
+  Returns:
+    ``(logits [S, N, K], ok)``, ``ok`` as :func:`jaxal._src.checks.logits_ok` computes it over
+    the ``[S * N, K]`` rows; None for an ensemble or a pool sharded over several devices
+    (then checked apart).
+  """
   checks.check_key(key)
   num_samples = checks.check_positive_int(num_samples, "num_samples")
   predict_members = getattr(model.apply, "predict_members", None)  # an ensemble's members
   if predict_members is not None:
-    return predict_members(params, x, batch_size)
+    return predict_members(params, x, batch_size), None
   x, batch_size = check_pool(x, batch_size)
   sample_keys = jax.random.split(key, num_samples)
-  outs = []
+  if sharding.pool_sharding(x, "x") is None:
+    return _predict_mc_pool(model, params, x, sample_keys, batch_size, bool(consistent))
+  outs = []  # a pool sharded along N: batched under GSPMD, one compiled step for every batch
   for start, b, xb in batches(x, batch_size):
     idx = jnp.arange(start, start + batch_size, dtype=jnp.int32)
     if consistent:
       idx = jnp.zeros_like(idx)  # fold_in(key, 0) for all: one mask per sample
     outs.append(_forward_batch_mc(model, params, xb, idx, sample_keys)[:, :b])
-  return jnp.concatenate(outs, axis=1)
+  return jnp.concatenate(outs, axis=1), None
+
+
+@functools.partial(jax.jit, static_argnames=("model", "batch_size", "consistent"))
+def _predict_mc_pool(model, params, x, sample_keys, batch_size, consistent):
+  # The whole pool in one compiled call, as _predict_pool: zero-padded whole batches, a lax.map
+  # of the vmapped sample forward; example i folds in its global index (0 when consistent).
+  n = x.shape[0]
+  num_batches = -(-n // batch_size)
+  pad = num_batches * batch_size - n
+  if pad:
+    x = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)])
+  xb = x.reshape(num_batches, batch_size, *x.shape[1:])
+  idx = jnp.arange(num_batches * batch_size, dtype=jnp.int32).reshape(num_batches, batch_size)
+  if consistent:
+    idx = jnp.zeros_like(idx)  # fold_in(key, 0) for all: one mask per sample
+
+  def step(b):
+    return _forward_batch_mc(model, params, b[0], b[1], sample_keys)  # [S, B, K]
+
+  out = jax.lax.map(step, (xb, idx))  # [num_batches, S, B, K]
+  s, k = out.shape[1], out.shape[-1]
+  logits = jnp.moveaxis(out, 1, 0).reshape(s, num_batches * batch_size, k)[:, :n]
+  return logits, checks.logits_ok(logits)
 
 
 def init_params(key: jax.Array, module: nn.Module, example_x: ArrayLike) -> Any:

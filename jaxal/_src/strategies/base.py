@@ -116,6 +116,37 @@ def predict_checked(
   return preds
 
 
+def predict_mc_checked(
+  key: jax.Array,
+  model: models_lib.Model,
+  params: Any,
+  x: Any,
+  num_samples: int,
+  batch_size: int,
+  *,
+  consistent: bool = False,
+  on: str = "the pool",
+) -> jax.Array:
+  """:func:`jaxal.models.predict_mc`, checked finite with the flag from the same compiled call.
+
+  Internal API, as :func:`predict_checked` for MC-dropout (or ensemble) samples.
+
+  Returns:
+    ``[num_samples, num_points, K]`` logits.
+
+  Raises:
+    ValueError: NaN or ``+inf`` logits, or a row with no finite entry (rows of the
+      ``[S * N, K]`` samples), naming the first.
+  """
+  logits, ok = models_lib.predict_mc_flagged(
+    key, model, params, x, num_samples=num_samples, batch_size=batch_size, consistent=consistent
+  )
+  checks.check_finite_logits(
+    logits.reshape(-1, logits.shape[-1]), f"MC logits of the model on {on}", ok=ok
+  )
+  return logits
+
+
 def score_strategy(
   name: str,
   score_fn: Callable[[jax.Array], jax.Array],
@@ -154,12 +185,7 @@ def score_strategy(
     if num_samples is None:
       logits = predict_checked(model, params, pool, batch_size, features=False).logits
     else:
-      logits = models_lib.predict_mc(
-        key, model, params, pool, num_samples=num_samples, batch_size=batch_size
-      )
-      checks.check_finite_logits(
-        logits.reshape(-1, logits.shape[-1]), "MC logits of the model on the pool"
-      )
+      logits = predict_mc_checked(key, model, params, pool, num_samples, batch_size)
       checks.check_mc_varies(logits, name)
     return top_k.select_top_k(score_fn(logits), budget, mask)
 

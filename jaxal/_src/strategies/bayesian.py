@@ -13,6 +13,7 @@ from jaxal._src import scores
 from jaxal._src.strategies.base import Strategy
 from jaxal._src.strategies.base import check_acquire_args
 from jaxal._src.strategies.base import predict_checked
+from jaxal._src.strategies.base import predict_mc_checked
 from jaxal._src.strategies.base import score_strategy
 
 # Scores of one deterministic pass ([N, K] -> [N]) and of MC-dropout passes ([S, N, K] -> [N]).
@@ -85,12 +86,7 @@ def batchbald(
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
     _forward_check(model, params, pool)
     k_mc, k_sel = jax.random.split(key)
-    logits = models_lib.predict_mc(
-      k_mc, model, params, pool, num_samples=num_samples, batch_size=batch_size, consistent=True
-    )
-    checks.check_finite_logits(
-      logits.reshape(-1, logits.shape[-1]), "MC logits of the model on the pool"
-    )
+    logits = predict_mc_checked(k_mc, model, params, pool, num_samples, batch_size, consistent=True)
     checks.check_mc_varies(logits, "batchbald")
     return bayes.batchbald_core(k_sel, logits, budget, mask, num_joint_samples, max_exact_configs)
 
@@ -114,12 +110,7 @@ def _stochastic(
     _forward_check(model, params, pool)
     k_mc, k_sel = jax.random.split(key)
     if mc:
-      logits = models_lib.predict_mc(
-        k_mc, model, params, pool, num_samples=num_samples, batch_size=batch_size
-      )
-      checks.check_finite_logits(
-        logits.reshape(-1, logits.shape[-1]), "MC logits of the model on the pool"
-      )
+      logits = predict_mc_checked(k_mc, model, params, pool, num_samples, batch_size)
       checks.check_mc_varies(logits, name)
     else:
       logits = predict_checked(model, params, pool, batch_size, features=False).logits

@@ -14,6 +14,7 @@ from jaxal._src import models as models_lib
 from jaxal._src.selection import top_k
 from jaxal._src.strategies.base import Strategy
 from jaxal._src.strategies.base import check_acquire_args
+from jaxal._src.strategies.base import predict_mc_checked
 
 _BATCH = {"top_k": None, "power": None}
 
@@ -103,17 +104,11 @@ def epig(
       x_target = target[jax.random.choice(k_target, target.shape[0], (target_size,), replace=False)]
     else:
       x_target = target
-    mc_pool = models_lib.predict_mc(
-      k_mc, model, params, pool, num_samples=num_samples, batch_size=batch_size, consistent=True
+    mc_pool = predict_mc_checked(
+      k_mc, model, params, pool, num_samples, batch_size, consistent=True
     )
-    mc_target = models_lib.predict_mc(
-      k_mc, model, params, x_target, num_samples=num_samples, batch_size=batch_size, consistent=True
-    )
-    checks.check_finite_logits(
-      mc_pool.reshape(-1, mc_pool.shape[-1]), "MC logits of the model on the pool"
-    )
-    checks.check_finite_logits(
-      mc_target.reshape(-1, mc_target.shape[-1]), "MC logits of the model on the target"
+    mc_target = predict_mc_checked(
+      k_mc, model, params, x_target, num_samples, batch_size, consistent=True, on="the target"
     )
     u = epig_lib.epig_core(mc_pool, mc_target, min(chunk_size, mc_target.shape[1]))
     if batch == "power":
