@@ -376,3 +376,22 @@ def test_digest_covers_every_leaf_in_the_models_dtypes():
     assert store.train_state_digest(jax.tree.unflatten(tree, flat), dtypes) != d, i
   with pytest.raises(ValueError, match="leaves"):
     store.train_state_digest({"a": np.zeros(2)}, dtypes)
+
+
+def test_every_byte_of_a_record_is_covered(tmp_path):
+  """Any one flipped byte or truncation of a record is refused, zip headers included."""
+  path = str(tmp_path / "r.npz")
+  checkpoint.save(path, {"a": np.arange(5), "b": np.zeros((2, 3))}, {"round": 1})
+  data = pathlib.Path(path).read_bytes()
+  accepted = []
+  damaged = [data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1 :] for i in range(len(data))]
+  for i, bad in enumerate(damaged + [data[:n] for n in range(len(data))]):
+    pathlib.Path(path).write_bytes(bad)
+    try:
+      checkpoint.load(path)
+      accepted.append(i)
+    except checkpoint.CheckpointError:
+      pass
+  assert accepted == []
+  pathlib.Path(path).write_bytes(data)
+  assert checkpoint.load(path)[1] == {"format": checkpoint.FORMAT, "round": 1}

@@ -826,7 +826,7 @@ def _fit_checked(
 
 
 # ---------------------------------------------------------------------------
-# Checkpoints of train states (orbax-checkpoint, the `checkpoint` extra).
+# Checkpoints of train states (orbax-checkpoint, imported on first use: `import jaxal` stays fast).
 
 
 def _leaves(state: Any) -> list[tuple[str, Any]]:
@@ -858,7 +858,6 @@ def save_train_state(path: str, state: Any, *, overwrite: bool = False) -> str:
 
   Raises:
     FileExistsError: ``path`` exists and ``overwrite`` is False.
-    ImportError: orbax-checkpoint is not installed (``pip install jaxal[checkpoint]``).
 
   Example:
     >>> import os, tempfile
@@ -910,7 +909,6 @@ def restore_train_state(path: str, like: Any) -> Any:
   Raises:
     FileNotFoundError: no checkpoint at ``path``.
     ValueError: the checkpoint does not match ``like`` (another model: leaf count or shapes).
-    ImportError: orbax-checkpoint is not installed (``pip install jaxal[checkpoint]``).
 
   Example:
     >>> import os, tempfile

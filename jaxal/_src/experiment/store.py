@@ -405,7 +405,7 @@ def train_state_digest(train_state: Any, dtypes: list[tuple[str, np.dtype]]) -> 
 
 
 def _prune_states(path: str, keep: int | None) -> None:
-  """Deletes the train-state folders of ``path`` but round ``keep``, and killed writers' leftovers."""
+  """Deletes ``path``'s train-state folders but round ``keep``'s, and killed writers' leftovers."""
   folder = state_dir(path)
   if not os.path.isdir(folder):
     return
@@ -668,7 +668,7 @@ def restore_train_state(path: str, meta: dict[str, Any], like: Any) -> Any:
 
 
 def set_aside_damaged(path: str) -> None:
-  """Renames a damaged checkpoint and its train-state folder to ``*.damaged`` (replacing older ones).
+  """Renames a damaged checkpoint and its train-state folder to ``*.damaged`` (replacing any).
 
   Args:
     path: the checkpoint file.
