@@ -278,6 +278,15 @@ def _damage(out, how: str, seed: int) -> None:
     data = bytearray(target.read_bytes())
     data[len(data) // 2] ^= 0xFF
     target.write_bytes(bytes(data))
+  elif how in ("record's sha256 edited", "record's round edited"):
+    path = str(ckpt / f"seed_{seed}.npz")
+    arrays, meta = checkpoint.load(path)  # rewritten with a valid checksum of its own
+    meta = {k: v for k, v in meta.items() if k != "format"}
+    if how == "record's sha256 edited":
+      meta["train_state_sha256"] = "0" * 64
+    else:
+      meta["train_state_round"] -= 1
+    checkpoint.save(path, arrays, meta)
   elif how == "other run's state":
     (other,) = (ckpt / f"seed_{1 - seed}.state").iterdir()
     shutil.rmtree(folder)
@@ -288,10 +297,13 @@ def _damage(out, how: str, seed: int) -> None:
 
 MESSAGES = {
   "folder deleted": "which is missing",
-  "file deleted": "(is unreadable|fails the sha256)",
-  "metadata deleted": "is unreadable",
-  "byte flipped": "(is unreadable|fails the sha256)",
-  "other run's state": "fails the sha256",
+  "file deleted": "lacks 1 of its [0-9]+ files",
+  "metadata deleted": "lacks 1 of its [0-9]+ files [(]_METADATA[)]",
+  "byte flipped": "fails the sha256 its checkpoint .* holds for ocdbt.process_0/d/",
+  # orbax names its data files by content, so another run's are mostly other names.
+  "other run's state": "(lacks [0-9]+ of its [0-9]+ files|fails the sha256 its checkpoint)",
+  "record's sha256 edited": "fails the sha256 of its arrays",
+  "record's round edited": r"is inconsistent \(train state of round",
 }
 
 
@@ -304,6 +316,8 @@ MESSAGES = {
     ("byte flipped", 1),
     ("byte flipped", 0),
     ("other run's state", 1),
+    ("record's sha256 edited", 1),
+    ("record's round edited", 0),
   ],
 )
 def test_damaged_train_state_is_refused_then_recomputed_on_request(half_done, tmp_path, how, seed):

@@ -7,7 +7,8 @@ An experiment folder holds:
 * ``checkpoints/<strategy>/seed_<seed>.npz``: one record per (strategy,
   seed), rewritten atomically after every round (see :mod:`checkpoint`): the
   labeled indices in order, the round, the run's key, the metrics so far, and
-  the sha256 and round of the run's train state.
+  the round of the run's train state, the sha256 of its arrays and of each of
+  its files.
 * ``checkpoints/<strategy>/seed_<seed>.state/round_<r>/``: the train state
   trained in round ``r`` (parameters, BatchNorm statistics or NNX state,
   optimiser state; parameters sharded over a mesh stay sharded), written with
@@ -404,6 +405,25 @@ def train_state_digest(train_state: Any, dtypes: list[tuple[str, np.dtype]]) -> 
   return h.hexdigest()
 
 
+def file_digests(folder: str) -> dict[str, str]:
+  """The sha256 of every file under ``folder``, keyed by its ``/``-separated relative path.
+
+  Args:
+    folder: a train-state folder.
+  """
+  out = {}
+  for root, dirs, names in os.walk(folder):
+    dirs.sort()
+    for name in sorted(names):
+      full = os.path.join(root, name)
+      h = hashlib.sha256()
+      with open(full, "rb") as f:
+        for block in iter(lambda f=f: f.read(1 << 20), b""):
+          h.update(block)
+      out[os.path.relpath(full, folder).replace(os.sep, "/")] = h.hexdigest()
+  return out
+
+
 def _prune_states(path: str, keep: int | None) -> None:
   """Deletes ``path``'s train-state folders but round ``keep``'s, and killed writers' leftovers."""
   folder = state_dir(path)
@@ -437,8 +457,9 @@ def save_run(
 
   The train state goes to :func:`state_path` ``(path, next_round - 1)`` (with
   :func:`jaxal.loop.save_train_state`: a temporary folder renamed into place); then the
-  ``.npz`` record (labeled indices, round, key, metrics, the train state's round and
-  sha256) replaces the previous one atomically; then the previous round's train state is
+  ``.npz`` record (labeled indices, round, key, metrics, the train state's round, the
+  :func:`train_state_digest` of its arrays and the sha256 of each of its files) replaces
+  the previous one atomically; then the previous round's train state is
   deleted. Killed at any point, the record on disk names a complete train state.
 
   Args:
@@ -455,7 +476,9 @@ def save_run(
   state_round = next_round - 1
   digest = train_state_digest(train_state, dtypes)
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  loop.save_train_state(state_path(path, state_round), train_state, overwrite=True)
+  files = file_digests(
+    loop.save_train_state(state_path(path, state_round), train_state, overwrite=True)
+  )
   history = [np.asarray(jax.device_get(h), np.int32) for h in state.history]
   arrays = {
     "labeled": np.concatenate(history) if history else np.zeros((0,), np.int32),
@@ -472,6 +495,7 @@ def save_run(
     "next_round": next_round,
     "train_state_round": state_round,
     "train_state_sha256": digest,
+    "train_state_files": files,
   }
   ckpt_lib.save(path, arrays, meta)
   _prune_states(path, keep=state_round)
@@ -495,8 +519,9 @@ def load_run(
 
   Returns:
     ``(arrays, meta)``; ``meta["next_round"]`` is the first round not yet run,
-    ``meta["train_state_round"]`` and ``meta["train_state_sha256"]`` the round and sha256
-    of its train state (see :func:`restore_train_state`).
+    ``meta["train_state_round"]``, ``meta["train_state_sha256"]`` and
+    ``meta["train_state_files"]`` the round of its train state, the digest of its arrays
+    and the sha256 of each of its files (see :func:`restore_train_state`).
 
   Raises:
     CheckpointError: the file is damaged, belongs to another run or is inconsistent.
@@ -534,15 +559,17 @@ def load_run(
       f"{sorted(arrays)}); delete it to recompute that run"
     )
   sr, sha = meta.get("train_state_round"), meta.get("train_state_sha256")
-  if "train_state" in arrays or sr is None or sha is None:
+  files = meta.get("train_state_files")
+  if "train_state" in arrays or sr is None or sha is None or files is None:
     raise ckpt_lib.CheckpointError(
       f"checkpoint {path!r} names no orbax train state (it was written by an older jaxal, "
       "which kept the train state inside the .npz); delete it to recompute that run"
     )
-  if sr != nr - 1 or not (isinstance(sha, str) and re.fullmatch("[0-9a-f]{64}", sha)):
+  hexes = [sha, *(files.values() if isinstance(files, dict) else [None])]
+  if sr != nr - 1 or not all(isinstance(h, str) and re.fullmatch("[0-9a-f]{64}", h) for h in hexes):
     raise ckpt_lib.CheckpointError(
       f"checkpoint {path!r} is inconsistent (train state of round {sr!r} with next round "
-      f"{nr}, sha256 {sha!r}); delete it and {state_dir(path)!r} to recompute that run"
+      f"{nr}); delete {path!r} and {state_dir(path)!r} to recompute that run"
     )
   return arrays, meta
 
@@ -634,9 +661,14 @@ def restore_train_state(path: str, meta: dict[str, Any], like: Any) -> Any:
   Returns:
     The restored train state.
 
+  Two checks: every file of the folder must have the sha256 the record holds for it
+  (before orbax reads any), and the restored arrays must have the record's
+  :func:`train_state_digest`.
+
   Raises:
-    CheckpointError: the folder is missing, unreadable, of another model, or its arrays'
-      sha256 is not the one the record holds (damaged, or copied from another run).
+    CheckpointError: the folder or one of its files is missing, a file or the arrays'
+      sha256 is not the one the record holds (damaged, or copied from another run), or it
+      is unreadable or of another model.
   """
   folder = state_path(path, meta["train_state_round"])
   hint = (
@@ -648,10 +680,28 @@ def restore_train_state(path: str, meta: dict[str, Any], like: Any) -> Any:
       f"checkpoint {path!r} names the train state of round {meta['train_state_round']} at "
       f"{folder!r}, which is missing; {hint}"
     )
+  # The files first: orbax is never handed a folder whose files are not the ones written
+  # (it reads a damaged one in concurrent tasks that fail again, and echo, after it returns).
+  recorded = meta["train_state_files"]
+  files = file_digests(folder)
+  missing = sorted(set(recorded) - set(files))
+  if missing:
+    raise ckpt_lib.CheckpointError(
+      f"the train state {folder!r} of checkpoint {path!r} lacks {len(missing)} of its "
+      f"{len(recorded)} files ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); "
+      f"{hint}"
+    )
+  changed = sorted(name for name in recorded if files[name] != recorded[name])
+  if changed:
+    raise ckpt_lib.CheckpointError(
+      f"the train state {folder!r} fails the sha256 its checkpoint {path!r} holds for "
+      f"{', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''}: it was damaged, "
+      f"edited or copied from another run after writing; {hint}"
+    )
   try:
     restored = loop.restore_train_state(folder, like)
     digest = train_state_digest(restored, leaf_dtypes(like))
-  except Exception as e:  # orbax and tensorstore raise many kinds on damaged files
+  except Exception as e:  # orbax and tensorstore raise many kinds
     why = (str(e).strip().splitlines() or [""])[0]  # tensorstore appends its whole spec
     why = why if len(why) <= 300 else why[:300] + " ..."
     raise ckpt_lib.CheckpointError(
@@ -660,9 +710,9 @@ def restore_train_state(path: str, meta: dict[str, Any], like: Any) -> Any:
     ) from e
   if digest != meta["train_state_sha256"]:
     raise ckpt_lib.CheckpointError(
-      f"the train state {folder!r} fails the sha256 its checkpoint {path!r} holds "
-      f"({digest[:16]}..., recorded {meta['train_state_sha256'][:16]}...): it was damaged, "
-      f"edited or copied from another run after writing; {hint}"
+      f"the train state {folder!r} fails the sha256 of its arrays its checkpoint {path!r} "
+      f"holds ({digest[:16]}..., recorded {meta['train_state_sha256'][:16]}...): it was "
+      f"damaged, edited or copied from another run after writing; {hint}"
     )
   return restored
 
