@@ -927,7 +927,7 @@ def _fit_members(keys, members, x, y, labeled_mask, limits, batch_size, by_epoch
 
 
 # ---------------------------------------------------------------------------
-# Checkpoints of train states (orbax-checkpoint, the `checkpoint` extra).
+# Checkpoints of train states (orbax-checkpoint, imported on first use: `import jaxal` stays fast).
 
 
 def _leaves(state: Any) -> list[tuple[str, Any]]:
@@ -959,7 +959,6 @@ def save_train_state(path: str, state: Any, *, overwrite: bool = False) -> str:
 
   Raises:
     FileExistsError: ``path`` exists and ``overwrite`` is False.
-    ImportError: orbax-checkpoint is not installed (``pip install jaxal[checkpoint]``).
 
   Example:
     >>> import os, tempfile
@@ -1011,7 +1010,6 @@ def restore_train_state(path: str, like: Any) -> Any:
   Raises:
     FileNotFoundError: no checkpoint at ``path``.
     ValueError: the checkpoint does not match ``like`` (another model: leaf count or shapes).
-    ImportError: orbax-checkpoint is not installed (``pip install jaxal[checkpoint]``).
 
   Example:
     >>> import os, tempfile

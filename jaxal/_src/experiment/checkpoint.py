@@ -1,7 +1,9 @@
 """The file format of experiment checkpoints: atomic, checksummed writes.
 
 A checkpoint is one ``.npz`` file (NumPy arrays only, no pickle) holding the
-named arrays, a JSON metadata record and a sha256 over both. It is written to
+named arrays, a JSON metadata record and a sha256 over both; the zip archive's
+comment holds a second sha256, over every byte of the file before it, so a
+change to any byte (zip headers included) is found. It is written to
 a temporary file in the same folder, flushed and ``fsync``-ed, then moved over
 the old file with ``os.replace`` (atomic on POSIX and Windows) and the folder
 is ``fsync``-ed: a reader sees the old checkpoint or the new one, never a mix,
@@ -16,6 +18,7 @@ import hashlib
 import io
 import json
 import os
+import struct
 import tempfile
 import zipfile
 from collections.abc import Mapping
@@ -23,10 +26,13 @@ from typing import Any
 
 import numpy as np
 
-FORMAT = "jaxal-checkpoint-1"
+FORMAT = "jaxal-checkpoint-2"  # 2: sealed by a whole-file sha256; train states beside it
 _META = "__meta__"
 _SHA = "__sha256__"
 TMP_SUFFIX = ".jaxal-tmp"
+# The zip comment: this prefix, then the hex sha256 of every byte of the file before the hex.
+_SEAL = b"jaxal-sha256:"
+_EOCD = b"PK\x05\x06"  # the end-of-central-directory record: 22 bytes, then the comment
 
 
 class CheckpointError(RuntimeError):
@@ -41,6 +47,22 @@ def _digest(arrays: Mapping[str, np.ndarray], meta_bytes: bytes) -> str:
     h.update(f"\0{name}\0{a.dtype.str}\0{a.shape}\0".encode())
     h.update(memoryview(a).cast("B") if a.size else b"")
   return h.hexdigest()
+
+
+def _seal(data: bytes) -> bytes:
+  """A zip archive without a comment, given the comment ``_SEAL`` + sha256 of all bytes before it."""
+  if data[-22:-18] != _EOCD or data[-2:] != b"\0\0":  # pragma: no cover - numpy's own zip
+    raise ValueError("expected a zip archive without a comment")
+  head = data[:-2] + struct.pack("<H", len(_SEAL) + 64) + _SEAL
+  return head + hashlib.sha256(head).hexdigest().encode()
+
+
+def _sealed(data: bytes) -> bool | None:
+  """Whether the file's trailing sha256 matches (None: the file carries none)."""
+  head, digest = data[:-64], data[-64:]
+  if not head.endswith(_SEAL):
+    return None
+  return hashlib.sha256(head).hexdigest().encode() == digest
 
 
 def _fsync_dir(path: str) -> None:
@@ -123,7 +145,7 @@ def save(path: str, arrays: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
     **arrays,
     **{_META: np.frombuffer(meta_bytes, np.uint8), _SHA: np.frombuffer(digest.encode(), np.uint8)},
   )
-  atomic_write_bytes(path, buf.getvalue())
+  atomic_write_bytes(path, _seal(buf.getvalue()))
 
 
 def load(path: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -134,7 +156,8 @@ def load(path: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
 
   Raises:
     CheckpointError: the file is unreadable, truncated, not a jaxal
-      checkpoint, or its checksum does not match its content.
+      checkpoint, or a checksum (of the file's bytes, or of its arrays and
+      metadata) does not match its content.
   """
   hint = (
     "it was not written by this jaxal version or was damaged after writing (jaxal "
@@ -144,13 +167,28 @@ def load(path: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
   try:
     with open(path, "rb") as f:
       data = f.read()
-    with np.load(io.BytesIO(data), allow_pickle=False) as z:
-      arrays = {k: z[k] for k in z.files}
-  except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
+  except OSError as e:
     raise CheckpointError(
       f"checkpoint {path!r} is unreadable ({type(e).__name__}: {e}); {hint}"
     ) from e
-  if _META not in arrays or _SHA not in arrays:
+  sealed = _sealed(data)  # first: a damaged zip header can make zipfile raise anything
+  if sealed is False:
+    raise CheckpointError(f"checkpoint {path!r} fails its sha256 checksum; {hint}")
+  try:
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+      arrays = {k: z[k] for k in z.files}
+  except (
+    OSError,
+    ValueError,
+    EOFError,
+    zipfile.BadZipFile,
+    KeyError,
+    NotImplementedError,
+  ) as e:
+    raise CheckpointError(
+      f"checkpoint {path!r} is unreadable ({type(e).__name__}: {e}); {hint}"
+    ) from e
+  if _META not in arrays or _SHA not in arrays or sealed is None:
     raise CheckpointError(f"checkpoint {path!r} lacks its metadata or checksum; {hint}")
   meta_bytes = arrays.pop(_META).tobytes()
   stored = arrays.pop(_SHA).tobytes().decode("ascii", "replace")

@@ -38,8 +38,12 @@ def run_one(
 
   Each round trains (from scratch or warm, with the configuration's training
   protocol), measures test accuracy, then acquires ``cfg.budget`` points; after
-  each round the whole state is saved to ``checkpoint`` atomically, then
-  ``on_round(round)`` is called.
+  each round the run is saved, then ``on_round(round)`` is called: the train
+  state with orbax-checkpoint into the folder ``<checkpoint stem>.state/``,
+  then the ``.npz`` record (labeled indices, key, metrics, the train state's
+  round and sha256) atomically. Resuming restores the train state with
+  :func:`jaxal.loop.restore_train_state` and checks it against the record, so
+  the run goes on exactly as if it had never stopped.
 
   Args:
     cfg: the configuration.
@@ -47,7 +51,8 @@ def run_one(
     strategy_name: a strategy spec: a registered name (``jaxal.strategies.names()``),
       optionally with settings, ``"bald(num_samples=50)"``.
     seed: the run's seed: its key is ``jax.random.key(seed)``.
-    checkpoint: the checkpoint file to resume from and write (None: none).
+    checkpoint: the checkpoint file (``.npz``) to resume from and write (None: none);
+      its train state lies in the folder beside it (``seed_0.npz``: ``seed_0.state/``).
     config_id: the experiment's identity, saved in and checked against the
       checkpoint.
     on_round: called as ``on_round(round)`` after each round.
@@ -59,7 +64,9 @@ def run_one(
     ``"labeled_indices"``: the indices labeled at each step (initial set first).
 
   Raises:
-    CheckpointError: the checkpoint is damaged, foreign or holds invalid labels.
+    CheckpointError: the checkpoint is damaged, foreign or holds invalid labels, or its
+      train state is missing, damaged or not the one its record names (nothing is
+      re-trained in its place).
   """
   seed = checks.check_int(seed, "seed")
   config_lib.check_fits(cfg, ds)
@@ -80,11 +87,12 @@ def run_one(
   train_state = loop.create_train_state(
     jax.random.fold_in(key, 1), module, x, tx=config_lib.optimizer(cfg)
   )
+  dtypes = store.leaf_dtypes(train_state)
   if arrays is None:
     state = loop.init(key, x.shape[0], num_initial=cfg.initial)
     metrics = store.empty_metrics()
   else:
-    state, train_state = store.restore_run(checkpoint, arrays, key, x.shape[0], start, train_state)
+    state, train_state = store.restore_run(checkpoint, arrays, meta, key, x.shape[0], train_state)
     metrics = store.metrics_from(arrays)
     log(
       f"resuming {strategy_name} seed {seed} at round {start} of {cfg.rounds} (from {checkpoint})"
@@ -112,7 +120,9 @@ def run_one(
       jax.block_until_ready(idx)
       metrics["acquire_seconds"].append(time.perf_counter() - t0)
     if checkpoint is not None:
-      store.save_run(checkpoint, config_id, strategy_name, seed, r + 1, state, train_state, metrics)
+      store.save_run(
+        checkpoint, config_id, strategy_name, seed, r + 1, state, train_state, metrics, dtypes
+      )
     on_round(r)
   return {**metrics, "labeled_indices": [np.asarray(h).tolist() for h in state.history]}
 
@@ -162,11 +172,15 @@ def _scan(
 ) -> tuple[dict[tuple[str, int], dict[str, Any]], set[tuple[str, int]], dict[tuple[str, int], str]]:
   """Reads every checkpoint in the folder, creating and writing nothing.
 
+  Every record is checked, and every train state it names is restored and checked against
+  the record's sha256, finished runs' as well as unfinished ones'.
+
   Returns:
     ``(finished, partial, damaged)``: the results of finished runs, the runs
     with an unfinished checkpoint, and for each damaged checkpoint why.
   """
   finished, partial, damaged = {}, set(), {}
+  template = None
   for spec in cfg.strategies:
     for seed in range(cfg.seeds):
       path = store.checkpoint_path(out_dir, spec, seed)
@@ -175,6 +189,9 @@ def _scan(
       try:
         arrays, meta = store.load_run(path, cfg, cfg_id, spec, seed)
         store.check_run(path, arrays, meta, cfg, seed, ds.x_train.shape[0])
+        if template is None:  # one template serves every run: only its structure is used
+          template = _template(cfg, ds)
+        store.restore_train_state(path, meta, template)
       except ckpt_lib.CheckpointError as e:
         damaged[(spec, seed)] = str(e)
         continue
@@ -187,6 +204,14 @@ def _scan(
       else:
         partial.add((spec, seed))
   return finished, partial, damaged
+
+
+def _template(cfg: config_lib.Config, ds: data_lib.Dataset) -> Any:
+  """A fresh train state of the experiment's model and optimiser (the shape of every run's)."""
+  module = config_lib.build_module(cfg, ds.num_classes, ds.x_train[:1])
+  return loop.create_train_state(
+    jax.random.key(0), module, ds.x_train[:1], tx=config_lib.optimizer(cfg)
+  )
 
 
 def collect_results(
@@ -247,13 +272,17 @@ def run(
   same experiment with other strategies or fewer seeds is extended: its
   finished runs are kept and the new ones added. A damaged checkpoint stops
   the run before anything is written, naming the run, unless
-  ``recompute_damaged`` (then it is set aside as ``*.damaged`` and recomputed).
+  ``recompute_damaged`` (then it is set aside as ``*.damaged`` and recomputed). A
+  checkpoint is damaged when its ``.npz`` record is, or when the train state it names
+  (saved with orbax-checkpoint in the folder beside it) is missing, unreadable or fails
+  the sha256 the record holds: a run is never silently re-trained.
 
   Args:
     cfg: the configuration.
     out_dir: the experiment folder (created): ``config.json``, one checkpoint
-      per (strategy, seed) under ``checkpoints/``, ``results.json`` and
-      ``curves.<format>``.
+      per (strategy, seed) under ``checkpoints/`` (``<strategy>/seed_<seed>.npz``
+      and its train state, ``<strategy>/seed_<seed>.state/``), ``results.json``
+      and ``curves.<format>``.
     data: a :class:`~jaxal.datasets.Dataset` of one's own (see
       :func:`jaxal.datasets.from_arrays`) instead of loading ``cfg.dataset``;
       its name is recorded as the dataset and its sha256 guards the folder.
@@ -319,8 +348,11 @@ def run(
   store.remove_partial_writes(out_dir)
   for spec, seed in damaged:
     path = store.checkpoint_path(out_dir, spec, seed)
-    os.replace(path, path + ".damaged")
-    log(f"recomputing {spec} seed {seed}: its damaged checkpoint is kept as {path}.damaged")
+    store.set_aside_damaged(path)
+    log(
+      f"recomputing {spec} seed {seed}: its damaged checkpoint is kept as {path}.damaged "
+      f"(its train state as {store.state_dir(path)}.damaged)"
+    )
   todo = [(spec, seed) for spec in cfg.strategies for seed in range(cfg.seeds)]
   todo += [r for r in sorted(partial | set(damaged)) if r not in todo]
   todo = [r for r in todo if r not in finished]

@@ -4,19 +4,27 @@ An experiment folder holds:
 
 * ``config.json``: the configuration and the sha256 of the data it runs on.
   Running again against the folder with another configuration is refused.
-* ``checkpoints/<strategy>/seed_<seed>.npz``: one checkpoint per (strategy,
+* ``checkpoints/<strategy>/seed_<seed>.npz``: one record per (strategy,
   seed), rewritten atomically after every round (see :mod:`checkpoint`): the
-  labeled indices in order, the round, the run's key, the metrics so far and
-  the trained ``TrainState``. Running the same command again continues every
-  run from its last completed round, with results identical to an
-  uninterrupted run.
+  labeled indices in order, the round, the run's key, the metrics so far, and
+  the round of the run's train state, the sha256 of its arrays and of each of
+  its files.
+* ``checkpoints/<strategy>/seed_<seed>.state/round_<r>/``: the train state
+  trained in round ``r`` (parameters, BatchNorm statistics or NNX state,
+  optimiser state; parameters sharded over a mesh stay sharded), written with
+  orbax-checkpoint (:func:`jaxal.loop.save_train_state`) before the record
+  that names it; the previous round's folder is deleted once the new record
+  is written. The record always names a complete folder, whenever the writer
+  is killed. Running the same command again continues every run from its
+  last completed round, with results identical to an uninterrupted run.
 * ``results.json`` (rewritten whenever a (strategy, seed) run completes),
   ``curves.png``; ``jaxal report`` adds ``report.md`` and
   ``curves_vs_random.png``.
 
-Every file jaxal writes there is written atomically, and every checkpoint
-carries a sha256, through :mod:`checkpoint` (the file format); this module
-says which files the folder holds and what a checkpoint contains.
+Every file jaxal writes there is written atomically, and every record
+carries a sha256, through :mod:`checkpoint` (the file format); every train
+state is checked against the sha256 its record holds when it is restored.
+This module says which files the folder holds and what a checkpoint contains.
 """
 
 from __future__ import annotations
@@ -25,13 +33,14 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
+import shutil
 from typing import Any
 
-import flax.serialization
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+from jaxal._src import checks
 from jaxal._src import data as data_lib
 from jaxal._src import loop
 from jaxal._src import version
@@ -42,6 +51,10 @@ CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
 REPORT_FILE = "report.md"
 CHECKPOINT_DIR = "checkpoints"
+STATE_SUFFIX = ".state"
+_ROUND_DIR = re.compile(r"round_(\d+)")
+# What loop.save_train_state (and orbax under it) leave behind when killed mid-write.
+_PARTIAL_STATE = re.compile(r"\.round_\d+\.partial-.*")
 METRICS = ("accuracy", "labels", "acquire_seconds", "train_seconds")
 
 
@@ -250,13 +263,20 @@ def open_experiment(out_dir: str, record: dict[str, Any]) -> dict[str, Any]:
 
 
 def remove_partial_writes(out_dir: str) -> None:
-  """Deletes the temporary files of writers killed mid-write (the last good files are intact).
+  """Deletes what writers killed mid-write left (the last good files are intact).
+
+  That is the temporary files of records and the partial train-state folders.
 
   Args:
     out_dir: the experiment folder.
   """
   ckpt_lib.remove_stale_temporaries(out_dir, recursive=False)
   ckpt_lib.remove_stale_temporaries(os.path.join(out_dir, CHECKPOINT_DIR))
+  for root, dirs, _ in os.walk(os.path.join(out_dir, CHECKPOINT_DIR)):
+    for name in dirs:
+      if name.endswith(STATE_SUFFIX):
+        _prune_states(os.path.join(root, name[: -len(STATE_SUFFIX)] + ".npz"), keep=None)
+    dirs[:] = [d for d in dirs if not d.endswith(STATE_SUFFIX)]
 
 
 def save_results(out_dir: str, payload: dict[str, Any]) -> None:
@@ -311,6 +331,117 @@ def empty_metrics() -> dict[str, list]:
   return {k: [] for k in METRICS}
 
 
+def state_dir(path: str) -> str:
+  """The train-state folder of the checkpoint ``path``: ``seed_<seed>.state`` beside its ``.npz``.
+
+  Args:
+    path: the checkpoint file (``.../seed_<seed>.npz``).
+  """
+  return os.path.splitext(path)[0] + STATE_SUFFIX
+
+
+def state_path(path: str, round_: int) -> str:
+  """``<state_dir(path)>/round_<round_>``: the train state trained in round ``round_``.
+
+  Args:
+    path: the checkpoint file.
+    round_: the round whose training produced the state.
+  """
+  return os.path.join(state_dir(path), f"round_{int(round_)}")
+
+
+def _host(leaf: Any) -> np.ndarray:
+  if checks.is_key(leaf):
+    leaf = jax.random.key_data(leaf)
+  return np.asarray(jax.device_get(leaf))
+
+
+def leaf_dtypes(template: Any) -> list[tuple[str, np.dtype]]:
+  """The path and dtype of every leaf of a train state, in tree order (what a digest needs).
+
+  A leaf that is not a ``jax.Array`` (the step counter of a fresh ``TrainState``, a Python
+  int) has the dtype NumPy gives it, as :func:`jaxal.loop.restore_train_state` restores it;
+  typed rng keys have the dtype of their key data.
+
+  Args:
+    template: a freshly created train state of the model.
+  """
+  out = []
+  for p, leaf in jax.tree_util.tree_flatten_with_path(template)[0]:
+    if checks.is_key(leaf):
+      dtype = jax.random.key_data(leaf).dtype
+    else:
+      dtype = leaf.dtype if isinstance(leaf, jax.Array) else np.asarray(leaf).dtype
+    out.append((jax.tree_util.keystr(p), np.dtype(dtype)))
+  return out
+
+
+def train_state_digest(train_state: Any, dtypes: list[tuple[str, np.dtype]]) -> str:
+  """The sha256 of a train state's arrays: per leaf, in tree order, its path, dtype, shape, bytes.
+
+  Each leaf is taken in the model's dtype (``dtypes``, from :func:`leaf_dtypes`), so a
+  state digests alike before saving and after :func:`jaxal.loop.restore_train_state`.
+
+  Args:
+    train_state: the train state.
+    dtypes: from :func:`leaf_dtypes` of a template of the same model.
+
+  Returns:
+    The hex digest.
+
+  Raises:
+    ValueError: ``train_state`` has another number of leaves than ``dtypes``.
+  """
+  leaves = jax.tree_util.tree_leaves(train_state)
+  if len(leaves) != len(dtypes):
+    raise ValueError(
+      f"the train state has {len(leaves)} leaves, the model's template {len(dtypes)}"
+    )
+  h = hashlib.sha256()
+  for (name, dtype), leaf in zip(dtypes, leaves):
+    a = _host(leaf).astype(dtype, copy=False)
+    h.update(f"\0{name}\0{a.dtype.str}\0{a.shape}\0".encode())
+    h.update(np.ascontiguousarray(a).reshape(-1).view(np.uint8))
+  return h.hexdigest()
+
+
+def file_digests(folder: str) -> dict[str, str]:
+  """The sha256 of every file under ``folder``, keyed by its ``/``-separated relative path.
+
+  Args:
+    folder: a train-state folder.
+  """
+  out = {}
+  for root, dirs, names in os.walk(folder):
+    dirs.sort()
+    for name in sorted(names):
+      full = os.path.join(root, name)
+      h = hashlib.sha256()
+      with open(full, "rb") as f:
+        for block in iter(lambda f=f: f.read(1 << 20), b""):
+          h.update(block)
+      out[os.path.relpath(full, folder).replace(os.sep, "/")] = h.hexdigest()
+  return out
+
+
+def _prune_states(path: str, keep: int | None) -> None:
+  """Deletes ``path``'s train-state folders but round ``keep``'s, and killed writers' leftovers."""
+  folder = state_dir(path)
+  if not os.path.isdir(folder):
+    return
+  for name in os.listdir(folder):
+    m = _ROUND_DIR.fullmatch(name)
+    stale = _PARTIAL_STATE.fullmatch(name) or (
+      m is not None and keep is not None and int(m[1]) != keep
+    )
+    if stale:
+      target = os.path.join(folder, name)
+      if os.path.isdir(target):
+        shutil.rmtree(target)
+      else:
+        os.remove(target)
+
+
 def save_run(
   path: str,
   cfg_id: str,
@@ -320,8 +451,16 @@ def save_run(
   state: loop.ALState,
   train_state: Any,
   metrics: dict[str, list],
+  dtypes: list[tuple[str, np.dtype]],
 ) -> None:
-  """Saves a run after a round: labeled indices, round, key, metrics, train state.
+  """Saves a run after a round: the train state with orbax, then the record that names it.
+
+  The train state goes to :func:`state_path` ``(path, next_round - 1)`` (with
+  :func:`jaxal.loop.save_train_state`: a temporary folder renamed into place); then the
+  ``.npz`` record (labeled indices, round, key, metrics, the train state's round, the
+  :func:`train_state_digest` of its arrays and the sha256 of each of its files) replaces
+  the previous one atomically; then the previous round's train state is
+  deleted. Killed at any point, the record on disk names a complete train state.
 
   Args:
     path: the checkpoint file (its folder is created).
@@ -332,20 +471,34 @@ def save_run(
     state: the loop state after the round's acquisition.
     train_state: the round's trained Flax ``TrainState``.
     metrics: the metrics so far, as :func:`empty_metrics` lays them out.
+    dtypes: from :func:`leaf_dtypes` of a template of the model.
   """
+  state_round = next_round - 1
+  digest = train_state_digest(train_state, dtypes)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  files = file_digests(
+    loop.save_train_state(state_path(path, state_round), train_state, overwrite=True)
+  )
   history = [np.asarray(jax.device_get(h), np.int32) for h in state.history]
   arrays = {
     "labeled": np.concatenate(history) if history else np.zeros((0,), np.int32),
     "history_lengths": np.asarray([len(h) for h in history], np.int64),
     "key_data": np.asarray(jax.device_get(jax.random.key_data(state.key))),
     "round": np.asarray(int(state.round), np.int64),
-    "train_state": np.frombuffer(train_state_bytes(train_state), np.uint8),
   }
   for k in METRICS:
     arrays[f"metric_{k}"] = np.asarray(metrics[k], np.float64)
-  meta = {"config_id": cfg_id, "strategy": strategy, "seed": seed, "next_round": next_round}
-  os.makedirs(os.path.dirname(path), exist_ok=True)
+  meta = {
+    "config_id": cfg_id,
+    "strategy": strategy,
+    "seed": seed,
+    "next_round": next_round,
+    "train_state_round": state_round,
+    "train_state_sha256": digest,
+    "train_state_files": files,
+  }
   ckpt_lib.save(path, arrays, meta)
+  _prune_states(path, keep=state_round)
 
 
 def load_run(
@@ -355,7 +508,7 @@ def load_run(
   strategy: str,
   seed: int,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-  """Loads a run saved by :func:`save_run`, checking it belongs to this run and is whole.
+  """Loads a run's record saved by :func:`save_run`, checking it belongs to this run and is whole.
 
   Args:
     path: the checkpoint file.
@@ -365,7 +518,10 @@ def load_run(
     seed: the run's seed.
 
   Returns:
-    ``(arrays, meta)``; ``meta["next_round"]`` is the first round not yet run.
+    ``(arrays, meta)``; ``meta["next_round"]`` is the first round not yet run,
+    ``meta["train_state_round"]``, ``meta["train_state_sha256"]`` and
+    ``meta["train_state_files"]`` the round of its train state, the digest of its arrays
+    and the sha256 of each of its files (see :func:`restore_train_state`).
 
   Raises:
     CheckpointError: the file is damaged, belongs to another run or is inconsistent.
@@ -384,7 +540,6 @@ def load_run(
     "history_lengths",
     "key_data",
     "round",
-    "train_state",
     *(f"metric_{k}" for k in METRICS),
   }
   lengths = arrays.get("history_lengths")
@@ -402,6 +557,19 @@ def load_run(
     raise ckpt_lib.CheckpointError(
       f"checkpoint {path!r} is inconsistent (round {nr!r} of {cfg.rounds}, arrays "
       f"{sorted(arrays)}); delete it to recompute that run"
+    )
+  sr, sha = meta.get("train_state_round"), meta.get("train_state_sha256")
+  files = meta.get("train_state_files")
+  if "train_state" in arrays or sr is None or sha is None or files is None:
+    raise ckpt_lib.CheckpointError(
+      f"checkpoint {path!r} names no orbax train state (it was written by an older jaxal, "
+      "which kept the train state inside the .npz); delete it to recompute that run"
+    )
+  hexes = [sha, *(files.values() if isinstance(files, dict) else [None])]
+  if sr != nr - 1 or not all(isinstance(h, str) and re.fullmatch("[0-9a-f]{64}", h) for h in hexes):
+    raise ckpt_lib.CheckpointError(
+      f"checkpoint {path!r} is inconsistent (train state of round {sr!r} with next round "
+      f"{nr}); delete {path!r} and {state_dir(path)!r} to recompute that run"
     )
   return arrays, meta
 
@@ -481,73 +649,109 @@ def history_from(arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
   return np.split(arrays["labeled"].astype(np.int32), bounds)
 
 
-def _leaf_to_array(leaf: Any) -> np.ndarray:
-  if isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-    return np.asarray(jax.random.key_data(leaf))
-  return np.asarray(jax.device_get(leaf))
-
-
-def train_state_bytes(train_state: Any) -> bytes:
-  """Every array leaf of a train state (linen, BatchNorm statistics, NNX state), as msgpack bytes.
-
-  The leaves are keyed by their path in the pytree, so a state of another model does not
-  restore; typed rng keys are written as their key data.
-  """
-  leaves = jax.tree_util.tree_leaves_with_path(train_state)
-  return flax.serialization.msgpack_serialize(
-    {jax.tree_util.keystr(p): _leaf_to_array(leaf) for p, leaf in leaves}
-  )
-
-
-def restore_train_state(template: Any, data: np.ndarray) -> Any:
-  """The train state saved by :func:`train_state_bytes`, with the template's structure and dtypes.
+def restore_train_state(path: str, meta: dict[str, Any], like: Any) -> Any:
+  """The train state a run's record names, restored with orbax and checked against its sha256.
 
   Args:
-    template: a freshly created train state of the same model.
-    data: the saved bytes, ``[num_bytes]`` uint8.
+    path: the checkpoint file.
+    meta: from :func:`load_run`.
+    like: a freshly created train state of the same model and optimiser (its structure,
+      dtypes and shardings are the result's; see :func:`jaxal.loop.restore_train_state`).
+
+  Returns:
+    The restored train state.
+
+  Two checks: every file of the folder must have the sha256 the record holds for it
+  (before orbax reads any), and the restored arrays must have the record's
+  :func:`train_state_digest`.
 
   Raises:
-    ValueError: the saved leaves are not those of ``template`` (paths, shapes).
+    CheckpointError: the folder or one of its files is missing, a file or the arrays'
+      sha256 is not the one the record holds (damaged, or copied from another run), or it
+      is unreadable or of another model.
   """
-  saved = flax.serialization.msgpack_restore(data.tobytes())
-  paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
-  names = [jax.tree_util.keystr(p) for p, _ in paths_leaves]
-  if sorted(saved) != sorted(names):
-    raise ValueError(f"saved leaves {sorted(saved)[:3]}... are not the model's {names[:3]}...")
-  out = []
-  for name, (_, like) in zip(names, paths_leaves):
-    value = np.asarray(saved[name])
-    like_arr = _leaf_to_array(like)
-    if value.shape != like_arr.shape:
-      raise ValueError(f"leaf {name} has shape {value.shape}, the model's {like_arr.shape}")
-    if isinstance(like, jax.Array) and jnp.issubdtype(like.dtype, jax.dtypes.prng_key):
-      out.append(jax.random.wrap_key_data(jnp.asarray(value), impl=jax.random.key_impl(like)))
-    elif isinstance(like, int | float) and not isinstance(like, bool):
-      out.append(type(like)(value))  # the step: a Python int, as TrainState.create makes it
-    else:
-      out.append(jnp.asarray(value, dtype=like_arr.dtype))
-  return jax.tree_util.tree_unflatten(treedef, out)
+  folder = state_path(path, meta["train_state_round"])
+  hint = (
+    f"delete {path!r} and {state_dir(path)!r} to recompute that run from its first round "
+    "(--recompute-damaged does so, keeping both as *.damaged), or restore them from a backup"
+  )
+  if not os.path.isdir(folder):
+    raise ckpt_lib.CheckpointError(
+      f"checkpoint {path!r} names the train state of round {meta['train_state_round']} at "
+      f"{folder!r}, which is missing; {hint}"
+    )
+  # The files first: orbax is never handed a folder whose files are not the ones written
+  # (it reads a damaged one in concurrent tasks that fail again, and echo, after it returns).
+  recorded = meta["train_state_files"]
+  files = file_digests(folder)
+  missing = sorted(set(recorded) - set(files))
+  if missing:
+    raise ckpt_lib.CheckpointError(
+      f"the train state {folder!r} of checkpoint {path!r} lacks {len(missing)} of its "
+      f"{len(recorded)} files ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); "
+      f"{hint}"
+    )
+  changed = sorted(name for name in recorded if files[name] != recorded[name])
+  if changed:
+    raise ckpt_lib.CheckpointError(
+      f"the train state {folder!r} fails the sha256 its checkpoint {path!r} holds for "
+      f"{', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''}: it was damaged, "
+      f"edited or copied from another run after writing; {hint}"
+    )
+  try:
+    restored = loop.restore_train_state(folder, like)
+    digest = train_state_digest(restored, leaf_dtypes(like))
+  except Exception as e:  # orbax and tensorstore raise many kinds
+    why = (str(e).strip().splitlines() or [""])[0]  # tensorstore appends its whole spec
+    why = why if len(why) <= 300 else why[:300] + " ..."
+    raise ckpt_lib.CheckpointError(
+      f"the train state {folder!r} of checkpoint {path!r} is unreadable or does not fit "
+      f"the model ({type(e).__name__}: {why}); {hint}"
+    ) from e
+  if digest != meta["train_state_sha256"]:
+    raise ckpt_lib.CheckpointError(
+      f"the train state {folder!r} fails the sha256 of its arrays its checkpoint {path!r} "
+      f"holds ({digest[:16]}..., recorded {meta['train_state_sha256'][:16]}...): it was "
+      f"damaged, edited or copied from another run after writing; {hint}"
+    )
+  return restored
+
+
+def set_aside_damaged(path: str) -> None:
+  """Renames a damaged checkpoint and its train-state folder to ``*.damaged`` (replacing any).
+
+  Args:
+    path: the checkpoint file.
+  """
+  if os.path.exists(path):
+    os.replace(path, path + ".damaged")
+  folder = state_dir(path)
+  if os.path.exists(folder):
+    if os.path.exists(folder + ".damaged"):
+      shutil.rmtree(folder + ".damaged")
+    os.replace(folder, folder + ".damaged")
 
 
 def restore_run(
   path: str,
   arrays: dict[str, np.ndarray],
+  meta: dict[str, Any],
   key: jax.Array,
   num_points: int,
-  next_round: int,
   train_state: Any,
 ) -> tuple[loop.ALState, Any]:
   """The loop state and train state of a run loaded by :func:`load_run`.
 
   The loop state is rebuilt by labeling the saved history again, so its
-  bookkeeping is checked as it was when the run labeled it.
+  bookkeeping is checked as it was when the run labeled it; the train state is
+  restored by :func:`restore_train_state`.
 
   Args:
-    path: the checkpoint file (for messages).
+    path: the checkpoint file.
     arrays: from :func:`load_run`.
+    meta: from :func:`load_run`.
     key: the run's key, ``jax.random.key(seed)``.
     num_points: the pool size.
-    next_round: ``meta["next_round"]`` from :func:`load_run`.
     train_state: a freshly created train state of the same model.
 
   Returns:
@@ -555,7 +759,8 @@ def restore_run(
 
   Raises:
     CheckpointError: the checkpoint holds another seed's key, invalid labels,
-      an inconsistent round or a train state that does not fit the model.
+      an inconsistent round, or a train state that is missing, damaged, of another run or
+      does not fit the model.
   """
   if not np.array_equal(arrays["key_data"], np.asarray(jax.random.key_data(key))):
     raise ckpt_lib.CheckpointError(f"checkpoint {path!r} holds the key of another seed")
@@ -566,12 +771,6 @@ def restore_run(
       state = loop.label(state, h)
   except ValueError as e:
     raise ckpt_lib.CheckpointError(f"checkpoint {path!r} holds invalid labels: {e}") from e
-  if int(state.round) != int(arrays["round"]) or int(state.round) != next_round:
+  if int(state.round) != int(arrays["round"]) or int(state.round) != meta["next_round"]:
     raise ckpt_lib.CheckpointError(f"checkpoint {path!r} is at an inconsistent round")
-  try:
-    train_state = restore_train_state(train_state, arrays["train_state"])
-  except Exception as e:  # flax raises ValueError/KeyError/msgpack errors
-    raise ckpt_lib.CheckpointError(
-      f"checkpoint {path!r} holds a train state that does not fit the model: {e}"
-    ) from e
-  return state, train_state
+  return state, restore_train_state(path, meta, train_state)
