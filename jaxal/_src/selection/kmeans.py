@@ -101,18 +101,24 @@ def kmeans_runs(keys, x, active, k, max_iter, tol, chunk_size, row_chunk_size):
   return KMeansResult(*jax.vmap(one)(keys))
 
 
-@functools.partial(
-  jax.jit, static_argnames=("k", "n_init", "max_iter", "chunk_size", "row_chunk_size")
-)
-def kmeans_core(key, x, k, active, n_init, max_iter, tol, chunk_size, row_chunk_size):
-  """:func:`kmeans` on validated, finite points ``x``, over the points where ``active`` is True.
+_STATIC = ("k", "n_init", "max_iter", "chunk_size", "row_chunk_size", "flagged")
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def kmeans_core(
+  key, x, k, active, n_init, max_iter, tol, chunk_size, row_chunk_size, flagged=False
+):
+  """:func:`kmeans` on validated points ``x``, over the points where ``active`` is True.
 
   The runs work on ``x / max|x|`` (:func:`distances.rescale`), so no finite
   input overflows a distance; centres and inertia are returned in ``x``'s units.
+  ``flagged``: return ``(result, ok)``, ``ok`` the finiteness flag of ``x`` computed in the
+  same compiled call (non-finite points give an unspecified result, so the caller raises).
   """
   xs, scale = distances.rescale(x)
   res = _best_run(key, xs, k, active, n_init, max_iter, tol, chunk_size, row_chunk_size)
-  return res._replace(centres=res.centres * scale, inertia=res.inertia * scale * scale)
+  res = res._replace(centres=res.centres * scale, inertia=res.inertia * scale * scale)
+  return (res, checks.all_finite(x)[0]) if flagged else res
 
 
 def _best_run(key, xs, k, active, n_init, max_iter, tol, chunk_size, row_chunk_size):
@@ -187,19 +193,14 @@ def kmeans(
   checks.check_key(key)
   x, _, k = check_dense_selection(x, k, None)
   args = check_kmeans_args(n_init, max_iter, tol, chunk_size, row_chunk_size)
-  checks.check_finite(x, "x", purpose="selection needs finite points")
   n_init, max_iter, tol, chunk_size, row_chunk_size = args
-  return kmeans_core(
-    key,
-    x,
-    k,
-    jnp.ones((x.shape[0],), bool),
-    n_init,
-    max_iter,
-    jnp.float32(tol),
-    chunk_size,
-    row_chunk_size,
+  active = jnp.ones((x.shape[0],), bool)
+  res, ok = kmeans_core(
+    key, x, k, active, n_init, max_iter, jnp.float32(tol), chunk_size, row_chunk_size, flagged=True
   )
+  # The finiteness flag came from the same compiled call: no separate pass over the points.
+  checks.check_finite(x, "x", purpose="selection needs finite points", ok=ok)
+  return res
 
 
 # ---------------------------------------------------------------------------
@@ -240,17 +241,19 @@ def match_centres(x, available, centres, chunk_size, row_chunk_size):
   return jax.lax.fori_loop(0, k, body, init)[4]
 
 
-@functools.partial(
-  jax.jit, static_argnames=("k", "n_init", "max_iter", "chunk_size", "row_chunk_size")
-)
+@functools.partial(jax.jit, static_argnames=_STATIC)
 def kmeans_sampling_core(
-  key, x, k, labeled_mask, n_init, max_iter, tol, chunk_size, row_chunk_size
+  key, x, k, labeled_mask, n_init, max_iter, tol, chunk_size, row_chunk_size, flagged=False
 ):
-  """:func:`kmeans_sampling` on validated, finite points ``x`` and a float32 ``tol``."""
+  """:func:`kmeans_sampling` on validated points ``x`` and a float32 ``tol``.
+
+  ``flagged``: return ``(indices, ok)`` as :func:`kmeans_core` does.
+  """
   xs = distances.rescale(x)[0]  # entries in [-1, 1]: no finite input overflows a distance
   active = ~labeled_mask
   res = _best_run(key, xs, k, active, n_init, max_iter, tol, chunk_size, row_chunk_size)
-  return match_centres(xs, active, res.centres, chunk_size, row_chunk_size)
+  idx = match_centres(xs, active, res.centres, chunk_size, row_chunk_size)
+  return (idx, checks.all_finite(x)[0]) if flagged else idx
 
 
 def kmeans_sampling(
@@ -281,7 +284,7 @@ def kmeans_sampling(
     k: how many to pick, ``1 <= k <=`` the number of unlabeled points.
     labeled_mask: optional ``[num_points]`` bool, True where already labeled.
     n_init, max_iter, tol, chunk_size, row_chunk_size: as in :func:`kmeans`.
-    check_finite: NaN or inf in ``x`` is an error (one device reduction);
+    check_finite: NaN or inf in ``x`` is an error (flag fused into the compiled call);
       False for callers that checked already. Every finite ``x`` is valid:
       distances are computed on ``x`` divided by its largest magnitude.
 
@@ -337,8 +340,10 @@ def select_kmeans_sampling(
   Returns:
     ``[k]`` int32 indices, entry ``j`` for centre ``j``.
   """
-  if check_finite:
-    checks.check_finite(x, "x", purpose="selection needs finite points")
-  return kmeans_sampling_core(
-    key, x, k, labeled_mask, n_init, max_iter, jnp.float32(tol), chunk_size, row_chunk_size
-  )
+  args = (key, x, k, labeled_mask, n_init, max_iter, jnp.float32(tol), chunk_size, row_chunk_size)
+  if not check_finite:
+    return kmeans_sampling_core(*args)
+  # The finiteness flag comes from the same compiled call: no separate pass over the pool.
+  idx, ok = kmeans_sampling_core(*args, flagged=True)
+  checks.check_finite(x, "x", purpose="selection needs finite points", ok=ok)
+  return idx
