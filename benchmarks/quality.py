@@ -79,6 +79,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     help="finished runs, one JSON each (resumable)",
   )
   p.add_argument("--results", default=RESULTS)
+  p.add_argument("--name", default="quality", help="results file name: <results>/<name>.md/.json")
   return p.parse_args(argv)
 
 
@@ -235,7 +236,7 @@ once (the same for every strategy and seed); test: the full 10,000-image test sp
 {args.rounds} rounds; {args.seeds} seeds; strategies {", ".join(args.strategies)}.
 """
   )
-  reading = _common.kept_section("quality", "## Reading", args.results)  # written by hand: kept
+  reading = _common.kept_section(args.name, "## Reading", args.results)  # written by hand: kept
   body = "\n\n".join(tables(d, res, labels) for d, res in results.items())
   payload = {
     "meta": info,
@@ -244,8 +245,8 @@ once (the same for every strategy and seed); test: the full 10,000-image test sp
     "labels": labels,
     "results": results,
   }
-  _common.write("quality", payload, header + reading + "\n" + body, results=args.results)
-  log(f"wrote {os.path.join(args.results, 'quality.md')} in {wall / 60:.1f} min")
+  _common.write(args.name, payload, header + reading + "\n" + body, results=args.results)
+  log(f"wrote {os.path.join(args.results, args.name + '.md')} in {wall / 60:.1f} min")
 
 
 if __name__ == "__main__":
