@@ -78,6 +78,38 @@ def test_enable_compilation_cache_writes_executables(tmp_path):
       compile_cache._reset()
 
 
+def test_cache_entries_are_published_whole(tmp_path, monkeypatch):
+  """A write cut short (a process killed mid-write) never leaves a partial entry to read."""
+  from jax._src import lru_cache
+
+  before = jax.config.jax_compilation_cache_dir
+  try:
+    folder = jaxal.enable_compilation_cache(tmp_path / "cache")
+    assert compile_cache._atomic_writes() and lru_cache.LRUCache.put.jaxal_atomic
+    cache = lru_cache.LRUCache(folder, max_size=-1)
+    cache.put("whole", b"x" * 1000)
+    assert cache.get("whole") == b"x" * 1000
+
+    def killed(src, dst):  # the process dies after writing, before publishing
+      raise KeyboardInterrupt
+
+    monkeypatch.setattr(compile_cache.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+      cache.put("cut", b"y" * 1000)
+    monkeypatch.undo()
+    assert cache.get("cut") is None  # a miss (recompiled), not a partial executable
+    assert not [f for f in os.listdir(folder) if f.startswith("cut")]
+    jax.jit(lambda v: jnp.cos(v) * 1.75 - 0.5)(jnp.arange(5.0)).block_until_ready()
+    entries = os.listdir(folder)
+    assert any(f.endswith("-cache") and f != "whole-cache" for f in entries), entries
+  finally:
+    if before:
+      jaxal.enable_compilation_cache(before)
+    else:
+      jax.config.update("jax_compilation_cache_dir", None)
+      compile_cache._reset()
+
+
 def test_jaxal_run_cache_options():
   from jaxal._src import cli
 

@@ -17,6 +17,7 @@ disables it.
 from __future__ import annotations
 
 import os
+import threading
 
 import jax
 
@@ -85,6 +86,7 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> str | Non
   if folder is None:
     return None
   os.makedirs(folder, exist_ok=True)
+  _atomic_writes()
   old = jax.config.jax_compilation_cache_dir
   jax.config.update("jax_compilation_cache_dir", folder)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
@@ -92,6 +94,52 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> str | Non
   if old and old != folder:
     _reset()
   return folder
+
+
+def _atomic_writes() -> bool:
+  """Makes JAX's file cache publish each entry whole: written beside it, then renamed.
+
+  JAX writes an entry in place, so a process killed while writing (a notebook interrupted
+  mid-compile, a timeout) or a second process writing the same entry leaves a partial file
+  that other processes read, and deserialising one can crash the process instead of
+  recompiling. With the rename, a reader sees the whole entry or none. Only the unbounded
+  local cache jaxal configures is changed (JAX's own path, with its file lock, serves a size
+  limit or a remote folder); a JAX whose cache has another shape keeps its own writes.
+
+  Returns:
+    True when entries are written atomically.
+  """
+  try:
+    from jax._src import lru_cache
+  except ImportError:  # pragma: no cover - a JAX without the private module
+    return False
+  cls = getattr(lru_cache, "LRUCache", None)
+  put = getattr(cls, "put", None)
+  suffix = getattr(lru_cache, "_CACHE_SUFFIX", None)
+  is_local = getattr(lru_cache, "_is_local_filesystem", None)
+  if put is None or suffix is None or is_local is None:
+    return False
+  if getattr(put, "jaxal_atomic", False):
+    return True
+
+  def atomic_put(self, key: str, value: bytes) -> None:
+    path = getattr(self, "path", None)
+    if path is None or getattr(self, "eviction_enabled", True) or not is_local(str(path)):
+      return put(self, key, value)
+    if not key:
+      raise ValueError("key cannot be empty")
+    target = path / f"{key}{suffix}"
+    if target.exists():  # as JAX: the first entry written for a key stays
+      return None
+    tmp = path / f".{key}.{os.getpid()}.{threading.get_ident()}.tmp"
+    tmp.write_bytes(value)
+    os.replace(os.fspath(tmp), os.fspath(target))
+    return None
+
+  atomic_put.jaxal_atomic = True
+  atomic_put.__wrapped__ = put
+  cls.put = atomic_put
+  return True
 
 
 def _reset() -> None:
