@@ -205,7 +205,7 @@ def cluster_margin(
       c = check_clusters(fixed, n)
     else:
       if embed is None:
-        feats = preds.features  # checked with the logits
+        feats = preds.features  # checked finite by predict_checked
       else:
         feats = checks.check_float_array(
           embed(pool), "features of the pool", 2, "[num_points, dim]"
