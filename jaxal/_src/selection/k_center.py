@@ -191,19 +191,35 @@ def _k_center(key, x, k, labeled_mask, chunk_size, row_chunk_size, ps=None):
     may = lhs < jnp.sqrt(min_d + tol) + jnp.sqrt(min_d + 2.0 * tol)
     cand = may & ~taken
     count = jnp.sum(cand, dtype=jnp.int32)
-    order = (
-      jnp.zeros((n,), jnp.int32).at[jnp.where(cand, jnp.cumsum(cand) - 1, n)].set(rows, mode="drop")
-    )
 
-    def update(state, pos, valid):
+    def sparse(state):  # gather the candidates, g rows at a time
+      order = (
+        jnp.zeros((n,), jnp.int32)
+        .at[jnp.where(cand, jnp.cumsum(cand) - 1, n)]
+        .set(rows, mode="drop")
+      )
+
+      def update(state, pos, valid):
+        min_d, assign = state
+        idx = order[pos]
+        d = sq_dist_rows(idx, j)
+        better = valid & (d < min_d[idx])
+        where = jnp.where(better, idx, n)
+        return min_d.at[where].set(d, mode="drop"), assign.at[where].set(slot, mode="drop")
+
+      return gathered(count, order, update, state)
+
+    def dense(state):  # most rows are candidates: one streaming pass beats gathering them
       min_d, assign = state
-      idx = order[pos]
-      d = sq_dist_rows(idx, j)
-      better = valid & (d < min_d[idx])
-      where = jnp.where(better, idx, n)
-      return min_d.at[where].set(d, mode="drop"), assign.at[where].set(slot, mode="drop")
+      # x . (s² x_j) is (s x) . (s x_j) exactly: the product reads the pool unscaled.
+      xj = _scaled(distances.take(x, j), scale, 2)
+      d = jnp.maximum(xn + xn[j] - 2.0 * distances.inner(x, xj), 0.0)
+      better = cand & (d < min_d)
+      return jnp.where(better, d, min_d), jnp.where(better, slot, assign)
 
-    min_d, assign = gathered(count, order, update, (min_d, assign))
+    use_dense = count > n // 2
+    min_d, assign = jax.lax.cond(use_dense, dense, sparse, (min_d, assign))
+    count = jnp.where(use_dense, n, count)
     taken = taken.at[j].set(True)
     return (
       min_d,
