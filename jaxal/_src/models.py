@@ -827,16 +827,23 @@ def predict_flagged(
   return Predictions(logits, jnp.concatenate(outs_f) if features else None), None, None
 
 
-@functools.partial(jax.jit, static_argnames=("model", "batch_size", "with_features"))
-def _predict_pool(model, params, x, batch_size, with_features):
-  # The whole pool in one compiled call: zero-padded to whole batches, a lax.map of the batch
-  # forward, the outputs' finiteness flags fused into the same pass.
+def _whole_batches(x: jax.Array, batch_size: int) -> jax.Array:
+  """``x [N, ...]`` zero-padded to whole batches: ``[ceil(N / batch_size), batch_size, ...]``."""
   n = x.shape[0]
   num_batches = -(-n // batch_size)
   pad = num_batches * batch_size - n
   if pad:
     x = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)])
-  xb = x.reshape(num_batches, batch_size, *x.shape[1:])
+  return x.reshape(num_batches, batch_size, *x.shape[1:])
+
+
+@functools.partial(jax.jit, static_argnames=("model", "batch_size", "with_features"))
+def _predict_pool(model, params, x, batch_size, with_features):
+  # The whole pool in one compiled call: zero-padded to whole batches, a lax.map of the batch
+  # forward, the outputs' finiteness flags fused into the same pass.
+  n = x.shape[0]
+  xb = _whole_batches(x, batch_size)
+  num_batches = xb.shape[0]
   logits, feats = jax.lax.map(lambda b: _forward_batch(model, params, b, with_features), xb)
   logits = logits.reshape(num_batches * batch_size, -1)[:n]
   ok_l = checks.logits_ok(logits)
@@ -929,11 +936,8 @@ def _predict_mc_pool(model, params, x, sample_keys, batch_size, consistent):
   # The whole pool in one compiled call, as _predict_pool: zero-padded whole batches, a lax.map
   # of the vmapped sample forward; example i folds in its global index (0 when consistent).
   n = x.shape[0]
-  num_batches = -(-n // batch_size)
-  pad = num_batches * batch_size - n
-  if pad:
-    x = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)])
-  xb = x.reshape(num_batches, batch_size, *x.shape[1:])
+  xb = _whole_batches(x, batch_size)
+  num_batches = xb.shape[0]
   idx = jnp.arange(num_batches * batch_size, dtype=jnp.int32).reshape(num_batches, batch_size)
   if consistent:
     idx = jnp.zeros_like(idx)  # fold_in(key, 0) for all: one mask per sample
