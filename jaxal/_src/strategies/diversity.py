@@ -139,15 +139,22 @@ def _select_submodular(
 ):
   """Maximise ``function`` over the points of ``feats`` where ``ground_mask`` holds."""
   if function == "feature_based":
-    fn = submodular_lib.feature_based(feats, concave=concave, ground_mask=ground_mask)
+    fn = submodular_lib.feature_based(
+      feats, concave=concave, ground_mask=ground_mask, check_finite=False
+    )
   else:
     if num_neighbors is None:
-      kernel = submodular_kernels.similarity_kernel(feats, metric=metric, gamma=gamma)
+      kernel = submodular_kernels.similarity_kernel(
+        feats, metric=metric, gamma=gamma, check_finite=False
+      )
     else:
       kernel = submodular_kernels.knn_kernel(
-        feats, min(num_neighbors, feats.shape[0]), metric=metric, gamma=gamma
+        feats, min(num_neighbors, feats.shape[0]), metric=metric, gamma=gamma, check_finite=False
       )
-    fn = submodular_lib.make(function, kernel=kernel, ground_mask=ground_mask, lam=lam, alpha=alpha)
+    # Features checked finite by the forward: their kernel is finite (every finite input is).
+    fn = submodular_lib.make(
+      function, kernel=kernel, ground_mask=ground_mask, lam=lam, alpha=alpha, check_finite=False
+    )
   return submodular_maximizers.maximize(
     fn, budget, optimizer=optimizer, key=key, epsilon=epsilon
   ).indices

@@ -260,7 +260,9 @@ def _ground(ground_mask, n: int) -> jax.Array:
   return mask
 
 
-def facility_location(kernel: Kernel, *, ground_mask: ArrayLike | None = None) -> SetFunction:
+def facility_location(
+  kernel: Kernel, *, ground_mask: ArrayLike | None = None, check_finite: bool = True
+) -> SetFunction:
   r"""Facility location, :math:`f(A) = \sum_{i \in V} \max(0, \max_{j \in A} S_{ji})`.
 
   Monotone submodular for any kernel (negative similarities count as 0).
@@ -270,12 +272,13 @@ def facility_location(kernel: Kernel, *, ground_mask: ArrayLike | None = None) -
   Args:
     kernel: ``[N, N]`` similarities or a :class:`SparseKernel`.
     ground_mask: optional ``[N]`` bool ground set ``V`` (default: all).
+    check_finite: NaN or inf similarities are an error (flag fused into the
+      compiled pass that scales the kernel); False for callers that checked already.
 
   References:
     Mirchandani & Francis, Discrete Location Theory, 1990; Wei et al., 2015.
   """
-  kernel, n = kernels.check_kernel(kernel)
-  kernel, scale = _unit_kernel(kernel)  # entries in [-1, 1]: row sums stay finite
+  kernel, scale, n = _checked_kernel(kernel, check_finite)  # entries in [-1, 1]
   ground = _ground(ground_mask, n)
   w = ground.astype(jnp.float32)
   return SetFunction(
@@ -291,7 +294,11 @@ def facility_location(kernel: Kernel, *, ground_mask: ArrayLike | None = None) -
 
 
 def graph_cut(
-  kernel: Kernel, *, lam: float = 1.0, ground_mask: ArrayLike | None = None
+  kernel: Kernel,
+  *,
+  lam: float = 1.0,
+  ground_mask: ArrayLike | None = None,
+  check_finite: bool = True,
 ) -> SetFunction:
   r"""Graph cut, :math:`f(A) = \sum_{j \in A, i \in V} S_{ji} - \lambda \sum_{i, j \in A} S_{ji}`.
 
@@ -302,12 +309,13 @@ def graph_cut(
     kernel: ``[N, N]`` similarities or a :class:`SparseKernel`.
     lam: λ in ``[0, 1]``.
     ground_mask: optional ``[N]`` bool ground set.
+    check_finite: NaN or inf similarities are an error (flag fused into the
+      compiled pass that scales the kernel); False for callers that checked already.
 
   References:
     Lin & Bilmes, A Class of Submodular Functions for Document Summarization, ACL 2011.
   """
-  kernel, n = kernels.check_kernel(kernel)
-  kernel, scale = _unit_kernel(kernel)  # entries in [-1, 1]: row sums stay finite
+  kernel, scale, n = _checked_kernel(kernel, check_finite)  # entries in [-1, 1]
   lam = checks.check_float(lam, "lam", low=0.0, high=1.0)
   ground = _ground(ground_mask, n)
   w = ground.astype(jnp.float32)
@@ -325,7 +333,11 @@ def graph_cut(
 
 
 def saturated_coverage(
-  kernel: Kernel, *, alpha: float = 0.1, ground_mask: ArrayLike | None = None
+  kernel: Kernel,
+  *,
+  alpha: float = 0.1,
+  ground_mask: ArrayLike | None = None,
+  check_finite: bool = True,
 ) -> SetFunction:
   r"""Saturated coverage, :math:`f(A) = \sum_{i \in V} \min(\sum_{j \in A} S_{ji}, \alpha \sum_{j \in V} S_{ji})`.
 
@@ -336,12 +348,13 @@ def saturated_coverage(
     kernel: ``[N, N]`` similarities or a :class:`SparseKernel`.
     alpha: α in ``(0, 1]`` (apricot's default 0.1).
     ground_mask: optional ``[N]`` bool ground set.
+    check_finite: NaN or inf similarities are an error (flag fused into the
+      compiled pass that scales the kernel); False for callers that checked already.
 
   References:
     Lin & Bilmes, A Class of Submodular Functions for Document Summarization, ACL 2011.
   """
-  kernel, n = kernels.check_kernel(kernel)
-  kernel, scale = _unit_kernel(kernel)  # entries in [-1, 1]: row sums stay finite
+  kernel, scale, n = _checked_kernel(kernel, check_finite)  # entries in [-1, 1]
   alpha = checks.check_float(alpha, "alpha", low=0.0, high=1.0, low_open=True)
   ground = _ground(ground_mask, n)
   w = ground.astype(jnp.float32)
@@ -358,7 +371,9 @@ def saturated_coverage(
   )
 
 
-def sum_redundancy(kernel: Kernel, *, ground_mask: ArrayLike | None = None) -> SetFunction:
+def sum_redundancy(
+  kernel: Kernel, *, ground_mask: ArrayLike | None = None, check_finite: bool = True
+) -> SetFunction:
   r"""Sum redundancy, :math:`f(A) = \sum_{i, j \in V} S_{ji} - \sum_{i, j \in A} S_{ji}`.
 
   Submodular (not monotone) for a non-negative kernel: greedy picks the set
@@ -368,9 +383,10 @@ def sum_redundancy(kernel: Kernel, *, ground_mask: ArrayLike | None = None) -> S
   Args:
     kernel: ``[N, N]`` similarities or a :class:`SparseKernel`.
     ground_mask: optional ``[N]`` bool ground set.
+    check_finite: NaN or inf similarities are an error (flag fused into the
+      compiled pass that scales the kernel); False for callers that checked already.
   """
-  kernel, n = kernels.check_kernel(kernel)
-  kernel, scale = _unit_kernel(kernel)  # entries in [-1, 1]: row sums stay finite
+  kernel, scale, n = _checked_kernel(kernel, check_finite)  # entries in [-1, 1]
   ground = _ground(ground_mask, n)
   w = ground.astype(jnp.float32)
   total = jnp.sum(w * kernels.matvec(kernel, w))  # Σ_{i, j in V} S_ji
@@ -392,6 +408,7 @@ def feature_based(
   concave: str = "sqrt",
   weights: ArrayLike | None = None,
   ground_mask: ArrayLike | None = None,
+  check_finite: bool = True,
 ) -> SetFunction:
   r"""Feature based, :math:`f(A) = \sum_d w_d \, g(\sum_{j \in A} X_{jd})` with a concave ``g``.
 
@@ -404,6 +421,9 @@ def feature_based(
     concave: the concave function.
     weights: optional ``[F]`` non-negative weights (default: ones).
     ground_mask: optional ``[N]`` bool ground set (only restricts candidates).
+    check_finite: NaN or inf features or weights are an error (flags fused into
+      the compiled pass that scales them); False for callers that checked already.
+      Negative entries are an error either way.
 
   References:
     Wei, Iyer & Bilmes, Submodularity in Data Subset Selection and Active
@@ -411,10 +431,7 @@ def feature_based(
   """
   x = checks.check_float_array(features, "features", 2, "[num_points, num_features]")
   checks.check_one_of(concave, CONCAVE, "concave function")
-  checks.check_finite(x, "features")
-  checks.check_nonnegative(
-    x, "features", purpose="feature-based functions need f(A) to grow with A"
-  )
+  check_finite = checks.check_bool(check_finite, "check_finite")
   if weights is None:
     w = jnp.ones((x.shape[1],), jnp.float32)
   else:
@@ -424,10 +441,18 @@ def feature_based(
         f"weights must have shape ({x.shape[1]},) to match features of shape "
         f"{x.shape}, got shape {w.shape}"
       )
-    checks.check_finite(w, "weights")
-    checks.check_nonnegative(w, "weights", purpose="feature-based functions need f(A) to grow")
-  x, c = _unit_max(x)
-  w, cw = _unit_max(w)
+  # Finiteness and sign flags come from the same compiled pass that scales each array.
+  x_unit, c, x_finite, x_nonneg = _unit_max(x)
+  w_unit, cw, w_finite, w_nonneg = _unit_max(w)
+  if check_finite:
+    checks.check_finite(x, "features", ok=x_finite)
+  grow = "feature-based functions need f(A) to grow"
+  checks.check_nonnegative(x, "features", purpose=f"{grow} with A", ok=x_nonneg)
+  if weights is not None:
+    if check_finite:
+      checks.check_finite(w, "weights", ok=w_finite)
+    checks.check_nonnegative(w, "weights", purpose=grow, ok=w_nonneg)
+  x, w = x_unit, w_unit
   if concave == "sqrt":
     scale, c = cw * jnp.sqrt(c), jnp.float32(1.0)
   else:
@@ -447,22 +472,39 @@ def feature_based(
 
 @jax.jit
 def _unit_max_jit(t):
+  finite, nonneg = checks.all_finite(t)[0], checks.nonneg_ok(t)
+  t = t.astype(jnp.float32)
   m = jnp.max(jnp.abs(t)) if t.size else jnp.float32(0.0)
   m = jnp.where(m > 0, m, 1.0).astype(jnp.float32)
-  return t / m, m
+  return t / m, m, finite, nonneg
 
 
 def _unit_max(t):
-  """``(t / max|t|, max|t|)`` in float32 (1 for an all-zero ``t``): entries in ``[-1, 1]``."""
-  return _unit_max_jit(jnp.asarray(t).astype(jnp.float32))
+  """``(t / max|t|, max|t|, finite, nonneg)`` in float32 (1 for an all-zero ``t``).
+
+  The entries of ``t / max|t|`` lie in ``[-1, 1]``; ``finite`` and ``nonneg`` are the
+  flags of :func:`jaxal._src.checks.all_finite` and :func:`jaxal._src.checks.nonneg_ok`,
+  from the same compiled pass (for their checks' ``ok=``).
+  """
+  return _unit_max_jit(jnp.asarray(t))
 
 
-def _unit_kernel(kernel):
-  """The kernel divided by its largest magnitude, and that magnitude (the function's scale)."""
+def _checked_kernel(kernel, check_finite):
+  """``(kernel / max|kernel|, max|kernel|, N)``, the kernel's shapes and values checked.
+
+  Finiteness (unless ``check_finite`` is False) with a flag from the compiled pass that
+  scales the kernel: it is read once.
+  """
+  check_finite = checks.check_bool(check_finite, "check_finite")
+  kernel, n = kernels.check_kernel(kernel)
   if kernels.is_sparse(kernel):
-    v, m = _unit_max(kernel.values)
-    return kernel._replace(values=v), m
-  return _unit_max(kernel)
+    v, m, ok, _ = _unit_max(kernel.values)
+    unit = kernel._replace(values=v)
+  else:
+    unit, m, ok, _ = _unit_max(kernel)
+  if check_finite:
+    kernels.check_kernel_finite(kernel, ok)
+  return unit, m, n
 
 
 def make(
@@ -474,6 +516,7 @@ def make(
   lam: float = 1.0,
   alpha: float = 0.1,
   concave: str = "sqrt",
+  check_finite: bool = True,
 ) -> SetFunction:
   """The function registered as ``name`` (one of :data:`FUNCTIONS`), from its factory.
 
@@ -488,6 +531,8 @@ def make(
     lam: graph cut's λ.
     alpha: saturated coverage's α.
     concave: feature based's concave function, one of :data:`CONCAVE`.
+    check_finite: NaN or inf in the kernel or features is an error (flags fused
+      into the factory's compiled pass); False for callers that checked already.
 
   Returns:
     The :class:`SetFunction`.
@@ -496,11 +541,15 @@ def make(
   if name == "feature_based":
     if features is None:
       raise ValueError("feature_based needs features=[num_points, num_features]")
-    return feature_based(features, concave=concave, ground_mask=ground_mask)
+    return feature_based(
+      features, concave=concave, ground_mask=ground_mask, check_finite=check_finite
+    )
   if kernel is None:
     raise ValueError(f"{name} needs kernel=[num_points, num_points] (or a SparseKernel)")
   options = {"graph_cut": {"lam": lam}, "saturated_coverage": {"alpha": alpha}}.get(name, {})
-  return _KERNEL_FACTORIES[name](kernel, ground_mask=ground_mask, **options)
+  return _KERNEL_FACTORIES[name](
+    kernel, ground_mask=ground_mask, check_finite=check_finite, **options
+  )
 
 
 _KERNEL_FACTORIES = {

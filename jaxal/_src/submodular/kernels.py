@@ -126,10 +126,15 @@ def _similarity_kernel_rows(x, metric, gamma, chunk_size):
   return jax.lax.fori_loop(0, -(-n // rows), body, jnp.zeros((n, n), jnp.float32))
 
 
-@functools.partial(jax.jit, static_argnames=("metric", "chunk_size", "ps"))
+@functools.partial(jax.jit, static_argnames=("metric", "chunk_size", "ps", "flagged"))
 def similarity_kernel_sharded(
-  x: jax.Array, metric: str, gamma: float | None, chunk_size: int, ps: sharding.PoolSharding
-) -> jax.Array:
+  x: jax.Array,
+  metric: str,
+  gamma: float | None,
+  chunk_size: int,
+  ps: sharding.PoolSharding,
+  flagged: bool = False,
+) -> Any:
   """The kernel of ``x`` sharded along N: rows sharded the same way, ``x`` never gathered.
 
   Each device fills its ``[N / devices, N]`` rows one column block at a time:
@@ -145,10 +150,13 @@ def similarity_kernel_sharded(
     gamma: RBF bandwidth, or None for the default.
     chunk_size: rows computed at once.
     ps: the pool sharding of ``x``.
+    flagged: also return the finiteness flag of ``x``, computed in the same call.
 
   Returns:
-    ``[num_points, num_points]`` float32, rows sharded along N.
+    ``[num_points, num_points]`` float32, rows sharded along N (and the flag, with
+    ``flagged``).
   """
+  ok = checks.all_finite(x)[0] if flagged else None
   x, g = _similarity_prep(x, metric, gamma)
   d = ps.num_shards
   n = x.shape[0]
@@ -180,13 +188,14 @@ def similarity_kernel_sharded(
 
     return jax.lax.fori_loop(0, d, step, (jnp.zeros((nl, n), jnp.float32), xl))[0]
 
-  return jax.shard_map(
+  kernel = jax.shard_map(
     local,
     mesh=ps.mesh,
     in_specs=(P(ps.axis, None), P()),
     out_specs=P(ps.axis, None),
     check_vma=False,
   )(x, g)
+  return (kernel, ok) if flagged else kernel
 
 
 def similarity_kernel(
@@ -216,9 +225,9 @@ def similarity_kernel(
     metric: ``"cosine"`` or ``"rbf"``.
     gamma: RBF bandwidth (``metric="rbf"`` only).
     chunk_size: rows computed at once.
-    check_finite: NaN or inf in ``x`` is an error (checked inside the jitted
-      call); False for callers that checked already (the kernel is then
-      unspecified for such rows).
+    check_finite: NaN or inf in ``x`` is an error (flag fused into the compiled
+      call, sharded or not); False for callers that checked already (the
+      kernel is then unspecified for such rows).
 
   Every finite ``x`` gives a finite kernel in ``[0, 1]``: the features are
   divided by their largest magnitude before any norm or distance is formed.
@@ -237,9 +246,12 @@ def similarity_kernel(
   check_finite = checks.check_bool(check_finite, "check_finite")
   ps = sharding.pool_sharding(x, "x")
   if ps is not None:
-    if check_finite:
-      checks.check_finite(x, "x", purpose="similarities need finite features")
-    return similarity_kernel_sharded(sharding.place(x, ps), metric, gamma, chunk_size, ps)
+    placed = sharding.place(x, ps)
+    if not check_finite:
+      return similarity_kernel_sharded(placed, metric, gamma, chunk_size, ps)
+    kernel, ok = similarity_kernel_sharded(placed, metric, gamma, chunk_size, ps, flagged=True)
+    checks.check_finite(x, "x", purpose="similarities need finite features", ok=ok)
+    return kernel
   kernel, ok = _similarity_kernel(x, metric, gamma, chunk_size)
   if check_finite:
     checks.check_finite(x, "x", purpose="similarities need finite features", ok=ok)
@@ -250,6 +262,8 @@ def similarity_kernel(
   jax.jit, static_argnames=("num_neighbors", "metric", "chunk_size", "col_chunk_size")
 )
 def _knn_kernel(x, num_neighbors, metric, gamma, chunk_size, col_chunk_size):
+  """``(SparseKernel, ok)``: ``ok`` the finiteness flag of ``x``, from the same compiled call."""
+  ok = checks.all_finite(x)[0]
   x, g = _similarity_prep(x, metric, gamma)
   feats = x if metric == "cosine" else (x, jnp.sum(x * x, axis=1))
 
@@ -265,7 +279,7 @@ def _knn_kernel(x, num_neighbors, metric, gamma, chunk_size, col_chunk_size):
   vals, idx = neighbors.blocked_top_k(
     score, feats, feats, num_neighbors, row_block=chunk_size, col_block=col_chunk_size
   )
-  return SparseKernel(vals, idx)
+  return SparseKernel(vals, idx), ok
 
 
 def knn_kernel(
@@ -276,6 +290,7 @@ def knn_kernel(
   gamma: float | None = None,
   chunk_size: int = 512,
   col_chunk_size: int = 4096,
+  check_finite: bool = True,
 ) -> SparseKernel:
   """Sparsified kernel: each row keeps its ``num_neighbors`` largest similarities.
 
@@ -291,9 +306,15 @@ def knn_kernel(
     metric, gamma: as in :func:`similarity_kernel`.
     chunk_size: rows computed at once.
     col_chunk_size: columns per tile.
+    check_finite: NaN or inf in ``x`` is an error (flag fused into the compiled
+      call); False for callers that checked already.
 
   Returns:
     :class:`SparseKernel` with ``[num_points, num_neighbors]`` values and indices.
+
+  Raises:
+    ValueError: NaN or inf features (naming the first offending row), an
+      unknown metric, a bad ``gamma`` or ``num_neighbors``.
   """
   x = checks.check_float_array(x, "x", 2, "[num_points, dim]")
   gamma = check_metric(metric, gamma)
@@ -302,7 +323,11 @@ def knn_kernel(
   )
   chunk_size = checks.check_positive_int(chunk_size, "chunk_size")
   col_chunk_size = checks.check_positive_int(col_chunk_size, "col_chunk_size")
-  return _knn_kernel(x, num_neighbors, metric, gamma, chunk_size, col_chunk_size)
+  check_finite = checks.check_bool(check_finite, "check_finite")
+  kernel, ok = _knn_kernel(x, num_neighbors, metric, gamma, chunk_size, col_chunk_size)
+  if check_finite:
+    checks.check_finite(x, "x", purpose="similarities need finite features", ok=ok)
+  return kernel
 
 
 # ---------------------------------------------------------------------------
@@ -378,8 +403,15 @@ def row_reduce(kernel: Kernel, fn: Any, idx: jax.Array | None = None) -> jax.Arr
   return jnp.sum(fn(rows, jnp.arange(n)[None, :]), axis=1)
 
 
+FINITE_PURPOSE = "similarities must be real numbers"
+
+
 def check_kernel(kernel: Any, name: str = "kernel") -> tuple[Kernel, int]:
-  """A dense ``[N, N]`` float kernel or a :class:`SparseKernel`, finite; as float32.
+  """A dense ``[N, N]`` float kernel or a :class:`SparseKernel`; as float32.
+
+  Shapes, dtypes and sparse indices only: the similarities' finiteness is
+  checked by the caller with flags from its own compiled pass over them
+  (:func:`check_kernel_finite`), so the kernel is read once.
 
   Args:
     kernel: the kernel as the caller passed it.
@@ -389,8 +421,7 @@ def check_kernel(kernel: Any, name: str = "kernel") -> tuple[Kernel, int]:
     ``(kernel, N)``: the kernel in float32 (int32 indices), and its number of points.
 
   Raises:
-    ValueError: a wrong shape, indices out of range or repeated within a row,
-      NaN or inf similarities.
+    ValueError: a wrong shape, indices out of range or repeated within a row.
     TypeError: a non-float kernel or non-integer indices.
   """
   if isinstance(kernel, SparseKernel):
@@ -417,12 +448,25 @@ def check_kernel(kernel: Any, name: str = "kernel") -> tuple[Kernel, int]:
           f"{name}.indices must be distinct within each row, got row {r} of shape "
           f"{tuple(i.shape)}: {i[r].tolist()}"
         )
-    checks.check_finite(v, f"{name}.values", purpose="similarities must be real numbers")
     return SparseKernel(v.astype(jnp.float32), i.astype(jnp.int32)), n
   s = checks.check_float_array(kernel, name, 2, "[num_points, num_points]")
   if s.shape[0] != s.shape[1]:
     raise ValueError(
       f"{name} must be a square [num_points, num_points] similarity matrix, got shape {s.shape}"
     )
-  checks.check_finite(s, name, purpose="similarities must be real numbers")
   return s.astype(jnp.float32), s.shape[0]
+
+
+def check_kernel_finite(kernel: Kernel, ok: Any, name: str = "kernel") -> None:
+  """Raises for NaN or inf similarities, given the flag ``ok`` a compiled call computed.
+
+  Args:
+    kernel: the kernel :func:`check_kernel` returned.
+    ok: True when every similarity is finite (:func:`jaxal._src.checks.all_finite`
+      of the values, from the caller's own jitted pass over them).
+    name: the argument's name, as messages show it.
+  """
+  if is_sparse(kernel):
+    checks.check_finite(kernel.values, f"{name}.values", purpose=FINITE_PURPOSE, ok=ok)
+  else:
+    checks.check_finite(kernel, name, purpose=FINITE_PURPOSE, ok=ok)
