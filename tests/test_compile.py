@@ -18,7 +18,7 @@ from jaxal._src.strategies import registry
 # The jitted cores each strategy's acquisition runs (names as JAX logs their compiles).
 CORES = {
   "entropy": ("_entropy_checked", "top_k_core"),
-  "badge": ("_closed_form", "kmeans_pp_core"),
+  "badge": ("_badge_core",),
   "coreset": ("k_center_greedy_core",),
   "batchbald": ("_batchbald",),
 }
