@@ -438,18 +438,32 @@ def check_finite(x: Any, name: str, *, purpose: str = "", ok: Any = None) -> Non
       )
 
 
-def check_nonnegative(x: Any, name: str, *, purpose: str = "") -> None:
+def nonneg_ok(x: jax.Array) -> jax.Array:
+  """Traceable: True when ``x`` has no negative entry (NaN is not negative).
+
+  For fusing :func:`check_nonnegative` into a jitted computation over the same
+  array: return this flag beside the result and pass it as ``ok=``.
+  """
+  return jnp.all(~(x < 0))
+
+
+def check_nonnegative(x: Any, name: str, *, purpose: str = "", ok: Any = None) -> None:
   """Value check (concrete input only): a negative entry is a ``ValueError`` naming the first.
 
   Args:
     x: an array.
     name: the argument's name, as the message shows it.
     purpose: why non-negative values are needed, appended to the message.
+    ok: the flag :func:`nonneg_ok` computed inside the caller's jitted call
+      (fused), or None to compute it here (one device reduction).
   """
-  if not is_concrete(x):
+  if not is_concrete(x) or (ok is not None and not is_concrete(ok)):
     return
-  with jax.ensure_compile_time_eval():
-    fine = bool(_all_nonneg(x))
+  if ok is None:
+    with jax.ensure_compile_time_eval():
+      fine = bool(_all_nonneg(x))
+  else:
+    fine = bool(ok)
   if fine:
     return
   a = np.asarray(jax.device_get(x))
@@ -594,14 +608,26 @@ def spelled_as_key_or_none(usage: str) -> Callable[[F], F]:
   return decorate
 
 
-@functools.partial(jax.jit, static_argnames=("allow_posinf",))
-def _scores_ok(x, allow_posinf):
+def scores_ok(x: jax.Array, allow_posinf: bool = True) -> jax.Array:
+  """Traceable: True when ``x`` has no NaN (nor ``+inf`` unless ``allow_posinf``).
+
+  For fusing :func:`check_finite_scores` into a jitted computation over the
+  same scores: return this flag beside the result and pass it as ``ok=``.
+  """
   bad = jnp.isnan(x) if allow_posinf else jnp.isnan(x) | (x == jnp.inf)
   return ~jnp.any(bad)
 
 
+_scores_ok = jax.jit(scores_ok, static_argnames=("allow_posinf",))
+
+
 def check_finite_scores(
-  scores: Any, name: str = "scores", *, allow_posinf: bool = True, original: Any = None
+  scores: Any,
+  name: str = "scores",
+  *,
+  allow_posinf: bool = True,
+  original: Any = None,
+  ok: Any = None,
 ) -> None:
   """Value check (concrete input only) of ``[num_points]`` scores: NaN is an error.
 
@@ -616,14 +642,19 @@ def check_finite_scores(
     allow_posinf: whether ``+inf`` is a valid score.
     original: the array the caller passed, when it differs from ``scores``
       (float64 cast to float32): the message says why it overflowed.
+    ok: the flag :func:`scores_ok` computed inside the caller's jitted call
+      (fused), or None to compute it here (one device reduction).
 
   Raises:
     ValueError: naming how many entries are bad and the first one.
   """
-  if not is_concrete(scores):
+  if not is_concrete(scores) or (ok is not None and not is_concrete(ok)):
     return
-  with jax.ensure_compile_time_eval():
-    fine = bool(_scores_ok(scores, allow_posinf))
+  if ok is None:
+    with jax.ensure_compile_time_eval():
+      fine = bool(_scores_ok(scores, allow_posinf))
+  else:
+    fine = bool(ok)
   if fine:
     return
   a = np.asarray(jax.device_get(scores)).astype(np.float32)

@@ -166,10 +166,28 @@ def pos_sq_dist(xb: Any, yb: Any, rows: jax.Array, cols: jax.Array) -> jax.Array
 
 
 @functools.partial(
-  jax.jit, static_argnames=("k", "exclude_self", "row_block", "col_block", "group_rule")
+  jax.jit, static_argnames=("k", "exclude_self", "row_block", "col_block", "group_rule", "flagged")
 )
-def knn_core(x, y, k, x_groups, y_groups, *, exclude_self, row_block, col_block, group_rule="same"):
-  """:func:`knn` on validated arrays (``y`` given; groups both None or both given)."""
+def knn_core(
+  x,
+  y,
+  k,
+  x_groups,
+  y_groups,
+  *,
+  exclude_self,
+  row_block,
+  col_block,
+  group_rule="same",
+  flagged=False,
+):
+  """:func:`knn` on validated arrays (``y`` given; groups both None or both given).
+
+  ``flagged``: return ``(neighbours, [ok_x, ok_y])``, the finiteness flags of ``x`` and ``y``
+  (:func:`jaxal._src.checks.all_finite`) computed in the same compiled call, for the caller
+  to raise on (non-finite points give unspecified neighbours; the loops are bounded).
+  """
+  ok = checks.all_finite((x, y)) if flagged else None
   xs, ys, s = scaled_points(x, y)
   v, i = blocked_top_k(
     neg_sq_dist,
@@ -184,7 +202,7 @@ def knn_core(x, y, k, x_groups, y_groups, *, exclude_self, row_block, col_block,
     group_rule=group_rule,
   )
   d = jnp.where(i < 0, jnp.inf, (-v * s) * s)  # v * s first: no overflow of s²
-  return Neighbors(d, i)
+  return (Neighbors(d, i), ok) if flagged else Neighbors(d, i)
 
 
 def check_groups(groups: Any, n: int, name: str) -> jax.Array:
@@ -207,6 +225,7 @@ def knn(
   y_groups: ArrayLike | None = None,
   row_block: int = 1024,
   col_block: int = 4096,
+  check_finite: bool = True,
 ) -> Neighbors:
   r"""Exact ``k`` nearest neighbours (squared Euclidean) of every row of ``x`` among ``y``.
 
@@ -229,6 +248,9 @@ def knn(
     y_groups: ``[num_points]`` int group ids; default ``x_groups`` when ``y`` is None.
     row_block: queries per tile (memory only).
     col_block: points per tile (memory only).
+    check_finite: NaN or inf in ``x`` or ``y`` is an error (flags fused into the
+      compiled call); False for callers that checked already (non-finite points
+      then give unspecified neighbours).
 
   Returns:
     :class:`Neighbors` with ``sq_distances [num_queries, k]`` ascending and
@@ -282,9 +304,13 @@ def knn(
     raise ValueError("y_groups needs x_groups")
   row_block = checks.check_positive_int(row_block, "row_block")
   col_block = checks.check_positive_int(col_block, "col_block")
-  checks.check_finite(x, "x", purpose="nearest neighbours need finite points")
+  opts = dict(exclude_self=exclude_self, row_block=row_block, col_block=col_block)
+  if not checks.check_bool(check_finite, "check_finite"):
+    return knn_core(x, y_arr, k, xg, yg, **opts)
+  # The finiteness flags come from the same compiled call: no separate pass over the points.
+  nb, (ok_x, ok_y) = knn_core(x, y_arr, k, xg, yg, **opts, flagged=True)
+  purpose = "nearest neighbours need finite points"
+  checks.check_finite(x, "x", purpose=purpose, ok=ok_x)
   if y is not None:
-    checks.check_finite(y_arr, "y", purpose="nearest neighbours need finite points")
-  return knn_core(
-    x, y_arr, k, xg, yg, exclude_self=exclude_self, row_block=row_block, col_block=col_block
-  )
+    checks.check_finite(y_arr, "y", purpose=purpose, ok=ok_y)
+  return nb

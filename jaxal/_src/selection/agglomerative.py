@@ -110,14 +110,23 @@ def agglomerative_graph(nb, threshold, *, max_rounds):
 
 
 @functools.partial(
-  jax.jit, static_argnames=("num_neighbors", "max_rounds", "row_block", "col_block")
+  jax.jit, static_argnames=("num_neighbors", "max_rounds", "row_block", "col_block", "flagged")
 )
-def agglomerative_core(x, threshold, *, num_neighbors, max_rounds, row_block, col_block):
-  """``(labels [N] int32 in [0, C), num_clusters, threshold used, rounds)`` for finite ``x``."""
+def agglomerative_core(
+  x, threshold, *, num_neighbors, max_rounds, row_block, col_block, flagged=False
+):
+  """``(labels [N] int32 in [0, C), num_clusters, threshold used, rounds)`` for finite ``x``.
+
+  ``flagged``: the same tuple with ``ok`` appended, the finiteness flag of ``x``
+  (:func:`jaxal._src.checks.all_finite`) computed in the same compiled call, for the
+  caller to raise on (non-finite points give unspecified clusters; the merge loop
+  stops after ``max_rounds``).
+  """
   nb = neighbors.knn_core(
     x, x, num_neighbors, None, None, exclude_self=True, row_block=row_block, col_block=col_block
   )
-  return agglomerative_graph(nb, threshold, max_rounds=max_rounds)
+  out = agglomerative_graph(nb, threshold, max_rounds=max_rounds)
+  return (*out, checks.all_finite(x)[0]) if flagged else out
 
 
 def agglomerative(
@@ -128,6 +137,7 @@ def agglomerative(
   max_rounds: int = 10_000,
   row_block: int = 1024,
   col_block: int = 4096,
+  check_finite: bool = True,
 ) -> jax.Array:
   """Average-linkage agglomerative clusters of ``x`` on its kNN graph (see the module).
 
@@ -140,6 +150,8 @@ def agglomerative(
     max_rounds: most merge rounds.
     row_block: queries per kNN tile (memory only).
     col_block: points per kNN tile (memory only).
+    check_finite: NaN or inf in ``x`` is an error (flag fused into the compiled
+      call); False for callers that checked already.
 
   Returns:
     ``[num_points]`` int32 cluster labels in ``[0, num_clusters)``, numbered
@@ -158,12 +170,16 @@ def agglomerative(
   max_rounds = checks.check_positive_int(max_rounds, "max_rounds")
   row_block = checks.check_positive_int(row_block, "row_block")
   col_block = checks.check_positive_int(col_block, "col_block")
-  checks.check_finite(x, "x", purpose="clustering needs finite points")
-  return agglomerative_core(
+  check_finite = checks.check_bool(check_finite, "check_finite")
+  out = agglomerative_core(
     x.astype(jnp.float32),
     t,
     num_neighbors=num_neighbors,
     max_rounds=max_rounds,
     row_block=row_block,
     col_block=col_block,
-  )[0]
+    flagged=check_finite,
+  )
+  if check_finite:  # the flag came from the same compiled call: no separate pass over x
+    checks.check_finite(x, "x", purpose="clustering needs finite points", ok=out[-1])
+  return out[0]

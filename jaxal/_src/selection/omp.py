@@ -116,9 +116,16 @@ def nnls_gram(q, c, active, w0, *, max_iter):
   return w
 
 
-@functools.partial(jax.jit, static_argnames=("k", "ps"))
-def omp_core(x, target, k, labeled_mask, lam, ps=None):
-  """:func:`omp` on validated, finite, placed points; ``target`` ``[dim]``: ``(indices, weights)``."""
+@functools.partial(jax.jit, static_argnames=("k", "ps", "flagged"))
+def omp_core(x, target, k, labeled_mask, lam, ps=None, flagged=False):
+  """:func:`omp` on validated, placed points; ``target`` ``[dim]``: ``(indices, weights)``.
+
+  ``flagged``: return ``(indices, weights, ok)``, ``ok`` the finiteness flags of ``x``'s
+  leaves and of ``target`` (:func:`jaxal._src.checks.all_finite`, target last) computed in
+  the same compiled call, for the caller to raise on (non-finite values give unspecified
+  picks; every loop is bounded, so the call still ends).
+  """
+  ok = checks.all_finite((x, target)) if flagged else None
   x = jax.tree.map(lambda t: t.astype(jnp.float32), x)
   target = target.astype(jnp.float32)
   n = distances.num_points(x)
@@ -151,7 +158,7 @@ def omp_core(x, target, k, labeled_mask, lam, ps=None):
     jnp.zeros((k,), jnp.float32),
   )
   idx, _, _, w = jax.lax.fori_loop(0, k, body, init)
-  return idx, w
+  return (idx, w, ok) if flagged else (idx, w)
 
 
 def check_lam(lam) -> float:
@@ -160,15 +167,21 @@ def check_lam(lam) -> float:
 
 
 def check_target(target, dim: int, name: str = "target") -> jax.Array:
-  """A finite float ``[dim]`` target."""
+  """A float ``[dim]`` target (its values are checked with the points', in the same call)."""
   target = checks.check_float_array(target, name, 1, "[dim]")
   if target.shape != (dim,):
     raise ValueError(
       f"{name} must have shape ({dim},) to match points of dimension {dim}, got shape "
       f"{target.shape}"
     )
-  checks.check_finite(target, name, purpose="matching pursuit needs finite values")
   return target
+
+
+def _raise_non_finite(x, target, ok, purpose: str) -> None:
+  """Raises for non-finite ``x`` (first) or ``target`` (None: the default, not checked)."""
+  checks.check_finite(x, "x", purpose=purpose, ok=ok[:-1])
+  if target is not None:
+    checks.check_finite(target, "target", purpose=purpose, ok=ok[-1])
 
 
 def mean_unlabeled(x, labeled_mask: jax.Array) -> jax.Array:
@@ -180,7 +193,7 @@ def mean_unlabeled(x, labeled_mask: jax.Array) -> jax.Array:
   return jnp.matmul(w, x)
 
 
-@checks.spelled_as("omp(x, k, *, target=None, labeled_mask=None, lam=0.0)")
+@checks.spelled_as("omp(x, k, *, target=None, labeled_mask=None, lam=0.0, check_finite=True)")
 def omp(
   x: ArrayLike | GradEmbedding,
   k: int,
@@ -188,6 +201,7 @@ def omp(
   target: ArrayLike | None = None,
   labeled_mask: ArrayLike | None = None,
   lam: float = 0.0,
+  check_finite: bool = True,
 ) -> OMPResult:
   """Non-negative orthogonal matching pursuit: ``k`` points whose weighted sum matches a target.
 
@@ -212,6 +226,9 @@ def omp(
     target: ``[dim]`` vector to match; by default the mean of the unlabeled points.
     labeled_mask: optional ``[num_points]`` bool, True where already labeled.
     lam: ridge weight ``>= 0`` on the weights (DISTIL's ``omp_reg``).
+    check_finite: NaN or inf in ``x`` or ``target`` is an error (flags fused into the
+      compiled call); False for callers that checked already (non-finite values then
+      give unspecified picks).
 
   ``x`` (and the mask) may be sharded along N over a 1-D mesh: the same picks,
   with one row fetched per pick and ``k`` values per refit crossing devices.
@@ -239,42 +256,72 @@ def omp(
   """
   x, labeled_mask, k = distances.check_selection(x, k, labeled_mask)
   lam = check_lam(lam)
-  checks.check_finite(x, "x", purpose="matching pursuit needs finite values")
+  check_finite = checks.check_bool(check_finite, "check_finite")
   dim = x.dim if isinstance(x, GradEmbedding) else x.shape[1]
   target = None if target is None else check_target(target, dim)
-  idx, w = select_omp(x, k, labeled_mask, lam=lam, target=target)
+  idx, w = select_omp(x, k, labeled_mask, lam=lam, target=target, check_finite=check_finite)
   return OMPResult(idx, w)
 
 
 def select_omp(
-  x, k: int, labeled_mask: jax.Array, *, lam: float, target: jax.Array | None = None
+  x,
+  k: int,
+  labeled_mask: jax.Array,
+  *,
+  lam: float,
+  target: jax.Array | None = None,
+  check_finite: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
-  """:func:`omp` on validated, finite arguments (a strategy's entry): ``(indices, weights)``.
+  """:func:`omp` on validated arguments (a strategy's entry): ``(indices, weights)``.
 
   A pool sharded along N over a 1-D mesh stays sharded: one row is fetched per
-  pick and ``k`` values per refit, never the pool.
+  pick and ``k`` values per refit, never the pool. ``check_finite``: raise for
+  non-finite ``x`` or ``target``, with flags from the same compiled call
+  (a strategy that checked its embedding already leaves it False).
   """
+  original, given = x, target
   ps = sharding.pool_sharding((x, labeled_mask), "x and labeled_mask")
   x, labeled_mask = sharding.place(x, ps), sharding.place(labeled_mask, ps)
   if target is None:
     target = mean_unlabeled(x, labeled_mask)
-  return omp_core(x, target, k, labeled_mask, lam, ps)
+  if not check_finite:
+    return omp_core(x, target, k, labeled_mask, lam, ps)
+  idx, w, ok = omp_core(x, target, k, labeled_mask, lam, ps, flagged=True)
+  _raise_non_finite(original, given, ok, "matching pursuit needs finite values")
+  return idx, w
 
 
 def select_fixed_weight(
-  x, k: int, labeled_mask: jax.Array, *, target: jax.Array | None = None
+  x,
+  k: int,
+  labeled_mask: jax.Array,
+  *,
+  target: jax.Array | None = None,
+  check_finite: bool = False,
 ) -> jax.Array:
-  """:func:`fixed_weight_matching` on validated, finite arguments: ``[k]`` int32 indices."""
+  """:func:`fixed_weight_matching` on validated arguments: ``[k]`` int32 indices.
+
+  ``check_finite`` as in :func:`select_omp`.
+  """
+  original, given = x, target
   ps = sharding.pool_sharding((x, labeled_mask), "x and labeled_mask")
   x, labeled_mask = sharding.place(x, ps), sharding.place(labeled_mask, ps)
   if target is None:
     target = mean_unlabeled(x, labeled_mask)
-  return fixed_weight_core(x, target, k, labeled_mask, ps)
+  if not check_finite:
+    return fixed_weight_core(x, target, k, labeled_mask, ps)
+  idx, ok = fixed_weight_core(x, target, k, labeled_mask, ps, flagged=True)
+  _raise_non_finite(original, given, ok, "gradient matching needs finite values")
+  return idx
 
 
-@functools.partial(jax.jit, static_argnames=("k", "ps"))
-def fixed_weight_core(x, target, k, labeled_mask, ps=None):
-  """:func:`fixed_weight_matching` on validated, finite, placed points; ``target`` ``[dim]``."""
+@functools.partial(jax.jit, static_argnames=("k", "ps", "flagged"))
+def fixed_weight_core(x, target, k, labeled_mask, ps=None, flagged=False):
+  """:func:`fixed_weight_matching` on validated, placed points; ``target`` ``[dim]``.
+
+  ``flagged``: return ``(indices, ok)`` as :func:`omp_core` does.
+  """
+  ok = checks.all_finite((x, target)) if flagged else None
   x = jax.tree.map(lambda t: t.astype(jnp.float32), x)
   target = target.astype(jnp.float32)
   n = distances.num_points(x)
@@ -290,16 +337,20 @@ def fixed_weight_core(x, target, k, labeled_mask, ps=None):
     return idx.at[t].set(j), chosen.at[j].set(True), acc
 
   init = (jnp.zeros((k,), jnp.int32), jnp.zeros((n,), bool), jnp.zeros((n,), jnp.float32))
-  return jax.lax.fori_loop(0, k, body, init)[0]
+  idx = jax.lax.fori_loop(0, k, body, init)[0]
+  return (idx, ok) if flagged else idx
 
 
-@checks.spelled_as("fixed_weight_matching(x, k, *, target=None, labeled_mask=None)")
+@checks.spelled_as(
+  "fixed_weight_matching(x, k, *, target=None, labeled_mask=None, check_finite=True)"
+)
 def fixed_weight_matching(
   x: ArrayLike | GradEmbedding,
   k: int,
   *,
   target: ArrayLike | None = None,
   labeled_mask: ArrayLike | None = None,
+  check_finite: bool = True,
 ) -> jax.Array:
   """Greedy fixed-weight gradient matching: ``k`` points whose mean matches a target.
 
@@ -318,6 +369,8 @@ def fixed_weight_matching(
     target: ``[dim]`` vector the batch mean should match; by default the mean of
       the unlabeled points.
     labeled_mask: optional ``[num_points]`` bool, True where already labeled.
+    check_finite: NaN or inf in ``x`` or ``target`` is an error (flags fused into the
+      compiled call); False for callers that checked already.
 
   ``x`` (and the mask) may be sharded along N over a 1-D mesh, as for :func:`omp`.
 
@@ -339,7 +392,7 @@ def fixed_weight_matching(
     Killamsetty et al., GRAD-MATCH, ICML 2021 (DISTIL's ``fixed_weight_greedy_parallel``).
   """
   x, labeled_mask, k = distances.check_selection(x, k, labeled_mask)
-  checks.check_finite(x, "x", purpose="gradient matching needs finite values")
+  check_finite = checks.check_bool(check_finite, "check_finite")
   dim = x.dim if isinstance(x, GradEmbedding) else x.shape[1]
   target = None if target is None else check_target(target, dim)
-  return select_fixed_weight(x, k, labeled_mask, target=target)
+  return select_fixed_weight(x, k, labeled_mask, target=target, check_finite=check_finite)

@@ -41,6 +41,7 @@ def cluster_margin_clusters(
   distance_threshold: float | None = None,
   num_neighbors: int = 16,
   max_rounds: int = 10_000,
+  check_finite: bool = True,
 ) -> jax.Array:
   """Cluster-Margin's clustering of the pool: average linkage on a sparse kNN graph, once.
 
@@ -55,6 +56,8 @@ def cluster_margin_clusters(
       a point to its nearest neighbour.
     num_neighbors: neighbours per point in the graph.
     max_rounds: most rounds of mutual-nearest-cluster merges.
+    check_finite: NaN or inf in ``features`` is an error, named as ``x`` (flag fused
+      into the compiled call); False for callers that checked already.
 
   Returns:
     ``[num_points]`` int32 cluster labels in ``[0, num_clusters)``, to pass as
@@ -75,6 +78,7 @@ def cluster_margin_clusters(
     distance_threshold=distance_threshold,
     num_neighbors=num_neighbors,
     max_rounds=max_rounds,
+    check_finite=check_finite,
   )
 
 
@@ -183,6 +187,7 @@ def cluster_margin(
         feats,
         distance_threshold=distance_threshold,
         num_neighbors=min(num_neighbors, feats.shape[0] - 1),
+        check_finite=False,  # acquire checked the features
       )
       while len(cache) > CACHE_SIZE:
         cache.popitem(last=False)
