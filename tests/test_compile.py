@@ -6,10 +6,12 @@ import os
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from conftest import count_traces
 
 import jaxal
+from jaxal import selection
 from jaxal._src import compile_cache
 from jaxal._src.experiment import config
 from jaxal._src.experiment import runner
@@ -150,3 +152,91 @@ def test_strategies_name_non_finite_model_outputs(name):
   bad = x.at[7, 2].set(jnp.nan)  # one NaN input row: NaN logits and features in row 7
   with pytest.raises(ValueError, match=r"(logits|features) of the model on the pool .*row 7"):
     registry.REGISTRY[name]().acquire(key, model, params, bad, None, 4)
+
+
+# --- Public functions check their inputs' finiteness with flags from their own compiled call. ---
+
+# The standalone value checks of jaxal._src.checks (a separate pass over the input each).
+SEPARATE_CHECKS = ("all_finite", "logits_ok", "scores_ok", "_all_nonneg")
+ROW = 7  # the row every case below poisons
+
+
+def _arrays():
+  rng = np.random.default_rng(0)
+  return {
+    "x": rng.normal(size=(30, 4)).astype(np.float32),
+    "y": rng.normal(size=(12, 4)).astype(np.float32),
+  }
+
+
+def _poisoned(a):
+  """``a`` with one NaN in row ``ROW``."""
+  a = np.array(a)
+  a[ROW, 2] = np.nan
+  return jnp.asarray(a)
+
+
+# name -> (call(arrays, **kw), the argument poisoned, how the message names it)
+FINITE_CASES = {
+  "omp": (lambda a, **kw: selection.omp(jnp.asarray(a["x"]), 3, **kw), "x", "x"),
+  "omp_target": (
+    lambda a, **kw: selection.omp(a["x"].T[1:], 2, target=a["x"][:, 0], **kw),
+    None,
+    "target",
+  ),
+  "fixed_weight_matching": (
+    lambda a, **kw: selection.fixed_weight_matching(jnp.asarray(a["x"]), 3, **kw),
+    "x",
+    "x",
+  ),
+  "agglomerative": (
+    lambda a, **kw: jaxal.strategies.cluster_margin_clusters(a["x"], num_neighbors=4, **kw),
+    "x",
+    "x",
+  ),
+  "knn": (lambda a, **kw: jaxal.neighbors.knn(jnp.asarray(a["x"]), 3, **kw), "x", "x"),
+  "knn_y": (
+    lambda a, **kw: jaxal.neighbors.knn(jnp.asarray(a["y"]), 3, y=jnp.asarray(a["x"]), **kw),
+    "x",
+    "y",
+  ),
+}
+
+
+def _finite_call(name, poison=False, **kw):
+  call, arg, _ = FINITE_CASES[name]
+  a = {k: jnp.asarray(v) for k, v in _arrays().items()}
+  if poison:
+    if name == "omp_target":
+      a["x"] = a["x"].at[ROW, 0].set(jnp.nan)  # the target is column 0 of x
+    else:
+      a[arg] = _poisoned(a[arg])
+  return call(a, **kw)
+
+
+@pytest.mark.parametrize("name", FINITE_CASES)
+def test_public_functions_check_finiteness_in_their_own_compile(name):
+  """A finite call compiles no standalone finiteness check: the flags come out of the
+  compiled call that does the work (no separate pass over a large input)."""
+  jax.clear_caches()
+  with count_traces() as c:
+    jax.block_until_ready(jax.tree.leaves(_finite_call(name)))
+  assert not [n for n in SEPARATE_CHECKS if c[n]], dict(c.counts)
+
+
+@pytest.mark.parametrize("name", FINITE_CASES)
+def test_public_functions_name_the_non_finite_argument_and_row(name):
+  what = FINITE_CASES[name][2]
+  where = rf"index \({ROW},\)" if name == "omp_target" else f"row {ROW}"
+  with pytest.raises(ValueError, match=rf"^{what} of shape .*{where}"):
+    _finite_call(name, poison=True)
+
+
+@pytest.mark.parametrize("name", FINITE_CASES)
+def test_public_functions_skip_the_check_on_request(name):
+  jax.clear_caches()
+  with count_traces() as c:
+    out = _finite_call(name, poison=True, check_finite=False)
+    jax.block_until_ready(jax.tree.leaves(out))
+  assert not [n for n in SEPARATE_CHECKS if c[n]], dict(c.counts)
+  assert jax.tree.leaves(out)
