@@ -4,6 +4,7 @@
     python benchmarks/first_call.py --strategies badge,coreset,batchbald
     python benchmarks/first_call.py --pool 2000 --budget 50
     python benchmarks/first_call.py --targets-only        # the two sized problems below
+    python benchmarks/first_call.py --targets-only --profile   # and where each first call goes
 
 Two sized problems are measured the same way first (``--no-targets`` leaves them out):
 ``badge@mnist``, a BADGE acquisition of 500 from 20,000 MNIST-sized inputs (784 features,
@@ -21,6 +22,13 @@ process the same call is then repeated: ``compiled`` is its best time (nothing
 left to compile). The ratios ``cold / compiled`` and ``warm cache / compiled``
 are what a user feels on the first round; the model's training and JAX's import
 are not timed.
+
+``--profile`` also splits each fresh process's first call with JAX's own monitoring events:
+Python tracing to a jaxpr, lowering to StableHLO, XLA compilation or the persistent-cache
+read (JAX's ``backend_compile`` span, which holds the cache key, the read and, on a miss, the
+compile), the cache read alone, and the rest (running the programs, dispatch, host checks);
+with the number of separate programs the call compiled or read. A "## Reading" section
+written by hand into first_call.md is kept when the page is rewritten.
 """
 
 from __future__ import annotations
@@ -36,6 +44,26 @@ import time
 import _common
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+# JAX's monitoring events (jax._src.dispatch, jax._src.compiler) -> the profile's columns.
+EVENTS = {
+  "/jax/core/compile/jaxpr_trace_duration": "trace_s",
+  "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower_s",
+  "/jax/core/compile/backend_compile_duration": "compile_or_read_s",
+  "/jax/compilation_cache/cache_retrieval_time_sec": "cache_read_s",
+}
+
+
+def _listen(events: list) -> None:
+  """Appends ``(column, program, seconds)`` to ``events`` for every JAX event of :data:`EVENTS`."""
+  from jax._src import monitoring
+
+  def on_duration(event, seconds, **kwargs):
+    if event in EVENTS:
+      events.append((EVENTS[event], kwargs.get("fun_name", ""), seconds))
+
+  monitoring.register_event_duration_secs_listener(on_duration)
 
 
 def stage(name: str, pool: int, budget: int, cache: str) -> dict:
@@ -74,15 +102,21 @@ def stage(name: str, pool: int, budget: int, cache: str) -> dict:
 
 
 def _time(call) -> dict:
+  events: list = []
+  _listen(events)
   t = time.perf_counter()
   call()
   first = time.perf_counter() - t
+  split = {c: round(sum(s for col, _, s in events if col == c), 4) for c in EVENTS.values()}
+  split["programs"] = sum(1 for col, _, _ in events if col == "compile_or_read_s")
+  split["names"] = sorted({f for col, f, _ in events if col == "compile_or_read_s"})
+  events.clear()
   times = []
   for _ in range(3):
     t = time.perf_counter()
     call()
     times.append(time.perf_counter() - t)
-  return {"first_s": first, "compiled_s": min(times)}
+  return {"first_s": first, "compiled_s": min(times), "split": split}
 
 
 def _badge_mnist():
@@ -146,6 +180,7 @@ def main():
   parser.add_argument("--quick", action="store_true", help="three strategies, pool 300")
   parser.add_argument("--targets-only", action="store_true", help="only the sized problems")
   parser.add_argument("--no-targets", action="store_true", help="leave the sized problems out")
+  parser.add_argument("--profile", action="store_true", help="split each first call (see above)")
   parser.add_argument("--stage", nargs=4, metavar=("NAME", "POOL", "BUDGET", "CACHE"))
   args = parser.parse_args()
   if args.stage:
@@ -163,7 +198,7 @@ def main():
   if args.quick:
     names, pool = names[:3] if args.strategies else ["entropy", "badge", "coreset"], 300
   meta = _common.machine()
-  rows = []
+  rows, splits = [], []
   for name in names:
     with tempfile.TemporaryDirectory() as cache:
       cold = fresh(name, pool, budget, cache)
@@ -186,6 +221,25 @@ def main():
       )
     rows.append(row)
     print(row, flush=True)
+    for label, run in (("cold", cold), ("warm cache", warm)):
+      sp = run["split"]
+      rest = run["first_s"] - sp["trace_s"] - sp["lower_s"] - sp["compile_or_read_s"]
+      splits.append(
+        {
+          "strategy": name,
+          "process": label,
+          "first_s": round(run["first_s"], 3),
+          "trace_s": round(sp["trace_s"], 3),
+          "lower_s": round(sp["lower_s"], 3),
+          "compile_or_read_s": round(sp["compile_or_read_s"], 3),
+          "cache_read_s": round(sp["cache_read_s"], 3),
+          "run_and_rest_s": round(rest, 3),
+          "programs": sp["programs"],
+          "program_names": ", ".join(sp["names"]),
+        }
+      )
+      if args.profile:
+        print(splits[-1], flush=True)
   meta["loadavg_at_end"] = _common.load_now()
   cols = [c for c in rows[0] if c != "targets"] + (
     ["targets"] if any("targets" in r for r in rows) else []
@@ -203,7 +257,26 @@ def main():
     *_common.table(rows, cols),
     "",
   ]
-  _common.write("first_call", {"meta": meta, "rows": rows}, "\n".join(lines), quick=args.quick)
+  payload = {"meta": meta, "rows": rows}
+  if args.profile:
+    payload["profile"] = splits
+    lines += [
+      "## Where the first call goes",
+      "",
+      "Each fresh process's first call split with JAX's monitoring events: `trace` (Python "
+      "to jaxpr), `lower` (to StableHLO), `compile_or_read` (JAX's backend-compile span: the "
+      "cache key and the persistent-cache read, plus XLA's compile on a miss), `cache_read` "
+      "(the read alone, inside the former), `run_and_rest` (the first call less the three: "
+      "running, dispatch, host-side checks); `programs`: separate programs compiled or read.",
+      "",
+      *_common.table(splits, list(splits[0])),
+      "",
+    ]
+  name = "first_call_quick" if args.quick else "first_call"
+  reading = _common.kept_section(name, "## Reading")  # written by hand: kept
+  if reading:
+    lines += [reading.strip("\n"), ""]
+  _common.write("first_call", payload, "\n".join(lines), quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ of ``2 * budget`` points followed by backward pruning to ``budget``, in float64.
 
 from __future__ import annotations
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -120,11 +122,38 @@ def test_bait_matches_the_reference(seed, budget, num_labeled, lam, bias):
   np.testing.assert_array_equal(np.asarray(got), want)  # same picks, in forward order
   # The objective of the returned set, and the one tracked by the Woodbury updates.
   np.testing.assert_allclose(ref.objective(np.asarray(got)), want_obj, rtol=1e-12)
-  idx, obj = bait_lib.bait_core(
-    jnp.asarray(logits), jnp.asarray(features), budget, jnp.asarray(labeled), jnp.float32(lam), bias
-  )
-  np.testing.assert_array_equal(np.asarray(idx), want)
-  np.testing.assert_allclose(float(obj), want_obj, rtol=2e-4)
+  # Both scorings: per-point downdates (the default) and rescoring from the dense blocks.
+  for incremental in (True, False):
+    idx, obj = bait_lib.bait_core(
+      jnp.asarray(logits),
+      jnp.asarray(features),
+      budget,
+      jnp.asarray(labeled),
+      jnp.float32(lam),
+      bias,
+      incremental,
+    )
+    np.testing.assert_array_equal(np.asarray(idx), want)
+    np.testing.assert_allclose(float(obj), want_obj, rtol=2e-4)
+
+
+def test_the_scoring_falls_back_to_rescoring_when_the_point_arrays_do_not_fit(monkeypatch):
+  logits, features, labeled = make_pool(2, num_labeled=10)
+  want, _ = Ref(logits, features, 6, labeled).select()
+  dense = bait_lib.dense_bytes(K, D)
+  assert bait_lib.incremental_fits(N, K, D, dense + bait_lib.point_bytes(N, K))
+  assert not bait_lib.incremental_fits(N, K, D, dense + bait_lib.point_bytes(N, K) - 1)
+  core, taken = bait_lib.bait_core, []
+
+  def spy(*args):
+    taken.append(args[-1])
+    return core(*args)
+
+  monkeypatch.setattr(bait_lib, "bait_core", spy)
+  for limit in (dense, bait_lib.DEFAULT_MEMORY_LIMIT):
+    got = selection.bait(logits, features, 6, labeled_mask=jnp.asarray(labeled), memory_limit=limit)
+    np.testing.assert_array_equal(np.asarray(got), want)
+  assert taken == [False, True]
 
 
 def test_pruning_is_not_the_forward_prefix():
@@ -189,14 +218,25 @@ def test_memory_limit_error():
 def test_the_memory_check_bounds_the_compiled_program():
   # XLA's own accounting of the compiled selection: its temporaries stay within the dense
   # matrices the check counts, plus O(N (K + d)) for the pool and the scoring chunk.
-  for n, k, d in ((60, 10, 40), (60, 4, 120), (300, 6, 50)):
+  # With the incremental scoring, the per-point arrays it is charged for come on top.
+  for (n, k, d), incremental in itertools.product(
+    ((60, 10, 40), (60, 4, 120), (300, 6, 50), (3000, 10, 8)), (True, False)
+  ):
     compiled = bait_lib.bait_core.lower(
-      jnp.zeros((n, k)), jnp.zeros((n, d)), 5, jnp.zeros(n, bool), jnp.float32(1.0), False
+      jnp.zeros((n, k)),
+      jnp.zeros((n, d)),
+      5,
+      jnp.zeros(n, bool),
+      jnp.float32(1.0),
+      False,
+      incremental,
     ).compile()
     temp = compiled.memory_analysis().temp_size_in_bytes
     chunk_bytes = bait_lib._chunk(n, k, d) * k * k * d * 4  # one [chunk, K, K, d] block
     pool_bytes = 16 * n * (k + d) * 4
-    assert temp <= bait_lib.dense_bytes(k, d) + 2 * chunk_bytes + pool_bytes, (n, k, d, temp)
+    points = bait_lib.point_bytes(n, k) if incremental else 0
+    bound = bait_lib.dense_bytes(k, d) + 2 * chunk_bytes + pool_bytes + points
+    assert temp <= bound, (n, k, d, incremental, temp)
     assert temp >= bait_lib.dense_bytes(k, d) // 2, (n, k, d, temp)  # the count is not loose
 
 

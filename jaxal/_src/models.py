@@ -837,6 +837,18 @@ def _whole_batches(x: jax.Array, batch_size: int) -> jax.Array:
   return x.reshape(num_batches, batch_size, *x.shape[1:])
 
 
+def predict_pool_core(
+  model: Model, params: Any, x: jax.Array, batch_size: int
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+  """Internal API: ``(logits, features, logits_ok, features_ok)`` of an unsharded, checked pool.
+
+  What :func:`predict_flagged` computes for such a pool (:func:`check_pool`'s output), for a
+  caller that runs it inside its own jitted program, so that the forward and what follows it
+  are one compile.
+  """
+  return _predict_pool(model, params, x, batch_size, True)
+
+
 @functools.partial(jax.jit, static_argnames=("model", "batch_size", "with_features"))
 def _predict_pool(model, params, x, batch_size, with_features):
   # The whole pool in one compiled call: zero-padded to whole batches, a lax.map of the batch

@@ -33,13 +33,24 @@ scaled ``[K, D]`` rows, Woodbury gives both changes from ``K × K`` matrices,
   f(S \pm \{i\}) = \mathrm{tr}(A F_U) \mp
   \mathrm{tr}\big(V A F_U A V^\top (I \pm V A V^\top)^{-1}\big),
 
-and each step updates ``A`` (and ``A F_U A``) by a rank-``K`` correction: ``O(D² K)`` work.
-Scoring every point reads ``h_iᵀ G_{ab} h_i`` for each ``d × d`` block of ``G ∈ {A, A F_U A}``:
-``O(N D²)`` work per pick, in chunks of pool rows (memory ``O(N (K + d))`` plus the chunk).
+and each step updates ``A`` by a rank-``K`` correction: ``O(D² K)`` work.
+
+**Scoring every point.** The set-up reads ``h_iᵀ G_{ab} h_i`` for each ``d × d`` block of
+``G ∈ {A, A F_U A}`` (``O(N D²)`` work, in chunks of pool rows) to form every point's ``V A Vᵀ``
+and ``V A F_U A Vᵀ`` (``[N, K, K]`` each). A pick changes ``A`` by ``−P Uᵀ`` and ``A F_U A`` by
+``−P Rᵀ − R Pᵀ`` (``P, U, R`` of shape ``[D, K]``), so each point's two matrices are downdated
+from its projections ``V U`` and ``V R``: ``O(N K² d)`` work per pick, ``D / K`` = ``d`` times less
+than rescoring from the blocks, and no dense ``A F_U A`` is kept past the set-up. These
+per-point arrays take ``O(N K²)`` memory; when they do not fit in ``memory_limit`` beside the
+dense matrices, every pick rescores from the blocks instead (``O(N D²)`` per pick, memory
+``O(N (K + d))``; the same greedy, float rounding aside). The pruning downdates the ``2B``
+picks' matrices the same way.
+
 At most six dense ``D × D`` float32 matrices are live at once (``F_U``, ``A``, ``A F_U A``
 and the temporaries of the set-up and of one update; XLA's memory analysis of the compiled
 selection measures about 5.5), so their size is checked against ``memory_limit`` first;
-besides them, a scoring chunk of at most 16 MiB and ``O(N (K + d))`` for the pool.
+besides them, a scoring chunk of at most 16 MiB, the per-point arrays and ``O(N (K + d))``
+for the pool.
 
 Ties go to the lower pool index (forward) and to the earlier pick (backward). The features are
 scaled by a power of two to a largest row norm of at most 1 (``λ`` scaled to match, so the
@@ -61,6 +72,9 @@ from jaxal._src import sharding
 # and of one rank-K update (tests/test_bait.py checks the compiled program against it).
 DENSE_MATRICES = 6
 DEFAULT_MEMORY_LIMIT = 2 * 1024**3  # bytes
+# Per-point [N, K, K] float32 arrays of the incremental scoring: V A Vᵀ and V AFA Vᵀ, their
+# downdates' temporaries ([N, K, 2K] projections and the products) and the solve's.
+POINT_ARRAYS = 10
 # Elements of the per-chunk scoring intermediate [chunk, K, K, d].
 _CHUNK_ELEMENTS = 1 << 22
 _HI = jax.lax.Precision.HIGHEST
@@ -108,36 +122,13 @@ def _quad(h: jax.Array, c: jax.Array, g: jax.Array) -> jax.Array:
 def _change(h, p, c_s, a_inv, afa, sign):
   """``[m]``: ``tr(V AFA Vᵀ (I + sign V A Vᵀ)⁻¹)``, the drop (sign +1) or rise (−1) of ``f``."""
   c = _factor(p, c_s)
-  m1, m2 = _quad(h, c, a_inv), _quad(h, c, afa)
-  k = p.shape[-1]
-  s = jnp.eye(k, dtype=m1.dtype)[None] + sign * m1
-  return jnp.trace(jnp.linalg.solve(s, m2), axis1=-2, axis2=-1)
+  return _trace_change(_quad(h, c, a_inv), _quad(h, c, afa), sign)
 
 
 def _rows(h: jax.Array, p: jax.Array, c_s: jax.Array) -> jax.Array:
   """``[K, D]``: one point's scaled Fisher rows ``V``, class-major."""
   a = _factor(p[None], c_s)[0]
   return (a[:, :, None] * h[None, None, :]).reshape(a.shape[0], -1)
-
-
-def _update(a_inv, afa, f, v, sign):
-  """``(A', A' F A')`` for ``M' = M + sign Vᵀ V``: one rank-K Woodbury step.
-
-  With ``U = A Vᵀ``, ``S = I + sign V U``, ``P = sign U S⁻¹`` and ``Q = A F U``:
-  ``A' = A − P Uᵀ`` and ``A' F A' = A F A − P Rᵀ − R Pᵀ`` with ``R = Q − ½ P (Uᵀ F U)``,
-  each one ``[D, 2K] x [2K, D]`` product, so an update needs one ``[D, D]`` temporary.
-  """
-  k = v.shape[0]
-  u = jnp.matmul(a_inv, v.T, precision=_HI)  # [D, K]
-  s = jnp.eye(k, dtype=u.dtype) + sign * jnp.matmul(v, u, precision=_HI)
-  p = sign * jnp.linalg.solve(s, u.T).T  # sign U S⁻¹ (S symmetric)
-  fu = jnp.matmul(f, u, precision=_HI)
-  q = jnp.matmul(a_inv, fu, precision=_HI)  # A F U
-  r = q - 0.5 * jnp.matmul(p, jnp.matmul(u.T, fu, precision=_HI), precision=_HI)
-  a_new = a_inv - jnp.matmul(p, u.T, precision=_HI)
-  lhs = jnp.concatenate([p, r], axis=1)
-  rhs = jnp.concatenate([r, p], axis=1)
-  return a_new, afa - jnp.matmul(lhs, rhs.T, precision=_HI)
 
 
 def _fisher_sums(h, p, w, chunk):
@@ -163,11 +154,84 @@ def _fisher_sums(h, p, w, chunk):
   return jnp.einsum("gaef,ab->gaebf", diag, eye, precision=_HI) - outer
 
 
-@functools.partial(jax.jit, static_argnames=("k", "bias"))
-def bait_core(logits, features, k, labeled_mask, lam, bias):
+def point_bytes(num_points: int, num_classes: int) -> int:
+  """Bytes of the per-point ``[N, K, K]`` float32 arrays the incremental scoring keeps."""
+  return POINT_ARRAYS * num_points * num_classes * num_classes * 4
+
+
+def incremental_fits(num_points: int, num_classes: int, feat_dim: int, memory_limit: int) -> bool:
+  """Whether the dense matrices and the incremental per-point arrays fit in ``memory_limit``."""
+  dense = dense_bytes(num_classes, feat_dim)
+  return dense + point_bytes(num_points, num_classes) <= memory_limit
+
+
+def _woodbury(a_inv, f, v, sign):
+  """One rank-K step ``M' = M + sign Vᵀ V``: ``(A', U, R, sign S⁻¹)``.
+
+  With ``U = A Vᵀ``, ``S = I + sign V U``, ``P = sign U S⁻¹`` and ``Q = A F U``:
+  ``A' = A − P Uᵀ`` and ``A' F A' = A F A − P Rᵀ − R Pᵀ`` with ``R = Q − ½ P (Uᵀ F U)``.
+  """
+  k = v.shape[0]
+  u = jnp.matmul(a_inv, v.T, precision=_HI)  # [D, K]
+  s = jnp.eye(k, dtype=u.dtype) + sign * jnp.matmul(v, u, precision=_HI)
+  p = sign * jnp.linalg.solve(s, u.T).T  # sign U S⁻¹ (S symmetric)
+  s_inv = sign * jnp.linalg.solve(s, jnp.eye(k, dtype=u.dtype))
+  fu = jnp.matmul(f, u, precision=_HI)
+  q = jnp.matmul(a_inv, fu, precision=_HI)  # A F U
+  r = q - 0.5 * jnp.matmul(p, jnp.matmul(u.T, fu, precision=_HI), precision=_HI)
+  return a_inv - jnp.matmul(p, u.T, precision=_HI), p, u, r, s_inv
+
+
+def _update(a_inv, afa, f, v, sign):
+  """``(A', A' F A')`` for ``M' = M + sign Vᵀ V``: one rank-K Woodbury step.
+
+  Each of the two corrections is one ``[D, 2K] x [2K, D]`` product (see :func:`_woodbury`),
+  so an update needs one ``[D, D]`` temporary.
+  """
+  a_new, p, _, r, _ = _woodbury(a_inv, f, v, sign)
+  lhs = jnp.concatenate([p, r], axis=1)
+  rhs = jnp.concatenate([r, p], axis=1)
+  return a_new, afa - jnp.matmul(lhs, rhs.T, precision=_HI)
+
+
+def _project(h, p, c_s, x):
+  """``[m, K, J]``: ``V_i X`` for ``X [D, J]`` (class-major), from the factors alone."""
+  nk = p.shape[-1]
+  t = jnp.einsum("ne,aej->naj", h, x.reshape(nk, h.shape[-1], -1), precision=_HI)
+  return jnp.einsum("nka,naj->nkj", _factor(p, c_s), t, precision=_HI)
+
+
+def _downdate(m1, m2, h, p, c_s, u, r, s_inv):
+  """The points' ``(V A' Vᵀ, V A' F A' Vᵀ)`` after one step, from ``V U`` and ``V R``.
+
+  ``V A' Vᵀ = V A Vᵀ − (V U) sign S⁻¹ (V U)ᵀ`` and ``V A'FA' Vᵀ = V AFA Vᵀ − (V P)(V R)ᵀ
+  − (V R)(V P)ᵀ`` with ``V P = (V U) sign S⁻¹``: ``O(m K² d)`` work, no ``[D, D]`` read.
+  """
+  nk = u.shape[-1]
+  vx = _project(h, p, c_s, jnp.concatenate([u, r], axis=1))
+  vu, vr = vx[..., :nk], vx[..., nk:]
+  vp = jnp.einsum("nkj,jl->nkl", vu, s_inv, precision=_HI)
+  m1 = m1 - jnp.einsum("nkj,nlj->nkl", vp, vu, precision=_HI)
+  cross = jnp.einsum("nkj,nlj->nkl", vp, vr, precision=_HI)
+  return m1, m2 - cross - jnp.swapaxes(cross, -1, -2)
+
+
+def _trace_change(m1, m2, sign):
+  """``[m]``: ``tr((I + sign m1)⁻¹ m2)``, the drop (sign +1) or rise (−1) of ``f``."""
+  k = m1.shape[-1]
+  s = jnp.eye(k, dtype=m1.dtype)[None] + sign * m1
+  return jnp.trace(jnp.linalg.solve(s, m2), axis1=-2, axis2=-1)
+
+
+@functools.partial(jax.jit, static_argnames=("k", "bias", "incremental"))
+def bait_core(logits, features, k, labeled_mask, lam, bias, incremental=True):
   """``(indices [k] int32, objective [])`` on validated, finite arrays.
 
   ``objective`` is ``f`` of the returned set, from the Woodbury-updated inverse.
+  ``incremental`` (static): keep every point's ``V A Vᵀ`` and ``V AFA Vᵀ`` ([N, K, K] each)
+  and downdate them after each pick (``O(N K² d)`` per pick after an ``O(N D²)`` set-up);
+  otherwise recompute them from the dense blocks at every pick (``O(N D²)`` per pick,
+  memory ``O(N (K + d))``). Both run the same greedy; float rounding differs.
   """
   logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
   p = jnp.exp(logp)
@@ -211,30 +275,63 @@ def bait_core(logits, features, k, labeled_mask, lam, bias):
   def blocks(x):
     return x.reshape(nk, d, nk, d)
 
-  def forward(t, carry):
-    a_inv, afa, taken, sel = carry
+  def quads(a_inv, afa):
+    """Every point's ``(V A Vᵀ, V AFA Vᵀ)``, ``[N, K, K]`` each, in chunks of rows."""
     g1, g2 = blocks(a_inv), blocks(afa)
-    drop = jax.lax.map(lambda hc_pc: _change(hc_pc[0], hc_pc[1], c_s, g1, g2, 1.0), (hp, pp))
-    drop = drop.reshape(-1)[:n]
+
+    def one(hc_pc):
+      c = _factor(hc_pc[1], c_s)
+      return _quad(hc_pc[0], c, g1), _quad(hc_pc[0], c, g2)
+
+    q1, q2 = jax.lax.map(one, (hp, pp))
+    return q1.reshape(-1, nk, nk)[:n], q2.reshape(-1, nk, nk)[:n]
+
+  def pick(drop, taken):
     drop = jnp.where(jnp.isnan(drop), -jnp.inf, drop)
-    j = jnp.argmax(jnp.where(taken, -jnp.inf, drop)).astype(jnp.int32)
-    a_inv, afa = _update(a_inv, afa, f, _rows(h[j], p[j], c_s), 1.0)
-    return a_inv, afa, taken.at[j].set(True), sel.at[t].set(j)
+    return jnp.argmax(jnp.where(taken, -jnp.inf, drop)).astype(jnp.int32)
 
   sel = jnp.zeros((slots,), jnp.int32)
-  a_inv, afa, _, sel = jax.lax.fori_loop(0, m, forward, (a_inv, afa, labeled_mask, sel))
+  if incremental:
+
+    def forward(t, carry):
+      a_inv, m1, m2, taken, sel = carry
+      j = pick(_trace_change(m1, m2, 1.0), taken)
+      a_inv, _, u, r, s_inv = _woodbury(a_inv, f, _rows(h[j], p[j], c_s), 1.0)
+      m1, m2 = _downdate(m1, m2, h, p, c_s, u, r, s_inv)
+      return a_inv, m1, m2, taken.at[j].set(True), sel.at[t].set(j)
+
+    m1, m2 = quads(a_inv, afa)
+    carry = (a_inv, m1, m2, labeled_mask, sel)
+    a_inv, m1, m2, _, sel = jax.lax.fori_loop(0, m, forward, carry)
+    m1s, m2s = m1[sel], m2[sel]
+  else:
+
+    def forward(t, carry):
+      a_inv, afa, taken, sel = carry
+      g1, g2 = blocks(a_inv), blocks(afa)
+      drop = jax.lax.map(lambda hc_pc: _change(hc_pc[0], hc_pc[1], c_s, g1, g2, 1.0), (hp, pp))
+      j = pick(drop.reshape(-1)[:n], taken)
+      a_inv, afa = _update(a_inv, afa, f, _rows(h[j], p[j], c_s), 1.0)
+      return a_inv, afa, taken.at[j].set(True), sel.at[t].set(j)
+
+    a_inv, afa, _, sel = jax.lax.fori_loop(0, m, forward, (a_inv, afa, labeled_mask, sel))
+    c_sel = _factor(p[sel], c_s)
+    m1s, m2s = _quad(h[sel], c_sel, blocks(a_inv)), _quad(h[sel], c_sel, blocks(afa))
+
+  # Backward pruning on the 2k picks: the same downdates on their [2k, K, K] arrays.
   alive = jnp.arange(slots) < m
   hs, ps_ = h[sel], p[sel]
 
   def backward(_, carry):
-    a_inv, afa, alive = carry
-    rise = _change(hs, ps_, c_s, blocks(a_inv), blocks(afa), -1.0)
+    a_inv, m1s, m2s, alive = carry
+    rise = _trace_change(m1s, m2s, -1.0)
     rise = jnp.where(jnp.isnan(rise), jnp.inf, rise)
     s = jnp.argmin(jnp.where(alive, rise, jnp.inf)).astype(jnp.int32)
-    a_inv, afa = _update(a_inv, afa, f, _rows(hs[s], ps_[s], c_s), -1.0)
-    return a_inv, afa, alive.at[s].set(False)
+    a_inv, _, u, r, s_inv = _woodbury(a_inv, f, _rows(hs[s], ps_[s], c_s), -1.0)
+    m1s, m2s = _downdate(m1s, m2s, hs, ps_, c_s, u, r, s_inv)
+    return a_inv, m1s, m2s, alive.at[s].set(False)
 
-  a_inv, afa, alive = jax.lax.fori_loop(0, m - k, backward, (a_inv, afa, alive))
+  a_inv, _, _, alive = jax.lax.fori_loop(0, m - k, backward, (a_inv, m1s, m2s, alive))
   keep = jnp.nonzero(alive, size=k, fill_value=0)[0]
   objective = jnp.sum(a_inv * f)  # tr(A F_U): A and F_U symmetric
   return sel[keep], objective
@@ -269,7 +366,9 @@ def bait(
   ``jax.lax`` loop; see :mod:`jaxal._src.selection.bait` for the costs.
 
   Memory: ``O(N (K + d))`` for the pool plus six dense ``[K·d, K·d]`` float32 matrices,
-  refused with a ``ValueError`` when they would exceed ``memory_limit`` bytes.
+  refused with a ``ValueError`` when they would exceed ``memory_limit`` bytes. When
+  ``[N, K, K]`` per-point arrays also fit in ``memory_limit``, each pick costs ``O(N K² d)``
+  (downdates); otherwise ``O(N (K·d)²)`` (rescoring), with the same picks.
 
   Args:
     logits: ``[num_points, num_classes]`` logits of the model on the pool.
@@ -278,7 +377,8 @@ def bait(
     labeled_mask: optional ``[num_points]`` bool, True where already labeled.
     lam: the ridge ``λ > 0`` added to the Fisher of the labeled and selected points.
     bias: include the bias in the last layer (a trailing 1 on the features).
-    memory_limit: the most bytes the dense ``[K·d, K·d]`` matrices may take.
+    memory_limit: the most bytes the dense ``[K·d, K·d]`` matrices may take (and, for the
+      faster scoring, the per-point arrays beside them).
 
   Returns:
     ``[k]`` int32 indices: the forward picks that survive pruning, in the order they were
@@ -319,7 +419,7 @@ def bait(
   check_memory(logits.shape[1], features.shape[1], memory_limit, bias)
   checks.check_finite_logits(logits, original=logits_in)
   checks.check_finite(features, "features", purpose="BAIT needs finite features")
-  return select_bait(logits, features, k, labeled_mask, lam, bias)
+  return select_bait(logits, features, k, labeled_mask, lam, bias, memory_limit)
 
 
 def select_bait(
@@ -329,8 +429,13 @@ def select_bait(
   labeled_mask: jax.Array,
   lam: float,
   bias: bool,
+  memory_limit: int = DEFAULT_MEMORY_LIMIT,
 ) -> jax.Array:
   """:func:`bait` on arguments a caller has validated (the memory check included).
+
+  The per-point arrays of the incremental scoring are kept when they fit in
+  ``memory_limit`` beside the dense matrices (:func:`incremental_fits`); otherwise every
+  pick recomputes them (same greedy, ``O(N D²)`` per pick instead of ``O(N K² d)``).
 
   Args:
     logits: ``[num_points, num_classes]`` finite logits (``-inf`` allowed).
@@ -339,9 +444,12 @@ def select_bait(
     labeled_mask: ``[num_points]`` bool.
     lam: a Python float ``> 0``.
     bias: a Python bool.
+    memory_limit: the most bytes BAIT's arrays may take.
 
   Returns:
     ``[k]`` int32 indices, as :func:`bait`.
   """
   logits, features, labeled_mask = sharding.single_device((logits, features, labeled_mask))
-  return bait_core(logits, features, k, labeled_mask, jnp.float32(lam), bias)[0]
+  n, nk = logits.shape
+  incremental = incremental_fits(n, nk, features.shape[1] + int(bias), memory_limit)
+  return bait_core(logits, features, k, labeled_mask, jnp.float32(lam), bias, incremental)[0]

@@ -60,6 +60,7 @@ _PENDING = 32
 # Rejections in a row that trigger a pass over the pool.
 _MAX_REJECTS = 64
 FIRST = ("max_norm", "random")  # how the first centre is chosen
+CHUNK_SIZE = 2048  # default rows of the pool per step of a pass
 METHODS = ("exact", "mcmc")
 
 
@@ -256,7 +257,7 @@ def kmeans_pp(
   *,
   labeled_mask: ArrayLike | None = None,
   first: str = "max_norm",
-  chunk_size: int = 2048,
+  chunk_size: int = CHUNK_SIZE,
   method: str = "exact",
   chain_length: int = 200,
   check_finite: bool = True,
@@ -357,7 +358,7 @@ def select_kmeans_pp(
   labeled_mask: jax.Array,
   *,
   first: str = "max_norm",
-  chunk_size: int = 2048,
+  chunk_size: int = CHUNK_SIZE,
   method: str = "exact",
   chain_length: int = 200,
   check_finite: bool = True,

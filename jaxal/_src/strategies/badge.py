@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+
+import jax
 
 from jaxal._src import checks
 from jaxal._src import models as models_lib
+from jaxal._src import sharding
 from jaxal._src.embeddings import gradients
 from jaxal._src.selection import kmeans_pp
 from jaxal._src.strategies.base import Strategy
@@ -57,17 +61,46 @@ def badge(
       emb = gradients.gradient_embedding(
         model, params, pool, head=head, bias=bias, batch_size=batch_size
       )
-    else:
-      (logits, features), ok_l, ok_f = models_lib.predict_flagged(
-        model, params, pool, batch_size=batch_size
+      return kmeans_pp.select_kmeans_pp(key, emb, budget, mask, first=first)
+    x, size = models_lib.check_pool(pool, batch_size)
+    x, mask = sharding.single_device((x, mask))
+    if sharding.pool_sharding((x, mask), "pool and labeled_mask") is None:
+      # Forward, embedding and k-means++ in one compiled program: one trace, one compile (or
+      # persistent-cache read) per shape instead of three.
+      chunk = min(kmeans_pp.CHUNK_SIZE, x.shape[0])
+      idx, logits, features, ok_l, ok_f = _badge_core(
+        key, model, params, x, mask, budget, size, bias, first, chunk
       )
-      checks.check_finite_logits(logits, "logits of the model on the pool", ok=ok_l)
-      checks.check_finite(
-        features, "features of the model on the pool", purpose=gradients.FINITE, ok=ok_f
+      features_ok = ok_f
+    else:  # a sharded pool: the forward under GSPMD, then the sharded k-means++
+      (logits, features), ok_l, features_ok = models_lib.predict_flagged(
+        model, params, x, batch_size=size
       )
-      # Finite logits and features make a finite embedding: no second check of it.
-      emb = gradients.closed_form_core(logits, features, bias)
-      return kmeans_pp.select_kmeans_pp(key, emb, budget, mask, first=first, check_finite=False)
-    return kmeans_pp.select_kmeans_pp(key, emb, budget, mask, first=first)
+      idx = None
+    # Non-finite outputs gave unspecified picks: they are never returned.
+    checks.check_finite_logits(logits, "logits of the model on the pool", ok=ok_l)
+    checks.check_finite(
+      features, "features of the model on the pool", purpose=gradients.FINITE, ok=features_ok
+    )
+    if idx is not None:
+      return idx
+    # Finite logits and features make a finite embedding: no second check of it.
+    emb = gradients.closed_form_core(logits, features, bias)
+    return kmeans_pp.select_kmeans_pp(key, emb, budget, mask, first=first, check_finite=False)
 
   return Strategy("badge", acquire)
+
+
+@functools.partial(
+  jax.jit, static_argnames=("model", "k", "batch_size", "bias", "first", "chunk_size")
+)
+def _badge_core(key, model, params, pool, labeled_mask, k, batch_size, bias, first, chunk_size):
+  """BADGE on an unsharded, checked pool: ``(picks [k], logits, features, logits_ok, features_ok)``.
+
+  The closed-form embedding's picks, with the model's outputs and their finiteness flags for
+  the caller's checks (made after the call: picks from non-finite outputs are unspecified).
+  """
+  logits, features, ok_l, ok_f = models_lib.predict_pool_core(model, params, pool, batch_size)
+  emb = gradients.closed_form_core(logits, features, bias)
+  idx = kmeans_pp.kmeans_pp_core(key, emb, k, labeled_mask, first, chunk_size)
+  return idx, logits, features, ok_l, ok_f

@@ -84,6 +84,6 @@ def bait(
     checks.check_finite(
       features, "features of the model on the pool", purpose=gradients.FINITE, ok=ok_f
     )
-    return bait_lib.select_bait(logits, features, budget, mask, lam, bias)
+    return bait_lib.select_bait(logits, features, budget, mask, lam, bias, memory_limit)
 
   return Strategy("bait", acquire)
