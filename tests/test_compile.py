@@ -20,7 +20,7 @@ from jaxal._src.strategies import registry
 # The jitted cores each strategy's acquisition runs (names as JAX logs their compiles).
 CORES = {
   "entropy": ("_entropy_checked", "top_k_core"),
-  "badge": ("_closed_form", "kmeans_pp_core"),
+  "badge": ("_badge_core",),
   "coreset": ("k_center_greedy_core",),
   "batchbald": ("_batchbald",),
 }
@@ -326,21 +326,7 @@ def _finite_call(name, poison=False, **kw):
 
 # Still checked by a separate compiled pass (checks.all_finite): strict, so each one fails
 # here as soon as its flag comes from its own compiled call.
-SEPARATE_PASS_STILL = (
-  "flvmi",
-  "flqmi",
-  "gcmi",
-  "logdetmi",
-  "flcg",
-  "gccg",
-  "logdetcg",
-  "flcmi",
-  "logdetcmi",
-  "glister",
-  "glister_logits",
-  "batchbald",
-  "stochastic_batch",
-)
+SEPARATE_PASS_STILL = ("batchbald", "stochastic_batch")
 
 
 @pytest.mark.parametrize(
@@ -375,28 +361,19 @@ def test_public_functions_name_the_non_finite_argument_and_row(name):
     _finite_call(name, poison=True)
 
 
-# Do not take check_finite yet (strict: each fails here once it does).
-NO_CHECK_FINITE_ARGUMENT_YET = tuple(
-  n for n in SEPARATE_PASS_STILL if n not in ("batchbald", "stochastic_batch")
-)
+# A NaN private block cannot be positive definite: the LogDet measures still say so.
+NOT_POSITIVE_DEFINITE = ("logdetcg", "logdetcmi")
 
 
-@pytest.mark.parametrize(
-  "name",
-  [
-    pytest.param(
-      n,
-      marks=pytest.mark.xfail(
-        n in NO_CHECK_FINITE_ARGUMENT_YET, reason="no check_finite argument yet", strict=True
-      ),
-    )
-    for n in FINITE_CASES
-  ],
-)
+@pytest.mark.parametrize("name", FINITE_CASES)
 def test_public_functions_skip_the_check_on_request(name):
   jax.clear_caches()
   with count_traces() as c:
-    out = _finite_call(name, poison=True, check_finite=False)
-    jax.block_until_ready(jax.tree.leaves(out))
+    if name in NOT_POSITIVE_DEFINITE:
+      with pytest.raises(ValueError, match="not positive definite"):
+        _finite_call(name, poison=True, check_finite=False)
+    else:
+      out = _finite_call(name, poison=True, check_finite=False)
+      jax.block_until_ready(jax.tree.leaves(out))
+      assert jax.tree.leaves(out)
   assert not [n for n in SEPARATE_CHECKS if c[n]], dict(c.counts)
-  assert jax.tree.leaves(out)

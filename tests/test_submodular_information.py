@@ -341,3 +341,41 @@ def test_selection_check_catches_a_kernel_indefinite_on_pairs():
     information.check_logdet_selection(fn, sel.indices, lam=0.0)
   ok = sm.logdetmi(k, q, jnp.ones((1, 1)), lam=1.0)
   information.check_logdet_selection(ok, sm.greedy(ok, 3).indices, lam=1.0)
+
+
+SCALED = ("flvmi", "flqmi", "gcmi", "flcg", "gccg", "flcmi")  # homogeneous: blocks scaled
+
+
+@pytest.mark.parametrize("name", SCALED)
+@pytest.mark.parametrize("mag", [2.0**-100, 3.0, 1e30, float(np.finfo(np.float32).max)])
+def test_any_finite_magnitude_same_picks_finite_gains(problem, name, mag):
+  """Blocks multiplied by any finite magnitude (up to float32's max): the same picks as the
+  unit blocks (the measures are positively homogeneous), no NaN gain, lazy equal to plain."""
+  s, ks, _ = problem
+  unit = {b: np.asarray(getattr(ks, b)) for b in ks._fields if getattr(ks, b) is not None}
+  big = sm.InformationKernels(
+    **{
+      b: None if b not in unit else jnp.asarray(np.minimum(unit[b] * mag, np.finfo(np.float32).max))
+      for b in ks._fields
+    }
+  )
+  want = sm.greedy(_fn(name, ks), 5)
+  fn = _fn(name, big)
+  for sel in (sm.greedy(fn, 5), sm.lazy_greedy(fn, 5)):
+    np.testing.assert_array_equal(sel.indices, want.indices)
+    gains = np.asarray(sel.gains, np.float64)
+    assert not np.isnan(gains).any(), gains
+    # A true gain of N * 3.4e38 exceeds float32 once the scale is multiplied back: inf.
+    assert np.isfinite(gains).all() or mag > 1e30, gains
+  if mag <= 1e30:
+    np.testing.assert_allclose(
+      np.asarray(sm.greedy(fn, 5).gains) / mag, want.gains, rtol=1e-5, atol=1e-30
+    )
+
+
+def test_scaling_is_a_power_of_two(problem):
+  """The blocks are divided by a power of two (exact), into (-2, 2)."""
+  _, ks, _ = problem
+  fn = sm.flvmi(ks.kernel * 3.0, ks.query * 3.0)
+  assert float(fn.scale) == 2.0  # max 3.0 = 0.75 * 2^2, divided by 2^1
+  np.testing.assert_array_equal(fn.gains.args[0], np.asarray(ks.kernel) * 3.0 / 2.0)

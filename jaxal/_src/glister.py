@@ -76,6 +76,8 @@ def _glister(
   bias,
 ):
   n, num_classes = logits.shape
+  # The pool's finiteness flags, from this compiled pass (checked by the caller after it).
+  ok = (checks.logits_ok(logits), checks.all_finite(features)[0])
   lr = learning_rate.astype(jnp.float32)
   lam = lam.astype(jnp.float32)
   # The candidates' gradients at their hypothesised labels.
@@ -127,7 +129,7 @@ def _glister(
     g = jnp.where(taken | labeled_mask, -jnp.inf, g)
     rest = jax.lax.top_k(g, k - num_greedy)[1].astype(jnp.int32)
     idx = jax.lax.dynamic_update_slice(idx, rest, (num_greedy,))
-  return idx
+  return idx, ok
 
 
 def _check_labels(
@@ -224,6 +226,7 @@ def glister(
   regularizer: str | None = None,
   lam: float | None = None,
   bias: bool = True,
+  check_finite: bool = True,
 ) -> jax.Array:
   r"""GLISTER-active with the one-step last-layer approximation.
 
@@ -267,6 +270,9 @@ def glister(
     regularizer: None, ``"random"``, ``"facility_location"`` or ``"diversity"``.
     lam: :math:`\lambda`; required with a regulariser.
     bias: include the bias gradient (the trailing 1 in :math:`[z, 1]`).
+    check_finite: NaN or ``+inf`` logits and NaN or inf features are an error
+      naming the first offending row (flags from the compiled selection itself);
+      False for callers that checked already.
 
   Returns:
     ``[k]`` int32 indices, greedy picks first: unique, unlabeled.
@@ -286,8 +292,7 @@ def glister(
   bias = checks.check_bool(bias, "bias")
   learning_rate, lam = check_hyper(learning_rate, regularizer, lam)
   # Gradient embeddings need finite values (the candidates' are formed in _glister).
-  checks.check_finite_logits(logits)
-  checks.check_finite(features, "features", purpose="gradient embeddings need finite values")
+  check_finite = checks.check_bool(check_finite, "check_finite")
   return glister_core(
     key,
     logits,
@@ -300,6 +305,7 @@ def glister(
     regularizer=regularizer,
     lam=lam,
     bias=bias,
+    check_finite=check_finite,
   )
 
 
@@ -316,6 +322,7 @@ def glister_core(
   regularizer: str | None,
   lam: float,
   bias: bool,
+  check_finite: bool = False,
 ) -> jax.Array:
   """:func:`glister` on validated pool arguments; ``labels`` and ``validation`` are checked here.
 
@@ -336,6 +343,8 @@ def glister_core(
     regularizer: None or one of :data:`REGULARIZERS`.
     lam: as :func:`check_hyper` returns it.
     bias: a Python bool.
+    check_finite: check the pool's logits and features for NaN or inf, with flags
+      from the compiled selection (for callers that did not check them).
 
   Returns:
     ``[k]`` int32 indices, greedy picks first.
@@ -351,7 +360,7 @@ def glister_core(
     validation = Validation(logits, features, train_labels)
   else:
     validation = check_validation(validation, num_classes, features.shape[1])
-  return _glister(
+  idx, (logits_ok, features_ok) = _glister(
     key,
     logits.astype(jnp.float32),
     features.astype(jnp.float32),
@@ -367,3 +376,9 @@ def glister_core(
     regularizer,
     bias,
   )
+  if check_finite:  # gradient embeddings need finite values
+    checks.check_finite_logits(logits, ok=logits_ok)
+    checks.check_finite(
+      features, "features", purpose="gradient embeddings need finite values", ok=features_ok
+    )
+  return idx

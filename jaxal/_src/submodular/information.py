@@ -327,13 +327,13 @@ def _unit_diagonal(k):
 
 
 def _block(x: Any, name: str, rows: int | None, dims: str) -> jax.Array:
+  """A 2-D float block of the given rows, at least one column (its values are checked later)."""
   s = checks.check_float_array(x, name, 2, dims)
   if rows is not None and s.shape[0] != rows:
     raise ValueError(f"{name} must have shape {dims} with {rows} rows, got shape {s.shape}")
   if s.shape[1] == 0:
     raise ValueError(f"{name} must have at least one column (the set is empty), got {s.shape}")
-  checks.check_finite(s, name)
-  return s.astype(jnp.float32)
+  return s
 
 
 def _pool_kernel(kernel: Any, name: str = "kernel") -> tuple[jax.Array, int]:
@@ -344,8 +344,54 @@ def _pool_kernel(kernel: Any, name: str = "kernel") -> tuple[jax.Array, int]:
     raise ValueError(
       f"{name} must be a square [num_points, num_points] similarity matrix, got shape {s.shape}"
     )
-  checks.check_finite(s, name)
-  return s.astype(jnp.float32), s.shape[0]
+  return s, s.shape[0]
+
+
+@functools.partial(jax.jit, static_argnames=("scaled", "symmetric"))
+def _prepare_jit(blocks, scaled, symmetric):
+  flags = [checks.all_finite(b)[0] for b in blocks]
+  blocks = [b.astype(jnp.float32) for b in blocks]
+  # Symmetry of the square blocks (LogDet): max |S - S^T| and max |S|, from the same pass.
+  asym = [
+    (jnp.max(jnp.abs(b - b.T)), jnp.max(jnp.abs(b))) if sym else None
+    for b, sym in zip(blocks, symmetric)
+  ]
+  if not scaled:
+    return blocks, jnp.float32(1.0), flags, asym
+  # One power of two for every block: the division is exact, so the picks are unchanged, and
+  # every entry lies in (-2, 2), so no finite input overflows a gain or a state.
+  m = jnp.max(jnp.stack([jnp.max(jnp.abs(b), initial=0.0) for b in blocks]))
+  good = jnp.isfinite(m) & (m > 0)
+  e = jnp.where(good, jnp.frexp(jnp.where(good, m, 1.0))[1], 1)
+  blocks = [jnp.ldexp(b, 1 - e) for b in blocks]
+  return blocks, jnp.ldexp(jnp.float32(1.0), e - 1), flags, asym
+
+
+def _prepare(
+  blocks: dict[str, jax.Array],
+  check_finite: bool,
+  *,
+  scaled: bool = False,
+  symmetric: tuple[str, ...] = (),
+) -> tuple[list[jax.Array], Any]:
+  """The blocks as float32 (scaled by one power of two with ``scaled``) and their scale.
+
+  One compiled pass reads every block once: the cast, the scale, the finiteness
+  flags (checked unless ``check_finite`` is False: the message names the block
+  and its first offending row) and, for the ``symmetric`` blocks, the symmetry
+  check of the LogDet measures.
+  """
+  check_finite = checks.check_bool(check_finite, "check_finite")
+  names = tuple(blocks)
+  sym = tuple(n in symmetric for n in names)
+  out, scale, flags, asym = _prepare_jit([blocks[n] for n in names], scaled, sym)
+  if check_finite:
+    for n, flag in zip(names, flags):
+      checks.check_finite(blocks[n], n, ok=flag)
+  for n, a in zip(names, asym):
+    if a is not None and checks.is_concrete(a[0]):
+      _check_symmetric(blocks[n], n, *map(float, a))
+  return out, scale
 
 
 def _set_mask(mask: Any, m: int, name: str, block: str) -> jax.Array:
@@ -616,14 +662,13 @@ def _check_pd(chol_diag, d0, ground, what: str, lam: float) -> None:
     )
 
 
-def _check_symmetric(kernel: jax.Array, name: str) -> None:
-  if checks.is_concrete(kernel):
-    asym = float(jnp.max(jnp.abs(kernel - kernel.T)))
-    if asym > 1e-5 * max(1.0, float(jnp.max(jnp.abs(kernel)))):
-      raise ValueError(
-        f"{name} of shape {kernel.shape} must be symmetric for a LogDet measure "
-        f"(max |S - S.T| = {asym:.3g})"
-      )
+def _check_symmetric(kernel: jax.Array, name: str, asym: float, biggest: float) -> None:
+  """``asym = max |S - S^T|`` and ``biggest = max |S|``, computed with the finiteness flags."""
+  if asym > 1e-5 * max(1.0, biggest):
+    raise ValueError(
+      f"{name} of shape {kernel.shape} must be symmetric for a LogDet measure "
+      f"(max |S - S.T| = {asym:.3g})"
+    )
 
 
 def _capacity(max_size: Any, n: int) -> int:
@@ -757,6 +802,7 @@ def flvmi(
   eta: float = 1.0,
   query_mask: ArrayLike | None = None,
   ground_mask: ArrayLike | None = None,
+  check_finite: bool = True,
 ) -> SetFunction:
   r"""FLVMI, :math:`I(A; Q) = \sum_{i \in V} \min(\max_{j \in A} s_{ij}, \eta \max_{q \in Q} s_{iq})`.
 
@@ -772,6 +818,9 @@ def flvmi(
     eta: :math:`\eta \ge 0`, the query relevance (larger: more query-like picks).
     query_mask: optional ``[Q]`` bool, the query columns that exist (default: all).
     ground_mask: optional ``[N]`` bool ground set ``V`` (default: all).
+    check_finite: NaN or inf similarities are an error, naming the block and its
+      first offending row (flags from the compiled pass that casts and scales the
+      blocks); False for callers that checked already.
 
   Returns:
     The :class:`SetFunction`.
@@ -797,6 +846,7 @@ def flvmi(
   eta = _nonneg(eta, "eta")
   qmask = _set_mask(query_mask, query.shape[1], "query_mask", "query")
   ground = _ground(ground_mask, n)
+  (kernel, query), scale = _prepare({"kernel": kernel, "query": query}, check_finite, scaled=True)
   w = ground.astype(jnp.float32)
   cap = eta * _masked_max(query, qmask)
   return SetFunction(
@@ -807,6 +857,7 @@ def flvmi(
     update=Partial(_fl_update, kernel),
     from_mask=Partial(_fl_state, kernel),
     value=Partial(_flvmi_value, kernel, w, cap),
+    scale=scale,
   )
 
 
@@ -816,6 +867,7 @@ def flqmi(
   eta: float = 1.0,
   query_mask: ArrayLike | None = None,
   ground_mask: ArrayLike | None = None,
+  check_finite: bool = True,
 ) -> SetFunction:
   r"""FLQMI, :math:`I(A; Q) = \sum_{q \in Q} \max_{j \in A} s_{jq} + \eta \sum_{j \in A} \max_{q \in Q} s_{jq}`.
 
@@ -831,6 +883,9 @@ def flqmi(
     eta: :math:`\eta \ge 0`, the query relevance.
     query_mask: optional ``[Q]`` bool, the query columns that exist.
     ground_mask: optional ``[N]`` bool ground set ``V``.
+    check_finite: NaN or inf similarities are an error, naming the block and its
+      first offending row (flags from the compiled pass that casts and scales the
+      blocks); False for callers that checked already.
 
   Returns:
     The :class:`SetFunction`.
@@ -855,6 +910,7 @@ def flqmi(
   eta = _nonneg(eta, "eta")
   qmask = _set_mask(query_mask, query.shape[1], "query_mask", "query")
   ground = _ground(ground_mask, n)
+  (query,), scale = _prepare({"query": query}, check_finite, scaled=True)
   wq = qmask.astype(jnp.float32)
   modular = eta * jnp.max(jnp.where(qmask[None, :], query, -jnp.inf), axis=1)
   return SetFunction(
@@ -865,6 +921,7 @@ def flqmi(
     update=Partial(_flqmi_update, query),
     from_mask=Partial(_flqmi_from_mask, query),
     value=Partial(_flqmi_value, query, wq, modular),
+    scale=scale,
   )
 
 
@@ -874,6 +931,7 @@ def gcmi(
   lam: float = 0.5,
   query_mask: ArrayLike | None = None,
   ground_mask: ArrayLike | None = None,
+  check_finite: bool = True,
 ) -> SetFunction:
   r"""GCMI, :math:`I(A; Q) = 2 \lambda \sum_{j \in A} \sum_{q \in Q} s_{jq}`.
 
@@ -887,6 +945,9 @@ def gcmi(
     lam: :math:`\lambda \ge 0`.
     query_mask: optional ``[Q]`` bool, the query columns that exist.
     ground_mask: optional ``[N]`` bool ground set ``V``.
+    check_finite: NaN or inf similarities are an error, naming the block and its
+      first offending row (flags from the compiled pass that casts and scales the
+      blocks); False for callers that checked already.
 
   Returns:
     The :class:`SetFunction`.
@@ -908,6 +969,7 @@ def gcmi(
   lam = _nonneg(lam, "lam")
   qmask = _set_mask(query_mask, query.shape[1], "query_mask", "query")
   ground = _ground(ground_mask, query.shape[0])
+  (query,), scale = _prepare({"query": query}, check_finite, scaled=True)
   modular = 2.0 * lam * (query @ qmask.astype(jnp.float32))
   return SetFunction(
     "gcmi",
@@ -917,6 +979,7 @@ def gcmi(
     update=Partial(_modular_update),
     from_mask=Partial(_modular_from_mask),
     value=Partial(_modular_value, modular),
+    scale=scale,
   )
 
 
@@ -930,6 +993,7 @@ def logdetmi(
   query_mask: ArrayLike | None = None,
   ground_mask: ArrayLike | None = None,
   max_size: int | None = None,
+  check_finite: bool = True,
 ) -> SetFunction:
   r"""LogDetMI, :math:`I(A; Q) = \log\det(S_A) - \log\det(S_A - \eta^2 S_{AQ} S_Q^{-1} S_{AQ}^\top)`.
 
@@ -948,6 +1012,9 @@ def logdetmi(
     query_mask: optional ``[Q]`` bool, the query points that exist.
     ground_mask: optional ``[N]`` bool ground set ``V``.
     max_size: the largest set the trackers hold (a maximiser's ``k``; default ``N``).
+    check_finite: NaN or inf similarities are an error, naming the block and its
+      first offending row (flags from the compiled pass that casts the blocks
+      and checks their symmetry); False for callers that checked already.
 
   Returns:
     The :class:`SetFunction`.
@@ -971,10 +1038,13 @@ def logdetmi(
     MAP Inference for Determinantal Point Process, NeurIPS 2018.
   """
   kernel, n = _pool_kernel(kernel)
-  _check_symmetric(kernel, "kernel")
   query = _block(query, "query", n, "[num_points, num_queries]")
   qq = _block(query_query, "query_query", query.shape[1], "[num_queries, num_queries]")
-  _check_symmetric(qq, "query_query")
+  (kernel, query, qq), _ = _prepare(
+    {"kernel": kernel, "query": query, "query_query": qq},
+    check_finite,
+    symmetric=("kernel", "query_query"),
+  )
   eta, lam = _nonneg(eta, "eta"), _nonneg(lam, "lam")
   qmask = _set_mask(query_mask, query.shape[1], "query_mask", "query")
   ground = _ground(ground_mask, n)
@@ -991,6 +1061,7 @@ def flcg(
   nu: float = 1.0,
   private_mask: ArrayLike | None = None,
   ground_mask: ArrayLike | None = None,
+  check_finite: bool = True,
 ) -> SetFunction:
   r"""FLCG, :math:`f(A \mid P) = \sum_{i \in V} \max(\max_{j \in A} s_{ij} - \nu \max_{p \in P} s_{ip}, 0)`.
 
@@ -1004,6 +1075,9 @@ def flcg(
     nu: :math:`\nu \ge 0`, the privacy hardness.
     private_mask: optional ``[P]`` bool, the private columns that exist.
     ground_mask: optional ``[N]`` bool ground set ``V``.
+    check_finite: NaN or inf similarities are an error, naming the block and its
+      first offending row (flags from the compiled pass that casts and scales the
+      blocks); False for callers that checked already.
 
   Returns:
     The :class:`SetFunction`.
@@ -1027,6 +1101,9 @@ def flcg(
   nu = _nonneg(nu, "nu")
   pmask = _set_mask(private_mask, private.shape[1], "private_mask", "private")
   ground = _ground(ground_mask, n)
+  (kernel, private), scale = _prepare(
+    {"kernel": kernel, "private": private}, check_finite, scaled=True
+  )
   w = ground.astype(jnp.float32)
   pcap = nu * _masked_max(private, pmask)
   return SetFunction(
@@ -1037,6 +1114,7 @@ def flcg(
     update=Partial(_fl_update, kernel),
     from_mask=Partial(_fl_state, kernel),
     value=Partial(_flcg_value, kernel, w, pcap),
+    scale=scale,
   )
 
 
@@ -1048,6 +1126,7 @@ def gccg(
   nu: float = 1.0,
   private_mask: ArrayLike | None = None,
   ground_mask: ArrayLike | None = None,
+  check_finite: bool = True,
 ) -> SetFunction:
   r"""GCCG, :math:`f(A \mid P) = \sum_{j \in A, i \in V} s_{ij} - \lambda \sum_{i, j \in A} s_{ij} - 2 \lambda \nu \sum_{j \in A, p \in P} s_{jp}`.
 
@@ -1062,6 +1141,9 @@ def gccg(
     nu: :math:`\nu \ge 0`, the privacy hardness.
     private_mask: optional ``[P]`` bool, the private columns that exist.
     ground_mask: optional ``[N]`` bool ground set ``V``.
+    check_finite: NaN or inf similarities are an error, naming the block and its
+      first offending row (flags from the compiled pass that casts and scales the
+      blocks); False for callers that checked already.
 
   Returns:
     The :class:`SetFunction`.
@@ -1086,6 +1168,9 @@ def gccg(
   nu = _nonneg(nu, "nu")
   pmask = _set_mask(private_mask, private.shape[1], "private_mask", "private")
   ground = _ground(ground_mask, n)
+  (kernel, private), scale = _prepare(
+    {"kernel": kernel, "private": private}, check_finite, scaled=True
+  )
   w = ground.astype(jnp.float32)
   modular = kernel @ w - 2.0 * lam * nu * (private @ pmask.astype(jnp.float32))
   return SetFunction(
@@ -1096,6 +1181,7 @@ def gccg(
     update=Partial(_gccg_update, kernel),
     from_mask=Partial(_gccg_from_mask, kernel),
     value=Partial(_gccg_value, kernel, modular, lam),
+    scale=scale,
   )
 
 
@@ -1109,6 +1195,7 @@ def logdetcg(
   private_mask: ArrayLike | None = None,
   ground_mask: ArrayLike | None = None,
   max_size: int | None = None,
+  check_finite: bool = True,
 ) -> SetFunction:
   r"""LogDetCG, :math:`f(A \mid P) = \log\det(S_A - \nu^2 S_{AP} S_P^{-1} S_{AP}^\top)`.
 
@@ -1125,6 +1212,9 @@ def logdetcg(
     private_mask: optional ``[P]`` bool, the private points that exist.
     ground_mask: optional ``[N]`` bool ground set ``V``.
     max_size: the largest set the trackers hold (default ``N``).
+    check_finite: NaN or inf similarities are an error, naming the block and its
+      first offending row (flags from the compiled pass that casts the blocks
+      and checks their symmetry); False for callers that checked already.
 
   Returns:
     The :class:`SetFunction`.
@@ -1146,10 +1236,13 @@ def logdetcg(
     Kothawade et al., SIMILAR, NeurIPS 2021.
   """
   kernel, n = _pool_kernel(kernel)
-  _check_symmetric(kernel, "kernel")
   private = _block(private, "private", n, "[num_points, num_private]")
   pp = _block(private_private, "private_private", private.shape[1], "[num_private, num_private]")
-  _check_symmetric(pp, "private_private")
+  (kernel, private, pp), _ = _prepare(
+    {"kernel": kernel, "private": private, "private_private": pp},
+    check_finite,
+    symmetric=("kernel", "private_private"),
+  )
   nu, lam = _nonneg(nu, "nu"), _nonneg(lam, "lam")
   pmask = _set_mask(private_mask, private.shape[1], "private_mask", "private")
   ground = _ground(ground_mask, n)
@@ -1169,6 +1262,7 @@ def flcmi(
   query_mask: ArrayLike | None = None,
   private_mask: ArrayLike | None = None,
   ground_mask: ArrayLike | None = None,
+  check_finite: bool = True,
 ) -> SetFunction:
   r"""FLCMI, :math:`I(A; Q \mid P) = \sum_{i \in V} \max(\min(\max_{j \in A} s_{ij}, \eta \max_q s_{iq}) - \nu \max_p s_{ip}, 0)`.
 
@@ -1184,6 +1278,9 @@ def flcmi(
     query_mask: optional ``[Q]`` bool, the query columns that exist.
     private_mask: optional ``[P]`` bool, the private columns that exist.
     ground_mask: optional ``[N]`` bool ground set ``V``.
+    check_finite: NaN or inf similarities are an error, naming the block and its
+      first offending row (flags from the compiled pass that casts and scales the
+      blocks); False for callers that checked already.
 
   Returns:
     The :class:`SetFunction`.
@@ -1210,6 +1307,9 @@ def flcmi(
   qmask = _set_mask(query_mask, query.shape[1], "query_mask", "query")
   pmask = _set_mask(private_mask, private.shape[1], "private_mask", "private")
   ground = _ground(ground_mask, n)
+  (kernel, query, private), scale = _prepare(
+    {"kernel": kernel, "query": query, "private": private}, check_finite, scaled=True
+  )
   w = ground.astype(jnp.float32)
   qcap = eta * _masked_max(query, qmask)
   pcap = nu * _masked_max(private, pmask)
@@ -1221,6 +1321,7 @@ def flcmi(
     update=Partial(_fl_update, kernel),
     from_mask=Partial(_fl_state, kernel),
     value=Partial(_flcmi_value, kernel, w, qcap, pcap),
+    scale=scale,
   )
 
 
@@ -1239,6 +1340,7 @@ def logdetcmi(
   private_mask: ArrayLike | None = None,
   ground_mask: ArrayLike | None = None,
   max_size: int | None = None,
+  check_finite: bool = True,
 ) -> SetFunction:
   r"""LogDetCMI, :math:`I(A; Q \mid P) = f(A \cup P) + f(Q \cup P) - f(A \cup Q \cup P) - f(P)`.
 
@@ -1263,6 +1365,9 @@ def logdetcmi(
     private_mask: optional ``[P]`` bool, the private points that exist.
     ground_mask: optional ``[N]`` bool ground set ``V``.
     max_size: the largest set the trackers hold (default ``N``).
+    check_finite: NaN or inf similarities are an error, naming the block and its
+      first offending row (flags from the compiled pass that casts the blocks
+      and checks their symmetry); False for callers that checked already.
 
   Returns:
     The :class:`SetFunction`.
@@ -1284,7 +1389,6 @@ def logdetcmi(
     Kothawade et al., SIMILAR, NeurIPS 2021.
   """
   kernel, n = _pool_kernel(kernel)
-  _check_symmetric(kernel, "kernel")
   query = _block(query, "query", n, "[num_points, num_queries]")
   private = _block(private, "private", n, "[num_points, num_private]")
   qn, pn = query.shape[1], private.shape[1]
@@ -1295,8 +1399,18 @@ def logdetcmi(
     raise ValueError(
       f"query_private must have shape [num_queries, num_private] = ({qn}, {pn}), got {qp.shape}"
     )
-  _check_symmetric(qq, "query_query")
-  _check_symmetric(pp, "private_private")
+  (kernel, query, private, qq, pp, qp), _ = _prepare(
+    {
+      "kernel": kernel,
+      "query": query,
+      "private": private,
+      "query_query": qq,
+      "private_private": pp,
+      "query_private": qp,
+    },
+    check_finite,
+    symmetric=("kernel", "query_query", "private_private"),
+  )
   eta, nu, lam = _nonneg(eta, "eta"), _nonneg(nu, "nu"), _nonneg(lam, "lam")
   qmask = _set_mask(query_mask, qn, "query_mask", "query")
   pmask = _set_mask(private_mask, pn, "private_mask", "private")
@@ -1332,6 +1446,7 @@ def make_information(
   private_mask: ArrayLike | None = None,
   ground_mask: ArrayLike | None = None,
   max_size: int | None = None,
+  check_finite: bool = True,
 ) -> SetFunction:
   """The information measure ``name`` (one of :data:`MEASURES`) over the blocks it reads.
 
@@ -1349,6 +1464,8 @@ def make_information(
     private_mask: optional ``[P]`` bool, the private points that exist.
     ground_mask: optional ``[N]`` bool ground set.
     max_size: LogDet trackers' capacity (default ``N``).
+    check_finite: NaN or inf in a block is an error (flags fused into the measure's
+      compiled pass over its blocks); False for callers that checked already.
 
   Returns:
     The :class:`SetFunction`.
@@ -1376,7 +1493,7 @@ def make_information(
   if missing:
     raise ValueError(f"{name} needs the kernel blocks {blocks}; kernels.{missing[0]} is None")
   args = [getattr(kernels, b) for b in blocks]
-  opts: dict[str, Any] = {"ground_mask": ground_mask}
+  opts: dict[str, Any] = {"ground_mask": ground_mask, "check_finite": check_finite}
   if "query" in blocks:
     opts["query_mask"] = query_mask
   if "private" in blocks:
