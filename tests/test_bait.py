@@ -146,7 +146,7 @@ def test_the_scoring_falls_back_to_rescoring_when_the_point_arrays_do_not_fit(mo
   core, taken = bait_lib.bait_core, []
 
   def spy(*args):
-    taken.append(args[-1])
+    taken.append(args[6])  # incremental
     return core(*args)
 
   monkeypatch.setattr(bait_lib, "bait_core", spy)

@@ -293,6 +293,9 @@ def mean_log_probs(mc_logits: ArrayLike) -> jax.Array:
   return jax.nn.logsumexp(logp, axis=0) - jnp.log(logp.shape[0]).astype(jnp.float32)
 
 
+_mean_log_probs_flagged = _with_flag(mean_log_probs)  # the mean predictive and its flag
+
+
 @jax.jit
 def _bald(mc_logits):
   logp = log_probs(mc_logits)
@@ -351,11 +354,9 @@ def mc_mean(score_fn):
   """
 
   def fn(mc_logits: ArrayLike, *, check_finite: bool = True) -> jax.Array:
-    original = mc_logits
-    mc_logits = checks.check_mc_logits(mc_logits, "mc_logits")
-    if check_finite:
-      checks.check_finite_logits(mc_logits, "mc_logits", original=original)
-    return score_fn(mean_log_probs(mc_logits), check_finite=False)
+    x = checks.check_mc_logits(mc_logits, "mc_logits")
+    mean = _checked(_mean_log_probs_flagged, x, "mc_logits", check_finite, mc_logits)
+    return score_fn(mean, check_finite=False)
 
   fn.__name__ = f"mc_{score_fn.__name__}"
   fn.__doc__ = f"``{score_fn.__name__}`` of the MC-averaged predictive ``[S, N, K] -> [N]``."

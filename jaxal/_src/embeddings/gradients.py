@@ -55,10 +55,13 @@ FINITE = "gradient embeddings need finite values"
 # Closed form.
 
 
-@functools.partial(jax.jit, static_argnames=("bias",))
-def _closed_form(logits, features, bias):
+@functools.partial(jax.jit, static_argnames=("bias", "flagged"))
+def _closed_form(logits, features, bias, flagged=False):
   y = jnp.argmax(jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1), axis=-1)
-  return closed_form_at(logits, features, y, bias)
+  emb = closed_form_at(logits, features, y, bias)
+  if not flagged:
+    return emb
+  return emb, (checks.logits_ok(logits), checks.all_finite(features)[0])
 
 
 closed_form_core = _closed_form  # internal API: the jitted closed form, on checked arrays
@@ -126,9 +129,10 @@ def closed_form_gradient_embedding(
   features = checks.check_float_array(features, "features", 2, "[num_points, feat_dim]")
   checks.check_same_n("logits", logits, "features", features)
   bias = checks.check_bool(bias, "bias")
-  checks.check_finite_logits(logits)
-  checks.check_finite(features, "features", purpose=FINITE)
-  return _closed_form(logits, features, bias)
+  emb, (logits_ok, features_ok) = _closed_form(logits, features, bias, True)
+  checks.check_finite_logits(logits, ok=logits_ok)
+  checks.check_finite(features, "features", purpose=FINITE, ok=features_ok)
+  return emb
 
 
 # ---------------------------------------------------------------------------
@@ -286,7 +290,8 @@ def _layout(
 
 
 @functools.partial(jax.jit, static_argnames=("model", "head", "bias"))
-def _grad_embedding_batch(model, params, xb, head, bias):
+def _grad_embedding_batch(model, params, xb, head, bias, valid):
+  """``(rows [B, D], ok)``: the batch's gradient rows and whether its first ``valid`` are finite."""
   leaves, treedef = jax.tree_util.tree_flatten(params)
   paths = _leaf_paths(params)
   sel = [i for i, (p, l) in enumerate(zip(paths, leaves)) if _under(p, head) and _is_float(l)]
@@ -302,7 +307,9 @@ def _grad_embedding_batch(model, params, xb, head, bias):
     return -logp[y]
 
   g = jax.vmap(jax.grad(loss), in_axes=(None, 0))(head_leaves, xb)
-  return _layout([(paths[i], gi.astype(jnp.float32)) for i, gi in zip(sel, g)], head, bias)
+  rows = _layout([(paths[i], gi.astype(jnp.float32)) for i, gi in zip(sel, g)], head, bias)
+  real = jnp.arange(rows.shape[0]) < valid  # padding rows are not the caller's
+  return rows, jnp.all(jnp.isfinite(rows) | ~real[:, None])
 
 
 @functools.partial(jax.jit, donate_argnums=0)
@@ -370,19 +377,22 @@ def gradient_embedding(
   n = x.shape[0]
   if n <= batch_size:  # one zero-padded batch
     xb = jnp.concatenate([x, jnp.zeros((batch_size - n, *x.shape[1:]), x.dtype)])
-    emb = _grad_embedding_batch(model, params, xb, path, bias)[:n]
+    emb, ok = _grad_embedding_batch(model, params, xb, path, bias, n)
+    emb, flags = emb[:n], [ok]
   else:
     # Rows are written in place into one [n, D] buffer (donated), so peak memory
     # is the output plus one batch, not twice the output. The last batch is
     # shifted back to end at n instead of being padded; the rows it repeats get
     # the same values again.
     starts = list(range(0, n - batch_size, batch_size)) + [n - batch_size]
-    emb = None
+    emb, flags = None, []
     for start in starts:
       xb = jax.lax.dynamic_slice_in_dim(x, start, batch_size, axis=0)
-      rows = _grad_embedding_batch(model, params, xb, path, bias)
+      rows, ok = _grad_embedding_batch(model, params, xb, path, bias, batch_size)
+      flags.append(ok)  # each batch's finiteness, from the compiled batch itself
       if emb is None:
         emb = jnp.zeros((n, rows.shape[1]), rows.dtype)
       emb = _write_rows(emb, rows, start)
-  checks.check_finite(emb, "the gradient embedding", purpose=FINITE)
+  ok = flags[0] if len(flags) == 1 else jnp.all(jnp.stack(flags))
+  checks.check_finite(emb, "the gradient embedding", purpose=FINITE, ok=ok)
   return emb

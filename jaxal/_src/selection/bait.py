@@ -60,6 +60,7 @@ objective's minimisers do not change), so no finite input overflows.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -223,9 +224,12 @@ def _trace_change(m1, m2, sign):
   return jnp.trace(jnp.linalg.solve(s, m2), axis1=-2, axis2=-1)
 
 
-@functools.partial(jax.jit, static_argnames=("k", "bias", "incremental"))
-def bait_core(logits, features, k, labeled_mask, lam, bias, incremental=True):
+@functools.partial(jax.jit, static_argnames=("k", "bias", "incremental", "flagged"))
+def bait_core(logits, features, k, labeled_mask, lam, bias, incremental=True, flagged=False):
   """``(indices [k] int32, objective [])`` on validated, finite arrays.
+
+  With ``flagged``, a third output: the finiteness flags ``(logits_ok, features_ok)`` of
+  :mod:`jaxal._src.checks`, from the same compiled call.
 
   ``objective`` is ``f`` of the returned set, from the Woodbury-updated inverse.
   ``incremental`` (static): keep every point's ``V A Vᵀ`` and ``V AFA Vᵀ`` ([N, K, K] each)
@@ -233,6 +237,7 @@ def bait_core(logits, features, k, labeled_mask, lam, bias, incremental=True):
   otherwise recompute them from the dense blocks at every pick (``O(N D²)`` per pick,
   memory ``O(N (K + d))``). Both run the same greedy; float rounding differs.
   """
+  flags = (checks.logits_ok(logits), checks.all_finite(features)[0]) if flagged else None
   logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
   p = jnp.exp(logp)
   h = features.astype(jnp.float32)
@@ -334,7 +339,7 @@ def bait_core(logits, features, k, labeled_mask, lam, bias, incremental=True):
   a_inv, _, _, alive = jax.lax.fori_loop(0, m - k, backward, (a_inv, m1s, m2s, alive))
   keep = jnp.nonzero(alive, size=k, fill_value=0)[0]
   objective = jnp.sum(a_inv * f)  # tr(A F_U): A and F_U symmetric
-  return sel[keep], objective
+  return (sel[keep], objective, flags) if flagged else (sel[keep], objective)
 
 
 @checks.spelled_as(
@@ -417,9 +422,12 @@ def bait(
   bias = checks.check_bool(bias, "bias")
   memory_limit = checks.check_positive_int(memory_limit, "memory_limit")
   check_memory(logits.shape[1], features.shape[1], memory_limit, bias)
-  checks.check_finite_logits(logits, original=logits_in)
-  checks.check_finite(features, "features", purpose="BAIT needs finite features")
-  return select_bait(logits, features, k, labeled_mask, lam, bias, memory_limit)
+  idx, (logits_ok, features_ok) = select_bait(
+    logits, features, k, labeled_mask, lam, bias, memory_limit, flagged=True
+  )
+  checks.check_finite_logits(logits, original=logits_in, ok=logits_ok)
+  checks.check_finite(features, "features", purpose="BAIT needs finite features", ok=features_ok)
+  return idx
 
 
 def select_bait(
@@ -430,7 +438,9 @@ def select_bait(
   lam: float,
   bias: bool,
   memory_limit: int = DEFAULT_MEMORY_LIMIT,
-) -> jax.Array:
+  *,
+  flagged: bool = False,
+) -> Any:
   """:func:`bait` on arguments a caller has validated (the memory check included).
 
   The per-point arrays of the incremental scoring are kept when they fit in
@@ -445,11 +455,14 @@ def select_bait(
     lam: a Python float ``> 0``.
     bias: a Python bool.
     memory_limit: the most bytes BAIT's arrays may take.
+    flagged: also return the finiteness flags ``(logits_ok, features_ok)``, from the
+      same compiled call (the arrays are then checked after it, not before).
 
   Returns:
-    ``[k]`` int32 indices, as :func:`bait`.
+    ``[k]`` int32 indices, as :func:`bait` (and the flags, with ``flagged``).
   """
   logits, features, labeled_mask = sharding.single_device((logits, features, labeled_mask))
   n, nk = logits.shape
   incremental = incremental_fits(n, nk, features.shape[1] + int(bias), memory_limit)
-  return bait_core(logits, features, k, labeled_mask, jnp.float32(lam), bias, incremental)[0]
+  out = bait_core(logits, features, k, labeled_mask, jnp.float32(lam), bias, incremental, flagged)
+  return (out[0], out[2]) if flagged else out[0]
