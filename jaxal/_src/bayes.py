@@ -433,9 +433,15 @@ def batchbald(
     Kirsch et al.'s estimator.
 
   The first pick is BALD's argmax. A chosen point is masked out, so no index
-  is picked twice, even among identical points. Cost per pick:
-  ``O(S · N · C · K)`` with ``C`` the configuration count, vectorised over
-  candidates in blocks; one compile per shape.
+  is picked twice, even among identical points. Each pick first bounds every
+  candidate's gain from above at ``O(S · N · S · K)`` (the configurations
+  merged into ``S`` groups, entropy being concave), then evaluates exactly,
+  in cache-sized blocks and highest bound first, only the candidates whose
+  bound can still reach the best gain found: ``O(S · n · C · K)`` for those
+  ``n`` (``C`` the configuration count). Once each configuration's posterior
+  has settled on about one network the bound is nearly tight and ``n`` is a
+  block or two; the picks are those of evaluating every candidate. One
+  compile per shape.
 
   Args:
     key: a ``jax.random.key`` (used by the sampled estimator only).
@@ -447,8 +453,9 @@ def batchbald(
     num_joint_samples: configurations of the sampled estimator (static).
     max_exact_configs: largest configuration count summed exactly (static);
       defaults to ``num_joint_samples``.
-    check_finite: check ``log_probs`` for NaN or ``+inf`` entries first (one
-      device reduction); False for callers that checked already.
+    check_finite: check ``log_probs`` for NaN or ``+inf`` entries (the flag
+      is computed in the same compiled call, the error raised after it);
+      False for callers that checked already.
 
   Returns:
     ``[k]`` int32 indices in the order picked: unique, unlabeled.
@@ -591,8 +598,9 @@ def stochastic_batch(
     mode: ``"power"``, ``"softmax"`` or ``"softrank"``.
     temperature: positive; not static (changing it does not recompile).
     labeled_mask: optional ``[num_points]`` bool, True where already labeled.
-    check_finite: NaN or ``+inf`` scores are an error (one device reduction);
-      with False they behave as described above (NaN: probability 0).
+    check_finite: NaN or ``+inf`` scores are an error (the flag is computed
+      in the same compiled call as the batch); with False they behave as
+      described above (NaN: probability 0).
 
   Returns:
     ``[k]`` int32 indices in the order drawn: unique, unlabeled.
