@@ -8,12 +8,15 @@
     python benchmarks/batchbald.py --sizes 100000 --name batchbald_100k    # one N, its own file
 
 jaxal: ``jaxal.bayes.batchbald`` (one jitted call: two ``lax.fori_loop`` over
-the picks, candidates in cache-sized blocks) on random MC log-probabilities
+the picks; each pick bounds every candidate's gain by merging the configurations
+into S groups, then evaluates exactly, in cache-sized blocks and highest bound
+first, only the candidates whose bound can reach the best gain) on random MC log-probabilities
 ``[S=20, N, K=10]`` with ``num_joint_samples = max_exact_configs = 512`` (the
 strategy's default). Reported: the first call (compilation included) and the
 best later call.
 
-Floors, measured in the same run: every pick multiplies the ``[M, S]`` posterior
+Floors, measured in the same run (the arithmetic of evaluating every candidate;
+pruning lets jaxal go below them): every pick multiplies the ``[M, S]`` posterior
 weights of the M = 512 configurations by every candidate's ``[S, K]``
 probabilities, ``N * M * S * K`` multiply-adds; the product floor is a jitted
 product of exactly that shape (in the same cache-sized blocks, each reduced to a

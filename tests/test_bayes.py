@@ -153,6 +153,151 @@ def test_batchbald_same_key_same_result_and_one_compile():
   assert c["_batchbald"] == 1
 
 
+# The pruned pick (upper bound by grouped configurations, exact evaluation of the candidates
+# that can reach the best gain) against evaluating every candidate.
+
+
+def test_grouped_term_is_an_upper_bound_and_exact_for_few_configurations():
+  s, n, k = 6, 37, 4
+  probs = jnp.exp(jax.nn.log_softmax(mc_problem(20, s=s, n=n, k=k)))
+  blocks = bayes_lib._candidate_blocks(probs, 5)  # 37 = 7 * 5 + 2: a partial last block
+  p = np_probs(mc_problem(20, s=s, n=n, k=k))
+  for live, c in [(3, 8), (6, 6), (40, 40)]:
+    log_q = jax.random.normal(jax.random.key(live), (s, c))
+    log_q = jnp.where(jnp.arange(c) < live, log_q, -jnp.inf)
+    w = bayes_lib._posterior_weights(log_q)
+    rho = jax.nn.softmax(jax.random.normal(jax.random.key(c), (c,)))
+    rho = jnp.where(jnp.arange(c) < live, rho, 0.0)
+    term = bayes_lib._weighted_entropy(w.T, rho, blocks, n, k)
+    wt_g, rho_g = bayes_lib._grouped_weights(w, rho, live)
+    bound = bayes_lib._weighted_entropy(wt_g, rho_g, blocks, n, k)
+    # NumPy: sum_j rho_j H[sum_s w_sj p_s(y_c)].
+    wn, rn = np.asarray(w, np.float64), np.asarray(rho, np.float64)
+    ref = np.array([np.sum(rn * np_entropy(wn.T @ p[:, i])) for i in range(n)])
+    np.testing.assert_allclose(term, ref, rtol=1e-5, atol=1e-5)
+    margin = bayes_lib._prune_margin(c, s, k)
+    assert (np.asarray(bound) >= np.asarray(term) - margin).all()
+    np.testing.assert_allclose(rho_g.sum(), rho.sum(), rtol=1e-6)
+    if live <= s:  # one configuration a group: the bound is the term
+      np.testing.assert_allclose(bound, term, rtol=1e-6, atol=1e-6)
+    else:
+      assert (np.asarray(bound) > np.asarray(term) + 1e-4).any()  # a real bound, not the term
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 5, 37, 64])
+def test_pruned_best_is_the_argmax_of_every_gain(chunk):
+  s, n, k, c = 5, 37, 3, 30
+  lp = mc_problem(21, s=s, n=n, k=k)
+  probs = jnp.exp(jax.nn.log_softmax(lp))
+  cond = jnp.asarray(np.mean(np_entropy(np_probs(lp)), axis=0), jnp.float32)
+  chunk = min(chunk, n)
+  blocks = bayes_lib._candidate_blocks(probs, chunk)
+  rows = jnp.transpose(probs, (1, 0, 2))
+  for seed in range(4):
+    log_q = 3.0 * jax.random.normal(jax.random.key(seed), (s, c))
+    w = bayes_lib._posterior_weights(log_q)
+    rho = jnp.full((c,), 1.0 / c, jnp.float32)
+    excluded = jax.random.uniform(jax.random.key(100 + seed), (n,)) < 0.3
+    wt_g, rho_g = bayes_lib._grouped_weights(w, rho, c)
+    best, term_best = bayes_lib._pruned_best(
+      w.T, rho, wt_g, rho_g, blocks, rows, cond, excluded, chunk, bayes_lib._prune_margin(c, s, k)
+    )
+    term = bayes_lib._weighted_entropy(w.T, rho, blocks, n, k)
+    gain = np.where(excluded, -np.inf, np.asarray(term - cond))
+    assert int(best) == int(np.argmax(gain))
+    np.testing.assert_allclose(term_best, term[int(best)], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+  "seed,s,n,k,budget,joint,exact",
+  [
+    (30, 8, 203, 5, 12, 64, 64),  # N not a multiple of the block of 2^19 / (64 * 5) = 1638
+    (31, 20, 1500, 10, 9, 512, 512),  # blocks of 102: 15 blocks, the last one partial
+    (32, 4, 77, 3, 20, 32, 1),  # sampled from the second pick
+    (33, 3, 50, 2, 30, 16, 1000),  # exact throughout (2^30 > 1000: the 11th pick samples)
+  ],
+)
+def test_batchbald_pruned_picks_equal_every_candidate_evaluated(
+  seed, s, n, k, budget, joint, exact
+):
+  lp = mc_problem(seed, s=s, n=n, k=k)
+  mask = jnp.arange(n) % 11 == 3
+  key = jax.random.key(seed)
+  got = bayes_lib._batchbald(key, lp, mask, budget, joint, exact)
+  want = bayes_lib._batchbald(key, lp, mask, budget, joint, exact, prune=False)
+  np.testing.assert_array_equal(got[0], want[0])
+  np.testing.assert_allclose(got[1], want[1], rtol=1e-6, atol=1e-6)
+  assert not np.asarray(mask)[np.asarray(got[0])].any()
+  assert len(set(np.asarray(got[0]).tolist())) == budget
+
+
+def test_batchbald_pruned_ties_go_to_the_lowest_index():
+  one = mc_problem(34, s=4, n=3, k=3)
+  lp = jnp.tile(one, (1, 5, 1))  # points i, i + 3, i + 6, ...: identical gains, exact ties
+  for exact in (1, 64):
+    got = bayes_lib._batchbald(jax.random.key(0), lp, jnp.zeros(15, bool), 8, 32, exact)
+    want = bayes_lib._batchbald(
+      jax.random.key(0), lp, jnp.zeros(15, bool), 8, 32, exact, prune=False
+    )
+    np.testing.assert_array_equal(got[0], want[0])
+
+
+# ---------------------------------------------------------------------------
+# Finiteness: the flags come out of the compiled call that does the work.
+
+SEPARATE_CHECKS = ("all_finite", "logits_ok", "scores_ok", "_all_nonneg")
+
+
+def _poisoned_mc():
+  lp = np.array(mc_problem(40, s=3, n=12, k=4))
+  lp[1, 7, 2] = np.nan  # row 7 of [S, N, K]
+  return jnp.asarray(lp)
+
+
+def _poisoned_scores():
+  u = np.array(jax.random.uniform(jax.random.key(41), (12,)))
+  u[7] = np.nan
+  return jnp.asarray(u)
+
+
+def test_batchbald_and_stochastic_batch_check_finiteness_in_their_own_compile():
+  lp, u = mc_problem(40, s=3, n=12, k=4), jax.random.uniform(jax.random.key(41), (12,))
+  jax.clear_caches()
+  with count_traces() as c:
+    idx = bayes.batchbald(jax.random.key(0), lp, 3, num_joint_samples=16)
+    sb = bayes.stochastic_batch(jax.random.key(0), u, 3)
+    jax.block_until_ready((idx, sb))
+  assert not [name for name in SEPARATE_CHECKS if c[name]], dict(c.counts)
+  assert c["_batchbald"] == 1 and c["_stochastic_batch"] == 1
+  np.testing.assert_array_equal(
+    idx, bayes.batchbald(jax.random.key(0), lp, 3, num_joint_samples=16, check_finite=False)
+  )
+
+
+def test_batchbald_and_stochastic_batch_name_the_non_finite_row():
+  with pytest.raises(ValueError, match=r"^log_probs of shape \(3, 12, 4\) .*row 7"):
+    bayes.batchbald(jax.random.key(0), _poisoned_mc(), 3, num_joint_samples=16)
+  for mode in bayes.MODES:
+    with pytest.raises(ValueError, match=r"^scores of shape \(12,\) .*index 7:"):
+      bayes.stochastic_batch(jax.random.key(0), _poisoned_scores(), 3, mode=mode)
+  inf = _poisoned_scores().at[7].set(jnp.inf)
+  with pytest.raises(ValueError, match=r"^scores of shape \(12,\) holds 1 NaN or \+inf .*index 7:"):
+    bayes.stochastic_batch(jax.random.key(0), inf, 3)
+
+
+def test_batchbald_and_stochastic_batch_skip_the_check_on_request():
+  jax.clear_caches()
+  with count_traces() as c:
+    idx = bayes.batchbald(
+      jax.random.key(0), _poisoned_mc(), 3, num_joint_samples=16, check_finite=False
+    )
+    sb = bayes.stochastic_batch(jax.random.key(0), _poisoned_scores(), 3, check_finite=False)
+    jax.block_until_ready((idx, sb))
+  assert not [name for name in SEPARATE_CHECKS if c[name]], dict(c.counts)
+  assert idx.shape == (3,) and len(set(np.asarray(idx).tolist())) == 3
+  assert 7 not in np.asarray(sb).tolist()  # NaN: probability 0 while other points remain
+
+
 def test_batchbald_bad_input():
   key = jax.random.key(0)
   with pytest.raises(ValueError, match=r"log_probs must have shape \[num_samples, num_points"):
