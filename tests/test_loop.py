@@ -22,7 +22,9 @@ from jaxal import models
 from jaxal import strategies
 
 
-@settings(max_examples=60, deadline=None)
+# derandomize: the same 60 examples every run, so their shapes' compiled programs come from
+# the persistent compilation cache on a second run instead of compiling again.
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(n=st.integers(1, 40), initial=st.integers(0, 10), data=st.data())
 def test_label_never_loses_or_duplicates(n, initial, data):
   initial = min(initial, n)
@@ -250,20 +252,14 @@ def test_non_finite_logits_are_reported():
     strategies.bald(num_samples=2).acquire(jax.random.key(0), model, None, x, jnp.zeros(6, bool), 2)
 
 
-def test_every_registered_strategy_respects_invariants(digits_small):
-  x, y, _, _ = digits_small
-  x, y = x[:120], y[:120]
-  module = models.MLP(num_classes=10, hidden=(16,))
-  key = jax.random.key(4)
-  state = loop.init(key, len(x), num_initial=30)
-  ts = loop.fit(
-    key, loop.create_train_state(key, module, x), x, y, state.labeled_mask, num_steps=30
-  )
-  model, params = models.from_train_state(ts)
+def test_every_registered_strategy_respects_invariants(trained_digits):
+  # The strategy tests' shared model and pool (90 digits, 15 labeled), and their budget of 8:
+  # a worker that ran those already holds these compiled programs.
+  state, model, params, x, _ = trained_digits
   mask = np.asarray(state.labeled_mask)
   for name in strategies.names():
     strategy = strategies.get(name)
-    for budget in (5, int((~mask).sum())):  # budget equal to the whole unlabeled pool too
+    for budget in (8, int((~mask).sum())):  # budget equal to the whole unlabeled pool too
       idx = np.asarray(
         strategy.acquire(jax.random.key(9), model, params, x, state.labeled_mask, budget)
       )
