@@ -324,23 +324,7 @@ def _finite_call(name, poison=False, **kw):
   return call(a, **kw)
 
 
-# Still checked by a separate compiled pass (checks.all_finite): strict, so each one fails
-# here as soon as its flag comes from its own compiled call.
-SEPARATE_PASS_STILL = ("batchbald", "stochastic_batch")
-
-
-@pytest.mark.parametrize(
-  "name",
-  [
-    pytest.param(
-      n,
-      marks=pytest.mark.xfail(
-        n in SEPARATE_PASS_STILL, reason="finiteness still a separate pass", strict=True
-      ),
-    )
-    for n in FINITE_CASES
-  ],
-)
+@pytest.mark.parametrize("name", FINITE_CASES)
 def test_public_functions_check_finiteness_in_their_own_compile(name):
   """A finite call compiles no standalone finiteness check: the flags come out of the
   compiled call that does the work (no separate pass over a large input)."""
