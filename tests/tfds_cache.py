@@ -2,11 +2,11 @@
 
 Preparing MNIST from the shared idx files takes ~30 s; the tests that need it
 (data, notebooks, CLI) prepare each dataset once, under a file lock, and then only read it.
-The folder is kept beside the suite's compilation cache (``<cache>-test-tfds``), under a key of everything the
-preparation depends on (jaxal's loader source, the tensorflow-datasets version, the idx
-files' names, sizes and times), so a later run prepares again only when one of those
-changed; with the cache off (``JAXAL_COMPILATION_CACHE=0``) it lives in the session's
-temporary folders, as before.
+The folder is kept beside the suite's compilation cache (``<cache>-test-tfds``), under a key
+of everything the preparation depends on (jaxal's loader source, the tensorflow-datasets
+version, the idx files' names, sizes and times), so a later run prepares again only when one
+of those changed; with the cache off (``JAXAL_COMPILATION_CACHE=0``) it lives in the
+session's temporary folders.
 """
 
 from __future__ import annotations
