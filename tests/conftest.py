@@ -50,39 +50,10 @@ def pytest_configure(config):
   )
 
 
-# A worker process killed by a native abort (a failed assertion is never rerun). XLA:CPU has
-# aborted a worker twice in the suite's recent runs, both times while deserialising an executable
-# from the persistent compilation cache (in a different test each time); every entry of a full
-# suite's cache deserialises cleanly when read back one by one, so no damaged entry explains it.
-# Such a test is run once more on a fresh worker (at most two per run); a second crash of the
-# same test fails it, and every crash is listed at the end of the run with the test's name.
-_CRASHED: list[str] = []  # in the controlling process: the node ids whose worker crashed
-_MAX_CRASH_RERUNS = 2
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_handlecrashitem(crashitem, report, sched):
-  _CRASHED.append(crashitem)
-  if _CRASHED.count(crashitem) == 1 and len(_CRASHED) <= _MAX_CRASH_RERUNS:
-    sched.mark_test_pending(crashitem)
-    report.outcome = "rerun"
-
-
-def pytest_report_teststatus(report, config):
-  if report.outcome == "rerun":
-    return "rerun", "R", ("RERUN", {"yellow": True})
-  return None
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
-  if _CRASHED:
-    terminalreporter.section("workers that crashed (native abort; the output above has it)")
-    for nodeid in dict.fromkeys(_CRASHED):
-      again = _CRASHED.count(nodeid) > 1
-      terminalreporter.write_line(
-        f"{nodeid}: worker crashed" + (" twice: failed" if again else ", rerun on a fresh worker")
-      )
-
+# A test whose xdist worker dies of a native abort runs once more (tests/crash_rerun.py).
+from crash_rerun import pytest_handlecrashitem  # noqa: E402,F401
+from crash_rerun import pytest_report_teststatus  # noqa: E402,F401
+from crash_rerun import pytest_terminal_summary  # noqa: E402,F401
 
 SHARED_DATA = os.environ.get("JAXAL_SHARED_DATA")
 
