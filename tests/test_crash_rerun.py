@@ -15,7 +15,7 @@ from crash_rerun import pytest_handlecrashitem, pytest_report_teststatus, pytest
 """
 
 PROBES = """
-import os, pathlib
+import os
 
 def test_crashes_once(tmp_path_factory):
   flag = tmp_path_factory.getbasetemp().parent / "crashed-once"
@@ -42,7 +42,8 @@ def _run(tmp_path, **env):
   out = subprocess.run(
     [sys.executable, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider", "-q", str(tmp_path)],
     cwd=tmp_path,
-    env=dict(os.environ, **env),
+    # The outer run's PYTEST_* variables (xdist's worker id among them) stay out of the nested one.
+    env={**{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}, **env},
     capture_output=True,
     text=True,
     timeout=300,

@@ -59,7 +59,7 @@ def prepared_data_dir(tmp_path_factory, shared_data: str, name: str) -> str:
   with open(root / f"{name}.lock", "w") as lock, contextlib.ExitStack() as stack:
     fcntl.flock(lock, fcntl.LOCK_EX)
     stack.callback(fcntl.flock, lock, fcntl.LOCK_UN)
-    if not (root / f"{name}.done").exists():
+    if not ((root / f"{name}.done").exists() and data_dir.is_dir()):
       # Prepared beside, then renamed: a run killed while preparing leaves no half folder.
       partial = root / f".{name}.partial"
       shutil.rmtree(partial, ignore_errors=True)
