@@ -28,9 +28,14 @@ def _enable_compilation_cache() -> None:
   (``0`` turns it off). It is exported in the environment, so xdist workers and the
   subprocesses tests start (``jaxal run``, tests/sharded, notebooks) read and write the same one:
   a second run of the suite loads every executable instead of compiling it.
+
+  jaxal's whole-executable cache stays off (also in those subprocesses): tests count traces,
+  and a later run would load what an earlier one traced. tests/test_executables.py turns it on
+  in folders of its own.
   """
   from jaxal._src import compile_cache
 
+  os.environ[compile_cache.EXECUTABLES_ENV] = "0"
   folder = compile_cache.enable_compilation_cache()
   if folder is not None:
     os.environ[compile_cache.ENV] = folder

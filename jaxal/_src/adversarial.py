@@ -16,7 +16,6 @@ rank last.
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 from typing import NamedTuple
@@ -26,6 +25,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxal._src import checks
+from jaxal._src import executables
 from jaxal._src import models as models_lib
 
 
@@ -125,7 +125,7 @@ def _until_done(active, body, inputs, state):
   return jax.lax.while_loop(lambda st: jnp.any(active(inputs, st)), chunk, state)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "max_iter"))
+@executables.jit(static_argnames=("model", "max_iter"))
 def _deepfool_batch(model, params, xb, valid, overshoot, max_iter):
   f = _batch_logits_fn(model, params)
   if max_iter == 0:
@@ -156,7 +156,7 @@ def _deepfool_batch(model, params, xb, valid, overshoot, max_iter):
   return (1.0 + overshoot) * r_tot, i, flipped
 
 
-@functools.partial(jax.jit, static_argnames=("model", "max_iter"))
+@executables.jit(static_argnames=("model", "max_iter"))
 def _bim_batch(model, params, xb, valid, step, eps, max_iter):
   f = _batch_logits_fn(model, params)
   label = jnp.argmax(f(xb), axis=-1)
@@ -211,7 +211,7 @@ def _run(batch_fn, x, batch_size) -> Attack:
   return Attack(_flipped_sq_norm(pert, flipped), pert, jnp.concatenate(iters), flipped)
 
 
-@jax.jit
+@executables.jit
 def _flipped_sq_norm(pert: jax.Array, flipped: jax.Array) -> jax.Array:
   """``||pert||²`` per row where flipped, ``+inf`` elsewhere; finite for every flipped row.
 

@@ -12,7 +12,6 @@ by Gumbel top-k.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import jax
@@ -22,6 +21,7 @@ from jax.sharding import PartitionSpec as P
 from jax.typing import ArrayLike
 
 from jaxal._src import checks
+from jaxal._src import executables
 from jaxal._src import scores as scores_lib
 from jaxal._src import sharding
 
@@ -258,8 +258,7 @@ def _exact_steps(num_classes: int, max_exact_configs: int) -> int:
   return steps
 
 
-@functools.partial(
-  jax.jit,
+@executables.jit(
   static_argnames=("k", "num_joint_samples", "max_exact_configs", "ps", "prune", "flagged"),
 )
 def _batchbald(
@@ -538,7 +537,7 @@ def _mc_pool_sharding(log_probs, labeled_mask) -> sharding.PoolSharding | None:
 MODES = ("power", "softmax", "softrank")
 
 
-@functools.partial(jax.jit, static_argnames=("k", "mode", "flagged"))
+@executables.jit(static_argnames=("k", "mode", "flagged"))
 def _stochastic_batch(key, scores, labeled_mask, temperature, k, mode, flagged=False):
   """The ``[k]`` indices; ``flagged``: and :func:`checks.scores_ok` of ``scores`` (no ``+inf``)."""
   s = scores.astype(jnp.float32)

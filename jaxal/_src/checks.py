@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxal._src import executables
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -315,7 +317,7 @@ def logits_ok(x: jax.Array) -> jax.Array:
   return no_bad & jnp.all(jnp.any(jnp.isfinite(x), axis=-1))
 
 
-_logits_ok = jax.jit(logits_ok)
+_logits_ok = executables.jit(logits_ok)
 
 
 def _float64_note(original: Any) -> str:
@@ -394,7 +396,7 @@ def all_finite(tree: Any) -> list[jax.Array]:
   return [jnp.all(jnp.isfinite(t)) for t in jax.tree.leaves(tree)]
 
 
-_all_finite = jax.jit(all_finite)  # fused: no temporary
+_all_finite = executables.jit(all_finite)  # fused: no temporary
 
 
 def check_finite(x: Any, name: str, *, purpose: str = "", ok: Any = None) -> None:
@@ -475,7 +477,7 @@ def check_nonnegative(x: Any, name: str, *, purpose: str = "", ok: Any = None) -
   )
 
 
-@jax.jit
+@executables.jit
 def _all_nonneg(x):
   return jnp.all(x >= 0)
 
@@ -618,7 +620,7 @@ def scores_ok(x: jax.Array, allow_posinf: bool = True) -> jax.Array:
   return ~jnp.any(bad)
 
 
-_scores_ok = jax.jit(scores_ok, static_argnames=("allow_posinf",))
+_scores_ok = executables.jit(scores_ok, static_argnames=("allow_posinf",))
 
 
 def check_finite_scores(
@@ -673,7 +675,7 @@ def check_finite_scores(
 MC_IDENTICAL_TOL = 1e-5
 
 
-@jax.jit
+@executables.jit
 def _mc_spread(mc_logits):
   p = jax.nn.softmax(mc_logits.astype(jnp.float32), axis=-1)
   return jnp.max(jnp.abs(p - p[:1]))

@@ -22,6 +22,8 @@ import threading
 import jax
 
 ENV = "JAXAL_COMPILATION_CACHE"
+EXECUTABLES_ENV = "JAXAL_EXECUTABLE_CACHE"
+EXECUTABLES_SUBFOLDER = "jaxal-executables"
 _OFF = ("", "0", "off", "false", "no", "none")
 
 
@@ -48,7 +50,9 @@ def resolve_cache_dir(path: str | os.PathLike | None = None) -> str | None:
   return os.path.abspath(os.path.expanduser(os.fspath(path)))
 
 
-def enable_compilation_cache(path: str | os.PathLike | None = None) -> str | None:
+def enable_compilation_cache(
+  path: str | os.PathLike | None = None, *, executables: bool | None = None
+) -> str | None:
   """Switches on JAX's persistent compilation cache for every compile, in ``path``.
 
   Compiled executables are written to the folder and read back by later
@@ -58,12 +62,21 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> str | Non
   a second). Safe to call more than once and after compiles have happened;
   calling it again with another folder moves the cache there.
 
+  With ``executables`` (the default), jaxal's own compiled functions are also
+  kept whole in the subfolder ``jaxal-executables``, under a key of everything
+  their trace depends on (:mod:`jaxal._src.executables`): a later process calling
+  one with the same key skips tracing and lowering as well, so its first call
+  costs about the compiled call plus the read. Calls whose trace depends on user
+  code (a user's own flax module, an NNX model) still trace as usual.
+
   The cache is trusted code: do not point it at a folder others can write.
 
   Args:
     path: the cache folder (created if missing). None: the environment
       variable ``JAXAL_COMPILATION_CACHE`` if set (``0``/``off`` disables the
       cache), else ``$XDG_CACHE_HOME/jaxal/jax`` (``~/.cache/jaxal/jax``).
+    executables: keep jaxal's executables whole as well. None: on, unless the
+      environment variable ``JAXAL_EXECUTABLE_CACHE`` says ``0``/``off``.
 
   Returns:
     The absolute folder in use, or None when the environment turned the cache off.
@@ -80,10 +93,15 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> str | Non
     >>> folder == jax.config.jax_compilation_cache_dir
     True
   """
+  from jaxal._src import executables as executables_lib
+
   if path is not None and not isinstance(path, (str, os.PathLike)):
     raise TypeError(f"path must be a folder (str or os.PathLike) or None, got {path!r}")
+  if executables is not None and not isinstance(executables, bool):
+    raise TypeError(f"executables must be a bool or None, got {executables!r}")
   folder = resolve_cache_dir(path)
   if folder is None:
+    executables_lib.disable()
     return None
   os.makedirs(folder, exist_ok=True)
   _atomic_writes()
@@ -93,6 +111,12 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> str | Non
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
   if old and old != folder:
     _reset()
+  if executables is None:
+    executables = os.environ.get(EXECUTABLES_ENV, "1").strip().lower() not in _OFF
+  if executables:
+    executables_lib.enable(os.path.join(folder, EXECUTABLES_SUBFOLDER))
+  else:
+    executables_lib.disable()
   return folder
 
 

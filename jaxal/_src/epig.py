@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxal._src import checks
+from jaxal._src import executables
 from jaxal._src import scores
 
 
@@ -16,7 +15,7 @@ def _xlogx(p: jax.Array) -> jax.Array:
   return jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0)
 
 
-@functools.partial(jax.jit, static_argnames=("chunk_size",))
+@executables.jit(static_argnames=("chunk_size",))
 def epig_core(logits_pool: jax.Array, logits_target: jax.Array, chunk_size: int) -> jax.Array:
   """:func:`epig` on validated arguments: ``[S, N, K]``, ``[S, M, K]`` -> ``[N]``."""
   probs_pool = jnp.exp(scores.log_probs(logits_pool))  # [S, N, K]

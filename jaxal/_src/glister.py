@@ -13,7 +13,6 @@ so everything stays factorised: a pick costs ``O((N + M) · K · d)``.
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 from typing import NamedTuple
@@ -25,6 +24,7 @@ from jax.typing import ArrayLike
 
 from jaxal._src import checks
 from jaxal._src import distances
+from jaxal._src import executables
 from jaxal._src.embeddings import gradients
 
 REGULARIZERS = ("random", "facility_location", "diversity")
@@ -58,7 +58,7 @@ def _hypothesised(logits: jax.Array) -> jax.Array:
   )
 
 
-@functools.partial(jax.jit, static_argnames=("k", "num_greedy", "regularizer", "bias"))
+@executables.jit(static_argnames=("k", "num_greedy", "regularizer", "bias"))
 def _glister(
   key,
   logits,

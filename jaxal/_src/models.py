@@ -37,6 +37,7 @@ from flax import nnx
 from jax.typing import ArrayLike
 
 from jaxal._src import checks
+from jaxal._src import executables
 from jaxal._src import sharding
 
 ApplyFn = Callable[[Any, jax.Array, "jax.Array | None"], Any]
@@ -713,7 +714,7 @@ def canonical_output(out: Any) -> tuple[jax.Array, jax.Array | None]:
 # Batched forward passes over a pool.
 
 
-@functools.partial(jax.jit, static_argnames=("model", "with_features"))
+@executables.jit(static_argnames=("model", "with_features"))
 def _forward_batch(model, params, xb, with_features):
   logits, features = apply(model, params, xb)
   if with_features and features is None:
@@ -724,7 +725,7 @@ def _forward_batch(model, params, xb, with_features):
   return logits, (features if with_features else None)
 
 
-@functools.partial(jax.jit, static_argnames=("model",))
+@executables.jit(static_argnames=("model",))
 def _forward_batch_mc(model, params, xb, idx, sample_keys):
   # One dropout key per (sample, example): fold the example's global index into
   # the sample's key, so the draw does not depend on the batch size or padding.
@@ -849,7 +850,7 @@ def predict_pool_core(
   return _predict_pool(model, params, x, batch_size, True)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "batch_size", "with_features"))
+@executables.jit(static_argnames=("model", "batch_size", "with_features"))
 def _predict_pool(model, params, x, batch_size, with_features):
   # The whole pool in one compiled call: zero-padded to whole batches, a lax.map of the batch
   # forward, the outputs' finiteness flags fused into the same pass.
@@ -943,7 +944,7 @@ def predict_mc_flagged(
   return jnp.concatenate(outs, axis=1), None
 
 
-@functools.partial(jax.jit, static_argnames=("model", "batch_size", "consistent"))
+@executables.jit(static_argnames=("model", "batch_size", "consistent"))
 def _predict_mc_pool(model, params, x, sample_keys, batch_size, consistent):
   # The whole pool in one compiled call, as _predict_pool: zero-padded whole batches, a lax.map
   # of the vmapped sample forward; example i folds in its global index (0 when consistent).

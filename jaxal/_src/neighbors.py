@@ -16,7 +16,6 @@ strategies build on it.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 from typing import NamedTuple
@@ -26,6 +25,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxal._src import checks
+from jaxal._src import executables
 
 GROUP_RULES = ("same", "different")
 
@@ -165,8 +165,8 @@ def pos_sq_dist(xb: Any, yb: Any, rows: jax.Array, cols: jax.Array) -> jax.Array
   return -neg_sq_dist(xb, yb, rows, cols)
 
 
-@functools.partial(
-  jax.jit, static_argnames=("k", "exclude_self", "row_block", "col_block", "group_rule", "flagged")
+@executables.jit(
+  static_argnames=("k", "exclude_self", "row_block", "col_block", "group_rule", "flagged")
 )
 def knn_core(
   x,

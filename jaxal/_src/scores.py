@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxal._src import checks
+from jaxal._src import executables
 
 
 def _checked(core, x, name: str, check_finite: bool, original) -> jax.Array:
@@ -47,7 +48,7 @@ def _with_flag(fn):
     return fn(x), checks.logits_ok(x)
 
   flagged.__name__ = flagged.__qualname__ = f"{fn.__name__}_checked"
-  return jax.jit(flagged)
+  return executables.jit(flagged)
 
 
 def log_probs(logits: ArrayLike) -> jax.Array:
@@ -81,7 +82,7 @@ def _top2_logp(logp: jax.Array) -> tuple[jax.Array, jax.Array]:
   return top2[..., 0], top2[..., 1]
 
 
-@jax.jit
+@executables.jit
 def _least_confidence(logits):
   logp1, _ = _top2_logp(log_probs(logits))
   return -jnp.expm1(logp1)  # 1 - p_max, accurate when p_max is close to 1
@@ -118,7 +119,7 @@ def least_confidence(logits: ArrayLike, *, check_finite: bool = True) -> jax.Arr
   return _checked(_least_confidence_flagged, x, "logits", check_finite, logits)
 
 
-@jax.jit
+@executables.jit
 def _margin(logits):
   logp1, logp2 = _top2_logp(log_probs(logits))
   return 1.0 - (jnp.exp(logp1) - jnp.exp(logp2))
@@ -150,7 +151,7 @@ def margin(logits: ArrayLike, *, check_finite: bool = True) -> jax.Array:
   return _checked(_margin_flagged, x, "logits", check_finite, logits)
 
 
-@jax.jit
+@executables.jit
 def _ratio(logits):
   logp1, logp2 = _top2_logp(log_probs(logits))
   return jnp.exp(logp2 - logp1)
@@ -180,7 +181,7 @@ def ratio(logits: ArrayLike, *, check_finite: bool = True) -> jax.Array:
   return _checked(_ratio_flagged, x, "logits", check_finite, logits)
 
 
-@jax.jit
+@executables.jit
 def _entropy(logits):
   return entropy_from_logp(log_probs(logits))
 
@@ -210,7 +211,7 @@ def entropy(logits: ArrayLike, *, check_finite: bool = True) -> jax.Array:
   return _checked(_entropy_flagged, x, "logits", check_finite, logits)
 
 
-@jax.jit
+@executables.jit
 def _variation_ratio(mc_logits):
   num_samples, _, num_classes = mc_logits.shape
   votes = jax.nn.one_hot(jnp.argmax(log_probs(mc_logits), axis=-1), num_classes, dtype=jnp.int32)
@@ -247,7 +248,7 @@ def variation_ratio(mc_logits: ArrayLike, *, check_finite: bool = True) -> jax.A
   return _checked(_variation_ratio_flagged, x, "mc_logits", check_finite, mc_logits)
 
 
-@jax.jit
+@executables.jit
 def _mean_std(mc_logits):
   p = jnp.exp(log_probs(mc_logits))
   return jnp.mean(jnp.std(p, axis=0), axis=-1)
@@ -296,7 +297,7 @@ def mean_log_probs(mc_logits: ArrayLike) -> jax.Array:
 _mean_log_probs_flagged = _with_flag(mean_log_probs)  # the mean predictive and its flag
 
 
-@jax.jit
+@executables.jit
 def _bald(mc_logits):
   logp = log_probs(mc_logits)
   predictive = entropy_from_logp(mean_log_probs(logp))

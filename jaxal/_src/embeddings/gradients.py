@@ -46,6 +46,7 @@ from flax import nnx
 from jax.typing import ArrayLike
 
 from jaxal._src import checks
+from jaxal._src import executables
 from jaxal._src import models as models_lib
 from jaxal._src.embeddings.grad_embedding import GradEmbedding
 
@@ -55,7 +56,7 @@ FINITE = "gradient embeddings need finite values"
 # Closed form.
 
 
-@functools.partial(jax.jit, static_argnames=("bias", "flagged"))
+@executables.jit(static_argnames=("bias", "flagged"))
 def _closed_form(logits, features, bias, flagged=False):
   y = jnp.argmax(jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1), axis=-1)
   emb = closed_form_at(logits, features, y, bias)
@@ -289,7 +290,7 @@ def _layout(
   return jnp.concatenate(kept, axis=-1)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "head", "bias"))
+@executables.jit(static_argnames=("model", "head", "bias"))
 def _grad_embedding_batch(model, params, xb, head, bias, valid):
   """``(rows [B, D], ok)``: the batch's gradient rows and whether its first ``valid`` are finite."""
   leaves, treedef = jax.tree_util.tree_flatten(params)

@@ -24,15 +24,14 @@ remaining unlabeled points, so indices stay unique.
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 
 from jaxal._src import distances
+from jaxal._src import executables
 
 
-@functools.partial(jax.jit, static_argnames=("k", "chain_length", "first"))
+@executables.jit(static_argnames=("k", "chain_length", "first"))
 def afk_mc2(key, x, k, labeled_mask, chain_length, first):
   """``[k]`` int32 centres by AFK-MC²; see the module docstring."""
   x = distances.rescale(x)[0]  # entries in [-1, 1]: no finite input overflows a distance

@@ -24,7 +24,6 @@ References:
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import jax
@@ -32,6 +31,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxal._src import checks
+from jaxal._src import executables
 from jaxal._src import neighbors
 
 
@@ -96,7 +96,7 @@ def rac(u, v, d, valid, n, threshold, max_rounds):
   return cid, it
 
 
-@functools.partial(jax.jit, static_argnames=("max_rounds",))
+@executables.jit(static_argnames=("max_rounds",))
 def agglomerative_graph(nb, threshold, *, max_rounds):
   """:func:`agglomerative_core` on a given kNN graph ``nb`` (``[N, k]``, no self-edges)."""
   n = nb.indices.shape[0]
@@ -109,8 +109,8 @@ def agglomerative_graph(nb, threshold, *, max_rounds):
   return dense[cid], jnp.sum(is_rep.astype(jnp.int32)), t, rounds
 
 
-@functools.partial(
-  jax.jit, static_argnames=("num_neighbors", "max_rounds", "row_block", "col_block", "flagged")
+@executables.jit(
+  static_argnames=("num_neighbors", "max_rounds", "row_block", "col_block", "flagged")
 )
 def agglomerative_core(
   x, threshold, *, num_neighbors, max_rounds, row_block, col_block, flagged=False

@@ -59,7 +59,6 @@ objective's minimisers do not change), so no finite input overflows.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import jax
@@ -67,6 +66,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxal._src import checks
+from jaxal._src import executables
 from jaxal._src import sharding
 
 # Dense [D, D] float32 matrices live at once: F_U, A, A F_U A and the temporaries of the set-up
@@ -224,7 +224,7 @@ def _trace_change(m1, m2, sign):
   return jnp.trace(jnp.linalg.solve(s, m2), axis1=-2, axis2=-1)
 
 
-@functools.partial(jax.jit, static_argnames=("k", "bias", "incremental", "flagged"))
+@executables.jit(static_argnames=("k", "bias", "incremental", "flagged"))
 def bait_core(logits, features, k, labeled_mask, lam, bias, incremental=True, flagged=False):
   """``(indices [k] int32, objective [])`` on validated, finite arrays.
 

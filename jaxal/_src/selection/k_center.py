@@ -9,14 +9,13 @@ runs inside ``jax.lax`` with no host round trip per pick.
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxal._src import checks
 from jaxal._src import distances
+from jaxal._src import executables
 from jaxal._src import sharding
 
 # Pool rows gathered per step of a pick's update (the candidates the triangle inequality keeps).
@@ -42,15 +41,16 @@ def _scaled(rows: distances.Points, scale, power: int = 1) -> distances.Points:
   return jax.tree.map(lambda t, s: t.astype(jnp.float32) * s**power, rows, scale)
 
 
-def _nearest_labeled(x, scale, xn, labeled_mask, chunk_size, row_chunk_size):
+def _nearest_labeled(x, scale, xn, order, count, chunk_size, row_chunk_size):
   """``(min_d [N], nearest [N] int32)``: each point's nearest labeled point, on scaled rows.
 
-  As :func:`distances.min_sq_dist_masked` (rows in blocks, labeled rows gathered
-  ``chunk_size`` at a time, ties to the lower index), scaling blocks as it reads them.
+  ``order [N]``: the labeled rows first, in index order; ``count`` of them.
+  ``nearest`` is a position in ``order`` (ties to the lower position, so to the
+  lower index). As :func:`distances.min_sq_dist_masked`: rows in blocks of
+  ``row_chunk_size``, labeled rows gathered ``chunk_size`` at a time, blocks
+  scaled as they are read.
   """
   n = distances.num_points(x)
-  order = jnp.nonzero(labeled_mask, size=n, fill_value=0)[0].astype(jnp.int32)
-  count = jnp.sum(labeled_mask, dtype=jnp.int32)
   chunk = max(1, min(chunk_size, n))
   rows = max(1, min(row_chunk_size, n))
 
@@ -71,7 +71,7 @@ def _nearest_labeled(x, scale, xn, labeled_mask, chunk_size, row_chunk_size):
       j = jnp.argmin(d, axis=1)
       dj = jnp.take_along_axis(d, j[:, None], axis=1)[:, 0]
       better = dj < best
-      return c + 1, jnp.where(better, dj, best), jnp.where(better, cols[j], arg)
+      return c + 1, jnp.where(better, dj, best), jnp.where(better, c * chunk + j, arg)
 
     init = (jnp.int32(0), jnp.full((rows,), jnp.inf, jnp.float32), jnp.zeros((rows,), jnp.int32))
     _, best, arg = jax.lax.while_loop(lambda s: s[0] * chunk < count, body, init)
@@ -88,7 +88,7 @@ def _dim(x: distances.Points) -> int:
   return sum(leaf.shape[-1] for leaf in jax.tree.leaves(x))
 
 
-@functools.partial(jax.jit, static_argnames=("k", "chunk_size", "row_chunk_size", "ps", "flagged"))
+@executables.jit(static_argnames=("k", "chunk_size", "row_chunk_size", "ps", "flagged"))
 def k_center_greedy_core(
   key, x, k, labeled_mask, chunk_size, row_chunk_size, ps=None, flagged=False
 ):
@@ -121,10 +121,13 @@ def _k_center(key, x, k, labeled_mask, chunk_size, row_chunk_size, ps=None):
   # Nearest-labeled-centre distances: one chunked pass, O(N * num_labeled * dim);
   # +inf everywhere when nothing is labeled (the while loop then does no work).
   if ps is None:
-    min_d, nearest = _nearest_labeled(x, scale, xn, labeled_mask, chunk_size, row_chunk_size)
+    num_labeled = jnp.sum(labeled_mask, dtype=jnp.int32)
+    # The centre list: the labeled rows in index order (one stable sort), then the picks.
+    centres = jnp.argsort(~labeled_mask, stable=True).astype(jnp.int32)
+    min_d, assign = _nearest_labeled(x, scale, xn, centres, num_labeled, chunk_size, row_chunk_size)
   else:  # sharded: the library's pass, on a scaled copy of each device's rows
     xs = _scaled(x, scale)
-    min_d, nearest = distances.min_sq_dist_masked(
+    min_d, _ = distances.min_sq_dist_masked(
       xs, xs, labeled_mask, chunk_size=chunk_size, x_sq_norms=xn, y_sq_norms=xn, ps=ps
     )
   any_labeled = jnp.any(labeled_mask)
@@ -150,10 +153,6 @@ def _k_center(key, x, k, labeled_mask, chunk_size, row_chunk_size, ps=None):
 
   # Float32 error of one expanded squared distance between rows of norm <= 1.
   tol = jnp.float32(4 * (_dim(x) + 4) * jnp.finfo(jnp.float32).eps)
-  num_labeled = jnp.sum(labeled_mask, dtype=jnp.int32)
-  centres = jnp.nonzero(labeled_mask, size=n, fill_value=0)[0].astype(jnp.int32)  # [N] pool rows
-  rank = jnp.cumsum(labeled_mask, dtype=jnp.int32) - 1  # list position of each labeled row
-  assign = rank[nearest]
   g = min(_GATHER, n)
   rows = jnp.arange(n, dtype=jnp.int32)
 

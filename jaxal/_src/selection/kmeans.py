@@ -9,7 +9,6 @@ loop runs inside ``jax.lax`` with no host round trip.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 from typing import NamedTuple
 
@@ -19,6 +18,7 @@ from jax.typing import ArrayLike
 
 from jaxal._src import checks
 from jaxal._src import distances
+from jaxal._src import executables
 from jaxal._src.selection import kmeans_pp as kmeans_pp_lib
 
 # ---------------------------------------------------------------------------
@@ -104,7 +104,7 @@ def kmeans_runs(keys, x, active, k, max_iter, tol, chunk_size, row_chunk_size):
 _STATIC = ("k", "n_init", "max_iter", "chunk_size", "row_chunk_size", "flagged")
 
 
-@functools.partial(jax.jit, static_argnames=_STATIC)
+@executables.jit(static_argnames=_STATIC)
 def kmeans_core(
   key, x, k, active, n_init, max_iter, tol, chunk_size, row_chunk_size, flagged=False
 ):
@@ -241,7 +241,7 @@ def match_centres(x, available, centres, chunk_size, row_chunk_size):
   return jax.lax.fori_loop(0, k, body, init)[4]
 
 
-@functools.partial(jax.jit, static_argnames=_STATIC)
+@executables.jit(static_argnames=_STATIC)
 def kmeans_sampling_core(
   key, x, k, labeled_mask, n_init, max_iter, tol, chunk_size, row_chunk_size, flagged=False
 ):

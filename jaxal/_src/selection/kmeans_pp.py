@@ -43,8 +43,6 @@ unlabeled points, as is the first centre for ``first="random"``.
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 from jax.extend import random as jax_random_ext
@@ -52,6 +50,7 @@ from jax.typing import ArrayLike
 
 from jaxal._src import checks
 from jaxal._src import distances
+from jaxal._src import executables
 from jaxal._src import sharding
 from jaxal._src.selection import afk_mc2
 
@@ -94,7 +93,7 @@ def _uniforms(seed: jax.Array, p: jax.Array, size: int) -> jax.Array:
   return (bits >> 8).astype(jnp.float32) * (2.0**-24) + 2.0**-25
 
 
-@functools.partial(jax.jit, static_argnames=("k", "first", "chunk_size", "ps"))
+@executables.jit(static_argnames=("k", "first", "chunk_size", "ps"))
 def kmeans_pp_exact(key, x, k, labeled_mask, first, chunk_size, ps=None):
   """Exact k-means++ on validated points: ``(centres [k] int32, passes over the pool, proposals)``.
 
@@ -397,8 +396,8 @@ def select_kmeans_pp(
   return idx
 
 
-@functools.partial(
-  jax.jit, static_argnames=("k", "first", "chunk_size", "method", "chain_length", "ps", "flagged")
+@executables.jit(
+  static_argnames=("k", "first", "chunk_size", "method", "chain_length", "ps", "flagged")
 )
 def kmeans_pp_core(
   key,

@@ -19,7 +19,6 @@ matrix is never built.
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import jax
@@ -28,6 +27,7 @@ from jax.typing import ArrayLike
 
 from jaxal._src import checks
 from jaxal._src import distances
+from jaxal._src import executables
 from jaxal._src import sharding
 from jaxal._src.embeddings.grad_embedding import GradEmbedding
 
@@ -116,7 +116,7 @@ def nnls_gram(q, c, active, w0, *, max_iter):
   return w
 
 
-@functools.partial(jax.jit, static_argnames=("k", "ps", "flagged"))
+@executables.jit(static_argnames=("k", "ps", "flagged"))
 def omp_core(x, target, k, labeled_mask, lam, ps=None, flagged=False):
   """:func:`omp` on validated, placed points; ``target`` ``[dim]``: ``(indices, weights)``.
 
@@ -315,7 +315,7 @@ def select_fixed_weight(
   return idx
 
 
-@functools.partial(jax.jit, static_argnames=("k", "ps", "flagged"))
+@executables.jit(static_argnames=("k", "ps", "flagged"))
 def fixed_weight_core(x, target, k, labeled_mask, ps=None, flagged=False):
   """:func:`fixed_weight_matching` on validated, placed points; ``target`` ``[dim]``.
 

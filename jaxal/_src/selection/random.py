@@ -6,17 +6,16 @@ already-labeled point. ``k`` is static (it fixes the output shape).
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxal._src import checks
+from jaxal._src import executables
 from jaxal._src import sharding
 
 
-@functools.partial(jax.jit, static_argnames=("n", "k", "ps"))
+@executables.jit(static_argnames=("n", "k", "ps"))
 def random_core(key, n, k, labeled_mask, ps=None):
   """:func:`random` on a validated key, static ints ``n`` and ``k``, ``labeled_mask [n]`` bool."""
   g = jax.random.gumbel(key, (n,), jnp.float32)

@@ -7,7 +7,6 @@ serves every round of the same pool size.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import jax
@@ -15,10 +14,11 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxal._src import checks
+from jaxal._src import executables
 from jaxal._src import sharding
 
 
-@functools.partial(jax.jit, static_argnames=("k", "ps", "flagged"))
+@executables.jit(static_argnames=("k", "ps", "flagged"))
 def top_k_core(scores, k, labeled_mask, ps=None, flagged=False):
   """:func:`top_k` on validated ``scores [N]``, ``labeled_mask [N]`` bool and a static ``k``.
 

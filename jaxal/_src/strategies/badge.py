@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
-import jax
-
 from jaxal._src import checks
+from jaxal._src import executables
 from jaxal._src import models as models_lib
 from jaxal._src import sharding
 from jaxal._src.embeddings import gradients
@@ -91,9 +89,7 @@ def badge(
   return Strategy("badge", acquire)
 
 
-@functools.partial(
-  jax.jit, static_argnames=("model", "k", "batch_size", "bias", "first", "chunk_size")
-)
+@executables.jit(static_argnames=("model", "k", "batch_size", "bias", "first", "chunk_size"))
 def _badge_core(key, model, params, pool, labeled_mask, k, batch_size, bias, first, chunk_size):
   """BADGE on an unsharded, checked pool: ``(picks [k], logits, features, logits_ok, features_ok)``.
 

@@ -11,7 +11,6 @@ retrained model change every round, and so does the clustering).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
@@ -23,6 +22,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxal._src import checks
+from jaxal._src import executables
 from jaxal._src import scores
 from jaxal._src.selection import agglomerative as agglomerative_lib
 from jaxal._src.selection import top_k
@@ -82,7 +82,7 @@ def cluster_margin_clusters(
   )
 
 
-@functools.partial(jax.jit, static_argnames=("budget", "margin_batch"))
+@executables.jit(static_argnames=("budget", "margin_batch"))
 def cluster_margin_core(key, margin_scores, clusters, labeled, *, budget, margin_batch):
   """``[budget]`` int32: the ``margin_batch`` lowest margins, round robin over their clusters."""
   n = clusters.shape[0]

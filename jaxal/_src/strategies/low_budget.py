@@ -10,7 +10,6 @@ passed the same way). Nearest neighbours come from the blocked kNN of
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +20,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxal._src import checks
+from jaxal._src import executables
 from jaxal._src import neighbors
 from jaxal._src.selection import kmeans as kmeans_lib
 from jaxal._src.strategies.base import Strategy
@@ -66,7 +66,7 @@ def check_embed(embed: Any) -> Callable[[jax.Array], jax.Array] | None:
 # TypiClust.
 
 
-@functools.partial(jax.jit, static_argnames=("k", "n_init", "max_iter"))
+@executables.jit(static_argnames=("k", "n_init", "max_iter"))
 def typiclust_clusters(key, feats, tol, *, k, n_init, max_iter):
   """k-means assignments ``[N]`` int32 of every pool point (labeled or not)."""
   n = feats.shape[0]
@@ -76,8 +76,7 @@ def typiclust_clusters(key, feats, tol, *, k, n_init, max_iter):
   return km.assignments
 
 
-@functools.partial(
-  jax.jit,
+@executables.jit(
   static_argnames=("budget", "num_neighbors", "min_cluster_size", "row_block", "col_block"),
 )
 def typiclust_core(
@@ -274,7 +273,7 @@ def typiclust(
 # ProbCover.
 
 
-@functools.partial(jax.jit, static_argnames=("num_neighbors", "row_block", "col_block"))
+@executables.jit(static_argnames=("num_neighbors", "row_block", "col_block"))
 def probcover_graph(feats, *, num_neighbors, row_block, col_block):
   """``(neighbors, radius)``: each point's ``num_neighbors`` nearest (itself first) and the
   smallest over points of the distance to the farthest point."""
@@ -290,7 +289,7 @@ def probcover_graph(feats, *, num_neighbors, row_block, col_block):
   return nb, radius
 
 
-@functools.partial(jax.jit, static_argnames=("budget",))
+@executables.jit(static_argnames=("budget",))
 def probcover_core(key, nb, labeled, delta, *, budget):
   """Greedy maximum coverage over the δ-ball graph ``nb`` (``[budget]`` int32, coverage)."""
   n = labeled.shape[0]
@@ -433,7 +432,7 @@ def probcover(
   return Strategy("probcover", acquire)
 
 
-@functools.partial(jax.jit, static_argnames=("row_block", "col_block"))
+@executables.jit(static_argnames=("row_block", "col_block"))
 def impure_radius(feats, labels, *, row_block, col_block):
   """``[N]`` distance from each point to the nearest point of another label (inf if none)."""
   nb = neighbors.knn_core(

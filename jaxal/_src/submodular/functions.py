@@ -42,6 +42,7 @@ from jax.tree_util import Partial
 from jax.typing import ArrayLike
 
 from jaxal._src import checks
+from jaxal._src import executables
 from jaxal._src import sharding
 from jaxal._src.submodular import kernels
 from jaxal._src.submodular.kernels import Kernel
@@ -470,7 +471,7 @@ def feature_based(
   )
 
 
-@jax.jit
+@executables.jit
 def _unit_max_jit(t):
   finite, nonneg = checks.all_finite(t)[0], checks.nonneg_ok(t)
   t = t.astype(jnp.float32)

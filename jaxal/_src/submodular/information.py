@@ -67,7 +67,6 @@ padded to a fixed size and one compilation serves every round.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 from typing import NamedTuple
 
@@ -79,6 +78,7 @@ from jax.typing import ArrayLike
 
 from jaxal._src import checks
 from jaxal._src import distances
+from jaxal._src import executables
 from jaxal._src.embeddings.grad_embedding import GradEmbedding
 from jaxal._src.submodular import kernels as kernels_lib
 from jaxal._src.submodular.functions import SetFunction
@@ -100,7 +100,7 @@ def _default_gamma(x: jax.Array) -> jax.Array:
   return jnp.where(mean_sq > 0, 1.0 / jnp.maximum(mean_sq, 1e-30), 1.0).astype(jnp.float32)
 
 
-@functools.partial(jax.jit, static_argnames=("metric",))
+@executables.jit(static_argnames=("metric",))
 def _cross_dense(x, y, metric, gamma):
   x, y = x.astype(jnp.float32), y.astype(jnp.float32)
   if metric == "cosine":
@@ -110,7 +110,7 @@ def _cross_dense(x, y, metric, gamma):
   return jnp.exp(-gamma * distances.sq_dist(x, y))
 
 
-@functools.partial(jax.jit, static_argnames=("metric",))
+@executables.jit(static_argnames=("metric",))
 def _cross_factored(x, y, metric, gamma):
   inner = x.inner(y)
   nx, ny = x.sq_norms(), y.sq_norms()
@@ -188,7 +188,7 @@ def cross_kernel(
   return _cross_dense(x, y, metric, jnp.float32(gamma))
 
 
-@jax.jit
+@executables.jit
 def _default_gamma_factored(g):
   # mean_{i,k} ‖g_i − g_k‖² = 2 (mean ‖g_i‖² − ‖mean g‖²), with ‖mean g‖² from the factors.
   n = g.a.shape[0]
@@ -316,7 +316,7 @@ def information_kernels(
   return InformationKernels(**out)
 
 
-@jax.jit
+@executables.jit
 def _unit_diagonal(k):
   n = k.shape[0]
   return jnp.where(jnp.eye(n, dtype=bool), 1.0, k)
@@ -347,7 +347,7 @@ def _pool_kernel(kernel: Any, name: str = "kernel") -> tuple[jax.Array, int]:
   return s, s.shape[0]
 
 
-@functools.partial(jax.jit, static_argnames=("scaled", "symmetric"))
+@executables.jit(static_argnames=("scaled", "symmetric"))
 def _prepare_jit(blocks, scaled, symmetric):
   flags = [checks.all_finite(b)[0] for b in blocks]
   blocks = [b.astype(jnp.float32) for b in blocks]
@@ -635,7 +635,7 @@ def _joint(blocks):
   return jnp.concatenate([jnp.concatenate(row, axis=1) for row in blocks], axis=0)
 
 
-@jax.jit
+@executables.jit
 def _base(m_bb, m_vb, diag_vv):
   """``c0 = M_VB L_B^{-T}``, the residuals ``d0`` and ``L_B``'s diagonal."""
   chol = jnp.linalg.cholesky(m_bb)
@@ -753,7 +753,7 @@ def _logdet_function(
   )
 
 
-@jax.jit
+@executables.jit
 def _replay_residuals(init, update, idx):
   def body(state, j):
     d = jnp.min(jnp.stack([st.d[j] for st in state]))

@@ -16,7 +16,6 @@ gathered: the result's rows are sharded the same way.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 from typing import NamedTuple
 
@@ -27,6 +26,7 @@ from jax.typing import ArrayLike
 
 from jaxal._src import checks
 from jaxal._src import distances
+from jaxal._src import executables
 from jaxal._src import neighbors
 from jaxal._src import sharding
 
@@ -106,7 +106,7 @@ def _similarity_rows(xb, x, start, metric, g):
   return jnp.where(r[:, None] == jnp.arange(x.shape[0])[None, :], 1.0, s)
 
 
-@functools.partial(jax.jit, static_argnames=("metric", "chunk_size"))
+@executables.jit(static_argnames=("metric", "chunk_size"))
 def _similarity_kernel(x, metric, gamma, chunk_size):
   return _similarity_kernel_rows(x, metric, gamma, chunk_size), checks.all_finite(x)[0]
 
@@ -126,7 +126,7 @@ def _similarity_kernel_rows(x, metric, gamma, chunk_size):
   return jax.lax.fori_loop(0, -(-n // rows), body, jnp.zeros((n, n), jnp.float32))
 
 
-@functools.partial(jax.jit, static_argnames=("metric", "chunk_size", "ps", "flagged"))
+@executables.jit(static_argnames=("metric", "chunk_size", "ps", "flagged"))
 def similarity_kernel_sharded(
   x: jax.Array,
   metric: str,
@@ -258,9 +258,7 @@ def similarity_kernel(
   return kernel
 
 
-@functools.partial(
-  jax.jit, static_argnames=("num_neighbors", "metric", "chunk_size", "col_chunk_size")
-)
+@executables.jit(static_argnames=("num_neighbors", "metric", "chunk_size", "col_chunk_size"))
 def _knn_kernel(x, num_neighbors, metric, gamma, chunk_size, col_chunk_size):
   """``(SparseKernel, ok)``: ``ok`` the finiteness flag of ``x``, from the same compiled call."""
   ok = checks.all_finite(x)[0]

@@ -21,7 +21,6 @@ which may gather).
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 from typing import NamedTuple
@@ -31,6 +30,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxal._src import checks
+from jaxal._src import executables
 from jaxal._src import sharding
 from jaxal._src.submodular.functions import SetFunction
 
@@ -111,7 +111,7 @@ def _as_mask(fn: SetFunction, selected, name: str = "selected") -> jax.Array:
   return jnp.zeros((n,), bool).at[idx].set(True)
 
 
-@jax.jit
+@executables.jit
 def _value(value_fn, scale, mask):
   return value_fn(mask) * scale
 
@@ -143,7 +143,7 @@ def value(fn: SetFunction, selected: ArrayLike) -> jax.Array:
   return _value(fn.value, fn.scale, _as_mask(fn, selected))
 
 
-@jax.jit
+@executables.jit
 def _marginal_gains(from_mask, gains, scale, mask):
   return jnp.where(mask, 0.0, gains(from_mask(mask)) * scale)
 
@@ -166,7 +166,7 @@ def marginal_gains(fn: SetFunction, selected: ArrayLike) -> jax.Array:
 # Maximisers.
 
 
-@functools.partial(jax.jit, static_argnames=("k", "ps"))
+@executables.jit(static_argnames=("k", "ps"))
 def greedy_core(
   init: Any,
   gains: Any,
@@ -200,7 +200,7 @@ def greedy_core(
   return Selection(out, picked, evaluations)
 
 
-@functools.partial(jax.jit, static_argnames=("k", "batch_size"))
+@executables.jit(static_argnames=("k", "batch_size"))
 def _lazy_greedy(init, gains_fn, update, candidates, k, batch_size):
   state0 = init()
   bound = jnp.where(candidates, _finite_gains(gains_fn(state0)), -jnp.inf)  # exact at A = ∅
@@ -250,7 +250,7 @@ def _lazy_greedy(init, gains_fn, update, candidates, k, batch_size):
   return Selection(out, gains, evals)
 
 
-@functools.partial(jax.jit, static_argnames=("k", "sample_size"))
+@executables.jit(static_argnames=("k", "sample_size"))
 def _stochastic_greedy(key, init, gains_fn, update, candidates, k, sample_size):
 
   def body(t, s):

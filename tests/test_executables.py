@@ -1,0 +1,299 @@
+"""jaxal's whole-executable cache (jaxal._src.executables): a later process runs a loaded
+executable with no trace, every input its trace depends on is in the key, and whatever cannot be
+keyed (user code, tracers, several devices, debug modes) is an ordinary jax.jit call."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import count_traces
+
+import jaxal
+from jaxal import models
+from jaxal import selection
+from jaxal import strategies
+from jaxal._src import compile_cache
+from jaxal._src import executables
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _restore_jax_cache(before: str | None) -> None:
+  executables.disable()
+  executables.clear_memory()
+  if before:
+    jaxal.enable_compilation_cache(before, executables=False)
+  else:  # the suite runs without a cache: leave none behind (tmp_path goes away)
+    jax.config.update("jax_compilation_cache_dir", None)
+    compile_cache._reset()
+
+
+@pytest.fixture
+def folder(tmp_path):
+  """Both caches on, in fresh folders: an executable is written only when XLA compiled it (one
+  JAX read from its own cache is not), so JAX's cache must not hold the suite's programs."""
+  before = jax.config.jax_compilation_cache_dir
+  jaxal.enable_compilation_cache(tmp_path / "cache", executables=True)
+  executables.clear_memory()
+  yield executables.folder()
+  _restore_jax_cache(before)
+
+
+def _delta(before: dict) -> dict:
+  now = executables.stats()
+  return {k: now[k] - before[k] for k in now}
+
+
+def _points(n=300, d=8, seed=0):
+  return jax.random.normal(jax.random.key(seed), (n, d), jnp.float32)
+
+
+def _mask(n=300):
+  return jnp.zeros((n,), bool).at[::10].set(True)
+
+
+# A fresh process: enable the cache in the folder given, run k-center and BADGE on a jaxal
+# MLP, print the picks, the cache's counters and the traces of the two cores.
+_PROCESS = """
+import json, sys
+import jax, jax.numpy as jnp
+import jaxal
+from jaxal import loop, models, selection, strategies
+from jaxal._src import executables
+sys.path.insert(0, {tests!r})
+from conftest import count_traces
+jaxal.enable_compilation_cache({cache!r}, executables=True)
+x = jax.random.normal(jax.random.key(0), (400, 12), jnp.float32)
+mask = jnp.zeros((400,), bool).at[::8].set(True)
+y = jax.random.randint(jax.random.key(1), (400,), 0, 3)
+ts = loop.create_train_state(jax.random.key(2), models.MLP(num_classes=3, hidden=(16,)), x)
+model, params = models.from_train_state(ts)
+with count_traces() as c:
+  kc = selection.k_center_greedy(jax.random.key(3), x, 20, labeled_mask=mask)
+  bd = strategies.badge().acquire(jax.random.key(4), model, params, x, mask, 20)
+print(json.dumps({{"k_center": kc.tolist(), "badge": bd.tolist(), "stats": executables.stats(),
+  "traces": {{n: c[n] for n in ("k_center_greedy_core", "_badge_core")}}}}))
+"""
+
+
+def _fresh_process(cache: str) -> dict:
+  env = dict(os.environ)
+  env.pop(compile_cache.EXECUTABLES_ENV, None)
+  code = _PROCESS.format(tests=os.path.join(ROOT, "tests"), cache=cache)
+  out = subprocess.run(
+    [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600
+  )
+  assert out.returncode == 0, out.stderr[-3000:]
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_a_later_process_runs_the_loaded_executables_without_tracing(tmp_path):
+  cache = str(tmp_path / "cache")
+  first = _fresh_process(cache)
+  assert first["stats"]["compiled"] == 2 and first["stats"]["hits_disk"] == 0, first
+  assert first["traces"] == {"k_center_greedy_core": 1, "_badge_core": 1}, first
+  entries = os.listdir(os.path.join(cache, compile_cache.EXECUTABLES_SUBFOLDER))
+  assert len([e for e in entries if e.endswith(executables.SUFFIX)]) == 2, entries
+  assert not [e for e in entries if e.endswith(".tmp")], entries
+  second = _fresh_process(cache)
+  assert second["stats"]["hits_disk"] == 2 and second["stats"]["compiled"] == 0, second
+  assert second["traces"] == {"k_center_greedy_core": 0, "_badge_core": 0}, second
+  assert second["k_center"] == first["k_center"] and second["badge"] == first["badge"]
+
+
+def test_loaded_and_compiled_executables_give_the_jit_results(folder):
+  x, mask = _points(), _mask()
+  before = executables.stats()
+  compiled = selection.k_center_greedy(jax.random.key(1), x, 15, labeled_mask=mask)
+  again = selection.k_center_greedy(jax.random.key(1), x, 15, labeled_mask=mask)
+  executables.clear_memory()  # the next call reads the folder
+  loaded = selection.k_center_greedy(jax.random.key(1), x, 15, labeled_mask=mask)
+  d = _delta(before)
+  assert d["compiled"] == 1 and d["hits_memory"] == 1 and d["hits_disk"] == 1, d
+  executables.disable()
+  plain = selection.k_center_greedy(jax.random.key(1), x, 15, labeled_mask=mask)
+  for idx in (compiled, again, loaded):
+    np.testing.assert_array_equal(np.asarray(idx), np.asarray(plain))
+
+
+def _key(fn, *args, **kwargs) -> str:
+  return fn._key(args, kwargs)
+
+
+def test_the_key_covers_shapes_dtypes_weak_types_statics_and_keywords():
+  from jaxal._src.selection import top_k
+
+  s = jnp.arange(10.0)
+  m = jnp.zeros((10,), bool)
+  base = _key(top_k.top_k_core, s, 3, m)
+  assert _key(top_k.top_k_core, s, 3, m) == base  # deterministic
+  assert _key(top_k.top_k_core, jnp.arange(11.0), 3, jnp.zeros((11,), bool)) != base  # shape
+  assert _key(top_k.top_k_core, s.astype(jnp.bfloat16), 3, m) != base  # dtype
+  assert _key(top_k.top_k_core, s, 4, m) != base  # a static argument
+  assert _key(top_k.top_k_core, s, k=3, labeled_mask=m) != base  # by keyword: another in_tree
+  weak = jnp.full((10,), 1.0)  # from a Python float: weakly typed float32
+  assert weak.aval.weak_type and weak.dtype == s.dtype
+  assert _key(top_k.top_k_core, weak, 3, m) != _key(top_k.top_k_core, jnp.ones((10,)), 3, m)
+
+
+def test_the_key_covers_jaxal_source_and_jax_configuration(monkeypatch):
+  from jaxal._src.selection import top_k
+
+  args = (jnp.arange(10.0), 3, jnp.zeros((10,), bool))
+  base = _key(top_k.top_k_core, *args)
+  monkeypatch.setattr(executables, "_source_digest", lambda: "an edited jaxal")
+  executables._env_cache[0] = None
+  edited = _key(top_k.top_k_core, *args)
+  monkeypatch.undo()
+  executables._env_cache[0] = None
+  assert edited != base and _key(top_k.top_k_core, *args) == base
+  with jax.numpy_dtype_promotion("standard"):  # the suite runs with "strict"
+    assert _key(top_k.top_k_core, *args) != base
+  assert _key(top_k.top_k_core, *args) == base
+
+
+def test_the_key_covers_the_model_module_and_its_fields():
+  x = _points(50, 6)
+  mask = _mask(50)
+  key = jax.random.key(0)
+  from jaxal._src.strategies import badge as badge_lib
+
+  keys = set()
+  for module in (
+    jaxal.networks.MLP(num_classes=3, hidden=(8,)),
+    jaxal.networks.MLP(num_classes=3, hidden=(9,)),
+    jaxal.networks.MLP(num_classes=3, hidden=(8,), dropout_rate=0.1),
+  ):
+    model = models.from_linen(module)
+    params = models.init_params(key, module, x)
+    keys.add(_key(badge_lib._badge_core, key, model, params, x, mask, 5, 50, True, "max_norm", 50))
+  assert len(keys) == 3
+
+
+class _UserMLP(nn.Module):
+  """A module defined outside jaxal: its code is not in any key."""
+
+  @nn.compact
+  def __call__(self, x):
+    h = nn.relu(nn.Dense(8)(x))
+    return nn.Dense(3)(h), h
+
+
+def test_user_code_tracers_and_debug_modes_are_ordinary_jit_calls(folder):
+  x = _points(60, 6)
+  mask = _mask(60)
+  key = jax.random.key(0)
+  module = _UserMLP()
+  model, params = models.from_linen(module), models.init_params(key, module, x)
+  before = executables.stats()
+  with count_traces() as c:
+    idx = strategies.badge().acquire(key, model, params, x, mask, 5)
+  assert c["_badge_core"] == 1 and _delta(before)["uncached"] >= 1
+  executables.disable()
+  np.testing.assert_array_equal(
+    np.asarray(strategies.badge().acquire(key, model, params, x, mask, 5)), np.asarray(idx)
+  )
+  executables.enable(folder)
+  # Under an enclosing trace: the inner core is part of that trace, never looked up.
+  from jaxal._src.selection import top_k
+
+  before = executables.stats()
+  out = jax.jit(lambda s: top_k.top_k_core(s, 2, jnp.zeros((6,), bool)))(jnp.arange(6.0))
+  assert sorted(np.asarray(out).tolist()) == [4, 5] and _delta(before) == dict.fromkeys(before, 0)
+  with jax.debug_nans(True):
+    before = executables.stats()
+    top_k.top_k_core(jnp.arange(6.0), 2, jnp.zeros((6,), bool))
+    assert _delta(before) == dict.fromkeys(before, 0)
+  # numpy arguments and a static function from user code: not describable.
+  before = executables.stats()
+  top_k.top_k_core(np.arange(6.0, dtype=np.float32), 2, np.zeros((6,), bool))
+  assert _delta(before)["uncached"] == 1
+
+
+def test_an_unreadable_entry_is_compiled_again_and_replaced(folder, tmp_path):
+  from jaxal._src.selection import top_k
+
+  args = (jnp.arange(12.0), 4, jnp.zeros((12,), bool))
+  expected = np.asarray(top_k.top_k_core(*args))
+  (entry,) = [e for e in os.listdir(folder) if e.endswith(executables.SUFFIX)]
+  with open(os.path.join(folder, entry), "wb") as f:
+    f.write(b"not an executable")
+  # JAX's cache in another fresh folder and its in-memory caches cleared: XLA compiles again.
+  jaxal.enable_compilation_cache(tmp_path / "other", executables=False)
+  executables.enable(folder)
+  executables.clear_memory()
+  jax.clear_caches()
+  before = executables.stats()
+  np.testing.assert_array_equal(np.asarray(top_k.top_k_core(*args)), expected)
+  assert _delta(before)["compiled"] == 1
+  executables.clear_memory()
+  before = executables.stats()
+  np.testing.assert_array_equal(np.asarray(top_k.top_k_core(*args)), expected)
+  assert _delta(before)["hits_disk"] == 1  # the replacement reads back
+
+
+def test_enable_compilation_cache_switches_the_executable_cache(tmp_path, monkeypatch):
+  before = jax.config.jax_compilation_cache_dir
+  try:
+    folder = jaxal.enable_compilation_cache(tmp_path / "cache", executables=True)
+    assert executables.folder() == os.path.join(folder, compile_cache.EXECUTABLES_SUBFOLDER)
+    jaxal.enable_compilation_cache(tmp_path / "cache", executables=False)
+    assert executables.folder() is None
+    monkeypatch.delenv(compile_cache.EXECUTABLES_ENV, raising=False)
+    jaxal.enable_compilation_cache(tmp_path / "cache")  # the default: on
+    assert executables.folder() is not None
+    monkeypatch.setenv(compile_cache.EXECUTABLES_ENV, "off")
+    jaxal.enable_compilation_cache(tmp_path / "cache")
+    assert executables.folder() is None
+    with pytest.raises(TypeError, match="executables must be a bool"):
+      jaxal.enable_compilation_cache(tmp_path / "cache", executables="yes")
+  finally:
+    _restore_jax_cache(before)
+
+
+def test_an_executable_read_from_jax_cache_is_not_written(folder):
+  """What JAX reads back from its own cache serialises without parts another process needs to
+  run it: only what XLA has just compiled is written."""
+  from jaxal._src.selection import top_k
+
+  args = (jnp.arange(9.0), 2, jnp.zeros((9,), bool))
+  expected = np.asarray(top_k.top_k_core(*args))
+  (entry,) = [e for e in os.listdir(folder) if e.endswith(executables.SUFFIX)]
+  os.remove(os.path.join(folder, entry))
+  executables.clear_memory()
+  jax.clear_caches()  # the next compile reads JAX's cache
+  before = executables.stats()
+  np.testing.assert_array_equal(np.asarray(top_k.top_k_core(*args)), expected)
+  assert _delta(before)["compiled"] == 1
+  assert not [e for e in os.listdir(folder) if e.endswith(executables.SUFFIX)]
+
+
+def test_closures_are_keyed_by_what_they_captured_and_lambdas_are_refused():
+  from jaxal._src import scores
+
+  x = jax.random.normal(jax.random.key(0), (5, 3))
+  margin, ratio = scores._margin_flagged, scores._ratio_flagged
+  assert margin._closure != ratio._closure and margin._name != ratio._name
+  assert _key(margin, x) != _key(ratio, x)
+  with pytest.raises(ValueError, match="module-level name"):
+    executables.jit(lambda v: v + 1)
+
+  def make(c):
+    def shifted(v):
+      return v + c
+
+    shifted.__qualname__ = "shifted_by_a_captured_array"
+    return executables.jit(shifted)
+
+  captured = make(jnp.ones(3))  # an array closed over: not describable, never on disk
+  assert captured._closure is None
+  with pytest.raises(executables._Undescribable):
+    captured._key((x,), {})
