@@ -12,16 +12,16 @@ a 784-256-10 MLP, 100 labeled), and ``k_center@512``, ``selection.k_center_greed
 on 20,000 points with 1,000 labeled (d = 512, standard normal). Targets on 2 CPU cores: cold
 first calls under 1.2 s and 1.0 s, warm-cache first calls within 1.5x of the compiled time.
 
-For each strategy, two fresh processes (subprocesses) run one acquisition on the
+For each strategy, three fresh processes (subprocesses) run one acquisition on the
 same small problem (a 32-unit MLP on the bundled digits, fitted a few steps;
-``--pool`` points, 20 labeled, ``--budget`` picks): the first with an empty
-persistent compilation cache (``jaxal.enable_compilation_cache`` on a new
-folder: ``cold``), the second with the cache the first one filled (``warm
-cache``: what every later process on the machine pays). Inside the second
-process the same call is then repeated: ``compiled`` is its best time (nothing
-left to compile). The ratios ``cold / compiled`` and ``warm cache / compiled``
-are what a user feels on the first round; the model's training and JAX's import
-are not timed.
+``--pool`` points, 20 labeled, ``--budget`` picks): the first with empty caches
+(``jaxal.enable_compilation_cache`` on a new folder: ``cold``), the second with only
+JAX's persistent compilation cache, which the first filled (``executables=False``:
+``jax_cache``, traced and lowered again), the third with the default, JAX's cache and
+jaxal's whole executables (``warm cache``: what every later process on the machine
+pays). Inside the third process the same call is then repeated: ``compiled`` is its
+best time (nothing left to compile). The ratios to ``compiled`` are what a user feels
+on the first round; the model's training and JAX's import are not timed.
 
 ``--profile`` also splits each fresh process's first call with JAX's own monitoring events:
 Python tracing to a jaxpr, lowering to StableHLO, XLA compilation or the persistent-cache
@@ -66,8 +66,10 @@ def _listen(events: list) -> None:
   monitoring.register_event_duration_secs_listener(on_duration)
 
 
-def stage(name: str, pool: int, budget: int, cache: str) -> dict:
-  """One fresh process's measurements for strategy ``name`` (run in a subprocess)."""
+def stage(name: str, pool: int, budget: int, cache: str, executables: bool = True) -> dict:
+  """One fresh process's measurements for strategy ``name`` (run in a subprocess);
+  ``executables``: jaxal's whole-executable cache on beside JAX's (the default of
+  ``jaxal.enable_compilation_cache``)."""
   import jax
   import jax.numpy as jnp
 
@@ -77,7 +79,7 @@ def stage(name: str, pool: int, budget: int, cache: str) -> dict:
   from jaxal import models
   from jaxal._src.strategies import registry
 
-  jaxal.enable_compilation_cache(cache)
+  jaxal.enable_compilation_cache(cache, executables=executables)
   if name in TARGETS:
     call = TARGETS[name]()
     return _time(call)
@@ -160,9 +162,10 @@ TARGETS = {"badge@mnist": _badge_mnist, "k_center@512": _k_center_512}
 COLD_TARGET_S = {"badge@mnist": 1.2, "k_center@512": 1.0}
 
 
-def fresh(name, pool, budget, cache):
+def fresh(name, pool, budget, cache, executables=True):
+  stage_args = [name, str(pool), str(budget), cache, "on" if executables else "off"]
   out = subprocess.run(
-    [sys.executable, os.path.abspath(__file__), "--stage", name, str(pool), str(budget), cache],
+    [sys.executable, os.path.abspath(__file__), "--stage", *stage_args],
     capture_output=True,
     text=True,
     env=dict(os.environ, PYTHONPATH=_common.ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")),
@@ -181,11 +184,13 @@ def main():
   parser.add_argument("--targets-only", action="store_true", help="only the sized problems")
   parser.add_argument("--no-targets", action="store_true", help="leave the sized problems out")
   parser.add_argument("--profile", action="store_true", help="split each first call (see above)")
-  parser.add_argument("--stage", nargs=4, metavar=("NAME", "POOL", "BUDGET", "CACHE"))
+  parser.add_argument(
+    "--stage", nargs=5, metavar=("NAME", "POOL", "BUDGET", "CACHE", "EXECUTABLES")
+  )
   args = parser.parse_args()
   if args.stage:
-    name, pool, budget, cache = args.stage
-    print(json.dumps(stage(name, int(pool), int(budget), cache)))
+    name, pool, budget, cache, executables = args.stage
+    print(json.dumps(stage(name, int(pool), int(budget), cache, executables == "on")))
     return
   from jaxal._src.strategies import registry
 
@@ -202,14 +207,17 @@ def main():
   for name in names:
     with tempfile.TemporaryDirectory() as cache:
       cold = fresh(name, pool, budget, cache)
+      jax_only = fresh(name, pool, budget, cache, executables=False)
       warm = fresh(name, pool, budget, cache)
     compiled = warm["compiled_s"]
     row = {
       "strategy": name,
       "cold_first_s": round(cold["first_s"], 3),
+      "jax_cache_first_s": round(jax_only["first_s"], 3),
       "warm_cache_first_s": round(warm["first_s"], 3),
       "compiled_s": round(compiled, 4),
       "cold_over_compiled": round(cold["first_s"] / compiled, 1),
+      "jax_cache_over_compiled": round(jax_only["first_s"] / compiled, 2),
       "warm_cache_over_compiled": round(warm["first_s"] / compiled, 2),
     }
     if name in TARGETS:
@@ -221,7 +229,7 @@ def main():
       )
     rows.append(row)
     print(row, flush=True)
-    for label, run in (("cold", cold), ("warm cache", warm)):
+    for label, run in (("cold", cold), ("JAX cache only", jax_only), ("warm cache", warm)):
       sp = run["split"]
       rest = run["first_s"] - sp["trace_s"] - sp["lower_s"] - sp["compile_or_read_s"]
       splits.append(
@@ -249,10 +257,12 @@ def main():
     "`badge@mnist`: BADGE, 500 of 20,000 MNIST-sized inputs (784-256-10 MLP, 100 labeled); "
     "`k_center@512`: k-center greedy, 500 of 20,000 points with 1,000 labeled (d = 512). "
     f"The strategies by name: one acquisition of {budget} from a pool of {pool} digits "
-    "(32-unit MLP, 20 labeled). `cold`: a fresh process and an empty persistent compilation "
-    "cache; `warm cache`: a second fresh process reading the cache the first one wrote; "
-    "`compiled`: the best of three later calls in that process. Training and imports are "
-    "not timed.",
+    "(32-unit MLP, 20 labeled). `cold`: a fresh process and empty caches; `jax_cache`: a "
+    "second fresh process with only JAX's persistent compilation cache (the cold process's "
+    "XLA compiles; it still traces and lowers); `warm cache`: a third fresh process with "
+    "`jaxal.enable_compilation_cache`'s default, JAX's cache plus jaxal's whole executables "
+    "(no trace when every program of the call was keyed); `compiled`: the best of three "
+    "later calls in that process. Training and imports are not timed.",
     "",
     *_common.table(rows, cols),
     "",

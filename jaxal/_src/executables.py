@@ -15,18 +15,25 @@ precision, ...); the call's structure (which arguments came by position or keywo
 of the array arguments); each array's shape, dtype, weak type and device; and a description of
 each static argument. A call is served from the folder only when all of that is describable:
 
-* array arguments are committed-or-default ``jax.Array`` s on one device, not tracers (a call
-  inside another trace is an ordinary ``jax.jit`` call);
-* pytree nodes are tuples, lists, dicts with string keys, None, or named tuples and
-  dataclasses defined by jaxal or flax;
-* static arguments are None, bools, numbers, strings, dtypes, tuples, lists and dicts of them,
-  or jaxal's models of a flax linen module whose class is defined in jaxal (``jaxal.networks``);
-* the process has one device.
+* array arguments are ``jax.Array`` s on one device, numpy arrays or Python scalars (keyed as
+  ``jax.jit`` keys them: a scalar by its type), never tracers (a call inside another trace is
+  part of that trace);
+* pytree nodes are tuples, lists, dicts with string keys, None, ``jax.tree_util.Partial`` of a
+  jaxal function, or named tuples and dataclasses defined by jaxal or flax;
+* static arguments (and values a jaxal function closed over) are None, bools, numbers,
+  strings, dtypes, tuples, lists and dicts of them, jaxal, jax, flax and numpy functions, or
+  jaxal's models of a flax linen module whose class is defined in jaxal (``jaxal.networks``);
+* the process has one device, and ``jax_debug_nans``, ``jax_debug_infs`` and
+  ``jax_disable_jit`` are off.
 
-Anything else (a user's own flax module or apply function, an NNX model, numpy or Python-scalar
-array arguments, several devices, ``jax_debug_nans``) is an ordinary ``jax.jit`` call: user code
-cannot be keyed without tracing it, and tracing is the cost this cache removes. Within a
-process each loaded executable is kept in memory by the same key.
+Anything else (a user's own flax module or apply function, an NNX model, a user's pytree class)
+is an ordinary ``jax.jit`` call: user code cannot be keyed without tracing it, and tracing is
+the cost this cache removes. Within a process each executable is kept in memory, looked up as
+``jax.jit`` looks up its own (static arguments by hash and equality, arrays by abstract value).
+
+An executable is written only when XLA has just compiled it (JAX's own cache did not supply
+it) and when each of its custom calls is one a loaded executable can run (LAPACK, whose
+function table is initialised before every load, and XLA's ``TopK``); others stay in memory.
 
 The folder is trusted code, like JAX's own cache: an entry holds native code and pickled pytree
 structures. Entries are written beside their final name and renamed, so a reader sees a whole
@@ -42,6 +49,7 @@ import hashlib
 import inspect
 import os
 import pickle
+import re
 import sys
 import threading
 from collections.abc import Callable
@@ -237,7 +245,7 @@ def _describe_tree(treedef: Any) -> str:
     if cls is dict:
       if not all(isinstance(k, str) for k in aux):
         raise _Undescribable("dict keys")
-    elif cls not in (tuple, list) and not _ours(cls):
+    elif cls not in (tuple, list, type(None), jax.tree_util.Partial) and not _ours(cls):
       raise _Undescribable(cls)
     desc = f"{cls.__module__}.{cls.__qualname__}:{_describe(aux)}"
   else:  # a leaf or None
@@ -249,6 +257,10 @@ def _describe_tree(treedef: Any) -> str:
 def _describe_leaf(x: Any) -> str:
   if isinstance(x, jax.core.Tracer):
     raise _Traced(type(x))
+  if type(x) in _SCALARS:  # as jax.jit: a weakly typed scalar, its value not in the program
+    return f"py:{type(x).__name__}"
+  if isinstance(x, np.ndarray):
+    return f"np:{x.dtype.str}{list(x.shape)}"
   if not isinstance(x, jax.Array):
     raise _Undescribable(type(x))
   devices = x.sharding.device_set
@@ -259,6 +271,22 @@ def _describe_leaf(x: Any) -> str:
 
 
 # --- The wrapper. -----------------------------------------------------------------------------
+
+
+_SCALARS = (bool, int, float, complex)
+
+
+def _leaf_signature(x: Any) -> Any:
+  """The in-process key of one array argument, as ``jax.jit`` keys it."""
+  if isinstance(x, jax.core.Tracer):
+    raise _Traced(type(x))
+  if type(x) in _SCALARS:
+    return type(x)
+  if isinstance(x, np.ndarray):
+    return (x.dtype, x.shape)
+  if not isinstance(x, jax.Array):
+    raise _Undescribable(type(x))
+  return (x.aval, x.sharding)
 
 
 class CachedJit:
@@ -341,13 +369,7 @@ class CachedJit:
     the first: no description is built."""
     statics, dyn_args, dyn_kwargs = self._split(args, kwargs)
     leaves, treedef = jax.tree.flatten((dyn_args, dyn_kwargs))
-    avals = []
-    for x in leaves:
-      if isinstance(x, jax.core.Tracer):
-        raise _Traced(type(x))
-      if not isinstance(x, jax.Array):
-        raise _Undescribable(type(x))
-      avals.append((x.aval, x.sharding))
+    avals = [_leaf_signature(x) for x in leaves]
     key = (
       self,
       len(args),
@@ -392,6 +414,7 @@ class CachedJit:
         with open(path, "rb") as f:
           fmt, name, blob, in_tree, out_tree = pickle.load(f)
         if fmt == _FORMAT and name == self._name:
+          _prepare_custom_calls()
           compiled = serialize_executable.deserialize_and_load(blob, in_tree, out_tree)
           _stats["hits_disk"] += 1
       except Exception:  # noqa: BLE001 - an unreadable entry is compiled again and replaced
@@ -403,11 +426,44 @@ class CachedJit:
       # Only an executable XLA has just compiled is written: one JAX read back from its own
       # cache (or kept in memory from an earlier compile of the same program) serialises
       # without parts it needs to run in another process. JAX's cache says which it was.
-      if events == ["cache_misses"]:
+      if events == ["cache_misses"] and _loadable(compiled):
         _write(path, self._name, compiled)
     with _lock:
       _memo[key] = compiled
     return compiled
+
+
+# Custom-call targets a loaded executable may hold. jaxlib initialises LAPACK's function table
+# when it lowers a call to it, which a loaded executable never does: _prepare_custom_calls does
+# it before every load. An executable calling any other target is kept in memory only.
+_CUSTOM_CALL_PREFIXES = ("lapack_", "TopK")
+_CUSTOM_CALL = re.compile(r'custom_call_target="([^"]+)"')
+_refused_targets: set[str] = set()
+
+
+def _loadable(compiled: Any) -> bool:
+  """Whether another process can run ``compiled`` once loaded (its custom calls are known)."""
+  try:
+    targets = set(_CUSTOM_CALL.findall(compiled.as_text()))
+  except Exception:  # noqa: BLE001 - no text to check: not written
+    return False
+  unknown = {t for t in targets if not t.startswith(_CUSTOM_CALL_PREFIXES)}
+  if targets - unknown and not _prepare_custom_calls():
+    unknown = targets
+  _refused_targets.update(unknown)
+  return not unknown
+
+
+def _prepare_custom_calls() -> bool:
+  """Initialises what a loaded executable's custom calls need (see _CUSTOM_CALL_PREFIXES);
+  False when this JAX offers no way to (then no executable calling LAPACK is written)."""
+  try:
+    from jax._src.lax import linalg
+
+    linalg.initialize_lapack()
+  except (ImportError, AttributeError):  # pragma: no cover - a JAX without the private hook
+    return False
+  return True
 
 
 _events = threading.local()
