@@ -33,7 +33,8 @@ the cost this cache removes. Within a process each executable is kept in memory,
 
 An executable is written only when XLA has just compiled it (JAX's own cache did not supply
 it) and when each of its custom calls is one a loaded executable can run (LAPACK, whose
-function table is initialised before every load, and XLA's ``TopK``); others stay in memory.
+function table is initialised before loading one that calls it, and XLA's ``TopK``); others
+stay in memory.
 
 The folder is trusted code, like JAX's own cache: an entry holds native code and pickled pytree
 structures. Entries are written beside their final name and renamed, so a reader sees a whole
@@ -59,7 +60,7 @@ import jax
 import numpy as np
 
 SUFFIX = ".jaxal-exe"
-_FORMAT = 1  # bumped when the entry layout changes
+_FORMAT = 2  # bumped when the entry layout changes
 
 _lock = threading.Lock()
 _state: dict[str, Any] = {"folder": None}
@@ -412,9 +413,8 @@ class CachedJit:
     if os.path.exists(path):
       try:
         with open(path, "rb") as f:
-          fmt, name, blob, in_tree, out_tree = pickle.load(f)
-        if fmt == _FORMAT and name == self._name:
-          _prepare_custom_calls()
+          fmt, name, lapack, blob, in_tree, out_tree = pickle.load(f)
+        if fmt == _FORMAT and name == self._name and (not lapack or _prepare_custom_calls()):
           compiled = serialize_executable.deserialize_and_load(blob, in_tree, out_tree)
           _stats["hits_disk"] += 1
       except Exception:  # noqa: BLE001 - an unreadable entry is compiled again and replaced
@@ -426,8 +426,9 @@ class CachedJit:
       # Only an executable XLA has just compiled is written: one JAX read back from its own
       # cache (or kept in memory from an earlier compile of the same program) serialises
       # without parts it needs to run in another process. JAX's cache says which it was.
-      if events == ["cache_misses"] and _loadable(compiled):
-        _write(path, self._name, compiled)
+      targets = _custom_calls(compiled) if events == ["cache_misses"] else None
+      if targets is not None:
+        _write(path, self._name, compiled, lapack=any(t.startswith("lapack_") for t in targets))
     with _lock:
       _memo[key] = compiled
     return compiled
@@ -435,28 +436,31 @@ class CachedJit:
 
 # Custom-call targets a loaded executable may hold. jaxlib initialises LAPACK's function table
 # when it lowers a call to it, which a loaded executable never does: _prepare_custom_calls does
-# it before every load. An executable calling any other target is kept in memory only.
+# it before loading an entry marked as calling LAPACK. An executable calling any other target
+# is kept in memory only.
 _CUSTOM_CALL_PREFIXES = ("lapack_", "TopK")
 _CUSTOM_CALL = re.compile(r'custom_call_target="([^"]+)"')
 _refused_targets: set[str] = set()
 
 
-def _loadable(compiled: Any) -> bool:
-  """Whether another process can run ``compiled`` once loaded (its custom calls are known)."""
+def _custom_calls(compiled: Any) -> set[str] | None:
+  """The custom-call targets of ``compiled``, or None when another process could not run it
+  once loaded (a target outside _CUSTOM_CALL_PREFIXES, or LAPACK's unprepared)."""
   try:
     targets = set(_CUSTOM_CALL.findall(compiled.as_text()))
   except Exception:  # noqa: BLE001 - no text to check: not written
-    return False
+    return None
   unknown = {t for t in targets if not t.startswith(_CUSTOM_CALL_PREFIXES)}
-  if targets - unknown and not _prepare_custom_calls():
+  if any(t.startswith("lapack_") for t in targets) and not _prepare_custom_calls():
     unknown = targets
   _refused_targets.update(unknown)
-  return not unknown
+  return None if unknown else targets
 
 
 def _prepare_custom_calls() -> bool:
-  """Initialises what a loaded executable's custom calls need (see _CUSTOM_CALL_PREFIXES);
-  False when this JAX offers no way to (then no executable calling LAPACK is written)."""
+  """Initialises LAPACK's function table (about 0.1 s: it imports SciPy), which a loaded
+  executable calling LAPACK needs; False when this JAX offers no way to (then no executable
+  calling LAPACK is written)."""
   try:
     from jax._src.lax import linalg
 
@@ -499,13 +503,14 @@ def _debugging() -> bool:
   return bool(c.jax_debug_nans or c.jax_debug_infs or c.jax_disable_jit)
 
 
-def _write(path: str, name: str, compiled: Any) -> None:
-  """Writes one entry beside its final name, then renames it (a reader sees all or nothing)."""
+def _write(path: str, name: str, compiled: Any, lapack: bool) -> None:
+  """Writes one entry beside its final name, then renames it (a reader sees all or nothing);
+  ``lapack``: the executable calls LAPACK (its loader initialises it first)."""
   from jax.experimental import serialize_executable
 
   try:
     blob, in_tree, out_tree = serialize_executable.serialize(compiled)
-    data = pickle.dumps((_FORMAT, name, blob, in_tree, out_tree))
+    data = pickle.dumps((_FORMAT, name, lapack, blob, in_tree, out_tree))
   except Exception:  # noqa: BLE001 - an executable XLA cannot serialise stays in memory only
     return
   tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
