@@ -347,7 +347,7 @@ class CachedJit:
       _fast_memo[fast] = compiled
     return compiled(*dyn_args, **dyn_kwargs)
 
-  def _split(self, args: tuple, kwargs: dict) -> tuple[list, list, dict, list]:
+  def _split(self, args: tuple, kwargs: dict) -> tuple[list, list, dict]:
     """``(statics [(position or name, value)], dynamic args, dynamic kwargs)``."""
     statics = []
     dyn_args = []
