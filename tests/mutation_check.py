@@ -39,8 +39,8 @@ MUTATIONS = (
   Mutation(
     "adversarial_largest_distance",
     "jaxal/_src/strategies/adversarial_sampling.py",
-    "top_k.select_top_k(-attack.distance[perm]",
-    "top_k.select_top_k(attack.distance[perm]",
+    "top_k.select_top_k(-distance[perm]",
+    "top_k.select_top_k(distance[perm]",
     (
       PICKS + "::test_deepfool_picks_the_points_closest_to_the_boundary",
       PICKS + "::test_bim_picks_the_smallest_bim_distances",

@@ -191,24 +191,36 @@ def _bim_batch(model, params, xb, valid, step, eps, max_iter):
 
 
 def _run(batch_fn, x, batch_size) -> Attack:
+  """``batch_fn`` over ``x`` in zero-padded batches of ``batch_size`` rows, one compiled call
+  per batch; the batches are cut and the results joined by cached programs (no eager op)."""
+  if not isinstance(x, jax.Array):
+    x = jax.device_put(x)  # once, not with every batch
+  n = x.shape[0]
+  outs = [batch_fn(*_batch(x, start, batch_size)) for start in range(0, n, batch_size)]
+  return Attack(*_joined(outs, n))
+
+
+@executables.jit(static_argnames=("batch_size",))
+def _batch(x, start, batch_size):
+  """``(xb [batch_size, ...], valid [batch_size])``: rows ``start:start + batch_size`` of ``x``
+  in the float dtype the loops carry (float32 at least), zero rows past the end."""
   x = jnp.asarray(x)
   if not jnp.issubdtype(x.dtype, jnp.floating) or jnp.finfo(x.dtype).bits < 32:
     x = x.astype(jnp.float32)  # float16 / bfloat16 / ints: the loops carry float32
-  n = x.shape[0]
-  perts, iters, flips = [], [], []
-  for start in range(0, n, batch_size):
-    xb = x[start : start + batch_size]
-    b = xb.shape[0]
-    if b < batch_size:
-      xb = jnp.concatenate([xb, jnp.zeros((batch_size - b, *x.shape[1:]), x.dtype)])
-    valid = jnp.arange(batch_size) < b
-    pert, it, flipped = batch_fn(xb, valid)
-    perts.append(pert[:b])
-    iters.append(it[:b])
-    flips.append(flipped[:b])
-  pert = jnp.concatenate(perts).astype(jnp.float32)
-  flipped = jnp.concatenate(flips)
-  return Attack(_flipped_sq_norm(pert, flipped), pert, jnp.concatenate(iters), flipped)
+  rows = start + jnp.arange(batch_size, dtype=jnp.int32)
+  valid = rows < x.shape[0]
+  xb = jnp.take(x, jnp.minimum(rows, x.shape[0] - 1), axis=0)
+  return jnp.where(valid.reshape((-1,) + (1,) * (x.ndim - 1)), xb, jnp.zeros((), x.dtype)), valid
+
+
+@executables.jit(static_argnames=("n",))
+def _joined(outs, n):
+  """The batches' ``(pert, iterations, flipped)`` joined and cut to ``n`` rows, with the
+  flipped points' squared distances: the fields of an :class:`Attack`."""
+  pert = jnp.concatenate([o[0] for o in outs])[:n].astype(jnp.float32)
+  it = jnp.concatenate([o[1] for o in outs])[:n]
+  flipped = jnp.concatenate([o[2] for o in outs])[:n]
+  return _flipped_sq_norm(pert, flipped), pert, it, flipped
 
 
 @executables.jit

@@ -687,7 +687,7 @@ def stochastic_batch_core(
     ``[k]`` int32 indices in the order drawn; with ``flagged``, ``(indices, ok)``.
   """
   if mode == "power" and checks.is_concrete(scores) and checks.is_concrete(labeled_mask):
-    neg = np.asarray(jax.device_get((scores < 0) & ~labeled_mask))
+    neg = (np.asarray(jax.device_get(scores)) < 0) & ~np.asarray(jax.device_get(labeled_mask))
     if neg.any():
       raise ValueError(
         f"mode='power' needs non-negative scores (p ∝ s^β); scores of shape {scores.shape} hold "

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxal._src import cached_ops
 from jaxal._src import executables
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -510,28 +511,13 @@ def check_budget(k: Any, num_points: int, labeled_mask: Any = None, name: str = 
   if k > num_points:
     raise ValueError(f"{name}={k} is larger than the pool of {num_points} points")
   if labeled_mask is not None and is_concrete(labeled_mask):
-    unlabeled = num_points - _count_true(labeled_mask)
+    unlabeled = num_points - cached_ops.count_int(labeled_mask)
     if k > unlabeled:
       raise ValueError(
         f"{name}={k} is larger than the {unlabeled} unlabeled points left "
         f"in the pool of {num_points} (labeled_mask has {num_points - unlabeled} True)"
       )
   return k
-
-
-def _count_true(mask: Any) -> int:
-  """How many entries of a concrete bool mask are True.
-
-  A mask held whole by this process (a NumPy array, or a JAX array on one device) is counted
-  on the host: ``N`` bytes copied, and no compiled reduction (whose first compile in a process
-  costs more than the copy). A mask spread over several devices, possibly on several hosts,
-  is reduced where it lives.
-  """
-  if isinstance(mask, jax.Array) and (
-    not mask.is_fully_addressable or len(mask.sharding.device_set) > 1
-  ):
-    return int(jnp.sum(mask, dtype=jnp.int32))
-  return int(np.count_nonzero(np.asarray(mask)))
 
 
 def check_same_n(

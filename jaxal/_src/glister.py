@@ -51,6 +51,7 @@ def _augment(features: jax.Array, bias: bool) -> jax.Array:
   return jnp.concatenate([features, jnp.ones((features.shape[0], 1), features.dtype)], axis=1)
 
 
+@executables.jit
 def _hypothesised(logits: jax.Array) -> jax.Array:
   """``argmax`` of the log-softmax, as :func:`jaxal.embeddings.closed_form_gradient_embedding`."""
   return jnp.argmax(jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1), axis=-1).astype(

@@ -30,6 +30,7 @@ from flax import struct
 from flax.training import train_state as train_state_lib
 from jax.typing import ArrayLike
 
+from jaxal._src import cached_ops
 from jaxal._src import checks
 from jaxal._src import ensembles
 from jaxal._src import models as models_lib
@@ -54,7 +55,7 @@ class ALState(NamedTuple):
 
   @property
   def num_labeled(self) -> int:
-    return int(jnp.sum(self.labeled_mask))
+    return cached_ops.count_int(self.labeled_mask)
 
   @property
   def labeled_indices(self) -> jax.Array:
@@ -873,7 +874,7 @@ def _fit_checked(
   reinitialize: bool,
 ) -> tuple[Any, FitInfo]:
   """:func:`fit` on validated arguments (``mask`` a ``[num_points]`` bool array)."""
-  if not bool(jnp.any(mask)):
+  if not cached_ops.any_bool(mask):
     raise ValueError("fit needs at least one labeled point; labeled_mask is all False")
   models_lib.train_state_parts(state)  # a TypeError for a foreign state, before any work
   if isinstance(state, ensembles.EnsembleTrainState):  # all members in one vmapped fit

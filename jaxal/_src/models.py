@@ -36,6 +36,7 @@ import numpy as np
 from flax import nnx
 from jax.typing import ArrayLike
 
+from jaxal._src import cached_ops
 from jaxal._src import checks
 from jaxal._src import executables
 from jaxal._src import sharding
@@ -932,7 +933,7 @@ def predict_mc_flagged(
   if predict_members is not None:
     return predict_members(params, x, batch_size), None
   x, batch_size = check_pool(x, batch_size)
-  sample_keys = jax.random.split(key, num_samples)
+  sample_keys = cached_ops.split_array(key, num_samples)
   if sharding.pool_sharding(x, "x") is None:
     return _predict_mc_pool(model, params, x, sample_keys, batch_size, bool(consistent))
   outs = []  # a pool sharded along N: batched under GSPMD, one compiled step for every batch

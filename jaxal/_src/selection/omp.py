@@ -184,6 +184,7 @@ def _raise_non_finite(x, target, ok, purpose: str) -> None:
     checks.check_finite(target, "target", purpose=purpose, ok=ok[-1])
 
 
+@executables.jit
 def mean_unlabeled(x, labeled_mask: jax.Array) -> jax.Array:
   """``[dim]`` mean of the unlabeled points (class-major for a GradEmbedding)."""
   w = (~labeled_mask).astype(jnp.float32)

@@ -9,7 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxal._src import adversarial
+from jaxal._src import cached_ops
 from jaxal._src import checks
+from jaxal._src import executables
 from jaxal._src import models as models_lib
 from jaxal._src.selection import top_k
 from jaxal._src.strategies.base import Strategy
@@ -23,17 +25,22 @@ def _closest(attack_fn, name: str) -> Strategy:
     checks.check_model_input(lambda xb: models_lib.apply(model, params, xb)[0], pool)
     # Attack only the unlabeled points (host-side gather, outside any loop).
     unlabeled = np.flatnonzero(~np.asarray(jax.device_get(mask)))
-    attack = attack_fn(model, params, jnp.asarray(pool)[unlabeled])
-    # Smallest distance first; never-flipped points (+inf) rank last. Ties
-    # (BIM's sign steps quantise the distance; +inf points) are broken at
-    # random: top_k prefers the lower index, so rank a random permutation.
-    perm = jax.random.permutation(key, unlabeled.shape[0]).astype(jnp.int32)
-    picked = perm[
-      top_k.select_top_k(-attack.distance[perm], budget, jnp.zeros(unlabeled.shape[0], bool))
-    ]
-    return jnp.asarray(unlabeled, jnp.int32)[picked]
+    attack = attack_fn(model, params, cached_ops.take(pool, unlabeled))
+    return _closest_picks(key, attack.distance, unlabeled, budget)
 
   return Strategy(name, acquire)
+
+
+@executables.jit(static_argnames=("budget",))
+def _closest_picks(key, distance, unlabeled, budget):
+  """The ``budget`` entries of ``unlabeled`` (pool indices) with the smallest ``distance``.
+
+  Never-flipped points (+inf) rank last. Ties (BIM's sign steps quantise the distance; +inf
+  points) are broken at random: top_k prefers the lower index, so rank a random permutation.
+  """
+  perm = jax.random.permutation(key, distance.shape[0]).astype(jnp.int32)
+  picked = perm[top_k.select_top_k(-distance[perm], budget, jnp.zeros(distance.shape[0], bool))]
+  return jnp.asarray(unlabeled, jnp.int32)[picked]
 
 
 def deepfool(*, max_iter: int = 50, overshoot: float = 0.02, batch_size: int = 256) -> Strategy:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import jax
 
 from jaxal._src import bayes
+from jaxal._src import cached_ops
 from jaxal._src import checks
 from jaxal._src import models as models_lib
 from jaxal._src import scores
@@ -85,7 +86,7 @@ def batchbald(
   def acquire(key, model, params, pool, labeled_mask, budget):
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
     _forward_check(model, params, pool)
-    k_mc, k_sel = jax.random.split(key)
+    k_mc, k_sel = cached_ops.split(key, 2)
     logits = predict_mc_checked(k_mc, model, params, pool, num_samples, batch_size, consistent=True)
     checks.check_mc_varies(logits, "batchbald")
     return bayes.batchbald_core(k_sel, logits, budget, mask, num_joint_samples, max_exact_configs)
@@ -108,7 +109,7 @@ def _stochastic(
   def acquire(key, model, params, pool, labeled_mask, budget):
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
     _forward_check(model, params, pool)
-    k_mc, k_sel = jax.random.split(key)
+    k_mc, k_sel = cached_ops.split(key, 2)
     if mc:
       logits = predict_mc_checked(k_mc, model, params, pool, num_samples, batch_size)
       checks.check_mc_varies(logits, name)

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from jaxal._src import cached_ops
 from jaxal._src import checks
 from jaxal._src import executables
 from jaxal._src import scores
@@ -200,7 +201,7 @@ def cluster_margin(
     preds = predict_checked(
       model, params, pool, batch_size, features=need_feats, purpose=_FEATURES_PURPOSE
     )
-    left = n - int(jnp.sum(mask))
+    left = n - cached_ops.count_int(mask)
     mb = min(margin_factor * budget, left) if margin_batch is None else margin_batch
     if mb < budget or mb > left:
       raise ValueError(

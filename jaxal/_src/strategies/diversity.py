@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 
+from jaxal._src import cached_ops
 from jaxal._src import checks
 from jaxal._src import models as models_lib
 from jaxal._src import scores
@@ -205,7 +205,7 @@ def submodular(
   def acquire(key, model, params, pool, labeled_mask, budget):
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
     feats = _predict(model, params, pool, batch_size).features
-    return _select_submodular(key, feats, ~mask, budget, **opts)
+    return _select_submodular(key, feats, cached_ops.invert(mask), budget, **opts)
 
   return Strategy("submodular", acquire)
 
@@ -261,9 +261,11 @@ def fass(
   def acquire(key, model, params, pool, labeled_mask, budget):
     mask, budget = check_acquire_args(key, pool, labeled_mask, budget)
     preds = _predict(model, params, pool, batch_size, logits=True)
-    unlabeled = int(jnp.sum(~mask))
+    unlabeled = mask.shape[0] - cached_ops.count_int(mask)
     filtered = top_k.select_top_k(score_fn(preds.logits), min(top_n * budget, unlabeled), mask)
-    picked = _select_submodular(key, preds.features[filtered], None, budget, **opts)
-    return filtered[picked]
+    picked = _select_submodular(
+      key, cached_ops.take(preds.features, filtered), None, budget, **opts
+    )
+    return cached_ops.take(filtered, picked)
 
   return Strategy("fass", acquire)

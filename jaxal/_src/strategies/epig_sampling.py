@@ -8,8 +8,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxal._src import bayes
+from jaxal._src import cached_ops
 from jaxal._src import checks
 from jaxal._src import epig as epig_lib
+from jaxal._src import executables
 from jaxal._src import models as models_lib
 from jaxal._src.selection import top_k
 from jaxal._src.strategies.base import Strategy
@@ -17,6 +19,19 @@ from jaxal._src.strategies.base import check_acquire_args
 from jaxal._src.strategies.base import predict_mc_checked
 
 _BATCH = {"top_k": None, "power": None}
+
+
+@executables.jit(static_argnames=("t",))
+def _pool_targets(key, pool, mask, t):
+  """``[t, ...]`` unlabeled rows of ``pool``, drawn uniformly without replacement."""
+  rank = jax.random.uniform(key, (pool.shape[0],))
+  return jnp.asarray(pool)[top_k.select_top_k(rank, t, mask)]
+
+
+@executables.jit(static_argnames=("size",))
+def _target_subset(key, target, size):
+  """``[size, ...]`` rows of ``target``, drawn uniformly without replacement."""
+  return target[jax.random.choice(key, target.shape[0], (size,), replace=False)]
 
 
 def epig(
@@ -94,14 +109,12 @@ def epig(
         f"shape {tuple(target.shape)} and pool of shape {tuple(pool.shape)}"
       )
     checks.check_model_input(lambda xb: models_lib.apply(model, params, xb)[0], pool)
-    k_target, k_mc, k_sel = jax.random.split(key, 3)
+    k_target, k_mc, k_sel = cached_ops.split(key, 3)
     if target is None:
-      unlabeled = pool.shape[0] - int(jnp.sum(mask, dtype=jnp.int32))
-      t = min(target_size, unlabeled)
-      rank = jax.random.uniform(k_target, (pool.shape[0],))
-      x_target = jnp.asarray(pool)[top_k.select_top_k(rank, t, mask)]
+      unlabeled = pool.shape[0] - cached_ops.count_int(mask)
+      x_target = _pool_targets(k_target, pool, mask, min(target_size, unlabeled))
     elif target.shape[0] > target_size:
-      x_target = target[jax.random.choice(k_target, target.shape[0], (target_size,), replace=False)]
+      x_target = _target_subset(k_target, target, target_size)
     else:
       x_target = target
     mc_pool = predict_mc_checked(

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from jaxal._src import cached_ops
 from jaxal._src import checks
 from jaxal._src import executables
 from jaxal._src import neighbors
@@ -71,7 +72,7 @@ def typiclust_clusters(key, feats, tol, *, k, n_init, max_iter):
   """k-means assignments ``[N]`` int32 of every pool point (labeled or not)."""
   n = feats.shape[0]
   km = kmeans_lib.kmeans_core(
-    key, feats, k, jnp.ones((n,), bool), n_init, max_iter, tol, min(1024, k), 8192
+    key, feats, k, np.ones((n,), bool), n_init, max_iter, tol, min(1024, k), 8192
   )
   return km.assignments
 
@@ -161,7 +162,7 @@ def select_typiclust(
 ) -> jax.Array:
   """TypiClust on validated ``[num_points, dim]`` finite features: ``[budget]`` int32 indices."""
   n = feats.shape[0]
-  num_labeled = int(jnp.sum(labeled_mask))
+  num_labeled = cached_ops.count_int(labeled_mask)
   num_clusters = min(num_labeled + budget, max_clusters, n)
   assignments = typiclust_clusters(
     key, feats, jnp.float32(tol), k=num_clusters, n_init=n_init, max_iter=max_iter
@@ -510,7 +511,7 @@ def probcover_delta(
     )
     n_init = checks.check_positive_int(n_init, "n_init")
     lab = kmeans_lib.kmeans_core(
-      key, x.astype(jnp.float32), num_classes, jnp.ones((n,), bool), n_init, 100,
+      key, x.astype(jnp.float32), num_classes, np.ones((n,), bool), n_init, 100,
       jnp.float32(1e-4), min(1024, num_classes), 8192,
     ).assignments  # fmt: skip
   else:

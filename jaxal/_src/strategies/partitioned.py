@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxal._src import cached_ops
 from jaxal._src import checks
 from jaxal._src import sharding
 from jaxal._src.strategies.base import Strategy
@@ -177,7 +178,7 @@ def partitioned(
     ps = sharding.pool_sharding(pool, "pool") if isinstance(pool, jax.Array) else None
     blocks = _blocks(pool, n, ps, num_partitions)
     per_block = num_partitions // len(blocks)
-    perm_key, inner_key = jax.random.split(key)
+    perm_key, inner_key = cached_ops.split(key, 2)
     # Index bookkeeping on the host: the [N] mask is read once per call, each part's picks
     # once per part (outside any selection loop).
     host_mask = np.asarray(jax.device_get(mask))
@@ -193,8 +194,8 @@ def partitioned(
           f"points left{where} in the pool of {n}"
           + ("" if len(blocks) == 1 else f" ({per_block} parts per device)")
         )
-      block_key = perm_key if len(blocks) == 1 else jax.random.fold_in(perm_key, b)
-      order = unlabeled[np.asarray(jax.random.permutation(block_key, len(unlabeled)))]
+      block_key = perm_key if len(blocks) == 1 else cached_ops.fold_in(perm_key, b)
+      order = unlabeled[np.asarray(cached_ops.permutation(block_key, len(unlabeled)))]
       offset = 0
       for size in partition_sizes(len(unlabeled), per_block):
         parts.append((b, order[offset : offset + size]))
@@ -209,10 +210,10 @@ def partitioned(
         continue
       rows = np.concatenate([labeled, part]) if with_labeled else part
       part_mask = np.arange(len(rows)) < (len(labeled) if with_labeled else 0)
-      part_key, part_params = jax.random.fold_in(inner_key, p), params
+      part_key, part_params = cached_ops.fold_in(inner_key, p), params
       if ps is None:
-        part_pool = pool[rows] if isinstance(pool, np.ndarray) else jnp.take(pool, rows, axis=0)
-        part_mask = jnp.asarray(part_mask)
+        part_pool = pool[rows] if isinstance(pool, np.ndarray) else cached_ops.take(pool, rows)
+        part_mask = jax.device_put(part_mask)
       else:  # the part is gathered and selected on the device that holds its rows
         start, _, local, device = blocks[b]
         part_pool = local[jax.device_put(part - start, device)]
@@ -226,7 +227,7 @@ def partitioned(
           f"{tuple(getattr(local_idx, 'shape', ()))} for a budget of {share}"
         )
       picked.append(rows[np.asarray(jax.device_get(local_idx))])
-    out = jnp.asarray(np.concatenate(picked).astype(np.int32))
+    out = jax.device_put(np.concatenate(picked).astype(np.int32))
     return sharding.replicate(out, ps)
 
   return Strategy(f"partitioned_{inner.name}", acquire)

@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxal._src import cached_ops
 from jaxal._src import checks
 from jaxal._src import models as models_lib
 from jaxal._src.embeddings import gradients
@@ -163,8 +164,8 @@ def _embed(logits, feats, embedding, labels=None):
 
 def _take(emb: Any, idx: jax.Array) -> Any:
   if isinstance(emb, GradEmbedding):
-    return GradEmbedding(emb.a[idx], emb.z[idx])
-  return emb[idx]
+    return GradEmbedding(cached_ops.take(emb.a, idx), cached_ops.take(emb.z, idx))
+  return cached_ops.take(emb, idx)
 
 
 def _pool_subset(ctx: _Context, member: np.ndarray, embedding: str) -> _Resolved:
@@ -173,14 +174,17 @@ def _pool_subset(ctx: _Context, member: np.ndarray, embedding: str) -> _Resolved
   size = _bucket(count)
   idx = np.zeros((size,), np.int32)
   idx[:count] = np.flatnonzero(member)
-  idx_j = jnp.asarray(idx)
+  idx_j = jax.device_put(idx)
   if embedding == "gradients" and ctx.true_labels:
     emb = _embed(
-      ctx.logits[idx_j], ctx.feats[idx_j], embedding, ctx.classes_of[idx].astype(np.int32)
+      cached_ops.take(ctx.logits, idx_j),
+      cached_ops.take(ctx.feats, idx_j),
+      embedding,
+      ctx.classes_of[idx].astype(np.int32),
     )
   else:
     emb = _take(ctx.emb, idx_j)
-  return _Resolved(emb, jnp.asarray(np.arange(size) < count), None)
+  return _Resolved(emb, jax.device_put(np.arange(size) < count), None)
 
 
 def _class_members(ctx: _Context, classes: np.ndarray, name: str) -> np.ndarray:
@@ -309,7 +313,7 @@ def _targeted(
     if labels is not None:
       classes_of = np.asarray(labels)
     else:
-      classes_of = np.asarray(jnp.argmax(preds.logits, axis=-1))
+      classes_of = np.argmax(np.asarray(jax.device_get(preds.logits)), axis=-1)
     ctx = _Context(n, labeled, classes_of, preds.logits, preds.features, None, labels is not None)
     ctx = ctx._replace(emb=_embed(preds.logits, preds.features, embedding))
     q = p = None
@@ -337,7 +341,7 @@ def _targeted(
       metric=metric,
       gamma=gamma,
     )
-    opts = dict(eta=eta, nu=nu, lam=lam, ground_mask=jnp.asarray(ground))
+    opts = dict(eta=eta, nu=nu, lam=lam, ground_mask=jax.device_put(ground))
     if q is not None:
       opts["query_mask"] = q.mask
     if p is not None:

@@ -38,9 +38,11 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.tree_util import Partial
 from jax.typing import ArrayLike
 
+from jaxal._src import cached_ops
 from jaxal._src import checks
 from jaxal._src import executables
 from jaxal._src import sharding
@@ -254,9 +256,9 @@ def _fb_value(features, weights, g, mask):
 
 def _ground(ground_mask, n: int) -> jax.Array:
   if ground_mask is None:
-    return jnp.ones((n,), bool)
+    return jax.device_put(np.ones((n,), bool))
   mask = checks.check_labeled_mask(ground_mask, n, name="ground_mask")
-  if checks.is_concrete(mask) and not bool(jnp.any(mask)):
+  if checks.is_concrete(mask) and not cached_ops.any_bool(mask):
     raise ValueError(f"ground_mask of shape {mask.shape} selects no element")
   return mask
 
@@ -281,7 +283,7 @@ def facility_location(
   """
   kernel, scale, n = _checked_kernel(kernel, check_finite)  # entries in [-1, 1]
   ground = _ground(ground_mask, n)
-  w = ground.astype(jnp.float32)
+  w = cached_ops.as_float32(ground)
   return SetFunction(
     "facility_location",
     ground,
@@ -319,7 +321,7 @@ def graph_cut(
   kernel, scale, n = _checked_kernel(kernel, check_finite)  # entries in [-1, 1]
   lam = checks.check_float(lam, "lam", low=0.0, high=1.0)
   ground = _ground(ground_mask, n)
-  w = ground.astype(jnp.float32)
+  w = cached_ops.as_float32(ground)
   modular = kernels.matvec(kernel, w)  # Σ_{i in V} S_ji
   return SetFunction(
     "graph_cut",
@@ -358,7 +360,7 @@ def saturated_coverage(
   kernel, scale, n = _checked_kernel(kernel, check_finite)  # entries in [-1, 1]
   alpha = checks.check_float(alpha, "alpha", low=0.0, high=1.0, low_open=True)
   ground = _ground(ground_mask, n)
-  w = ground.astype(jnp.float32)
+  w = cached_ops.as_float32(ground)
   cap = alpha * kernels.vecmat(kernel, w)  # α Σ_{j in V} S_ji
   return SetFunction(
     "saturated_coverage",
@@ -389,7 +391,7 @@ def sum_redundancy(
   """
   kernel, scale, n = _checked_kernel(kernel, check_finite)  # entries in [-1, 1]
   ground = _ground(ground_mask, n)
-  w = ground.astype(jnp.float32)
+  w = cached_ops.as_float32(ground)
   total = jnp.sum(w * kernels.matvec(kernel, w))  # Σ_{i, j in V} S_ji
   return SetFunction(
     "sum_redundancy",

@@ -76,6 +76,7 @@ import numpy as np
 from jax.tree_util import Partial
 from jax.typing import ArrayLike
 
+from jaxal._src import cached_ops
 from jaxal._src import checks
 from jaxal._src import distances
 from jaxal._src import executables
@@ -396,18 +397,18 @@ def _prepare(
 
 def _set_mask(mask: Any, m: int, name: str, block: str) -> jax.Array:
   if mask is None:
-    return jnp.ones((m,), bool)
+    return jax.device_put(np.ones((m,), bool))
   mask = checks.check_labeled_mask(mask, m, name=name)
-  if checks.is_concrete(mask) and not bool(jnp.any(mask)):
+  if checks.is_concrete(mask) and not cached_ops.any_bool(mask):
     raise ValueError(f"{name} of shape {mask.shape} selects no column of {block}: the set is empty")
   return mask
 
 
 def _ground(ground_mask: Any, n: int) -> jax.Array:
   if ground_mask is None:
-    return jnp.ones((n,), bool)
+    return jax.device_put(np.ones((n,), bool))
   mask = checks.check_labeled_mask(ground_mask, n, name="ground_mask")
-  if checks.is_concrete(mask) and not bool(jnp.any(mask)):
+  if checks.is_concrete(mask) and not cached_ops.any_bool(mask):
     raise ValueError(f"ground_mask of shape {mask.shape} selects no element")
   return mask
 
@@ -416,9 +417,16 @@ def _nonneg(value: Any, name: str) -> float:
   return checks.check_float(value, name, low=0.0)
 
 
-def _masked_max(block: jax.Array, mask: jax.Array) -> jax.Array:
-  """``max(0, max_{c in mask} block[:, c])`` per row."""
-  return jnp.maximum(jnp.max(jnp.where(mask[None, :], block, -jnp.inf), axis=1), 0.0)
+@executables.jit
+def _masked_max(block: jax.Array, mask: jax.Array, scale: Any) -> jax.Array:
+  """``scale * max(0, max_{c in mask} block[:, c])`` per row."""
+  return scale * jnp.maximum(jnp.max(jnp.where(mask[None, :], block, -jnp.inf), axis=1), 0.0)
+
+
+@executables.jit
+def _masked_max_signed(block: jax.Array, mask: jax.Array, scale: Any) -> jax.Array:
+  """``scale * max_{c in mask} block[:, c]`` per row (negative maxima kept)."""
+  return scale * jnp.max(jnp.where(mask[None, :], block, -jnp.inf), axis=1)
 
 
 # ---------------------------------------------------------------------------
@@ -847,8 +855,8 @@ def flvmi(
   qmask = _set_mask(query_mask, query.shape[1], "query_mask", "query")
   ground = _ground(ground_mask, n)
   (kernel, query), scale = _prepare({"kernel": kernel, "query": query}, check_finite, scaled=True)
-  w = ground.astype(jnp.float32)
-  cap = eta * _masked_max(query, qmask)
+  w = cached_ops.as_float32(ground)
+  cap = _masked_max(query, qmask, eta)
   return SetFunction(
     "flvmi",
     ground,
@@ -911,8 +919,8 @@ def flqmi(
   qmask = _set_mask(query_mask, query.shape[1], "query_mask", "query")
   ground = _ground(ground_mask, n)
   (query,), scale = _prepare({"query": query}, check_finite, scaled=True)
-  wq = qmask.astype(jnp.float32)
-  modular = eta * jnp.max(jnp.where(qmask[None, :], query, -jnp.inf), axis=1)
+  wq = cached_ops.as_float32(qmask)
+  modular = _masked_max_signed(query, qmask, eta)
   return SetFunction(
     "flqmi",
     ground,
@@ -1104,8 +1112,8 @@ def flcg(
   (kernel, private), scale = _prepare(
     {"kernel": kernel, "private": private}, check_finite, scaled=True
   )
-  w = ground.astype(jnp.float32)
-  pcap = nu * _masked_max(private, pmask)
+  w = cached_ops.as_float32(ground)
+  pcap = _masked_max(private, pmask, nu)
   return SetFunction(
     "flcg",
     ground,
@@ -1171,7 +1179,7 @@ def gccg(
   (kernel, private), scale = _prepare(
     {"kernel": kernel, "private": private}, check_finite, scaled=True
   )
-  w = ground.astype(jnp.float32)
+  w = cached_ops.as_float32(ground)
   modular = kernel @ w - 2.0 * lam * nu * (private @ pmask.astype(jnp.float32))
   return SetFunction(
     "gccg",
@@ -1310,9 +1318,9 @@ def flcmi(
   (kernel, query, private), scale = _prepare(
     {"kernel": kernel, "query": query, "private": private}, check_finite, scaled=True
   )
-  w = ground.astype(jnp.float32)
-  qcap = eta * _masked_max(query, qmask)
-  pcap = nu * _masked_max(private, pmask)
+  w = cached_ops.as_float32(ground)
+  qcap = _masked_max(query, qmask, eta)
+  pcap = _masked_max(private, pmask, nu)
   return SetFunction(
     "flcmi",
     ground,

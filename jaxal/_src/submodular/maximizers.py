@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from jaxal._src import cached_ops
 from jaxal._src import checks
 from jaxal._src import executables
 from jaxal._src import sharding
@@ -124,9 +125,14 @@ def _finite_gains(g: jax.Array) -> jax.Array:
   return jnp.where(jnp.isnan(g) | jnp.isneginf(g), jnp.finfo(jnp.float32).min, g)
 
 
+@executables.jit
+def _times(gains: jax.Array, scale: Any) -> jax.Array:
+  return gains * jnp.asarray(scale, jnp.float32)
+
+
 def _in_units(sel: Selection, fn: SetFunction) -> Selection:
   """The gains of ``sel`` multiplied back by ``fn.scale`` (see :class:`SetFunction`)."""
-  return sel._replace(gains=sel.gains * jnp.asarray(fn.scale, jnp.float32))
+  return sel._replace(gains=_times(sel.gains, fn.scale))
 
 
 def value(fn: SetFunction, selected: ArrayLike) -> jax.Array:
@@ -277,7 +283,7 @@ def _check_candidates(fn: SetFunction, k, candidates) -> tuple[jax.Array, int]:
     which = "candidates & ground_mask"
   k = checks.check_budget(k, n)
   if checks.is_concrete(cand):
-    m = int(jnp.sum(cand, dtype=jnp.int32))  # a device reduction: cand may span hosts
+    m = cached_ops.count_int(cand)  # a device reduction: cand may span hosts
     if k > m:
       raise ValueError(
         f"k={k} is larger than the {m} candidates ({which} selects {m} of the {n} points)"
@@ -410,7 +416,7 @@ def stochastic_greedy(
   fn = _check_fn(fn)
   eps = checks.check_float(epsilon, "epsilon", low=0.0, high=1.0, low_open=True, high_open=True)
   cand, k = _check_candidates(fn, k, candidates)
-  n = int(jnp.sum(cand)) if checks.is_concrete(cand) else fn.num_points
+  n = cached_ops.count_int(cand) if checks.is_concrete(cand) else fn.num_points
   sample_size = max(1, min(n, math.ceil(n / k * math.log(1.0 / eps))))
   sel = _stochastic_greedy(key, fn.init, fn.gains, fn.update, cand, k=k, sample_size=sample_size)
   return _in_units(sel, fn)
