@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 from typing import NamedTuple
@@ -73,6 +74,8 @@ from jaxal._src import executables
 sys.path.insert(0, {tests!r})
 from conftest import count_traces
 jaxal.enable_compilation_cache({cache!r}, executables=True)
+if {wait!r}:
+  executables.wait_prefetch()  # the folder's recent entries loaded before the first call
 x = jax.random.normal(jax.random.key(0), (400, 12), jnp.float32)
 mask = jnp.zeros((400,), bool).at[::8].set(True)
 y = jax.random.randint(jax.random.key(1), (400,), 0, 3)
@@ -88,10 +91,10 @@ print(json.dumps({{"k_center": kc.tolist(), "badge": bd.tolist(), "bait": ba.tol
 """
 
 
-def _fresh_process(cache: str) -> dict:
+def _fresh_process(cache: str, wait: bool = False) -> dict:
   env = dict(os.environ)
   env.pop(compile_cache.EXECUTABLES_ENV, None)
-  code = _PROCESS.format(tests=os.path.join(ROOT, "tests"), cache=cache)
+  code = _PROCESS.format(tests=os.path.join(ROOT, "tests"), cache=cache, wait=wait)
   out = subprocess.run(
     [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600
   )
@@ -108,11 +111,47 @@ def test_a_later_process_runs_the_loaded_executables_without_tracing(tmp_path):
   entries = os.listdir(os.path.join(cache, compile_cache.EXECUTABLES_SUBFOLDER))
   assert len([e for e in entries if e.endswith(executables.SUFFIX)]) == compiled, entries
   assert not [e for e in entries if e.endswith(".tmp")], entries
-  second = _fresh_process(cache)
-  assert second["stats"]["hits_disk"] == compiled and second["stats"]["compiled"] == 0, second
+  second = _fresh_process(cache)  # the first calls race the background loads
+  loaded = second["stats"]["hits_disk"] + second["stats"]["hits_preloaded"]
+  assert loaded == compiled and second["stats"]["compiled"] == 0, second
   assert second["traces"] == {"k_center_greedy_core": 0, "_badge_core": 0}, second
   for name in ("k_center", "badge", "bait"):
     assert second[name] == first[name], name
+  # Waiting for the background loads: every entry but those calling LAPACK (BAIT's) is in
+  # memory before the first call, and the LAPACK ones are loaded when called.
+  folder = os.path.join(cache, compile_cache.EXECUTABLES_SUBFOLDER)
+  lapack = 0
+  for e in os.listdir(folder):
+    with open(os.path.join(folder, e), "rb") as f:
+      lapack += bool(pickle.load(f)[2])
+  assert 1 <= lapack < compiled
+  third = _fresh_process(cache, wait=True)
+  s = third["stats"]
+  assert s["preloaded"] == compiled - lapack and s["hits_preloaded"] == compiled - lapack, s
+  assert s["hits_disk"] == lapack and s["compiled"] == 0, s
+  for name in ("k_center", "badge", "bait"):
+    assert third[name] == first[name], name
+
+
+def test_background_loads_skip_entries_of_another_environment(tmp_path):
+  """An entry another jax, jaxlib, jaxal or configuration wrote is never loaded (its native
+  code may not run here): the background thread reads its header and leaves it."""
+  cache = str(tmp_path / "cache")
+  first = _fresh_process(cache)
+  folder = os.path.join(cache, compile_cache.EXECUTABLES_SUBFOLDER)
+  lapack = 0
+  for e in sorted(os.listdir(folder)):
+    path = os.path.join(folder, e)
+    with open(path, "rb") as f:
+      entry = list(pickle.load(f))
+    lapack += bool(entry[2])
+    if not entry[2]:  # a copy of the entry under another name, from "another environment"
+      entry[3] = "0" * 64
+      with open(os.path.join(folder, "f" * 64 + e[:8] + executables.SUFFIX), "wb") as f:
+        pickle.dump(tuple(entry), f)
+  third = _fresh_process(cache, wait=True)
+  s = third["stats"]
+  assert s["preloaded"] == first["stats"]["compiled"] - lapack, s  # the copies were left
 
 
 def test_loaded_and_compiled_executables_give_the_jit_results(folder):

@@ -230,9 +230,8 @@ def test_k_center_pruned_picks_equal_the_full_pass(kind, num_labeled):
   rng = np.random.default_rng(7)
   labeled = np.zeros(len(x), bool)
   labeled[rng.choice(len(x), num_labeled, replace=False)] = True
-  key = jax.random.key(3)
-  got, reads = k_center._k_center(key, jnp.asarray(x), 40, jnp.asarray(labeled), 16, 64)
-  first = jax.random.randint(key, (), 0, len(x), dtype=jnp.int32)
+  first = k_center.first_pick(jax.random.key(3), jnp.zeros(len(x), bool))
+  got, reads = k_center._k_center(first, jnp.asarray(x), 40, jnp.asarray(labeled), 16, 64)
   want = _full_pass_k_center(jnp.asarray(x), jnp.asarray(labeled), first)
   np.testing.assert_array_equal(got, want)
   check_invariants(got, len(x), 40, labeled)
@@ -257,12 +256,29 @@ def test_k_center_one_compile_for_every_round():
   assert c["k_center_greedy_core"] == 1
 
 
+def test_k_center_draws_no_random_first_point_when_some_point_is_labeled():
+  """The labeled set fixes the first pick: the random draw (a program of its own) is not
+  compiled for it, and the key does not change the picks."""
+  x = jnp.asarray(_points(8, n=83))
+  labeled = jnp.arange(83) < 5
+  with count_traces() as c:
+    got = selection.k_center_greedy(jax.random.key(0), x, 4, labeled_mask=labeled)
+  assert c["_random_index"] == 0
+  other = selection.k_center_greedy(jax.random.key(1), x, 4, labeled_mask=labeled)
+  np.testing.assert_array_equal(got, other)
+  np.testing.assert_array_equal(got, selection.k_center_greedy(None, x, 4, labeled_mask=labeled))
+  with count_traces() as c:
+    empty = selection.k_center_greedy(jax.random.key(0), x, 4, labeled_mask=jnp.zeros(83, bool))
+  assert c["_random_index"] == 1
+  assert int(empty[0]) == int(jax.random.randint(jax.random.key(0), (), 0, 83, dtype=jnp.int32))
+
+
 def test_k_center_memory_is_linear_in_n():
   """N = 10^6 must fit: the compiled loop's scratch memory grows O(N), not O(N * chunk)."""
 
   def temp_bytes(n):
     lowered = k_center.k_center_greedy_core.lower(
-      jax.random.key(0),
+      jnp.int32(0),
       jax.ShapeDtypeStruct((n, 16), jnp.float32),
       k=10,
       labeled_mask=jax.ShapeDtypeStruct((n,), jnp.bool_),

@@ -36,6 +36,11 @@ it) and when each of its custom calls is one a loaded executable can run (LAPACK
 function table is initialised before loading one that calls it, and XLA's ``TopK``); others
 stay in memory.
 
+From :func:`enable` on, a background thread loads the folder's most recently used entries
+written in this environment (loading one takes 20-50 ms: XLA links its native code), so a
+first call usually finds its executable in memory; an entry that calls LAPACK is left to be
+loaded when it is called. Each load marks its entry used (its modification time).
+
 The folder is trusted code, like JAX's own cache: an entry holds native code and pickled pytree
 structures. Entries are written beside their final name and renamed, so a reader sees a whole
 entry or none; one that cannot be read is compiled again and replaced.
@@ -43,6 +48,7 @@ entry or none; one that cannot be read is compiled again and replaced.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import functools
@@ -60,13 +66,27 @@ import jax
 import numpy as np
 
 SUFFIX = ".jaxal-exe"
-_FORMAT = 2  # bumped when the entry layout changes
+_FORMAT = 3  # bumped when the entry layout changes
+PREFETCH = 32  # entries the background thread loads at most (the most recently used)
 
 _lock = threading.Lock()
+_loaded = threading.Condition(_lock)  # notified when the background thread finishes an entry
 _state: dict[str, Any] = {"folder": None}
 _memo: dict[str, Any] = {}  # key -> a loaded jax.stages.Compiled
 _fast_memo: dict[tuple, Any] = {}  # CachedJit._fast_key -> the same Compiled
-_stats = {"hits_memory": 0, "hits_disk": 0, "compiled": 0, "uncached": 0}
+_stats = {
+  "hits_memory": 0,
+  "hits_disk": 0,
+  "hits_preloaded": 0,
+  "preloaded": 0,
+  "compiled": 0,
+  "uncached": 0,
+}
+# The background loads: keys loaded and not yet called, keys a caller or the thread has taken
+# (the thread skips them), the key the thread is loading, and the thread.
+_preloaded: dict[str, Any] = {}
+_claimed: set[str] = set()
+_prefetch: dict[str, Any] = {"loading": None, "thread": None, "stop": False}
 
 
 class _Undescribable(Exception):
@@ -77,12 +97,14 @@ class _Traced(_Undescribable):
   """A tracer among the arguments: the call is part of an enclosing trace."""
 
 
-def enable(folder: str | os.PathLike) -> str:
+def enable(folder: str | os.PathLike, *, prefetch: int = PREFETCH) -> str:
   """Keeps and reads the executables of jaxal's functions in ``folder`` (created if missing).
 
   Args:
     folder: the folder; :func:`jaxal.enable_compilation_cache` passes a subfolder of JAX's
       cache folder.
+    prefetch: how many of the folder's most recently used entries (of this environment) a
+      background thread loads now; 0 loads each entry when it is first called.
 
   Returns:
     The absolute folder.
@@ -91,7 +113,87 @@ def enable(folder: str | os.PathLike) -> str:
   os.makedirs(path, exist_ok=True)
   with _lock:
     _state["folder"] = path
+  running = _prefetch["thread"] is not None and _prefetch["thread"].is_alive()
+  if prefetch > 0 and jax.device_count() == 1 and not running:
+    environment = _environment_digest()  # in this thread: JAX's configuration as it is now
+    thread = threading.Thread(
+      target=_prefetch_entries, args=(path, prefetch, environment), daemon=True
+    )
+    _prefetch["thread"] = thread
+    thread.start()
+    if not _prefetch.get("atexit"):
+      atexit.register(_stop_prefetch)
+      _prefetch["atexit"] = True
   return path
+
+
+def _stop_prefetch() -> None:
+  """At exit: no new load starts, and the one under way finishes before the interpreter goes."""
+  _prefetch["stop"] = True
+  wait_prefetch(timeout=10.0)
+
+
+def wait_prefetch(timeout: float | None = None) -> None:
+  """Waits until the background loads :func:`enable` started are done (for tests and
+  benchmarks that time a call without them)."""
+  thread = _prefetch["thread"]
+  if thread is not None:
+    thread.join(timeout)
+
+
+def _prefetch_entries(folder: str, limit: int, environment: str) -> None:
+  """Loads up to ``limit`` entries of ``folder``, most recently used first, written in
+  ``environment`` and not calling LAPACK, into ``_preloaded``."""
+  try:
+    entries = sorted(
+      (e for e in os.scandir(folder) if e.name.endswith(SUFFIX)),
+      key=lambda e: e.stat().st_mtime,
+      reverse=True,
+    )
+  except OSError:
+    entries = []
+  done = 0
+  for entry in entries:
+    if done >= limit or _prefetch["stop"]:
+      break
+    key = entry.name[: -len(SUFFIX)]
+    with _lock:
+      if key in _memo or key in _claimed:
+        continue
+      _claimed.add(key)
+      _prefetch["loading"] = key
+    compiled = None
+    try:
+      compiled = _read(entry.path, None, environment, lapack_ok=False)
+    finally:
+      with _loaded:
+        if compiled is not None:
+          _preloaded[key] = compiled
+          _stats["preloaded"] += 1
+          done += 1
+        _prefetch["loading"] = None
+        _loaded.notify_all()
+
+
+def _read(path: str, name: str | None, environment: str, lapack_ok: bool = True) -> Any:
+  """The executable of entry ``path``, or None when it is unreadable, of another format,
+  function (``name``, None for any) or environment, or calls LAPACK and ``lapack_ok`` is
+  False. A load marks the entry used."""
+  from jax.experimental import serialize_executable
+
+  try:
+    with open(path, "rb") as f:
+      fmt, entry_name, lapack, entry_env, blob, in_tree, out_tree = pickle.load(f)
+    if fmt != _FORMAT or entry_env != environment or (name is not None and entry_name != name):
+      return None
+    if lapack and not (lapack_ok and _prepare_custom_calls()):
+      return None
+    compiled = serialize_executable.deserialize_and_load(blob, in_tree, out_tree)
+  except Exception:  # noqa: BLE001 - an unreadable entry is compiled again and replaced
+    return None
+  with contextlib.suppress(OSError):
+    os.utime(path)
+  return compiled
 
 
 def disable() -> None:
@@ -110,10 +212,13 @@ def clear_memory() -> None:
   with _lock:
     _memo.clear()
     _fast_memo.clear()
+    _preloaded.clear()
 
 
 def stats() -> dict[str, int]:
-  """Calls served from memory, from the folder, compiled and written, and left to ``jax.jit``."""
+  """Calls served from memory, from the folder (``hits_preloaded``: loaded by the background
+  thread, which has ``preloaded`` entries in all), compiled and written, and left to
+  ``jax.jit``."""
   return dict(_stats)
 
 
@@ -156,6 +261,11 @@ def _environment() -> str:
     _env_cache[1] = _describe_environment()
     _env_cache[0] = token
   return _env_cache[1]
+
+
+def _environment_digest() -> str:
+  """SHA-256 of :func:`_environment`: an entry records the one it was written in."""
+  return hashlib.sha256(_environment().encode()).hexdigest()
 
 
 def _describe_environment() -> str:
@@ -406,19 +516,18 @@ class CachedJit:
     return hashlib.sha256(desc.encode()).hexdigest()
 
   def _load_or_compile(self, key: str, args: tuple, kwargs: dict):
-    from jax.experimental import serialize_executable
-
     path = os.path.join(_state["folder"], key + SUFFIX)
-    compiled = None
-    if os.path.exists(path):
-      try:
-        with open(path, "rb") as f:
-          fmt, name, lapack, blob, in_tree, out_tree = pickle.load(f)
-        if fmt == _FORMAT and name == self._name and (not lapack or _prepare_custom_calls()):
-          compiled = serialize_executable.deserialize_and_load(blob, in_tree, out_tree)
-          _stats["hits_disk"] += 1
-      except Exception:  # noqa: BLE001 - an unreadable entry is compiled again and replaced
-        compiled = None
+    with _loaded:  # the background thread may be loading this very entry: wait for it
+      while _prefetch["loading"] == key:
+        _loaded.wait(timeout=10.0)
+      compiled = _preloaded.pop(key, None)
+      _claimed.add(key)
+    if compiled is not None:
+      _stats["hits_preloaded"] += 1
+    elif os.path.exists(path):
+      compiled = _read(path, self._name, _environment_digest())
+      if compiled is not None:
+        _stats["hits_disk"] += 1
     if compiled is None:
       with _compile_events() as events:
         compiled = self._jitted.lower(*args, **kwargs).compile()
@@ -510,7 +619,7 @@ def _write(path: str, name: str, compiled: Any, lapack: bool) -> None:
 
   try:
     blob, in_tree, out_tree = serialize_executable.serialize(compiled)
-    data = pickle.dumps((_FORMAT, name, lapack, blob, in_tree, out_tree))
+    data = pickle.dumps((_FORMAT, name, lapack, _environment_digest(), blob, in_tree, out_tree))
   except Exception:  # noqa: BLE001 - an executable XLA cannot serialise stays in memory only
     return
   tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"

@@ -50,8 +50,8 @@ def test_k_center_greedy_does_not_gather_the_pool(shard):
   ps = sharding.pool_sharding(x)
   x, mask = sharding.place(x, ps), sharding.replicate(mask, ps)  # as the public wrapper does
   assert_no_pool_gather(
-    lambda key, x, m: k_center.k_center_greedy_core(key, x, 6, m, 4, 16, ps),
-    jax.random.key(0),
+    lambda first, x, m: k_center.k_center_greedy_core(first, x, 6, m, 4, 16, ps),
+    jnp.int32(0),
     x,
     mask,
     num_points=N,

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
+from jaxal._src import cached_ops
 from jaxal._src import checks
 from jaxal._src import distances
 from jaxal._src import executables
@@ -90,21 +92,23 @@ def _dim(x: distances.Points) -> int:
 
 @executables.jit(static_argnames=("k", "chunk_size", "row_chunk_size", "ps", "flagged"))
 def k_center_greedy_core(
-  key, x, k, labeled_mask, chunk_size, row_chunk_size, ps=None, flagged=False
+  first, x, k, labeled_mask, chunk_size, row_chunk_size, ps=None, flagged=False
 ):
-  """:func:`k_center_greedy` on validated, placed points (any key if some are labeled).
+  """:func:`k_center_greedy` on validated, placed points; ``first`` (int32, shape ``()``) the
+  first pick when nothing is labeled (:func:`first_pick`), unused otherwise.
 
   ``flagged``: return ``(picks, ok)``, ``ok`` the finiteness flags of ``x``'s leaves
   (:func:`jaxal._src.checks.all_finite`) computed in the same compiled call, for
   :func:`jaxal._src.checks.check_finite`'s ``ok=`` (non-finite points give unspecified picks,
   so the caller raises). Otherwise the picks alone, for finite points.
   """
-  idx = _k_center(key, x, k, labeled_mask, chunk_size, row_chunk_size, ps)[0]
+  idx = _k_center(first, x, k, labeled_mask, chunk_size, row_chunk_size, ps)[0]
   return (idx, checks.all_finite(x)) if flagged else idx
 
 
-def _k_center(key, x, k, labeled_mask, chunk_size, row_chunk_size, ps=None):
-  """``(picks [k] int32, pool rows read by the picks [] int32)``.
+def _k_center(first, x, k, labeled_mask, chunk_size, row_chunk_size, ps=None):
+  """``(picks [k] int32, pool rows read by the picks [] int32)``; ``first`` the first pick
+  when nothing is labeled.
 
   Each point keeps its squared distance ``min_d`` to, and the list position of,
   its nearest centre ``c`` (centres: the labeled points in index order, then the
@@ -131,7 +135,7 @@ def _k_center(key, x, k, labeled_mask, chunk_size, row_chunk_size, ps=None):
       xs, xs, labeled_mask, chunk_size=chunk_size, x_sq_norms=xn, y_sq_norms=xn, ps=ps
     )
   any_labeled = jnp.any(labeled_mask)
-  first = jax.random.randint(key, (), 0, n, dtype=jnp.int32)
+  first = jnp.asarray(first, jnp.int32)
 
   def choose(t, min_d, taken):
     score = jnp.where(taken, -jnp.inf, min_d)
@@ -300,12 +304,11 @@ def k_center_greedy(
   chunk_size = checks.check_positive_int(chunk_size, "chunk_size")
   row_chunk_size = checks.check_positive_int(row_chunk_size, "row_chunk_size")
   if key is None:
-    if not checks.is_concrete(labeled_mask) or not bool(jnp.any(labeled_mask)):
+    if not checks.is_concrete(labeled_mask) or not cached_ops.any_bool(labeled_mask):
       raise ValueError(
         "key is required when the labeled set is empty (or labeled_mask is traced): "
         "k-center greedy then starts from a random point; pass jax.random.key(seed) first"
       )
-    key = jax.random.key(0)  # unused: the labeled set fixes the first pick
   else:
     checks.check_key(key)
   return select_k_center(key, x, k, labeled_mask, chunk_size, row_chunk_size)
@@ -323,12 +326,12 @@ def select_k_center(
   """:func:`k_center_greedy` on arguments a caller has validated, except ``x``'s values.
 
   The caller (a strategy, once, at its entry) has checked ``key`` (a typed key;
-  any key when some point is labeled), ``labeled_mask`` and ``k``; ``x`` is
+  any key or None when some point is labeled), ``labeled_mask`` and ``k``; ``x`` is
   checked for finiteness here, since the caller computed it, unless
   ``check_finite`` is False (a caller that checked it with its own flags).
 
   Args:
-    key: a typed key of shape ``()``.
+    key: a typed key of shape ``()`` (or None when some point is labeled).
     x: ``[num_points, dim]`` float points, or a :class:`GradEmbedding`.
     k: a Python int, ``1 <= k <=`` the number of unlabeled points.
     labeled_mask: ``[num_points]`` bool.
@@ -343,11 +346,30 @@ def select_k_center(
   x, labeled_mask = sharding.single_device((x, labeled_mask))
   ps = sharding.pool_sharding((x, labeled_mask), "x and labeled_mask")
   x, labeled_mask = sharding.place(x, ps), sharding.replicate(labeled_mask, ps)
+  first = first_pick(key, labeled_mask)
   if not check_finite:
-    return k_center_greedy_core(key, x, k, labeled_mask, chunk_size, row_chunk_size, ps)
+    return k_center_greedy_core(first, x, k, labeled_mask, chunk_size, row_chunk_size, ps)
   # The finiteness flags come from the same compiled call: no separate pass over the pool.
   idx, ok = k_center_greedy_core(
-    key, x, k, labeled_mask, chunk_size, row_chunk_size, ps, flagged=True
+    first, x, k, labeled_mask, chunk_size, row_chunk_size, ps, flagged=True
   )
   checks.check_finite(original, "x", purpose="selection needs finite points", ok=ok)
   return idx
+
+
+def first_pick(key: jax.Array | None, labeled_mask: jax.Array) -> jax.Array:
+  """The first pick of k-center greedy with an empty labeled set: ``jax.random.randint(key,
+  (), 0, N)`` (int32, shape ``()``).
+
+  When some point is labeled the labeled set fixes the first pick and no number is drawn (a
+  host read of the mask: the random draw is a program of its own, about 0.1 s to compile in a
+  fresh process); the value returned is then 0, which the core ignores.
+  """
+  if key is None or (checks.is_concrete(labeled_mask) and cached_ops.any_bool(labeled_mask)):
+    return jax.device_put(np.zeros((), np.int32))
+  return _random_index(key, labeled_mask.shape[0])
+
+
+@executables.jit(static_argnames=("n",))
+def _random_index(key: jax.Array, n: int) -> jax.Array:
+  return jax.random.randint(key, (), 0, n, dtype=jnp.int32)
