@@ -77,9 +77,46 @@ def accelerator() -> str:
   return f"{len(devs)} x {devs[0].device_kind}"
 
 
+def cpu_model() -> str:
+  """The processor's model name (``/proc/cpuinfo``), else ``platform.processor()``, else the
+  architecture."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
 def describe_machine(accel: str) -> str:
-  """``"<cores> CPU cores (<processor>), <accel>"``."""
-  return f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), {accel}"
+  """``"<cores> CPU cores (<model>, <architecture>), <accel>"``."""
+  model, arch = cpu_model(), platform.machine()
+  cpu = model if model == arch else f"{model}, {arch}"
+  return f"{os.cpu_count()} CPU cores ({cpu}), {accel}"
+
+
+def machine_speed(repeats: int = 3) -> dict[str, float]:
+  """This machine's speed measured with NumPy now, to compare absolute seconds across runs:
+  ``matmul_gflops`` (a float32 ``2048 x 2048`` product, all cores) and ``read_gbs`` (summing
+  200 MB of float32, one core), each the best of ``repeats``."""
+  import numpy as np
+
+  a = np.random.default_rng(0).random((2048, 2048), np.float32)
+  x = np.ones(50_000_000, np.float32)
+  mm, rd = [], []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    a @ a
+    mm.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    x.sum()
+    rd.append(time.perf_counter() - t)
+  return {
+    "matmul_gflops": round(2 * 2048**3 / min(mm) / 1e9, 1),
+    "read_gbs": round(x.nbytes / min(rd) / 1e9, 1),
+  }
 
 
 def machine(argv: Sequence[str] | None = None, *, devices: bool = True) -> dict[str, Any]:
@@ -130,11 +167,20 @@ def header(title: str, info: dict[str, Any]) -> list[str]:
   load = f"Load average at start: {info['loadavg_at_start']}"
   if "loadavg_at_end" in info:
     load += f", at end: {info['loadavg_at_end']}"
+  speed = info.get("speed")
   return [
     f"# {title}",
     "",
     f"Command: `{info['command']}` (from the repository root)  ",
     f"Machine: {info['machine']}{backend}; Python {v.get('python', '?')}; {libs}  ",
+    *(
+      [
+        f"Machine speed (NumPy, at start): float32 matmul {speed['matmul_gflops']} GFLOP/s, "
+        f"memory read {speed['read_gbs']} GB/s (one core)  "
+      ]
+      if speed
+      else []
+    ),
     f"{load} ({info['load_note']}).",
     "",
   ]

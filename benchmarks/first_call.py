@@ -211,6 +211,7 @@ def main():
   if args.quick:
     names, pool = names[:3] if args.strategies else ["entropy", "badge", "coreset"], 300
   meta = _common.machine()
+  meta["speed"] = _common.machine_speed()  # absolute seconds differ between machines
   rows, splits = [], []
   for name in names:
     with tempfile.TemporaryDirectory() as cache:
