@@ -256,12 +256,17 @@ def test_every_registered_strategy_respects_invariants(trained_digits):
   # The strategy tests' shared model and pool (90 digits, 15 labeled), and their budget of 8:
   # a worker that ran those already holds these compiled programs.
   state, model, params, x, _ = trained_digits
-  mask = np.asarray(state.labeled_mask)
+  budget = 8
+  # The budget equal to the whole unlabeled pool too: the same shapes with all but 8 points
+  # labeled (8 kept from the shared pool's unlabeled ones), so no strategy compiles again.
+  rest = np.ones(len(x), bool)
+  rest[np.flatnonzero(~np.asarray(state.labeled_mask))[::9][:budget]] = False
+  assert int((~rest).sum()) == budget
   for name in strategies.names():
     strategy = strategies.get(name)
-    for budget in (8, int((~mask).sum())):  # budget equal to the whole unlabeled pool too
+    for mask in (np.asarray(state.labeled_mask), rest):
       idx = np.asarray(
-        strategy.acquire(jax.random.key(9), model, params, x, state.labeled_mask, budget)
+        strategy.acquire(jax.random.key(9), model, params, x, jnp.asarray(mask), budget)
       )
       check_invariants(idx, len(x), budget, mask, name)
 

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import textwrap
 
+import conftest
 import pytest
 import tfds_cache
 
@@ -69,7 +70,9 @@ RUNNER = textwrap.dedent(
 
 def test_python_blocks_run_in_order(tmp_path, tmp_path_factory):
   shared = os.environ.get("JAXAL_SHARED_DATA")
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  # The caller's environment without its XLA_FLAGS (a simulated device count, say): the
+  # suite's compile flags only.
+  env = dict(os.environ, XLA_FLAGS=conftest.FAST_COMPILE_FLAGS)
   env["PYTHONPATH"] = os.pathsep.join([ROOT, env.get("PYTHONPATH", "")])
   if shared:
     env["TFDS_DATA_DIR"] = tfds_cache.prepared_data_dir(tmp_path_factory, shared, "mnist")
