@@ -18,10 +18,11 @@ def _fast_compile_flags() -> str:
   """XLA:CPU flags that compile the suite's programs 2-4x faster: LLVM at ``-O0`` and XLA's
   classic elemental emitters instead of its newer fusion emitters.
 
-  The suite is compilation-bound (thousands of small programs, each run a few times), and
-  neither flag allows reassociation or fast math: the programs compute what they compute at
-  XLA's defaults, more slowly. ``JAXAL_TEST_XLA_DEFAULTS=1`` runs the suite at XLA's defaults
-  instead (what a user's process compiles).
+  The suite is compilation-bound (thousands of small programs, each run a few times).
+  Neither flag permits fast math or reassociation; elementwise functions may round
+  differently in the last bits, which the suite's tolerances allow (it passes at both).
+  ``JAXAL_TEST_XLA_DEFAULTS=1`` runs the suite at XLA's defaults instead, what a user's
+  process compiles.
   """
   if os.environ.get("JAXAL_TEST_XLA_DEFAULTS", "0").strip().lower() not in ("", "0", "false"):
     return ""
