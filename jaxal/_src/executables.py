@@ -434,17 +434,9 @@ class CachedJit:
   function's own.
   """
 
-  def __init__(
-    self,
-    fun: Callable,
-    static_argnames: tuple[str, ...],
-    compiler_options: dict[str, Any] | None = None,
-  ):
+  def __init__(self, fun: Callable, static_argnames: tuple[str, ...]):
     self._fun = fun
-    self._options = tuple(sorted((compiler_options or {}).items()))
-    self._jitted = jax.jit(
-      fun, static_argnames=static_argnames, compiler_options=compiler_options or None
-    )
+    self._jitted = jax.jit(fun, static_argnames=static_argnames)
     self._signature = inspect.signature(fun)
     params = list(self._signature.parameters)
     self._static_names = frozenset(static_argnames)
@@ -540,7 +532,6 @@ class CachedJit:
       (
         self._name,
         self._closure,
-        self._options,
         len(args),
         sorted(kwargs),
         [(where, _describe(v)) for where, v in statics],
@@ -668,33 +659,19 @@ def _write(path: str, name: str, compiled: Any, lapack: bool) -> None:
       os.remove(tmp)
 
 
-# XLA:CPU's elemental emitters instead of its fusion emitters, for programs that are loops of
-# many small kernels (k-center greedy's): about a third less to compile, the same run time
-# (benchmarks/results/first_call.md). Other backends ignore the option.
-ELEMENTAL_EMITTERS = {"xla_cpu_use_fusion_emitters": False}
-
-
-def jit(
-  fun: Callable | None = None,
-  *,
-  static_argnames: tuple[str, ...] | str = (),
-  compiler_options: dict[str, Any] | None = None,
-):
+def jit(fun: Callable | None = None, *, static_argnames: tuple[str, ...] | str = ()):
   """``jax.jit`` for jaxal's functions, with their executables kept in the enabled folder.
 
-  Use as ``@jit`` or ``@jit(static_argnames=(...))``: ``static_argnames`` and
-  ``compiler_options`` as in ``jax.jit``.
+  Use as ``@jit`` or ``@jit(static_argnames=(...))``: ``static_argnames`` as in ``jax.jit``.
 
   Args:
     fun: the function.
     static_argnames: names of its static arguments.
-    compiler_options: XLA options of its compilation (e.g. :data:`ELEMENTAL_EMITTERS`), part
-      of the executable's key.
 
   Returns:
     A :class:`CachedJit`, or a decorator making one.
   """
   names = (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
   if fun is None:
-    return functools.partial(jit, static_argnames=names, compiler_options=compiler_options)
-  return CachedJit(fun, names, compiler_options)
+    return functools.partial(jit, static_argnames=names)
+  return CachedJit(fun, names)
