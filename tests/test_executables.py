@@ -358,3 +358,42 @@ def test_closures_are_keyed_by_what_they_captured_and_lambdas_are_refused():
   assert captured._closure is None
   with pytest.raises(executables._Undescribable):
     captured._key((x,), {})
+
+
+@executables.jit(compiler_options=executables.ELEMENTAL_EMITTERS)
+def _scaled_sum(x, w):
+  return jnp.sum(jnp.tanh(x * w))
+
+
+def test_compiler_options_apply_at_top_level_and_nested_calls_run_without_them(tmp_path):
+  x, w = jnp.linspace(0.1, 1.3, 12), jnp.float32(0.5)
+  want = float(jnp.sum(jnp.tanh(x * w)))
+  # At top level XLA compiles with the options (it refuses one it does not know); they are
+  # part of the executable's key.
+  unknown = executables.CachedJit(_scaled_sum.__wrapped__, (), {"xla_no_such_option": True})
+  with pytest.raises(Exception, match="xla_no_such_option"):
+    unknown(x, w)
+  assert float(jax.jit(unknown)(x, w)) == pytest.approx(want, rel=1e-6)
+  plain = executables.CachedJit(_scaled_sum.__wrapped__, ())
+  assert plain._key((x, w), {}) != _scaled_sum._key((x, w), {})
+  for enabled in (False, True):
+    if enabled:
+      executables.enable(tmp_path / "exe")
+    try:
+      assert float(_scaled_sum(x, w)) == pytest.approx(want, rel=1e-6)
+      # Inside another trace JAX refuses options on a jit: the nested call is staged plainly.
+      assert float(jax.jit(_scaled_sum)(x, w)) == pytest.approx(want, rel=1e-6)
+      assert float(jax.jit(lambda: _scaled_sum(x, w))()) == pytest.approx(want, rel=1e-6)
+      carry, _ = jax.lax.scan(lambda c, xi: (c + _scaled_sum(xi, w), None), 0.0, x[:, None])
+      assert float(carry) == pytest.approx(want, rel=1e-6)
+      rows = jax.vmap(_scaled_sum, in_axes=(0, None))(x.reshape(3, 4), w)
+      np.testing.assert_allclose(
+        np.asarray(rows), np.tanh(np.asarray(x).reshape(3, 4) * 0.5).sum(1), rtol=1e-6
+      )
+      g = jax.grad(_scaled_sum, argnums=1)(x, w)
+      np.testing.assert_allclose(
+        float(g), float(np.sum(np.asarray(x) / np.cosh(np.asarray(x) * 0.5) ** 2)), rtol=1e-5
+      )
+    finally:
+      executables.disable()
+      executables.clear_memory()

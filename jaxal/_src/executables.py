@@ -434,9 +434,22 @@ class CachedJit:
   function's own.
   """
 
-  def __init__(self, fun: Callable, static_argnames: tuple[str, ...]):
+  def __init__(
+    self,
+    fun: Callable,
+    static_argnames: tuple[str, ...],
+    compiler_options: dict[str, Any] | None = None,
+  ):
     self._fun = fun
-    self._jitted = jax.jit(fun, static_argnames=static_argnames)
+    self._options = tuple(sorted((compiler_options or {}).items()))
+    self._jitted = jax.jit(
+      fun, static_argnames=static_argnames, compiler_options=compiler_options or None
+    )
+    # JAX takes compiler options on a top-level jit only: called inside another function's
+    # trace (jit, scan, vmap, grad), the function is staged into that program without them.
+    self._nested = (
+      jax.jit(fun, static_argnames=static_argnames) if compiler_options else self._jitted
+    )
     self._signature = inspect.signature(fun)
     params = list(self._signature.parameters)
     self._static_names = frozenset(static_argnames)
@@ -457,12 +470,14 @@ class CachedJit:
     return getattr(self._jitted, name)
 
   def __call__(self, *args, **kwargs):
+    if self._options and not _top_level():
+      return self._nested(*args, **kwargs)
     if _state["folder"] is None or _debugging() or jax.device_count() != 1:
       return self._jitted(*args, **kwargs)
     try:
       fast, dyn_args, dyn_kwargs = self._fast_key(args, kwargs)
     except _Traced:
-      return self._jitted(*args, **kwargs)
+      return self._nested(*args, **kwargs)
     except _Undescribable:
       _stats["uncached"] += 1
       return self._jitted(*args, **kwargs)
@@ -532,6 +547,7 @@ class CachedJit:
       (
         self._name,
         self._closure,
+        self._options,
         len(args),
         sorted(kwargs),
         [(where, _describe(v)) for where, v in statics],
@@ -633,6 +649,18 @@ def _compile_events():
     _events.recording = None
 
 
+def _top_level() -> bool:
+  """Whether no transformation is tracing (the test JAX makes before it takes compiler
+  options); False on a JAX without that test: a function with options then runs without them,
+  uncached, rather than fail."""
+  try:
+    from jax._src import core
+
+    return core.trace_state_clean()
+  except (ImportError, AttributeError):  # pragma: no cover - a JAX without the private test
+    return False
+
+
 def _debugging() -> bool:
   """JAX modes a loaded executable would bypass (``jax.jit`` implements them when it traces)."""
   c = jax.config
@@ -659,19 +687,33 @@ def _write(path: str, name: str, compiled: Any, lapack: bool) -> None:
       os.remove(tmp)
 
 
-def jit(fun: Callable | None = None, *, static_argnames: tuple[str, ...] | str = ()):
+# XLA:CPU's elemental emitters instead of its fusion emitters, for programs that are loops of
+# many small kernels (k-center greedy's): about a third less to compile, the same run time
+# (benchmarks/results/first_call.md). Other backends ignore the option.
+ELEMENTAL_EMITTERS = {"xla_cpu_use_fusion_emitters": False}
+
+
+def jit(
+  fun: Callable | None = None,
+  *,
+  static_argnames: tuple[str, ...] | str = (),
+  compiler_options: dict[str, Any] | None = None,
+):
   """``jax.jit`` for jaxal's functions, with their executables kept in the enabled folder.
 
-  Use as ``@jit`` or ``@jit(static_argnames=(...))``: ``static_argnames`` as in ``jax.jit``.
+  Use as ``@jit`` or ``@jit(static_argnames=(...))``: ``static_argnames`` and
+  ``compiler_options`` as in ``jax.jit``.
 
   Args:
     fun: the function.
     static_argnames: names of its static arguments.
+    compiler_options: XLA options of its compilation (e.g. :data:`ELEMENTAL_EMITTERS`), part
+      of the executable's key.
 
   Returns:
     A :class:`CachedJit`, or a decorator making one.
   """
   names = (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
   if fun is None:
-    return functools.partial(jit, static_argnames=names)
-  return CachedJit(fun, names)
+    return functools.partial(jit, static_argnames=names, compiler_options=compiler_options)
+  return CachedJit(fun, names, compiler_options)

@@ -90,7 +90,10 @@ def _dim(x: distances.Points) -> int:
   return sum(leaf.shape[-1] for leaf in jax.tree.leaves(x))
 
 
-@executables.jit(static_argnames=("k", "chunk_size", "row_chunk_size", "ps", "flagged"))
+@executables.jit(
+  static_argnames=("k", "chunk_size", "row_chunk_size", "ps", "flagged"),
+  compiler_options=executables.ELEMENTAL_EMITTERS,
+)
 def k_center_greedy_core(
   first, x, k, labeled_mask, chunk_size, row_chunk_size, ps=None, flagged=False
 ):
