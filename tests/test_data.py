@@ -108,6 +108,104 @@ def test_tfds_builders_with_mock_data(name, shape, tmp_path):
   assert (
     ds.x_train.shape[1:] == shape and ds.x_test.dtype == np.float32 and ds.y_test.dtype == np.int32
   )
+  # Mock examples have no prepared files to key on: nothing is kept.
+  assert not [d for d, _, _ in os.walk(tmp_path) if tfds_loader.ARRAYS_FOLDER in d]
+
+
+class _Source:
+  """A data source of ``n`` examples that counts the examples it decodes."""
+
+  def __init__(self, images, labels, counter):
+    self.images, self.labels, self.counter = images, labels, counter
+
+  def __len__(self):
+    return len(self.labels)
+
+  def __getitem__(self, i):
+    self.counter["decoded"] += 1
+    return {"image": self.images[i], "label": self.labels[i]}
+
+  def __getitems__(self, keys):
+    return [self[i] for i in keys]
+
+
+class _Builder:
+  """The parts of a prepared ``tfds.core.DatasetBuilder`` that ``tfds_loader.read`` uses."""
+
+  name, version = "toy", "1.0.0"
+
+  def __init__(self, data_path, splits):
+    self.data_path, self.splits = data_path, splits
+    self.info = type("Info", (), {"supervised_keys": ("image", "label")})()
+    self.counter = {"decoded": 0}
+
+  def as_data_source(self, split):
+    images, labels = self.splits[split]
+    return _Source(images, labels, self.counter)
+
+
+def _toy_builder(tmp_path):
+  rng = np.random.default_rng(0)
+  splits = {
+    s: (rng.integers(0, 256, (n, 4, 4, 1), dtype=np.uint8), rng.integers(0, 3, n))
+    for s, n in (("train", 9), ("test", 5))
+  }
+  folder = tmp_path / "toy" / "1.0.0"
+  folder.mkdir(parents=True)
+  (folder / "dataset_info.json").write_text("{}")
+  (folder / "toy-train.array_record-00000-of-00001").write_bytes(b"x" * 10)
+  return _Builder(str(folder), splits), folder
+
+
+def test_decoded_splits_are_kept_and_reread_until_the_prepared_files_change(tmp_path, monkeypatch):
+  monkeypatch.delenv(tfds_loader.ARRAYS_ENV, raising=False)
+  builder, folder = _toy_builder(tmp_path)
+  want_x, want_y = builder.splits["train"]
+  x, y = tfds_loader.read(builder, "train")
+  np.testing.assert_array_equal(x, want_x)
+  np.testing.assert_array_equal(y, want_y)
+  assert x.dtype == np.uint8 and y.dtype == np.int32 and builder.counter["decoded"] == 10
+  (kept,) = os.listdir(folder / tfds_loader.ARRAYS_FOLDER)
+  # Read again: loaded, nothing decoded; another split is decoded and kept apart.
+  x2, y2 = tfds_loader.read(builder, "train")
+  np.testing.assert_array_equal(x2, want_x)
+  np.testing.assert_array_equal(y2, want_y)
+  assert y2.dtype == np.int32 and builder.counter["decoded"] == 10
+  tfds_loader.read(builder, "test")
+  assert builder.counter["decoded"] == 16
+  assert len(os.listdir(folder / tfds_loader.ARRAYS_FOLDER)) == 2
+  # A prepared file that changes (the dataset prepared anew) is decoded anew.
+  builder.splits["train"] = (want_x[::-1].copy(), want_y[::-1].copy())
+  (folder / "toy-train.array_record-00000-of-00001").write_bytes(b"y" * 11)
+  x3, _ = tfds_loader.read(builder, "train")
+  np.testing.assert_array_equal(x3, want_x[::-1])
+  assert builder.counter["decoded"] == 26
+  # A damaged entry is decoded again and replaced.
+  for entry in os.listdir(folder / tfds_loader.ARRAYS_FOLDER):
+    (folder / tfds_loader.ARRAYS_FOLDER / entry).write_bytes(b"not arrays")
+  x4, _ = tfds_loader.read(builder, "train")
+  np.testing.assert_array_equal(x4, want_x[::-1])
+  assert builder.counter["decoded"] == 36
+  tfds_loader.read(builder, "train")
+  assert builder.counter["decoded"] == 36
+  # What was kept of the split before it was prepared anew is removed; the other split stays.
+  assert kept not in os.listdir(folder / tfds_loader.ARRAYS_FOLDER)
+  assert len(os.listdir(folder / tfds_loader.ARRAYS_FOLDER)) == 2
+
+
+def test_kept_arrays_turned_off_or_unwritable_change_nothing(tmp_path, monkeypatch):
+  builder, folder = _toy_builder(tmp_path)
+  monkeypatch.setenv(tfds_loader.ARRAYS_ENV, "0")
+  for _ in range(2):
+    x, _ = tfds_loader.read(builder, "train")
+  assert builder.counter["decoded"] == 20 and not (folder / tfds_loader.ARRAYS_FOLDER).exists()
+  monkeypatch.delenv(tfds_loader.ARRAYS_ENV)
+  (folder / tfds_loader.ARRAYS_FOLDER).write_text("a file where the folder would be")
+  for _ in range(2):
+    x, _ = tfds_loader.read(builder, "train")
+  np.testing.assert_array_equal(x, builder.splits["train"][0])
+  assert builder.counter["decoded"] == 40
+  assert [e for e in os.listdir(folder) if e.endswith(".tmp")] == []
 
 
 def test_uint8_images_scale_exactly():
@@ -199,6 +297,11 @@ def test_real_dataset_matches_idx_files(name, shared_data, tmp_path_factory):
   manual = tfds_cache.manual_dir(shared_data, name)
   ds = datasets.load_dataset(name, data_dir=data_dir, download=False)
   assert ds.num_classes == 10
+  # Read again: the arrays the first read kept (or the earlier run's) are the same.
+  again = datasets.load_dataset(name, data_dir=data_dir, download=False)
+  for a, b in ((ds.x_train, again.x_train), (ds.y_test, again.y_test)):
+    np.testing.assert_array_equal(a, b)
+    assert a.dtype == b.dtype
   for split, prefix, n in (("train", "train", 60000), ("test", "t10k", 10000)):
     images = _idx(os.path.join(manual, f"{prefix}-images-idx3-ubyte.gz"), 16).reshape(n, 28, 28, 1)
     labels = _idx(os.path.join(manual, f"{prefix}-labels-idx1-ubyte.gz"), 8).astype(np.int32)
