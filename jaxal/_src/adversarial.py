@@ -125,7 +125,9 @@ def _until_done(active, body, inputs, state):
   return jax.lax.while_loop(lambda st: jnp.any(active(inputs, st)), chunk, state)
 
 
-@executables.jit(static_argnames=("model", "max_iter"))
+@executables.jit(
+  static_argnames=("model", "max_iter"), compiler_options=executables.ELEMENTAL_EMITTERS
+)
 def _deepfool_batch(model, params, xb, valid, overshoot, max_iter):
   f = _batch_logits_fn(model, params)
   if max_iter == 0:
@@ -156,7 +158,9 @@ def _deepfool_batch(model, params, xb, valid, overshoot, max_iter):
   return (1.0 + overshoot) * r_tot, i, flipped
 
 
-@executables.jit(static_argnames=("model", "max_iter"))
+@executables.jit(
+  static_argnames=("model", "max_iter"), compiler_options=executables.ELEMENTAL_EMITTERS
+)
 def _bim_batch(model, params, xb, valid, step, eps, max_iter):
   f = _batch_logits_fn(model, params)
   label = jnp.argmax(f(xb), axis=-1)

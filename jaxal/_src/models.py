@@ -851,7 +851,10 @@ def predict_pool_core(
   return _predict_pool(model, params, x, batch_size, True)
 
 
-@executables.jit(static_argnames=("model", "batch_size", "with_features"))
+@executables.jit(
+  static_argnames=("model", "batch_size", "with_features"),
+  compiler_options=executables.ELEMENTAL_EMITTERS,
+)
 def _predict_pool(model, params, x, batch_size, with_features):
   # The whole pool in one compiled call: zero-padded to whole batches, a lax.map of the batch
   # forward, the outputs' finiteness flags fused into the same pass.
@@ -945,7 +948,10 @@ def predict_mc_flagged(
   return jnp.concatenate(outs, axis=1), None
 
 
-@executables.jit(static_argnames=("model", "batch_size", "consistent"))
+@executables.jit(
+  static_argnames=("model", "batch_size", "consistent"),
+  compiler_options=executables.ELEMENTAL_EMITTERS,
+)
 def _predict_mc_pool(model, params, x, sample_keys, batch_size, consistent):
   # The whole pool in one compiled call, as _predict_pool: zero-padded whole batches, a lax.map
   # of the vmapped sample forward; example i folds in its global index (0 when consistent).

@@ -110,7 +110,8 @@ def agglomerative_graph(nb, threshold, *, max_rounds):
 
 
 @executables.jit(
-  static_argnames=("num_neighbors", "max_rounds", "row_block", "col_block", "flagged")
+  static_argnames=("num_neighbors", "max_rounds", "row_block", "col_block", "flagged"),
+  compiler_options=executables.ELEMENTAL_EMITTERS,
 )
 def agglomerative_core(
   x, threshold, *, num_neighbors, max_rounds, row_block, col_block, flagged=False

@@ -224,7 +224,10 @@ def _trace_change(m1, m2, sign):
   return jnp.trace(jnp.linalg.solve(s, m2), axis1=-2, axis2=-1)
 
 
-@executables.jit(static_argnames=("k", "bias", "incremental", "flagged"))
+@executables.jit(
+  static_argnames=("k", "bias", "incremental", "flagged"),
+  compiler_options=executables.ELEMENTAL_EMITTERS,
+)
 def bait_core(logits, features, k, labeled_mask, lam, bias, incremental=True, flagged=False):
   """``(indices [k] int32, objective [])`` on validated, finite arrays.
 

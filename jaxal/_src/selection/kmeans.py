@@ -241,7 +241,7 @@ def match_centres(x, available, centres, chunk_size, row_chunk_size):
   return jax.lax.fori_loop(0, k, body, init)[4]
 
 
-@executables.jit(static_argnames=_STATIC)
+@executables.jit(static_argnames=_STATIC, compiler_options=executables.ELEMENTAL_EMITTERS)
 def kmeans_sampling_core(
   key, x, k, labeled_mask, n_init, max_iter, tol, chunk_size, row_chunk_size, flagged=False
 ):

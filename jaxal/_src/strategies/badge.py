@@ -89,7 +89,10 @@ def badge(
   return Strategy("badge", acquire)
 
 
-@executables.jit(static_argnames=("model", "k", "batch_size", "bias", "first", "chunk_size"))
+@executables.jit(
+  static_argnames=("model", "k", "batch_size", "bias", "first", "chunk_size"),
+  compiler_options=executables.ELEMENTAL_EMITTERS,
+)
 def _badge_core(key, model, params, pool, labeled_mask, k, batch_size, bias, first, chunk_size):
   """BADGE on an unsharded, checked pool: ``(picks [k], logits, features, logits_ok, features_ok)``.
 

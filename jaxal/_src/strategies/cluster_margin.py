@@ -83,7 +83,9 @@ def cluster_margin_clusters(
   )
 
 
-@executables.jit(static_argnames=("budget", "margin_batch"))
+@executables.jit(
+  static_argnames=("budget", "margin_batch"), compiler_options=executables.ELEMENTAL_EMITTERS
+)
 def cluster_margin_core(key, margin_scores, clusters, labeled, *, budget, margin_batch):
   """``[budget]`` int32: the ``margin_batch`` lowest margins, round robin over their clusters."""
   n = clusters.shape[0]

@@ -67,7 +67,9 @@ def check_embed(embed: Any) -> Callable[[jax.Array], jax.Array] | None:
 # TypiClust.
 
 
-@executables.jit(static_argnames=("k", "n_init", "max_iter"))
+@executables.jit(
+  static_argnames=("k", "n_init", "max_iter"), compiler_options=executables.ELEMENTAL_EMITTERS
+)
 def typiclust_clusters(key, feats, tol, *, k, n_init, max_iter):
   """k-means assignments ``[N]`` int32 of every pool point (labeled or not)."""
   n = feats.shape[0]
@@ -79,6 +81,7 @@ def typiclust_clusters(key, feats, tol, *, k, n_init, max_iter):
 
 @executables.jit(
   static_argnames=("budget", "num_neighbors", "min_cluster_size", "row_block", "col_block"),
+  compiler_options=executables.ELEMENTAL_EMITTERS,
 )
 def typiclust_core(
   feats, labeled, a, *, budget, num_neighbors, min_cluster_size, row_block, col_block
