@@ -687,9 +687,11 @@ def _write(path: str, name: str, compiled: Any, lapack: bool) -> None:
       os.remove(tmp)
 
 
-# XLA:CPU's elemental emitters instead of its fusion emitters, for programs that are loops of
-# many small kernels (k-center greedy's): about a third less to compile, the same run time
-# (benchmarks/results/first_call.md). Other backends ignore the option.
+# XLA:CPU's elemental emitters instead of its fusion emitters. Measured on 2 CPU cores, fresh
+# processes, per strategy: a quarter to a third less to compile for the model forwards,
+# BADGE, BAIT, k-center, k-means, TypiClust, cluster-margin and DeepFool/BIM cores, the same
+# run time; BatchBALD's core compiles 4x slower and EPIG's and ProbCover's run slower with it,
+# so it is opt-in per core (benchmarks/results/first_call.md). Other backends ignore it.
 ELEMENTAL_EMITTERS = {"xla_cpu_use_fusion_emitters": False}
 
 
