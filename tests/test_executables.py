@@ -397,3 +397,19 @@ def test_compiler_options_apply_at_top_level_and_nested_calls_run_without_them(t
     finally:
       executables.disable()
       executables.clear_memory()
+
+
+def test_clear_cache_forgets_the_executables_kept_in_memory(folder):
+  from jaxal._src.selection import top_k
+
+  args = (jnp.arange(19.0), 4, jnp.zeros((19,), bool))
+  want = np.asarray(top_k.top_k_core(*args))
+  before = executables.stats()
+  top_k.top_k_core(*args)
+  assert _delta(before)["hits_memory"] == 1
+  # As jax.jit's clear_cache: the next call does not reuse what this process holds.
+  top_k.top_k_core.clear_cache()
+  before = executables.stats()
+  np.testing.assert_array_equal(np.asarray(top_k.top_k_core(*args)), want)
+  delta = _delta(before)
+  assert delta["hits_memory"] == 0 and delta["hits_disk"] + delta["compiled"] == 1, delta

@@ -464,10 +464,24 @@ class CachedJit:
       self._closure = repr(cells)
     except (_Undescribable, ValueError):
       self._closure = None
+    self._memo_keys: set[str] = set()  # this function's entries of _memo
     functools.update_wrapper(self, fun)
 
   def __getattr__(self, name: str) -> Any:
     return getattr(self._jitted, name)
+
+  def clear_cache(self) -> None:
+    """As ``jax.jit``'s: forgets this function's compiled executables in this process (also
+    those taken from the folder; the folder is left as it is)."""
+    self._jitted.clear_cache()
+    if self._nested is not self._jitted:
+      self._nested.clear_cache()
+    with _lock:
+      for key in [k for k in _fast_memo if k[0] is self]:
+        del _fast_memo[key]
+      for key in self._memo_keys:
+        _memo.pop(key, None)
+      self._memo_keys.clear()
 
   def __call__(self, *args, **kwargs):
     if self._options and not _top_level():
@@ -583,6 +597,7 @@ class CachedJit:
         _write(path, self._name, compiled, lapack=any(t.startswith("lapack_") for t in targets))
     with _lock:
       _memo[key] = compiled
+      self._memo_keys.add(key)
     return compiled
 
 
