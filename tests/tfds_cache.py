@@ -4,7 +4,7 @@ Preparing MNIST from the shared idx files takes ~30 s; the tests that need it
 (data, notebooks, CLI) prepare each dataset once, under a file lock, and then only read it.
 The folder is kept beside the suite's compilation cache (``<cache>-test-tfds``), under a key
 of everything the preparation depends on (jaxal's loader source, the tensorflow-datasets
-version, the idx files' names, sizes and times), so a later run prepares again only when one
+version, the idx files' names and contents), so a later run prepares again only when one
 of those changed; with the cache off (``JAXAL_COMPILATION_CACHE=0``) it lives in the
 session's temporary folders.
 """
@@ -35,8 +35,10 @@ def _key(shared_data: str, name: str) -> str:
   h.update(tensorflow_datasets.__version__.encode())
   manual = manual_dir(shared_data, name)
   for entry in sorted(os.listdir(manual)):
-    st = os.stat(os.path.join(manual, entry))
-    h.update(f"{entry}:{st.st_size}:{st.st_mtime_ns};".encode())
+    # By content, not time: a copy of the same files (../shared re-synced) keeps its key.
+    with open(os.path.join(manual, entry), "rb") as f:
+      digest = hashlib.sha256(f.read()).hexdigest()
+    h.update(f"{entry}:{digest};".encode())
   return h.hexdigest()[:16]
 
 
