@@ -78,6 +78,18 @@ def pytest_configure(config):
   )
 
 
+# XLA:CPU's optimising settings, for the few programs whose run time outweighs their compile
+# (statistical tests drawing 20,000 samples in one vmapped call): 3-5x faster to run, about 1 s
+# more to compile, once per machine with the compilation cache.
+RUN_FAST_OPTIONS = {"xla_backend_optimization_level": 2, "xla_cpu_use_fusion_emitters": True}
+
+
+def run_fast_jit(fun):
+  """``jax.jit(fun)`` compiled with :data:`RUN_FAST_OPTIONS` (the suite's own flags when
+  ``JAXAL_TEST_XLA_DEFAULTS`` is set, which already are XLA's)."""
+  return jax.jit(fun, compiler_options=RUN_FAST_OPTIONS if FAST_COMPILE_FLAGS else None)
+
+
 # A test whose xdist worker dies of a native abort runs once more (tests/crash_rerun.py).
 from crash_rerun import pytest_handlecrashitem  # noqa: E402,F401
 from crash_rerun import pytest_report_teststatus  # noqa: E402,F401

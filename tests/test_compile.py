@@ -313,7 +313,9 @@ FINITE_CASES = {
 
 def _finite_call(name, poison=False, **kw):
   call, arg, _ = FINITE_CASES[name]
-  a = {k: jnp.asarray(v) for k, v in _arrays().items()}
+  # Placed, not converted: jnp.asarray of a NumPy array compiles a program per shape, which
+  # every test here would compile again after its jax.clear_caches().
+  a = {k: jax.device_put(v) for k, v in _arrays().items()}
   if poison:
     if name == "omp_target":
       a["x"] = a["x"].at[ROW, 0].set(jnp.nan)  # the target is column 0 of x

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from conftest import check_invariants
 from conftest import count_traces
+from conftest import run_fast_jit
 
 from jaxal import selection
 from jaxal.embeddings import GradEmbedding
@@ -63,7 +64,9 @@ def chi_square(counts, probs):
 
 def draws(x, k, labeled=None, first="max_norm", num_keys=NUM_KEYS, seed=0):
   keys = jax.random.split(jax.random.key(seed), num_keys)
-  f = jax.vmap(lambda key: selection.kmeans_pp(key, x, k, labeled_mask=labeled, first=first))
+  f = run_fast_jit(
+    jax.vmap(lambda key: selection.kmeans_pp(key, x, k, labeled_mask=labeled, first=first))
+  )
   return np.asarray(f(keys))
 
 

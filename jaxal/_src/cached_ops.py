@@ -101,3 +101,10 @@ def take(x: Any, idx: Any) -> Any:
 def as_float32(x: Any) -> jax.Array:
   """``jnp.asarray(x).astype(jnp.float32)``."""
   return jnp.asarray(x).astype(jnp.float32)
+
+
+@executables.jit
+def set_true(mask: jax.Array, idx: Any) -> jax.Array:
+  """``mask.at[idx].set(True)`` (a boolean ``mask``, an integer ``idx``): one program, where
+  the eager expression is several (the index normalisation, the scatter) per shape."""
+  return jnp.asarray(mask).at[idx].set(True)

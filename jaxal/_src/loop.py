@@ -83,7 +83,9 @@ def init(
   checks.check_key(key)
   num_points = checks.check_positive_int(num_points, "num_points", what="the pool size")
   num_initial = checks.check_nonnegative_int(num_initial, "num_initial")
-  empty = ALState(jnp.zeros((num_points,), bool), jnp.zeros((), jnp.int32), key, ())
+  # Placed from the host: no program to compile for either (an eager jnp.zeros compiles one
+  # per pool size).
+  empty = ALState(jax.device_put(np.zeros(num_points, bool)), jax.device_put(np.int32(0)), key, ())
   if initial_indices is not None:
     if num_initial:
       raise ValueError("give either num_initial or initial_indices, not both")
@@ -127,10 +129,10 @@ def _label(state: ALState, idx: ArrayLike, *, advance: bool) -> ALState:
   mask = np.asarray(jax.device_get(state.labeled_mask))
   if mask[host].any():
     raise ValueError(f"idx holds already-labeled indices: {host[mask[host]][:10].tolist()}")
-  idx32 = jnp.asarray(host, jnp.int32)
+  idx32 = jax.device_put(host.astype(np.int32))
   return ALState(
-    labeled_mask=state.labeled_mask.at[idx32].set(True),
-    round=state.round + (1 if advance else 0),
+    labeled_mask=cached_ops.set_true(state.labeled_mask, idx32),
+    round=state.round + 1 if advance else state.round,
     key=state.key,
     history=state.history + (idx32,),
   )
@@ -501,10 +503,11 @@ def _build_nnx(init_fn: Any, key: jax.Array) -> Any:
 
 def _init_linen(key: jax.Array, module: nn.Module, example_x: ArrayLike) -> tuple[Any, dict]:
   """``(params, other collections)`` of ``module`` initialised in evaluation mode."""
-  x = jnp.asarray(np.asarray(example_x[:1]))
+  x = np.asarray(example_x[:1])
   flag, trains = models_lib.dropout_flag(module)
   kwargs = {} if flag is None else {flag: not trains}
-  variables = dict(module.init({"params": key}, x, **kwargs))
+  # One program: run eagerly, every layer's initialiser and forward op compiles on its own.
+  variables = dict(jax.jit(functools.partial(module.init, **kwargs))({"params": key}, x))
   params = variables.pop("params", {})
   return params, variables
 

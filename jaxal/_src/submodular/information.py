@@ -652,17 +652,22 @@ def _base(m_bb, m_vb, diag_vv):
 
 
 def _check_pd(chol_diag, d0, ground, what: str, lam: float) -> None:
+  """Raises unless ``L_B``'s diagonal is positive and every ground element's residual ``d0``
+  is; read on the host (no program), skipped while tracing."""
   if not checks.is_concrete(d0):
     return
   hint = (
     f"; raise lam (the ridge added to the diagonal, now {lam}) or use a positive "
     "semi-definite kernel (similarity_kernel's cosine and rbf are)"
   )
-  if chol_diag is not None and not bool(jnp.all(jnp.isfinite(chol_diag) & (chol_diag > 0))):
-    raise ValueError(f"{what} + lam * I is not positive definite{hint}")
-  bad = ground & ~(d0 > 0)
-  if bool(jnp.any(bad)):
-    j = int(jnp.argmax(bad))
+  if chol_diag is not None:
+    diag = np.asarray(chol_diag)
+    if not np.all(np.isfinite(diag) & (diag > 0)):
+      raise ValueError(f"{what} + lam * I is not positive definite{hint}")
+  d0 = np.asarray(d0)
+  bad = np.asarray(ground) & ~(d0 > 0)
+  if bad.any():
+    j = int(np.argmax(bad))
     given = f" given {what}" if what else ""
     raise ValueError(
       f"kernel + lam * I is not positive definite{' with ' + what if what else ''}: the "
@@ -685,11 +690,31 @@ def _capacity(max_size: Any, n: int) -> int:
   return checks.check_positive_int(max_size, "max_size", high=n, what="the trackers' columns")
 
 
-def _logdet_function(
-  name, kernel, lam, ground, cap, *, query=None, qq=None, qmask=None, private=None, pp=None,
-  pmask=None, qp=None, eta=1.0, nu=1.0,
-):  # fmt: skip
-  """A LogDet measure from its blocks (checked): the trackers, gains and the exact value."""
+# Per LogDet measure: what each conditioning block is called in a message ("" for the pool's
+# own diagonal), the signs of its trackers' log residuals, and the signs of the log
+# determinants of its exact value.
+_LOGDET_BLOCKS = {
+  "logdetmi": ("", "query_query"),
+  "logdetcg": ("private_private",),
+  "logdetcmi": ("private_private", "the query and private blocks"),
+}
+_LOGDET_SIGNS = {"logdetmi": (1.0, -1.0), "logdetcg": (1.0,), "logdetcmi": (1.0, -1.0)}
+_LOGDET_TERMS = {"logdetmi": (1.0, 1.0, -1.0), "logdetcg": (1.0, -1.0)}
+_LOGDET_TERMS["logdetcmi"] = (1.0, 1.0, -1.0, -1.0)
+
+
+@executables.jit(static_argnames=("name", "cap"))
+def _logdet_arrays(name, kernel, lam, cap, blocks, eta, nu):
+  """A LogDet measure's arrays, in one program: ``(m_vv, c0s, d0s, c_init, joint, terms,
+  bases)``.
+
+  ``blocks``: ``(query, query_query, query_mask)`` and ``(private, private_private,
+  private_mask)`` (``None`` for a measure without them) and the ``[Q, P]`` query-private
+  block. ``terms``: ``(with_pool, fixed)`` of each log determinant of the exact value (their
+  signs in :data:`_LOGDET_TERMS`). ``bases``: ``(L_B diagonal or None, d0)`` per entry of
+  :data:`_LOGDET_BLOCKS`, for :func:`_check_pd`.
+  """
+  (query, qq, qmask), (private, pp, pmask), qp = blocks
   n = kernel.shape[0]
   m_vv = kernel + lam * jnp.eye(n, dtype=jnp.float32)
   diag_vv = jnp.diagonal(m_vv)
@@ -709,52 +734,55 @@ def _logdet_function(
   if query is not None and private is not None:
     m_qp = jnp.where(qmask[:, None] & pmask[None, :], qp, 0.0)
 
-  def base(which):
-    if which == "Q":
-      return _base(m_qq, vq, diag_vv), "query_query"
-    if which == "P":
-      return _base(m_pp, vp, diag_vv), "private_private"
+  if name == "logdetmi":
+    c0q, d0q, lq = _base(m_qq, vq, diag_vv)
+    c0s, d0s = (jnp.zeros((n, 0), jnp.float32), c0q), (diag_vv, d0q)
+    bases = ((None, diag_vv), (lq, d0q))
+  elif name == "logdetcg":
+    c0p, d0p, lp = _base(m_pp, vp, diag_vv)
+    c0s, d0s, bases = (c0p,), (d0p,), ((lp, d0p),)
+  else:  # logdetcmi
+    c0p, d0p, lp = _base(m_pp, vp, diag_vv)
     m_bb = jnp.concatenate(
       [jnp.concatenate([m_qq, m_qp], 1), jnp.concatenate([m_qp.T, m_pp], 1)], 0
     )
-    return _base(m_bb, jnp.concatenate([vq, vp], 1), diag_vv), "the query and private blocks"
-
-  if name == "logdetmi":
-    (c0q, d0q, lq), what = base("Q")
-    _check_pd(None, diag_vv, ground, "", lam)
-    _check_pd(lq, d0q, ground, what, lam)
-    c0s, d0s, signs = (jnp.zeros((n, 0), jnp.float32), c0q), (diag_vv, d0q), (1.0, -1.0)
-  elif name == "logdetcg":
-    (c0p, d0p, lp), what = base("P")
-    _check_pd(lp, d0p, ground, what, lam)
-    c0s, d0s, signs = (c0p,), (d0p,), (1.0,)
-  else:  # logdetcmi
-    (c0p, d0p, lp), what_p = base("P")
-    (c0qp, d0qp, lqp), what_qp = base("QP")
-    _check_pd(lp, d0p, ground, what_p, lam)
-    _check_pd(lqp, d0qp, ground, what_qp, lam)
-    c0s, d0s, signs = (c0p, c0qp), (d0p, d0qp), (1.0, -1.0)
+    c0qp, d0qp, lqp = _base(m_bb, jnp.concatenate([vq, vp], 1), diag_vv)
+    c0s, d0s, bases = (c0p, c0qp), (d0p, d0qp), ((lp, d0p), (lqp, d0qp))
 
   # The exact value, from the definition, on the joint kernel over V ∪ Q ∪ P.
   yes, no = jnp.ones((), bool), jnp.zeros((), bool)
   if name == "logdetmi":
     joint = _joint([[m_vv, vq], [vq.T, m_qq]])
-    fq, fv = qmask, jnp.zeros((qn,), bool)
-    terms = ((1.0, yes, fv), (1.0, no, fq), (-1.0, yes, fq))
+    fv = jnp.zeros((qn,), bool)
+    terms = ((yes, fv), (no, qmask), (yes, qmask))
   elif name == "logdetcg":
     joint = _joint([[m_vv, vp], [vp.T, m_pp]])
-    terms = ((1.0, yes, pmask), (-1.0, no, pmask))
+    terms = ((yes, pmask), (no, pmask))
   else:
     joint = _joint([[m_vv, vq, vp], [vq.T, m_qq, m_qp], [vp.T, m_qp.T, m_pp]])
     p_only = jnp.concatenate([jnp.zeros((qn,), bool), pmask])
     qp_all = jnp.concatenate([qmask, pmask])
-    terms = ((1.0, yes, p_only), (1.0, no, qp_all), (-1.0, yes, qp_all), (-1.0, no, p_only))
-  c_init = jnp.zeros((n, cap), jnp.float32)
+    terms = ((yes, p_only), (no, qp_all), (yes, qp_all), (no, p_only))
+  return m_vv, c0s, d0s, jnp.zeros((n, cap), jnp.float32), joint, terms, bases
+
+
+def _logdet_function(
+  name, kernel, lam, ground, cap, *, query=None, qq=None, qmask=None, private=None, pp=None,
+  pmask=None, qp=None, eta=1.0, nu=1.0,
+):  # fmt: skip
+  """A LogDet measure from its blocks (checked): the trackers, gains and the exact value."""
+  blocks = ((query, qq, qmask), (private, pp, pmask), qp)
+  m_vv, c0s, d0s, c_init, joint, terms, bases = _logdet_arrays(
+    name, kernel, np.float32(lam), cap, blocks, np.float32(eta), np.float32(nu)
+  )
+  for (chol_diag, d0), what in zip(bases, _LOGDET_BLOCKS[name]):
+    _check_pd(chol_diag, d0, ground, what, lam)
+  terms = tuple((sign, *term) for sign, term in zip(_LOGDET_TERMS[name], terms))
   return SetFunction(
     name,
     ground,
     init=Partial(_ld_init, d0s, c_init),
-    gains=Partial(_ld_gains, signs),
+    gains=Partial(_ld_gains, _LOGDET_SIGNS[name]),
     update=Partial(_ld_update, m_vv, c0s),
     from_mask=Partial(_ld_from_mask, m_vv, c0s, d0s, c_init),
     value=Partial(_ld_value, joint, terms),
