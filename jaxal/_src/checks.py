@@ -30,6 +30,15 @@ def is_concrete(x: Any) -> bool:
   return not isinstance(x, jax.core.Tracer)
 
 
+def as_array(x: Any) -> jax.Array:
+  """``jnp.asarray(x)``, with a NumPy array or scalar placed on the default device instead:
+  the same array, and no program (``jnp.asarray`` of a NumPy array compiles one per shape
+  and dtype, a few tens of milliseconds each in a fresh process)."""
+  if isinstance(x, (np.ndarray, np.generic)) and not isinstance(x, np.ma.MaskedArray):
+    return jax.device_put(x)
+  return jnp.asarray(x)
+
+
 def shape_of(x: Any) -> tuple[int, ...]:
   return tuple(getattr(x, "shape", np.shape(x)))
 
@@ -252,7 +261,7 @@ def check_float_array(x: Any, name: str, ndim: int | tuple[int, ...], dims: str)
   # A float64 entry beyond float32's range becomes inf on the device (x64 off); the value
   # checks say so with the original magnitude, so NumPy's cast warning adds nothing.
   with np.errstate(over="ignore"):
-    x = jnp.asarray(x)
+    x = as_array(x)
   ndims = (ndim,) if isinstance(ndim, int) else ndim
   if x.ndim not in ndims:
     raise ValueError(f"{name} must have shape {dims}, got shape {x.shape} (rank {x.ndim})")
@@ -486,7 +495,7 @@ def _all_nonneg(x):
 def check_labeled_mask(labeled_mask: Any, num_points: int, name: str = "labeled_mask") -> jax.Array:
   """A boolean ``[num_points]`` mask, or None for an empty labeled set."""
   if labeled_mask is None:
-    return jnp.zeros((num_points,), bool)
+    return jax.device_put(np.zeros(num_points, bool))
   if not hasattr(labeled_mask, "dtype"):
     raise TypeError(
       f"{name} must be a boolean array of shape ({num_points},), got {type(labeled_mask).__name__}"
@@ -502,7 +511,7 @@ def check_labeled_mask(labeled_mask: Any, num_points: int, name: str = "labeled_
       f"{name} must have shape ({num_points},) to match the pool of {num_points} points, "
       f"got shape {shape_of(labeled_mask)}"
     )
-  return jnp.asarray(labeled_mask)
+  return as_array(labeled_mask)
 
 
 def check_budget(k: Any, num_points: int, labeled_mask: Any = None, name: str = "k") -> int:

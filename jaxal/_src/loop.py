@@ -459,7 +459,7 @@ def _create_ensemble(
       f"which an NNX module instance ({type(module).__name__}) cannot give: pass a function "
       "of rngs building it (functools.partial(Net, ...))"
     )
-  x1 = jnp.asarray(np.asarray(example_x[:1]))
+  x1 = np.asarray(example_x[:1])
   members = jax.vmap(lambda k: create_train_state(k, module, x1, tx=tx))(
     jax.random.split(key, num_members)
   )
@@ -506,8 +506,7 @@ def _init_linen(key: jax.Array, module: nn.Module, example_x: ArrayLike) -> tupl
   x = np.asarray(example_x[:1])
   flag, trains = models_lib.dropout_flag(module)
   kwargs = {} if flag is None else {flag: not trains}
-  # One program: run eagerly, every layer's initialiser and forward op compiles on its own.
-  variables = dict(jax.jit(functools.partial(module.init, **kwargs))({"params": key}, x))
+  variables = dict(models_lib.init_variables(module, {"params": key}, x, **kwargs))
   params = variables.pop("params", {})
   return params, variables
 

@@ -771,7 +771,7 @@ def check_pool(x: ArrayLike, batch_size: Any) -> tuple[jax.Array, int]:
   """
   if not hasattr(x, "shape"):
     raise TypeError(f"x must be an array of shape [num_points, ...], got {type(x).__name__}")
-  x = jnp.asarray(x)
+  x = checks.as_array(x)
   if x.ndim < 1 or x.shape[0] == 0:
     raise ValueError(f"x must have shape [num_points, ...] with num_points >= 1, got {x.shape}")
   batch_size = checks.check_positive_int(batch_size, "batch_size")
@@ -971,6 +971,39 @@ def _predict_mc_pool(model, params, x, sample_keys, batch_size, consistent):
   return logits, checks.logits_ok(logits)
 
 
+def _key_order(tree: Any) -> Any:
+  """The nested dicts of ``tree`` with their keys in insertion order (leaves as None)."""
+  if isinstance(tree, dict):
+    return {k: _key_order(v) for k, v in tree.items()}
+  return None
+
+
+def _in_order(tree: Any, order: Any) -> Any:
+  """``tree``'s dicts rebuilt in the key order of ``order`` (from :func:`_key_order`)."""
+  if isinstance(order, dict):
+    return type(tree)((k, _in_order(tree[k], v)) for k, v in order.items())
+  return tree
+
+
+def init_variables(module: nn.Module, rngs: Any, x: Any, **kwargs) -> dict:
+  """``module.init(rngs, x, **kwargs)`` as one compiled program, its collections in the order
+  ``init`` built them.
+
+  Run eagerly, every layer's initialiser and forward operation is a program of its own (a
+  few tens of milliseconds each in a fresh process). ``jax.jit`` returns dicts with sorted
+  keys; linen's params are in definition order, which the default embedding head relies on.
+  """
+  orders = []
+
+  def init(rngs, x):
+    variables = module.init(rngs, x, **kwargs)
+    orders.append(_key_order(variables))
+    return variables
+
+  variables = jax.jit(init)(rngs, x)
+  return _in_order(variables, orders[-1])
+
+
 def init_params(key: jax.Array, module: nn.Module, example_x: ArrayLike) -> Any:
   """The ``"params"`` collection of ``module`` initialised on ``example_x[:1]``.
 
@@ -980,5 +1013,4 @@ def init_params(key: jax.Array, module: nn.Module, example_x: ArrayLike) -> Any:
     example_x: ``[num_points, ...]`` inputs; only the first row is used.
   """
   checks.check_key(key)
-  x = jnp.asarray(np.asarray(example_x[:1]))
-  return module.init({"params": key}, x)["params"]
+  return init_variables(module, {"params": key}, np.asarray(example_x[:1]))["params"]

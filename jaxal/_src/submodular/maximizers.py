@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from jaxal._src import cached_ops
@@ -101,15 +102,17 @@ def _as_mask(fn: SetFunction, selected, name: str = "selected") -> jax.Array:
     selected = jnp.asarray(selected)
   if getattr(selected, "dtype", None) == jnp.bool_:
     return checks.check_labeled_mask(selected, n, name=name)
-  idx = jnp.asarray(selected)
+  idx = checks.as_array(selected)
   if idx.ndim != 1 or not jnp.issubdtype(idx.dtype, jnp.integer):
     raise ValueError(
       f"{name} must be a [{n}] bool mask or a 1-D array of int indices, got "
       f"shape {idx.shape} and dtype {idx.dtype}"
     )
-  if checks.is_concrete(idx) and idx.size and (int(jnp.min(idx)) < 0 or int(jnp.max(idx)) >= n):
-    raise ValueError(f"{name} indices must lie in [0, {n})")
-  return jnp.zeros((n,), bool).at[idx].set(True)
+  if checks.is_concrete(idx) and idx.size:
+    host = np.asarray(idx)
+    if host.min() < 0 or host.max() >= n:
+      raise ValueError(f"{name} indices must lie in [0, {n})")
+  return cached_ops.set_true(np.zeros(n, bool), idx)
 
 
 @executables.jit
