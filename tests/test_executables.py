@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 from typing import NamedTuple
@@ -102,9 +103,26 @@ def _fresh_process(cache: str, wait: bool = False) -> dict:
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_a_later_process_runs_the_loaded_executables_without_tracing(tmp_path):
-  cache = str(tmp_path / "cache")
-  first = _fresh_process(cache)
+@pytest.fixture(scope="module")
+def _first_process(tmp_path_factory) -> tuple[str, dict]:
+  """A folder a first fresh process wrote (it compiles everything: about 6 s) and its output,
+  made once per module; tests take copies (:func:`written_folder`)."""
+  cache = str(tmp_path_factory.mktemp("executables") / "cache")
+  return cache, _fresh_process(cache)
+
+
+@pytest.fixture
+def written_folder(_first_process, tmp_path) -> tuple[str, dict]:
+  """``(folder, first process's output)``: a copy of the first process's folder, this test's
+  own to change."""
+  cache, first = _first_process
+  copy = str(tmp_path / "cache")
+  shutil.copytree(cache, copy)
+  return copy, first
+
+
+def test_a_later_process_runs_the_loaded_executables_without_tracing(written_folder):
+  cache, first = written_folder
   compiled = first["stats"]["compiled"]
   assert compiled >= 4 and first["stats"]["hits_disk"] == 0, first  # k-center, BADGE, BAIT's 2
   assert first["traces"] == {"k_center_greedy_core": 1, "_badge_core": 1}, first
@@ -133,11 +151,10 @@ def test_a_later_process_runs_the_loaded_executables_without_tracing(tmp_path):
     assert third[name] == first[name], name
 
 
-def test_background_loads_skip_entries_of_another_environment(tmp_path):
+def test_background_loads_skip_entries_of_another_environment(written_folder):
   """An entry another jax, jaxlib, jaxal or configuration wrote is never loaded (its native
   code may not run here): the background thread reads its header and leaves it."""
-  cache = str(tmp_path / "cache")
-  first = _fresh_process(cache)
+  cache, first = written_folder
   folder = os.path.join(cache, compile_cache.EXECUTABLES_SUBFOLDER)
   for e in sorted(os.listdir(folder)):
     path = os.path.join(folder, e)
