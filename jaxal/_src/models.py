@@ -985,23 +985,41 @@ def _in_order(tree: Any, order: Any) -> Any:
   return tree
 
 
+# The key order of each traced initialisation's output, by module, options and input
+# structure (jax.jit's outputs come back with sorted keys).
+_INIT_ORDERS: dict = {}
+
+
+def _init_key(module: nn.Module, options: tuple, rngs: Any, x: Any) -> tuple:
+  leaves, treedef = jax.tree.flatten((rngs, x))
+  return (module, options, treedef, tuple((np.shape(a), str(jnp.result_type(a))) for a in leaves))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _init_jit(module: nn.Module, options: tuple, rngs: Any, x: Any) -> dict:
+  variables = module.init(rngs, x, **dict(options))
+  _INIT_ORDERS[_init_key(module, options, rngs, x)] = _key_order(variables)
+  return variables
+
+
 def init_variables(module: nn.Module, rngs: Any, x: Any, **kwargs) -> dict:
   """``module.init(rngs, x, **kwargs)`` as one compiled program, its collections in the order
   ``init`` built them.
 
   Run eagerly, every layer's initialiser and forward operation is a program of its own (a
-  few tens of milliseconds each in a fresh process). ``jax.jit`` returns dicts with sorted
-  keys; linen's params are in definition order, which the default embedding head relies on.
+  few tens of milliseconds each in a fresh process). The program is traced once per module
+  (linen modules hash by their fields), options and input shapes. ``jax.jit`` returns dicts
+  with sorted keys; linen's params are in definition order, which the default embedding head
+  relies on, so they are put back in it. A module that does not hash is initialised eagerly.
   """
-  orders = []
-
-  def init(rngs, x):
-    variables = module.init(rngs, x, **kwargs)
-    orders.append(_key_order(variables))
-    return variables
-
-  variables = jax.jit(init)(rngs, x)
-  return _in_order(variables, orders[-1])
+  options = tuple(sorted(kwargs.items()))
+  try:
+    hash((module, options))
+  except TypeError:
+    return module.init(rngs, x, **kwargs)
+  variables = _init_jit(module, options, rngs, x)
+  order = _INIT_ORDERS.get(_init_key(module, options, rngs, x))
+  return variables if order is None else _in_order(variables, order)
 
 
 def init_params(key: jax.Array, module: nn.Module, example_x: ArrayLike) -> Any:
