@@ -271,6 +271,37 @@ def test_every_registered_strategy_respects_invariants(trained_digits):
       check_invariants(idx, len(x), budget, mask, name)
 
 
+def test_starting_and_labeling_compile_one_program_per_batch_size():
+  """An ALState starts from host arrays and each labeling is one cached program: no eager
+  scatter, index normalisation or conversion per pool size."""
+  key = jax.random.key(0)
+  jax.clear_caches()
+  with count_traces() as c:
+    state = loop.init(key, 37, initial_indices=np.array([1, 2]))
+    state = loop.label(state, np.array([7, 9]))
+    state = loop.label(state, np.array([11, 30]))
+  assert c["set_true"] == 1, dict(c.counts)  # batches of 2: one program for all three
+  assert set(c.counts) <= {"set_true", "add"}, dict(c.counts)  # add: the round, once
+  np.testing.assert_array_equal(
+    np.flatnonzero(np.asarray(state.labeled_mask)), [1, 2, 7, 9, 11, 30]
+  )
+  assert int(state.round) == 2 and [h.tolist() for h in state.history] == [[1, 2], [7, 9], [11, 30]]
+
+
+def test_create_train_state_traces_the_initialisation_once_per_module_and_shape():
+  module = models.MLP(num_classes=3, hidden=(8, 6))
+  x = np.ones((5, 4), np.float32)
+  jax.clear_caches()
+  with count_traces() as c:
+    states = [loop.create_train_state(jax.random.key(k), module, x) for k in range(3)]
+  assert c["_init_jit"] == 1, dict(c.counts)
+  # The later, untraced calls keep linen's definition order too.
+  for ts in states:
+    assert list(ts.params) == ["dense_0", "dense_1", "head"]
+  eager = module.init({"params": jax.random.key(2)}, x[:1])["params"]
+  jax.tree.map(np.testing.assert_array_equal, states[2].params, eager)
+
+
 def test_unknown_strategy_lists_valid_names():
   with pytest.raises(ValueError, match="unknown strategy 'nope'; valid names are: .*bald.*entropy"):
     strategies.get("nope")

@@ -379,3 +379,32 @@ def test_scaling_is_a_power_of_two(problem):
   fn = sm.flvmi(ks.kernel * 3.0, ks.query * 3.0)
   assert float(fn.scale) == 2.0  # max 3.0 = 0.75 * 2^2, divided by 2^1
   np.testing.assert_array_equal(fn.gains.args[0], np.asarray(ks.kernel) * 3.0 / 2.0)
+
+
+@pytest.mark.parametrize("name", ["logdetmi", "logdetcg", "logdetcmi"])
+def test_a_logdet_measure_is_built_by_one_program(name):
+  """The blocks, the conditioning Cholesky factors, the trackers and the joint kernel come
+  from one compiled program (eagerly, logdetcmi's construction was 67 programs), and the
+  positive-definiteness checks read its outputs on the host."""
+  x = np.random.default_rng(3).normal(size=(11, 3)).astype(np.float32)
+  ks = sm.information_kernels(x, query=x[:2], private=x[-2:], function=name)
+  blocks = {
+    "logdetmi": (ks.kernel, ks.query, ks.query_query),
+    "logdetcg": (ks.kernel, ks.private, ks.private_private),
+    "logdetcmi": (
+      ks.kernel,
+      ks.query,
+      ks.query_query,
+      ks.private,
+      ks.private_private,
+      ks.query_private,
+    ),
+  }[name]
+  jax.clear_caches()
+  with count_traces() as c:
+    fn = getattr(sm, name)(*blocks, max_size=4)
+    jax.block_until_ready(jax.tree.leaves(fn))
+  assert dict(c.counts) == {"_prepare_jit": 1, "_logdet_arrays": 1}, dict(c.counts)
+  with count_traces() as c:  # another measure of the same shapes: nothing to trace
+    getattr(sm, name)(*blocks, max_size=4, lam=0.5)
+  assert not c.counts, dict(c.counts)
