@@ -699,8 +699,11 @@ _LOGDET_BLOCKS = {
   "logdetcmi": ("private_private", "the query and private blocks"),
 }
 _LOGDET_SIGNS = {"logdetmi": (1.0, -1.0), "logdetcg": (1.0,), "logdetcmi": (1.0, -1.0)}
-_LOGDET_TERMS = {"logdetmi": (1.0, 1.0, -1.0), "logdetcg": (1.0, -1.0)}
-_LOGDET_TERMS["logdetcmi"] = (1.0, 1.0, -1.0, -1.0)
+_LOGDET_TERMS = {
+  "logdetmi": (1.0, 1.0, -1.0),
+  "logdetcg": (1.0, -1.0),
+  "logdetcmi": (1.0, 1.0, -1.0, -1.0),
+}
 
 
 @executables.jit(static_argnames=("name", "cap"))
