@@ -19,6 +19,9 @@ Problems (each timed once per fresh process, caches empty, imports and inputs no
   is ``module.init`` then ``TrainState.create``, eagerly.
 - ``label``: ``loop.init`` of a ``--pool``-point state and three ``loop.label`` batches of 20;
   the reference is ``jnp.zeros`` and ``.at[idx].set(True)`` per batch.
+- ``train_steps``: 20 ``loop.train_step`` calls (a 784-256-10 MLP, batches of 64, dropout on);
+  the reference runs the same step's operations eagerly (``jaxal._src.loop._train_step_eager``, what
+  ``train_step`` was before it was one compiled step).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import time
 
 import _common
 
-PROBLEMS = ("logdetcmi", "train_state", "label")
+PROBLEMS = ("logdetcmi", "train_state", "label", "train_steps")
 
 
 def _inputs(problem: str, pool: int):
@@ -50,6 +53,19 @@ def _inputs(problem: str, pool: int):
     return jax.block_until_ready(ks)
   if problem == "train_state":
     return rng.uniform(size=(8, 784)).astype(np.float32)
+  if problem == "train_steps":
+    import jax
+
+    from jaxal import loop
+    from jaxal import models
+
+    x = rng.uniform(size=(64, 784)).astype(np.float32)
+    y = rng.integers(0, 10, size=64).astype(np.int32)
+    module = models.MLP(num_classes=10, hidden=(256,))
+    ts = loop.create_train_state(jax.random.key(0), module, x)
+    return jax.block_until_ready(
+      (ts, (jax.device_put(x), jax.device_put(y), jax.device_put(np.ones(64, np.float32))))
+    )
   picks = rng.choice(pool, 60, replace=False)
   return [picks[i * 20 : (i + 1) * 20] for i in range(3)]
 
@@ -107,6 +123,7 @@ def _call(problem: str, variant: str, inputs):
   from jaxal import loop
   from jaxal import models
   from jaxal import submodular
+  from jaxal._src import loop as loop_lib
 
   if problem == "logdetcmi":
     ks = inputs
@@ -123,6 +140,14 @@ def _call(problem: str, variant: str, inputs):
 
     params = module.init({"params": jax.random.key(0)}, jnp.asarray(inputs[:1]))["params"]
     return train_state.TrainState.create(apply_fn=module.apply, params=params, tx=optax.adam(1e-3))
+  if problem == "train_steps":
+    ts, (x, y, w) = inputs
+    for i in range(20):
+      if variant == "jaxal":
+        ts, _ = loop.train_step(ts, (x, y, w), jax.random.key(i))
+      else:
+        ts, _ = loop_lib._train_step_eager(ts, x, y, w, jax.random.key(i))
+    return ts.params
   pool = int(os.environ["CONSTRUCTION_POOL"])
   if variant == "jaxal":
     state = loop.init(jax.random.key(0), pool, num_initial=0)

@@ -302,6 +302,27 @@ def test_create_train_state_traces_the_initialisation_once_per_module_and_shape(
   jax.tree.map(np.testing.assert_array_equal, states[2].params, eager)
 
 
+def test_train_step_is_one_compiled_step_equal_to_the_eager_one():
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(12, 5)).astype(np.float32))
+  y, w = jnp.arange(12) % 3, jnp.ones(12)
+  ts = loop.create_train_state(jax.random.key(0), models.MLP(num_classes=3, hidden=(8,)), x)
+  with count_traces() as c:
+    steps = [ts]
+    for i in range(3):
+      steps.append(loop.train_step(steps[-1], (x, y, w), jax.random.key(i))[0])
+  assert c["_train_step_eager"] == 1, dict(c.counts)
+  with jax.disable_jit():
+    eager = ts
+    for i in range(3):
+      eager, metrics = loop.train_step(eager, (x, y, w), jax.random.key(i))
+  assert int(steps[-1].step) == int(eager.step) == 3
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+    steps[-1].params,
+    eager.params,
+  )
+
+
 def test_unknown_strategy_lists_valid_names():
   with pytest.raises(ValueError, match="unknown strategy 'nope'; valid names are: .*bald.*entropy"):
     strategies.get("nope")
