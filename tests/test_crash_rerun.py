@@ -40,7 +40,20 @@ def _run(tmp_path, **env):
   (tmp_path / "conftest.py").write_text(CONFTEST)
   (tmp_path / "test_probes.py").write_text(PROBES)
   out = subprocess.run(
-    [sys.executable, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider", "-q", str(tmp_path)],
+    # Without Hypothesis's plugin (the probes use none): its import is most of each process's start.
+    [
+      sys.executable,
+      "-m",
+      "pytest",
+      "-n",
+      "2",
+      "-p",
+      "no:cacheprovider",
+      "-p",
+      "no:hypothesispytest",
+      "-q",
+      str(tmp_path),
+    ],
     cwd=tmp_path,
     # The outer run's PYTEST_* variables (xdist's worker id among them) stay out of the nested one.
     env={**{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}, **env},

@@ -27,6 +27,8 @@ def test_sharded_equals_unsharded():
       "-q",
       "-p",
       "no:cacheprovider",
+      "-p",
+      "no:hypothesispytest",  # the checks use no Hypothesis: its import is a second of start-up
       "-o",
       "python_files=check_*.py",
       "-o",
