@@ -212,6 +212,23 @@ def first_and_best(fn: Callable[[], Any], repeats: int = 5) -> tuple[float, floa
   return first, times[0], times[len(times) // 2], out
 
 
+def run_stage(script: str, args: Sequence[str], what: str) -> Any:
+  """Runs ``python script --stage *args`` in a fresh process (jaxal importable from the
+  repository) and returns the JSON its last line of output holds; ``what`` names the run in
+  the error raised when it fails."""
+  import subprocess
+
+  out = subprocess.run(
+    [sys.executable, os.path.abspath(script), "--stage", *args],
+    capture_output=True,
+    text=True,
+    env=dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")),
+  )
+  if out.returncode != 0:
+    raise RuntimeError(f"{what}: {out.stderr[-2000:]}")
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def reset_peak_rss() -> None:
   """Resets the process's peak-RSS mark (``VmHWM``; Linux >= 4.0, else a no-op)."""
   try:

@@ -29,8 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 
@@ -187,15 +185,7 @@ def stage(problem: str, variant: str, pool: int, cache: str) -> dict:
 
 def fresh(problem: str, variant: str, pool: int) -> dict:
   with tempfile.TemporaryDirectory() as cache:
-    out = subprocess.run(
-      [sys.executable, os.path.abspath(__file__), "--stage", problem, variant, str(pool), cache],
-      capture_output=True,
-      text=True,
-      env=dict(os.environ, PYTHONPATH=_common.ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")),
-    )
-  if out.returncode != 0:
-    raise RuntimeError(f"{problem}/{variant}: {out.stderr[-2000:]}")
-  return json.loads(out.stdout.strip().splitlines()[-1])
+    return _common.run_stage(__file__, [problem, variant, str(pool), cache], f"{problem}/{variant}")
 
 
 def main():

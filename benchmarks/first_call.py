@@ -36,8 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 
@@ -172,15 +170,7 @@ def _median_run(runs: list) -> dict:
 
 def fresh(name, pool, budget, cache, executables=True):
   stage_args = [name, str(pool), str(budget), cache, "on" if executables else "off"]
-  out = subprocess.run(
-    [sys.executable, os.path.abspath(__file__), "--stage", *stage_args],
-    capture_output=True,
-    text=True,
-    env=dict(os.environ, PYTHONPATH=_common.ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")),
-  )
-  if out.returncode != 0:
-    raise RuntimeError(f"{name}: {out.stderr[-2000:]}")
-  return json.loads(out.stdout.strip().splitlines()[-1])
+  return _common.run_stage(__file__, stage_args, name)
 
 
 def main():

@@ -677,8 +677,8 @@ def _train_step_eager(state, x, y, w, dropout_key):
 
 
 # One compiled step (traced once per state structure and batch shape); eagerly, each of the
-# forward's, the gradient's and Adam's operations is a dispatch of its own: about 70 ms a step
-# for a small MLP on a CPU, against 0.6 ms compiled.
+# forward's, the gradient's and Adam's operations is a program and a dispatch of its own
+# (benchmarks/results/construction.md, ``train_steps``).
 _train_step = jax.jit(_train_step_eager)
 
 
