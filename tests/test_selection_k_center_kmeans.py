@@ -217,15 +217,18 @@ def _pool(kind, seed, n=240, d=6):
   if kind == "clustered":  # 12 tight, far-apart clusters: most rows are skipped
     centres = 8.0 * rng.normal(size=(12, d))
     return (centres[rng.integers(0, 12, n)] + rng.normal(size=(n, d))).astype(np.float32)
+  if kind == "spread":  # 64 dimensions: the bound rules out almost nothing, picks go unbounded
+    return rng.normal(size=(n, 64)).astype(np.float32)
   if kind == "grid":  # small integers: exact distances, many ties
     return rng.integers(0, 3, size=(n, d)).astype(np.float32)
   return rng.normal(size=(n // 8, d)).astype(np.float32)[rng.integers(0, n // 8, n)]  # duplicates
 
 
-@pytest.mark.parametrize("kind", ["random", "clustered", "grid", "duplicates"])
+@pytest.mark.parametrize("kind", ["random", "clustered", "spread", "grid", "duplicates"])
 @pytest.mark.parametrize("num_labeled", [0, 20])
 def test_k_center_pruned_picks_equal_the_full_pass(kind, num_labeled):
-  """Triangle-inequality skipping changes which rows are read, never a pick or its order."""
+  """Triangle-inequality skipping, and picks made without the bound where it keeps nearly
+  every row, change which rows are read, never a pick or its order."""
   x = _pool(kind, num_labeled)
   rng = np.random.default_rng(7)
   labeled = np.zeros(len(x), bool)
@@ -237,6 +240,9 @@ def test_k_center_pruned_picks_equal_the_full_pass(kind, num_labeled):
   check_invariants(got, len(x), 40, labeled)
   if kind == "clustered" and num_labeled:
     assert float(reads) < 0.5 * 40 * len(x)  # rows read (centres included), against 40 passes
+  if kind == "spread":  # 40 full passes, and the centres read by a few of the picks only
+    centre_rows = sum(num_labeled + t for t in range(40))
+    assert 40 * len(x) <= float(reads) < 40 * len(x) + 0.5 * centre_rows
 
 
 def test_k_center_huge_entries_pick_as_unit_scale():
