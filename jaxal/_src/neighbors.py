@@ -113,10 +113,12 @@ def blocked_top_k(
         same = xg[:, None] == yg[None, :]
         bad = bad | (~same if group_rule == "same" else same)
       s = jnp.where(bad, neg, s)
-      cand = jnp.concatenate([rv, s], axis=1)
-      cand_i = jnp.concatenate([ri, jnp.broadcast_to(cid[None, :], s.shape)], axis=1)
-      nv, pos = jax.lax.top_k(cand, k)
-      return nv, jnp.take_along_axis(cand_i, pos, axis=1)
+      # The kept entries first: they hold the lower column ids, so ties keep them, and their
+      # high values make top_k's heap settle at once. A position past them is a column of
+      # this tile, read off arithmetically (no [rows, k + cols] index array is written).
+      nv, pos = jax.lax.top_k(jnp.concatenate([rv, s], axis=1), k)
+      kept = jnp.take_along_axis(ri, jnp.minimum(pos, k - 1), axis=1)
+      return nv, jnp.where(pos < k, kept, cstart + (pos - k).astype(jnp.int32))
 
     init = (jnp.full((rows, k), neg), jnp.full((rows, k), -1, jnp.int32))
     rv, ri = jax.lax.fori_loop(0, -(-m // cols), col_body, init)
