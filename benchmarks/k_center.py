@@ -163,12 +163,14 @@ def run(n, d, k, num_labeled, key, with_numpy=True, kind="random"):
     peak_rss_over_start_MiB=round(peak - rss0, 1),
   )
   first = k_center.first_pick(jax.random.key(1), labeled)
-  _, reads = jax.jit(k_center._k_center, static_argnums=(2, 4, 5))(first, x, k, labeled, 1024, 8192)
+  _, reads = jax.jit(k_center._k_center, static_argnums=(2, 4, 5))(
+    first, x, k, labeled, 1024, k_center.ROW_CHUNK_SIZE
+  )
   row["rows_read_fraction"] = round(float(reads) / (n * k), 3)
   init = jax.jit(lambda x, m: distances.min_sq_dist_masked(x, x, m)[0])
   _, init_best, _, _ = _common.first_and_best(lambda: init(x, labeled), repeats=2)
   row["labeled_distances_s"] = round(init_best, 3)
-  lowered = k_center.k_center_greedy_core.lower(first, x, k, labeled, 1024, 8192)
+  lowered = k_center.k_center_greedy_core.lower(first, x, k, labeled, 1024, k_center.ROW_CHUNK_SIZE)
   row["xla_temp_MiB"] = round(lowered.compile().memory_analysis().temp_size_in_bytes / 2**20, 2)
   _, fbest, _, _ = _common.first_and_best(lambda: read_floor(x, k), repeats=3)
   _, mbest, _, _ = _common.first_and_best(lambda: matvec_floor(x, k), repeats=3)
