@@ -21,7 +21,7 @@ from jaxal._src import executables
 from jaxal._src import sharding
 
 # Pool rows gathered per step of a pick's update (the candidates the triangle inequality keeps).
-_GATHER = 256
+_GATHER = 128
 # Picks made without the bound after it kept more than 7/8 of the untaken points (then it is
 # tried again).
 _UNBOUNDED_PICKS = 8
