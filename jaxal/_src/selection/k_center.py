@@ -22,7 +22,7 @@ from jaxal._src import sharding
 
 # Pool rows gathered per step of a pick's update (the candidates the triangle inequality keeps).
 _GATHER = 128
-# Picks made without the bound after it kept more than 7/8 of the untaken points (then it is
+# Picks made without the bound after one whose bound still left it a whole pass (then it is
 # tried again).
 _UNBOUNDED_PICKS = 8
 # A pick whose candidates are more than 1/_DENSE_DIV of the pool streams it whole: gathered
@@ -132,9 +132,10 @@ def _k_center(first, x, k, labeled_mask, chunk_size, row_chunk_size, ps=None):
   list), keeps the points the bound cannot rule out (with a margin for float32
   rounding) and gathers only those rows, or streams the whole pool when they are more
   than a quarter of it. The skipped points' ``min_d`` would not have changed: the picks
-  are those of the full pass, in the same order. Where a bound kept more than 7/8 of
-  the untaken points (spread points, where it rules out almost nothing), the next
-  ``_UNBOUNDED_PICKS`` picks make the full pass without computing it.
+  are those of the full pass, in the same order. Where a bound kept more than a quarter
+  of the pool (so the pick streamed it whole and the bound saved nothing; spread points,
+  where it rules out almost nothing), the next ``_UNBOUNDED_PICKS`` picks make the full
+  pass without computing it.
   """
   n = distances.num_points(x)
   scale = jax.tree.map(lambda t: _unit_scale(t.astype(jnp.float32)), x)
@@ -220,8 +221,8 @@ def _k_center(first, x, k, labeled_mask, chunk_size, row_chunk_size, ps=None):
     j = choose(t, min_d, taken)
     slot = num_labeled + t  # j's position in the centre list
     centres = centres.at[slot].set(j)
-    # The bound costs a pass over the centres; where it last kept nearly every point (spread
-    # points: it saved less than it cost), the next picks read the whole pool without it.
+    # The bound costs a pass over the centres; where it last left a pick the whole pass (it
+    # saved nothing), the next picks read the whole pool without it.
     check = t >= check_at
     cand, count = jax.lax.cond(check, bounded, unbounded, (min_d, assign, taken, centres, j, slot))
 
@@ -253,8 +254,7 @@ def _k_center(first, x, k, labeled_mask, chunk_size, row_chunk_size, ps=None):
     use_dense = count > n // _DENSE_DIV
     min_d, assign = jax.lax.cond(use_dense, dense, sparse, (min_d, assign))
     rows_read = jnp.where(use_dense, n, count) + jnp.where(check, slot, 0)
-    untaken = n - slot  # before j is taken: the most candidates a bound can keep
-    check_at = jnp.where(check & (count > untaken - untaken // 8), t + _UNBOUNDED_PICKS, check_at)
+    check_at = jnp.where(check & use_dense, t + _UNBOUNDED_PICKS, check_at)
     taken = taken.at[j].set(True)
     return (
       min_d,
