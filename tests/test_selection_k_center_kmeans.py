@@ -227,8 +227,8 @@ def _pool(kind, seed, n=240, d=6):
 @pytest.mark.parametrize("kind", ["random", "clustered", "spread", "grid", "duplicates"])
 @pytest.mark.parametrize("num_labeled", [0, 20])
 def test_k_center_pruned_picks_equal_the_full_pass(kind, num_labeled):
-  """Triangle-inequality skipping, and picks made without the bound where it keeps nearly
-  every row, change which rows are read, never a pick or its order."""
+  """Triangle-inequality skipping, and picks made without the bound after one it left a
+  whole pass, change which rows are read, never a pick or its order."""
   x = _pool(kind, num_labeled)
   rng = np.random.default_rng(7)
   labeled = np.zeros(len(x), bool)
