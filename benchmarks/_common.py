@@ -274,6 +274,10 @@ def kept_section(name: str, heading: str, results: str = RESULTS) -> str:
   return old[start : end if end >= 0 else len(old)].rstrip("\n") + "\n"
 
 
+# Set by `run_all.sh quick`: every page written is a smoke test's (``<name>_quick.*``).
+QUICK_ENV = "JAXAL_BENCHMARK_QUICK"
+
+
 def write(
   name: str,
   payload: dict[str, Any] | None,
@@ -288,9 +292,13 @@ def write(
     name: the benchmark's name, the script's file name without ``.py``.
     payload: what the JSON holds (the machine facts among it); None writes the page only.
     markdown: the results page, from :func:`header` on.
-    quick: a smoke-test run: ``<name>_quick.*`` instead, never the recorded results.
+    quick: a smoke-test run: ``<name>_quick.*`` instead, never the recorded results. Also
+      set by :data:`QUICK_ENV` (``run_all.sh quick`` sets it), so a script whose smoke-test
+      preset is one of its ordinary sizes (``--small``, ``--no-big``) does not overwrite its
+      recorded page.
     results: the folder; default ``benchmarks/results``.
   """
+  quick = quick or os.environ.get(QUICK_ENV, "").strip() not in ("", "0")
   name = name + "_quick" if quick else name
   os.makedirs(results, exist_ok=True)
   if payload is not None:
