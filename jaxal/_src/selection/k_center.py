@@ -176,7 +176,6 @@ def _k_center(first, x, k, labeled_mask, chunk_size, row_chunk_size, ps=None):
   # Float32 error of one expanded squared distance between rows of norm <= 1.
   tol = jnp.float32(4 * (_dim(x) + 4) * jnp.finfo(jnp.float32).eps)
   g = min(_GATHER, n)
-  rows = jnp.arange(n, dtype=jnp.int32)
 
   def sq_dist_rows(idx, j):
     """Squared distances from pool rows ``idx [g]`` to pool row ``j``."""
@@ -184,8 +183,8 @@ def _k_center(first, x, k, labeled_mask, chunk_size, row_chunk_size, ps=None):
       _scaled(distances.take(x, idx), scale), _scaled(distances.take(x, j), scale), xn[idx], xn[j]
     )
 
-  def gathered(count, idx, fn, init):
-    """``fn(state, positions, valid)`` over ``idx[:count]`` in steps of ``g`` positions."""
+  def gathered(count, fn, init):
+    """``fn(state, positions, valid)`` over positions ``0 .. count - 1`` in steps of ``g``."""
 
     def body(s):
       c, state = s
@@ -203,7 +202,7 @@ def _k_center(first, x, k, labeled_mask, chunk_size, row_chunk_size, ps=None):
       d = sq_dist_rows(centres[pos], j)
       return dc.at[jnp.where(valid, pos, n)].set(d, mode="drop")
 
-    dc = gathered(slot, centres, centre_step, jnp.zeros((n,), jnp.float32))
+    dc = gathered(slot, centre_step, jnp.zeros((n,), jnp.float32))
     # Skip i unless d(j, c_i) < 2 r_i can hold: sqrt(dc - tol) < sqrt(r²+tol) + sqrt(r²+2tol).
     d_c = jnp.where(jnp.isinf(min_d), 0.0, dc[assign])
     lhs = jnp.sqrt(jnp.maximum(d_c - tol, 0.0))
@@ -227,21 +226,19 @@ def _k_center(first, x, k, labeled_mask, chunk_size, row_chunk_size, ps=None):
     cand, count = jax.lax.cond(check, bounded, unbounded, (min_d, assign, taken, centres, j, slot))
 
     def sparse(state):  # gather the candidates, g rows at a time
-      order = (
-        jnp.zeros((n,), jnp.int32)
-        .at[jnp.where(cand, jnp.cumsum(cand) - 1, n)]
-        .set(rows, mode="drop")
-      )
+      # The p-th candidate (in index order) is the first row whose running count passes p:
+      # a binary search per gathered position, instead of scattering all n rows into a list.
+      running = jnp.cumsum(cand, dtype=jnp.int32)
 
       def update(state, pos, valid):
         min_d, assign = state
-        idx = order[pos]
+        idx = jnp.minimum(jnp.searchsorted(running, pos + 1), n - 1).astype(jnp.int32)
         d = sq_dist_rows(idx, j)
         better = valid & (d < min_d[idx])
         where = jnp.where(better, idx, n)
         return min_d.at[where].set(d, mode="drop"), assign.at[where].set(slot, mode="drop")
 
-      return gathered(count, order, update, state)
+      return gathered(count, update, state)
 
     def dense(state):  # many rows are candidates: one streaming pass beats gathering them
       min_d, assign = state
